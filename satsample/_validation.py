@@ -19,13 +19,13 @@ __all__ = [
     "SatsampleError",
     "SatsampleWarning",
     "SmallDomainWarning",
+    "as_column_list",
     "check_choice",
     "check_columns",
     "check_no_missing",
     "check_positive_int",
     "check_probability",
     "check_weights",
-    "as_column_list",
 ]
 
 
