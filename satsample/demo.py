@@ -28,11 +28,18 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 
 from ._validation import SatsampleError
+
+if TYPE_CHECKING:
+    from .datasets import Population
+    from .design import SurveyDesign
+    from .questionnaire import Questionnaire
+    from .results import IndexEstimate
 
 __all__ = ["MIN_RESPONDENTS", "run_demo"]
 
@@ -50,8 +57,8 @@ def _step(label: str, progress: bool) -> Iterator[None]:
         print(f" done ({time.perf_counter() - start:.1f} s)", file=sys.stderr, flush=True)
 
 
-def _load_questionnaire(spec: str):  # noqa: ANN202
-    from .questionnaire import Questionnaire, available_questionnaires, load_questionnaire
+def _load_questionnaire(spec: str) -> Questionnaire:
+    from .questionnaire import available_questionnaires, load_questionnaire
 
     if spec in available_questionnaires():
         return load_questionnaire(spec)
@@ -61,6 +68,8 @@ def _load_questionnaire(spec: str):  # noqa: ANN202
             f"--questionnaire {spec!r} is neither a built-in ({', '.join(available_questionnaires())}) "
             "nor an existing JSON file"
         )
+    from .questionnaire import Questionnaire
+
     return Questionnaire.from_json(path)
 
 
@@ -178,7 +187,7 @@ def run_demo(
     return table
 
 
-def _agency_table(est, agencies: pd.DataFrame, pop) -> pd.DataFrame:  # noqa: ANN001
+def _agency_table(est: IndexEstimate, agencies: pd.DataFrame, pop: Population) -> pd.DataFrame:
     overall = est.overall.set_index("agency_id")
     tab = pd.DataFrame({
         "agency_id": overall.index.astype(str),
@@ -202,7 +211,8 @@ def _agency_table(est, agencies: pd.DataFrame, pop) -> pd.DataFrame:  # noqa: AN
 
 
 def _write_outputs(out: Path, *, table: pd.DataFrame, national: pd.Series, truth: float,
-                   covered: bool, design, seed: int, n_users: int, q, n_replicates: int,  # noqa: ANN001
+                   covered: bool, design: SurveyDesign, seed: int, n_users: int,
+                   q: Questionnaire, n_replicates: int,
                    sample_size: int, respondents: int) -> None:
     import matplotlib
 
