@@ -111,6 +111,7 @@ def run_demo(
     pandas.DataFrame
         The per-agency table written to ``agency_index.csv``.
     """
+    q = _load_questionnaire(questionnaire)
     from .allocation import allocate_for_precision
     from .datasets import make_population, simulate_responses
     from .design import survey_design
@@ -119,7 +120,6 @@ def run_demo(
     from .selection import select
     from .weighting import adjust_nonresponse, rake
 
-    q = _load_questionnaire(questionnaire)
     seeds = np.random.SeedSequence(seed).spawn(3)
     t0 = time.perf_counter()
     if progress:
