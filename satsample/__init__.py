@@ -1,7 +1,71 @@
-"""satsample: design, weighting and estimation for surveys of satisfaction with public services."""
+"""satsample: design, weighting and estimation for surveys of satisfaction with public services.
+
+The public API is re-exported here.  Submodules are imported on first use
+(PEP 562 ``__getattr__``), so ``import satsample`` stays light: matplotlib,
+scikit-learn and the Numba kernels load only when a function needs them.
+"""
 
 from __future__ import annotations
 
+import importlib
+from typing import Any
+
 __version__ = "0.1.0"
 
-__all__ = ["__version__"]
+# public name -> submodule that defines it
+_EXPORTS: dict[str, str] = {
+    # errors and warnings
+    "SatsampleError": "_validation",
+    "DesignError": "_validation",
+    "ConvergenceError": "_validation",
+    "SatsampleWarning": "_validation",
+    "ConvergenceWarning": "_validation",
+    "SmallDomainWarning": "_validation",
+    # questionnaires and synthetic data
+    "Element": "questionnaire",
+    "Questionnaire": "questionnaire",
+    "load_questionnaire": "questionnaire",
+    "available_questionnaires": "questionnaire",
+    "Population": "datasets",
+    "PopulationTruth": "datasets",
+    "make_population": "datasets",
+    "simulate_responses": "datasets",
+    # design stage
+    "SampleSize": "samplesize",
+    "sample_size_proportion": "samplesize",
+    "sample_size_mean": "samplesize",
+    "domain_sample_sizes": "samplesize",
+    "yamane": "samplesize",
+    "Allocation": "allocation",
+    "allocate": "allocation",
+    "allocate_for_precision": "allocation",
+    "round_allocation": "allocation",
+    "SelectedSample": "selection",
+    "SelectionRecord": "selection",
+    "Stage": "selection",
+    "inclusion_probabilities": "selection",
+    "select": "selection",
+    "select_multistage": "selection",
+    "release_reserves": "selection",
+    "use_reserves": "selection",
+    # the design object
+    "SurveyDesign": "design",
+    "ReplicateWeights": "design",
+    "WeightStep": "design",
+    "survey_design": "design",
+}
+
+__all__ = ["__version__", *sorted(_EXPORTS)]
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'satsample' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_EXPORTS))
