@@ -1,0 +1,415 @@
+"""Calibration to population totals (R's ``calibrate`` / ``grake``): GREG, raking, logit."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from .._validation import SatsampleError, as_column_list, check_positive_int
+from ..design import SurveyDesign
+from ._common import check_design, check_on, finish, nonconvergence, replicate_matrix
+from .controls import ModelMatrix, model_matrix, totals_from_margins, totals_vector
+
+__all__ = [
+    "LINEAR",
+    "LOGIT",
+    "RAKING",
+    "CalibrationDistance",
+    "GregResidualizer",
+    "calibrate",
+    "make_distance",
+]
+
+_PINV_TOL = 256 * np.finfo(np.float64).eps
+
+
+# ------------------------------------------------------------------ distances
+@dataclass(frozen=True, kw_only=True)
+class CalibrationDistance:
+    """A calibration distance, given by its calibration function (R's ``make.calfun``).
+
+    Attributes
+    ----------
+    name : str
+        Label used in records.
+    fm1 : callable
+        ``fm1(u, lower, upper) -> g - 1``: the calibration function
+        :math:`F(u) - 1` applied to the linear predictor :math:`u = x'\\lambda`.
+    dfm1 : callable
+        ``dfm1(u, lower, upper)``: its derivative :math:`F'(u)`.
+    requires_finite_bounds : bool
+        Whether the distance needs finite bounds (logit).
+    """
+
+    name: str
+    fm1: Callable[[np.ndarray, float, float], np.ndarray]
+    dfm1: Callable[[np.ndarray, float, float], np.ndarray]
+    requires_finite_bounds: bool = False
+
+
+def make_distance(fm1: Callable[[np.ndarray, float, float], np.ndarray],
+                  dfm1: Callable[[np.ndarray, float, float], np.ndarray], name: str, *,
+                  requires_finite_bounds: bool = False) -> CalibrationDistance:
+    """Build a custom :class:`CalibrationDistance` from ``F - 1`` and ``F'``."""
+    if not (callable(fm1) and callable(dfm1)):
+        raise SatsampleError("make_distance: fm1 and dfm1 must be callables (u, lower, upper)")
+    return CalibrationDistance(name=str(name), fm1=fm1, dfm1=dfm1,
+                               requires_finite_bounds=requires_finite_bounds)
+
+
+def _linear_fm1(u, lo, hi):
+    return np.minimum(np.maximum(u + 1.0, lo), hi) - 1.0
+
+
+def _linear_df(u, lo, hi):
+    return ((u < hi - 1.0) & (u > lo - 1.0)).astype(np.float64)
+
+
+def _raking_fm1(u, lo, hi):
+    with np.errstate(over="ignore"):
+        return np.minimum(np.maximum(np.exp(u), lo), hi) - 1.0
+
+
+def _raking_df(u, lo, hi):
+    with np.errstate(over="ignore"):
+        return np.where((u < hi - 1.0) & (u > lo - 1.0), np.exp(u), 0.0)
+
+
+def _logit_parts(u, lo, hi):
+    a = (hi - lo) / ((hi - 1.0) * (1.0 - lo))
+    with np.errstate(over="ignore"):
+        e = np.exp(a * u)
+    return a, e
+
+
+def _logit_fm1(u, lo, hi):
+    _, e = _logit_parts(u, lo, hi)
+    with np.errstate(invalid="ignore", over="ignore"):
+        return (lo * (hi - 1.0) + hi * (1.0 - lo) * e) / (hi - 1.0 + (1.0 - lo) * e) - 1.0
+
+
+def _logit_df(u, lo, hi):
+    a, e = _logit_parts(u, lo, hi)
+    den = hi - 1.0 + (1.0 - lo) * e
+    with np.errstate(invalid="ignore", over="ignore"):
+        return (hi * (1.0 - lo) * e * a / den
+                - (lo * (hi - 1.0) + hi * (1.0 - lo) * e) * ((1.0 - lo) * e * a) / den**2)
+
+
+LINEAR = CalibrationDistance(name="linear", fm1=_linear_fm1, dfm1=_linear_df)
+"""Linear (chi-square) distance, GREG; with bounds, the truncated linear distance."""
+RAKING = CalibrationDistance(name="raking", fm1=_raking_fm1, dfm1=_raking_df)
+"""Raking (multiplicative, Kullback-Leibler) distance: ``g = exp(x'lambda)``."""
+LOGIT = CalibrationDistance(name="logit", fm1=_logit_fm1, dfm1=_logit_df,
+                            requires_finite_bounds=True)
+"""Deville-Särndal logit distance: g stays strictly inside finite bounds (L, U)."""
+
+_ALIASES = {"linear": LINEAR, "raking": RAKING, "logit": LOGIT}
+
+
+def _distance(distance: str | CalibrationDistance) -> CalibrationDistance:
+    if isinstance(distance, CalibrationDistance):
+        return distance
+    if isinstance(distance, str) and distance in _ALIASES:
+        return _ALIASES[distance]
+    raise SatsampleError(
+        f"distance={distance!r} is not one of 'linear', 'raking', 'logit' or a "
+        "CalibrationDistance (see make_distance)"
+    )
+
+
+# ------------------------------------------------------------------ residuals
+@dataclass(frozen=True, kw_only=True, eq=False)
+class GregResidualizer:
+    """Taylor residuals after calibration (R's ``greg_calibration`` rule).
+
+    Attributes
+    ----------
+    basis : ndarray of float64, shape (n, r)
+        Orthonormal basis of the column space of :math:`D^{1/2} X` (``X`` the
+        calibration model matrix, ``D`` the weights before calibration).
+    scale : ndarray of float64, shape (n,)
+        :math:`g_i \\sqrt{d_i}`.
+
+    Notes
+    -----
+    With weighted scores :math:`x_i = w_i z_i = g_i d_i z_i`, the residual is
+
+    .. math:: e_i = g_i d_i (z_i - X_i' B), \\qquad
+              B = \\Bigl(\\sum_j d_j X_j X_j'\\Bigr)^{-1} \\sum_j d_j X_j z_j,
+
+    the regression of :math:`z` on :math:`X` weighted by the **pre-calibration**
+    weights :math:`d`, times the g-weights.  Computed as a projection:
+    :math:`e = s \\odot (u - Q Q' u)` with :math:`u = x / s`, :math:`s = g\\sqrt d`.
+    """
+
+    basis: np.ndarray
+    scale: np.ndarray
+
+    def residualize(self, x: np.ndarray) -> np.ndarray:
+        """Return the calibration residuals of the weighted scores ``x`` (n, k)."""
+        x = np.asarray(x, dtype=np.float64)
+        squeeze = x.ndim == 1
+        if squeeze:
+            x = x[:, None]
+        s = self.scale[:, None]
+        u = np.divide(x, s, out=np.zeros_like(x), where=s > 0)
+        r = (u - self.basis @ (self.basis.T @ u)) * s
+        return r[:, 0] if squeeze else r
+
+    @classmethod
+    def build(cls, matrix: np.ndarray, design_weights: np.ndarray, g: np.ndarray
+              ) -> GregResidualizer:
+        """Build from the model matrix, the pre-calibration weights and the g-weights."""
+        sd = np.sqrt(design_weights)
+        a = matrix * sd[:, None]
+        u, s, _ = np.linalg.svd(a, full_matrices=False)
+        keep = s > 1e-7 * (s[0] if s.size else 0.0)
+        return cls(basis=np.ascontiguousarray(u[:, keep]), scale=g * sd)
+
+
+# ------------------------------------------------------------------ solvers
+def _linear_closed_form(m: np.ndarray, w: np.ndarray, pop: np.ndarray) -> np.ndarray:
+    """g for unbounded linear calibration, (R, n) weights -> (R, n)."""
+    t = np.einsum("rn,np,nq->rpq", w, m, m)
+    rhs = pop[None, :] - w @ m
+    try:
+        lam = np.linalg.solve(t, rhs[:, :, None])[:, :, 0]
+    except np.linalg.LinAlgError as exc:
+        raise SatsampleError(
+            "calibrate: the weighted cross-product of the calibration model matrix is "
+            "singular (collinear calibration variables, or a level with no weight)"
+        ) from exc
+    return 1.0 + lam @ m.T
+
+
+def _grake(m: np.ndarray, w: np.ndarray, pop: np.ndarray, dist: CalibrationDistance,
+           lo: float, hi: float, epsilon: float, max_iter: int
+           ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Newton iterations of R's ``grake`` for every row of w (R, n).
+
+    Returns g (R, n), iterations (R,), achieved max relative misfit (R,)."""
+    n_rep, _ = w.shape
+    p = m.shape[1]
+    sample_total = w @ m
+    eta = np.zeros((n_rep, p))
+    iters = np.ones(n_rep, dtype=np.int64)
+    misfit_rel = np.full(n_rep, np.inf)
+    g = np.ones_like(w)
+    active = np.arange(n_rep)
+    denom = 1.0 + np.abs(pop)
+
+    def state(e):
+        xe = e @ m.T
+        return dist.fm1(xe, lo, hi), dist.dfm1(xe, lo, hi)
+
+    fm, df = state(eta)
+    while active.size:
+        ww = w[active]
+        tmat = np.einsum("rn,np,nq->rpq", ww * df, m, m)
+        misfit = pop[None, :] - sample_total[active] - (ww * fm) @ m
+        deta = np.einsum("rpq,rq->rp", np.linalg.pinv(tmat, rcond=_PINV_TOL), misfit)
+        eta_a = eta[active] + deta
+        fm, df = state(eta_a)
+        bad = ~(np.isfinite(fm).all(axis=1) & np.isfinite(df).all(axis=1))
+        while bad.any():
+            can = bad & (iters[active] < max_iter)
+            if not can.any():
+                break
+            iters[active[can]] += 1
+            deta[can] /= 2.0
+            eta_a[can] -= deta[can]
+            fm_c, df_c = state(eta_a[can])
+            fm[can], df[can] = fm_c, df_c
+            bad = ~(np.isfinite(fm).all(axis=1) & np.isfinite(df).all(axis=1))
+        eta[active] = eta_a
+        g[active] = 1.0 + fm
+        misfit = pop[None, :] - sample_total[active] - (ww * fm) @ m
+        rel = np.max(np.abs(misfit) / denom, axis=1)
+        rel = np.where(np.isfinite(rel), rel, np.inf)
+        misfit_rel[active] = rel
+        done = rel < epsilon
+        iters[active[~done]] += 1
+        failed = (~done) & (iters[active] > max_iter)
+        keep = ~done & ~failed
+        active = active[keep]
+        fm, df = fm[keep], df[keep]
+    return g, iters, misfit_rel
+
+
+# ------------------------------------------------------------------ public
+def _resolve_totals(totals, design: SurveyDesign, variables: Sequence[str] | None
+                    ) -> tuple[ModelMatrix, pd.Series]:
+    tidy = isinstance(totals, pd.DataFrame) and {"variable", "level"} <= set(totals.columns)
+    if variables is None:
+        if not tidy:
+            raise SatsampleError(
+                "calibrate: give variables=[...] (the terms of the model matrix) with a "
+                "model-matrix vector of totals"
+            )
+        variables = [str(v) for v in pd.unique(totals["variable"])]
+    names = as_column_list(variables)
+    if not names:
+        raise SatsampleError("calibrate: variables must name at least one column")
+    mm = model_matrix(design.data, names)
+    if tidy:
+        tot = totals_from_margins(totals, mm)
+    else:
+        tot = totals_vector(totals, columns=mm.columns)
+    return mm, tot
+
+
+def calibrate(design: SurveyDesign, totals: pd.Series | pd.DataFrame | dict, *,
+              variables: str | Sequence[str] | None = None,
+              distance: str | CalibrationDistance = "linear",
+              bounds: tuple[float, float] | None = None, max_iter: int = 50,
+              epsilon: float = 1e-7, on_nonconvergence: str = "error") -> SurveyDesign:
+    """Calibrate the weights to population totals (R's ``calibrate``).
+
+    Parameters
+    ----------
+    design : SurveyDesign
+        The design; it is not modified.
+    totals : Series, dict or DataFrame
+        Population totals of the columns of the model matrix
+        ``~ variables`` (R's ``model.matrix`` names: ``"(Intercept)"``,
+        ``"sexM"``, ``"age_group30-44"``...), as a Series/dict or a two-column
+        table ``term, total``; or a tidy margin table ``variable, level, Freq``.
+    variables : str or sequence of str, optional
+        Terms of the calibration model (main effects, treatment coding, factor
+        levels sorted as R's ``factor()`` or in ``Categorical`` order; numeric
+        columns enter as they are).  Optional with a tidy table (its variables
+        in order of appearance).
+    distance : {"linear", "raking", "logit"} or CalibrationDistance, default="linear"
+        Calibration distance.  Unbounded linear calibration is solved in
+        closed form (GREG); the others by Newton iterations.
+    bounds : (float, float), optional
+        Bounds ``(L, U)`` on the g-weights ``w / d``; required (finite) for
+        ``"logit"``.  ``None``: unbounded.
+    max_iter : int, default=50
+        Newton iterations (R's ``maxit``).
+    epsilon : float, default=1e-7
+        Stop when :math:`\\max_j |\\sum_i d_i g_i x_{ij} - T_j| / (1 + |T_j|)`
+        is below ``epsilon`` (R's rule).
+    on_nonconvergence : {"error", "warn"}, default="error"
+        Raise :class:`~satsample.ConvergenceError` ("Calibration failed ...",
+        naming the bounds), or keep the last iterate with a
+        :class:`~satsample.ConvergenceWarning` (R's ``force=TRUE``).
+
+    Returns
+    -------
+    SurveyDesign
+        A new design with calibrated weights, a ``"calibrate"`` history step
+        (g range, counts at the bounds) and a :class:`GregResidualizer`.
+        Replicate weights, if any, are calibrated replicate by replicate with
+        the same totals and options.
+
+    Notes
+    -----
+    The g-weights are :math:`g_i = 1 + F_m(x_i'\\lambda)` where
+    :math:`F_m = F - 1` is the distance's calibration function and
+    :math:`\\lambda` solves :math:`\\sum_i d_i g_i x_i = T`.  Newton step:
+    :math:`\\lambda \\leftarrow \\lambda + (\\sum_i d_i F'(x_i'\\lambda) x_i x_i')^{+}
+    (T - \\sum_i d_i g_i x_i)` (Moore-Penrose inverse, step halving when g is
+    not finite).  Linear: :math:`F(u) = 1 + u` clipped to the bounds.  Raking:
+    :math:`F(u) = e^u` clipped.  Logit with bounds :math:`(L, U)`,
+    :math:`A = (U - L)/((U - 1)(1 - L))`:
+    :math:`F(u) = (L(U - 1) + U(1 - L)e^{Au}) / (U - 1 + (1 - L)e^{Au})`.
+    Infeasible bounds show up as non-convergence.  The Taylor variance uses
+    residuals from the regression of the scores on :math:`x` weighted by
+    :math:`d`, times :math:`g` (:class:`GregResidualizer`).
+    """
+    design = check_design(design, "calibrate")
+    dist = _distance(distance)
+    max_iter = check_positive_int(max_iter, name="max_iter")
+    on = check_on(on_nonconvergence)
+    epsilon = float(epsilon)
+    if not np.isfinite(epsilon) or epsilon <= 0:
+        raise SatsampleError(f"calibrate: epsilon={epsilon!r} must be a positive number")
+    if bounds is None:
+        lo, hi = -np.inf, np.inf
+    else:
+        try:
+            lo, hi = (float(b) for b in bounds)
+        except (TypeError, ValueError) as exc:
+            raise SatsampleError(f"calibrate: bounds={bounds!r} must be a pair (lower, upper)"
+                                 ) from exc
+        if not (lo < hi) or lo > 1 or hi < 1 or np.isnan(lo) or np.isnan(hi):
+            raise SatsampleError(
+                f"calibrate: bounds={bounds!r} must satisfy lower <= 1 <= upper and lower < upper"
+            )
+    if dist.requires_finite_bounds and not (np.isfinite(lo) and np.isfinite(hi)
+                                            and lo < 1 < hi):
+        raise SatsampleError(
+            f"calibrate: distance {dist.name!r} requires finite bounds with lower < 1 < upper; "
+            f"got bounds={bounds!r}"
+        )
+
+    mm, tot = _resolve_totals(totals, design, variables)
+    m = mm.matrix
+    pop = tot.to_numpy(dtype=np.float64)
+    d = np.array(design.weights, dtype=np.float64)
+    reps = replicate_matrix(design, "calibrate")
+
+    # columns with no sample weight: drop when the control is 0 too (R), else explain
+    col_w = np.abs(m).T @ (d > 0)
+    empty = col_w == 0
+    if empty.any():
+        bad = [c for c, e, t in zip(mm.columns, empty, pop, strict=True) if e and t != 0]
+        if bad:
+            raise SatsampleError(
+                f"calibrate: model-matrix column(s) {bad} have no sample row with a positive "
+                "weight but a non-zero control total (a level absent from the sample)"
+            )
+        m = m[:, ~empty]
+        pop = pop[~empty]
+    columns = [c for c, e in zip(mm.columns, empty, strict=True) if not e]
+
+    closed = dist is LINEAR and not (np.isfinite(lo) or np.isfinite(hi))
+    bounds_txt = "none" if bounds is None else f"({lo:g}, {hi:g})"
+    if closed:
+        g = _linear_closed_form(m, d[None, :], pop)[0]
+        converged, n_iter, achieved = True, 1, None
+    else:
+        gg, it, rel = _grake(m, d[None, :], pop, dist, lo, hi, epsilon, max_iter)
+        g, n_iter, achieved = gg[0], int(it[0]), float(rel[0])
+        converged = achieved < epsilon
+    message = ""
+    if not converged:
+        message = (f"Calibration failed: no convergence in {max_iter} iterations with distance "
+                   f"{dist.name!r} and bounds {bounds_txt} (largest relative misfit "
+                   f"{achieved:.3g} >= epsilon {epsilon:g}); the bounds may be infeasible")
+        nonconvergence(on, "calibrate: " + message)
+
+    rep_w = None
+    if reps is not None:
+        if closed:
+            rep_g = _linear_closed_form(m, reps, pop)
+        else:
+            rep_g, _, rel_r = _grake(m, reps, pop, dist, lo, hi, epsilon, max_iter)
+            n_bad = int((rel_r >= epsilon).sum())
+            if n_bad:
+                nonconvergence(
+                    on, f"calibrate: Calibration failed for {n_bad} of {reps.shape[0]} "
+                    f"replicates (distance {dist.name!r}, bounds {bounds_txt})")
+        rep_w = reps * rep_g
+
+    w = d * g
+    pos = d > 0
+    tol_b = 1e-10
+    n_lo = int(np.sum(np.abs(g[pos] - lo) <= tol_b * max(1.0, abs(lo)))) if np.isfinite(lo) else 0
+    n_hi = int(np.sum(np.abs(g[pos] - hi) <= tol_b * max(1.0, abs(hi)))) if np.isfinite(hi) else 0
+    gp = g[pos]
+    params = {
+        "variables": mm.variables, "columns": tuple(columns), "distance": dist.name,
+        "bounds": None if bounds is None else (lo, hi), "max_iter": max_iter,
+        "epsilon": epsilon, "g_min": float(gp.min()) if gp.size else float("nan"),
+        "g_max": float(gp.max()) if gp.size else float("nan"), "n_at_lower": n_lo,
+        "n_at_upper": n_hi, "totals": dict(zip(columns, pop.tolist(), strict=True)),
+    }
+    resid = GregResidualizer.build(m, d, g)
+    return finish(design, w, method="calibrate", params=params, converged=converged,
+                  n_iter=n_iter, message=message, calibration=resid, replicate_weights=rep_w)
