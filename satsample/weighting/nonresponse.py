@@ -1,0 +1,191 @@
+"""Nonresponse adjustment: weighting classes and response-propensity classes."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import pandas as pd
+
+from .._validation import (
+    SatsampleError,
+    as_column_list,
+    check_choice,
+    check_columns,
+    check_positive_int,
+)
+from ..design import SurveyDesign
+from ._common import check_design, finish, group_sums, replicate_matrix
+from .controls import _cell_label, cell_codes
+
+__all__ = ["adjust_nonresponse", "response_propensity"]
+
+
+def _responded(design: SurveyDesign, responded: str) -> np.ndarray:
+    check_columns(design.data, responded, role="response indicator")
+    col = design.data[responded]
+    if col.isna().any():
+        raise SatsampleError(
+            f"response indicator {responded!r} has {int(col.isna().sum())} missing value(s)"
+        )
+    if pd.api.types.is_bool_dtype(col.dtype):
+        return col.to_numpy(dtype=bool)
+    vals = set(pd.unique(col))
+    if vals <= {0, 1}:
+        return col.to_numpy().astype(bool)
+    raise SatsampleError(
+        f"response indicator {responded!r} must be boolean (or 0/1); found values "
+        f"{sorted(map(str, vals))[:5]}"
+    )
+
+
+def response_propensity(design: SurveyDesign, responded: str, covariates: str | Sequence[str], *,
+                        weighted: bool = True) -> np.ndarray:
+    """Estimated response propensities from a logistic regression (scikit-learn).
+
+    Parameters
+    ----------
+    design : SurveyDesign
+        Design holding respondents and nonrespondents.
+    responded : str
+        Boolean (or 0/1) column: True for respondents.
+    covariates : str or sequence of str
+        Predictors; non-numeric columns are one-hot coded (first level dropped).
+    weighted : bool, default=True
+        Fit with the current weights as sample weights.
+
+    Returns
+    -------
+    ndarray of float64, shape (n,)
+        :math:`\\hat\\rho_i = \\operatorname{expit}(x_i'\\hat\\beta)`, fitted without
+        penalty.
+    """
+    from sklearn.linear_model import LogisticRegression
+
+    r = _responded(design, responded)
+    names = as_column_list(covariates)
+    if not names:
+        raise SatsampleError("response_propensity: give at least one covariate")
+    check_columns(design.data, names, role="propensity covariate")
+    x = design.data[names]
+    if x.isna().any().any():
+        bad = [c for c in names if x[c].isna().any()]
+        raise SatsampleError(f"propensity covariate(s) {bad} have missing values")
+    xm = pd.get_dummies(x, drop_first=True, dtype=np.float64).to_numpy(dtype=np.float64)
+    if r.all() or not r.any():
+        raise SatsampleError(
+            f"response indicator {responded!r}: everyone {'responded' if r.all() else 'failed'}; "
+            "a propensity model needs both respondents and nonrespondents"
+        )
+    model = LogisticRegression(C=np.inf, max_iter=1000)
+    sw = np.asarray(design.weights, dtype=np.float64) if weighted else None
+    model.fit(xm, r.astype(int), sample_weight=sw)
+    return model.predict_proba(xm)[:, 1].astype(np.float64)
+
+
+def adjust_nonresponse(design: SurveyDesign, responded: str, *,
+                       classes: str | Sequence[str] | None = None, method: str = "classes",
+                       covariates: str | Sequence[str] | None = None, n_classes: int = 5,
+                       weighted: bool = True) -> SurveyDesign:
+    """Adjust the weights of respondents for nonresponse within classes.
+
+    Parameters
+    ----------
+    design : SurveyDesign
+        Design declared on the whole sample (respondents and nonrespondents);
+        it is not modified.
+    responded : str
+        Boolean (or 0/1) column: True for respondents.
+    classes : str or sequence of str, optional
+        Weighting-class variables (``method="classes"``); ``None``: one class.
+    method : {"classes", "propensity"}, default="classes"
+        ``"propensity"``: fit :func:`response_propensity` on ``covariates`` and
+        form ``n_classes`` classes at the quantiles of the estimated propensity.
+    covariates : str or sequence of str, optional
+        Propensity model predictors (``method="propensity"``).
+    n_classes : int, default=5
+        Number of propensity classes (quintiles; fewer when quantiles tie).
+    weighted : bool, default=True
+        Fit the propensity model with the current weights.
+
+    Returns
+    -------
+    SurveyDesign
+        A new design with the same rows: respondents' weights adjusted,
+        **nonrespondents' weights set to 0** (so they stay in the variance
+        computation as sampled units with zero scores, and their count is in
+        the history record).  Replicate weights, if any, are adjusted with
+        the same classes (the propensity model is not refitted per replicate).
+
+    Raises
+    ------
+    SatsampleError
+        A class with sampled units but no respondent (named), a missing
+        response indicator.
+
+    Notes
+    -----
+    In class :math:`c`, with :math:`s_c` the sampled and :math:`r_c` the
+    responding units,
+
+    .. math:: w_i = d_i \\frac{\\sum_{j \\in s_c} d_j}{\\sum_{j \\in r_c} d_j}
+              \\quad (i \\in r_c), \\qquad w_i = 0 \\quad (i \\notin r).
+
+    The adjusted weights are treated as fixed by the Taylor variance (no
+    residualizer); replicate variances include the adjustment.
+    """
+    design = check_design(design, "adjust_nonresponse")
+    check_choice(method, name="method", allowed=("classes", "propensity"))
+    r = _responded(design, responded)
+    d = np.array(design.weights, dtype=np.float64)
+    info: dict[str, object] = {"responded": responded, "method": method}
+    if method == "classes":
+        names = as_column_list(classes)
+        if names:
+            codes, cells = cell_codes(design.data, names, role="nonresponse class")
+            labels = [_cell_label(names, c) for c in cells]
+        else:
+            codes, labels = np.zeros(design.n, dtype=np.int64), ["all rows"]
+        info["classes"] = tuple(names)
+    else:
+        if covariates is None:
+            raise SatsampleError("adjust_nonresponse: method='propensity' needs covariates=")
+        n_classes = check_positive_int(n_classes, name="n_classes")
+        rho = response_propensity(design, responded, covariates, weighted=weighted)
+        cut = pd.qcut(rho, q=n_classes, labels=False, duplicates="drop")
+        codes = np.asarray(cut, dtype=np.int64)
+        n_made = int(codes.max()) + 1
+        edges = np.quantile(rho, np.linspace(0, 1, n_made + 1))
+        labels = [f"propensity class {k + 1} ({edges[k]:.3g}-{edges[k + 1]:.3g})"
+                  for k in range(n_made)]
+        info["covariates"] = tuple(as_column_list(covariates))
+        info["n_classes"] = n_made
+        info["mean_propensity"] = tuple(
+            float(np.mean(rho[codes == k])) for k in range(n_made))
+    n_groups = len(labels)
+    sampled = group_sums(codes, n_groups, d)
+    resp = group_sums(codes, n_groups, d * r)
+    n_sampled = np.bincount(codes, minlength=n_groups)
+    bad = np.flatnonzero((n_sampled > 0) & (resp <= 0) & (sampled > 0))
+    if bad.size:
+        names_bad = "; ".join(labels[k] for k in bad[:10])
+        raise SatsampleError(
+            f"adjust_nonresponse: {bad.size} class(es) have sampled units but no respondent "
+            f"with a positive weight: {names_bad}; collapse them with a neighbouring class"
+        )
+    fac = np.divide(sampled, resp, out=np.zeros_like(sampled), where=resp > 0)
+    w = np.where(r, d * fac[codes], 0.0)
+    reps = replicate_matrix(design, "adjust_nonresponse")
+    rep_w = None
+    if reps is not None:
+        s_r = group_sums(codes, n_groups, reps)
+        r_r = group_sums(codes, n_groups, reps * r[None, :])
+        f_r = np.divide(s_r, r_r, out=np.zeros_like(s_r), where=r_r > 0)
+        rep_w = np.where(r[None, :], reps * f_r[:, codes], 0.0)
+    info["n_respondents"] = int(r.sum())
+    info["n_nonrespondents"] = int((~r).sum())
+    info["adjustment_factors"] = dict(zip(labels, fac.tolist(), strict=True))
+    msg = (f"{int((~r).sum())} nonrespondent row(s) kept with weight 0; "
+           f"{int(r.sum())} respondents; factors {fac.min():.4g}-{fac.max():.4g}")
+    return finish(design, w, method="nonresponse", params=info, message=msg,
+                  replicate_weights=rep_w)

@@ -1,0 +1,140 @@
+"""Weight trimming with redistribution (R's ``trimWeights``)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .._validation import SatsampleError, check_choice, check_positive_int
+from ..design import SurveyDesign
+from ._common import check_design, check_on, finish, nonconvergence, replicate_matrix
+
+__all__ = ["trim"]
+
+
+def _trim_pass(w: np.ndarray, lo: float, hi: float, redistribute: str) -> tuple[np.ndarray, int]:
+    """One trimming pass on (R, n) weights; zero weights are left alone."""
+    pos = w > 0
+    outside = pos & ((w < lo) | (w > hi))
+    n_out = int(outside.sum())
+    if not n_out:
+        return w, 0
+    new = np.where(outside, np.clip(w, lo, hi), w)
+    excess = (w - new).sum(axis=1, keepdims=True)
+    receive = pos & ~outside
+    if redistribute == "equal":
+        share = receive.sum(axis=1, keepdims=True).astype(np.float64)
+        add = np.divide(excess, share, out=np.zeros_like(excess), where=share > 0)
+        new = np.where(receive, new + add, new)
+    else:
+        base = np.where(receive, w, 0.0).sum(axis=1, keepdims=True)
+        fac = np.divide(excess, base, out=np.zeros_like(excess), where=base > 0)
+        new = np.where(receive, new * (1.0 + fac), new)
+    if np.any(receive.sum(axis=1) == 0):
+        raise SatsampleError(
+            f"trim: every positive weight lies outside the bounds ({lo:g}, {hi:g}); nothing "
+            "is left to receive the trimmed excess"
+        )
+    return new, n_out
+
+
+def trim(design: SurveyDesign, *, lower: float | None = None, upper: float | None = None,
+         relative: bool = False, redistribute: str = "equal", strict: bool = False,
+         max_iter: int = 20, on_nonconvergence: str = "error") -> SurveyDesign:
+    """Trim extreme weights and redistribute the excess (R's ``trimWeights``).
+
+    Parameters
+    ----------
+    design : SurveyDesign
+        The design; it is not modified.
+    lower, upper : float, optional
+        Bounds on the weights (``None``: no bound on that side).
+    relative : bool, default=False
+        Read ``lower`` and ``upper`` as multiples of the mean positive weight
+        (e.g. ``upper=3.5``: 3.5 times the mean) instead of absolute weights.
+    redistribute : {"equal", "proportional"}, default="equal"
+        How the trimmed amount goes to the untrimmed units: the same amount
+        each (R's rule) or in proportion to their weights.
+    strict : bool, default=False
+        Repeat until no weight lies outside the bounds (the redistribution
+        can push a weight over a bound); R's ``strict=TRUE``.
+    max_iter : int, default=20
+        Maximum passes when ``strict``.
+    on_nonconvergence : {"error", "warn"}, default="error"
+        What to do when ``strict`` passes do not settle within ``max_iter``.
+
+    Returns
+    -------
+    SurveyDesign
+        A new design with trimmed weights (same total) and a ``"trim"``
+        history step (weights trimmed, passes).  No residualizer: trimming is
+        treated as fixed, as R does.  Replicate weights, if any, are trimmed
+        with the same (absolute) bounds.
+
+    Notes
+    -----
+    One pass, with :math:`O = \\{i: w_i < L \\text{ or } w_i > U\\}`:
+
+    .. math:: w_i' = \\min(\\max(w_i, L), U) \\ (i \\in O), \\qquad
+              w_i' = w_i + \\frac{\\sum_{j \\in O}(w_j - w_j')}{\\#\\{i \\notin O\\}}
+              \\ (i \\notin O)
+
+    (``redistribute="proportional"``: :math:`w_i' = w_i (1 + E / \\sum_{j
+    \\notin O} w_j)`).  The total of the weights is kept.  Rows with weight 0
+    (nonrespondents, deleted replicate units) are neither trimmed nor
+    receive any excess.
+    """
+    design = check_design(design, "trim")
+    check_choice(redistribute, name="redistribute", allowed=("equal", "proportional"))
+    max_iter = check_positive_int(max_iter, name="max_iter")
+    on = check_on(on_nonconvergence)
+    if lower is None and upper is None:
+        raise SatsampleError("trim: give lower=, upper= or both")
+    w0 = np.array(design.weights, dtype=np.float64)
+    pos = w0 > 0
+    unit = float(w0[pos].mean()) if relative and pos.any() else 1.0
+    lo = -np.inf if lower is None else float(lower) * unit
+    hi = np.inf if upper is None else float(upper) * unit
+    if np.isnan(lo) or np.isnan(hi) or lo >= hi:
+        raise SatsampleError(f"trim: lower={lower!r} must be below upper={upper!r}")
+    if hi <= 0:
+        raise SatsampleError(f"trim: upper={upper!r} must be positive")
+    total_mean = float(w0[pos].mean()) if pos.any() else 0.0
+    if not (lo <= total_mean <= hi):
+        raise SatsampleError(
+            f"trim: the bounds ({lo:g}, {hi:g}) exclude the mean weight {total_mean:g}; the "
+            "total cannot be kept"
+        )
+
+    def run(w: np.ndarray) -> tuple[np.ndarray, int, int, bool]:
+        passes, trimmed = 0, 0
+        while True:
+            w, n_out = _trim_pass(w, lo, hi, redistribute)
+            if n_out == 0:
+                return w, passes, trimmed, True
+            passes += 1
+            trimmed += n_out if passes == 1 else 0
+            if not strict:
+                return w, passes, trimmed, True
+            if passes >= max_iter:
+                wp = w[w > 0]
+                done = not np.any((wp < lo * (1 + 1e-12)) | (wp > hi * (1 + 1e-12)))
+                return w, passes, trimmed, done
+
+    w, passes, trimmed, settled = run(w0[None, :])
+    message = f"{trimmed} weight(s) trimmed"
+    if not settled:
+        message += f"; weights still outside ({lo:g}, {hi:g}) after {max_iter} passes"
+        nonconvergence(on, "trim: " + message)
+    reps = replicate_matrix(design, "trim")
+    rep_w = None
+    if reps is not None:
+        rep_w, _, _, ok = run(reps)
+        if not ok:
+            nonconvergence(on, f"trim: replicate weights still outside ({lo:g}, {hi:g}) after "
+                               f"{max_iter} passes")
+    params = {"lower": lo if np.isfinite(lo) else None, "upper": hi if np.isfinite(hi) else None,
+              "relative": relative, "redistribute": redistribute, "strict": strict,
+              "n_trimmed": trimmed}
+    return finish(design, w[0], method="trim", params=params,
+                  converged=settled if strict else None, n_iter=passes, message=message,
+                  replicate_weights=rep_w)
