@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from .._validation import SatsampleError, as_column_list, check_positive_int
+from .._validation import ConvergenceError, SatsampleError, as_column_list, check_positive_int
 from ..design import SurveyDesign
 from ._common import check_design, check_on, finish, nonconvergence, replicate_matrix
 from .controls import ModelMatrix, model_matrix, totals_from_margins, totals_vector
@@ -382,6 +382,11 @@ def calibrate(design: SurveyDesign, totals: pd.Series | pd.DataFrame | dict, *,
         message = (f"Calibration failed: no convergence in {max_iter} iterations with distance "
                    f"{dist.name!r} and bounds {bounds_txt} (largest relative misfit "
                    f"{achieved:.3g} >= epsilon {epsilon:g}); the bounds may be infeasible")
+        if not np.isfinite(g).all():
+            raise ConvergenceError(
+                "calibrate: " + message + f"; {int((~np.isfinite(g)).sum())} g-weight(s) are "
+                "not finite, so the weights cannot be accepted even with on_nonconvergence='warn'"
+            )
         nonconvergence(on, "calibrate: " + message)
 
     rep_w = None
