@@ -468,7 +468,8 @@ def _draw_table(table: pd.DataFrame, *, id: str, strata: np.ndarray, n: Any, met
         rows = table.iloc[pos[chosen]].copy()
         rows["stratum"] = lab
         rows["fpc"] = float(N_h)
-        rows["reserve_rank"] = np.maximum(np.arange(len(chosen)) - n_h + 1, 0)
+        n_main = len(chosen) if method in ("poisson", "bernoulli") else n_h
+        rows["reserve_rank"] = np.maximum(np.arange(len(chosen)) - n_main + 1, 0)
         rows["selection_order"] = np.arange(1, len(chosen) + 1)
         rows["_pi_full"] = pi_full
         rows["_certainty"] = (pi_full >= 1.0 - 1e-12) if method in _FIXED_PPS else False
