@@ -11,7 +11,7 @@ does the rank part on plain arrays.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, Literal
@@ -105,7 +105,7 @@ def _level_data(estimate: Any, level: str) -> tuple[pd.DataFrame, np.ndarray | N
     reps = getattr(estimate, "replicate_estimates", None)
     if reps is None:
         return tab.reset_index(drop=True), None
-    if isinstance(reps, dict):
+    if isinstance(reps, Mapping):
         arr = reps.get(_REP_KEYS[level])
         if arr is None:
             return tab.reset_index(drop=True), None

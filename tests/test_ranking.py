@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -13,10 +13,11 @@ from scipy import stats
 from satsample._validation import SatsampleError
 from satsample.questionnaire import Element, Questionnaire
 from satsample.ranking import LeagueTable, league_table, rank_intervals
+from satsample.results import IndexEstimate
 
-# ---------------------------------------------------------------------------- a stand-in result
-# A minimal object with the documented attributes of satsample.results.IndexEstimate, built
-# from arrays, so that these tests pin the numbers independently of the estimation engine.
+# ---------------------------------------------------------------------------- constructed results
+# Real IndexEstimate objects built from arrays, so that these tests pin the numbers
+# independently of the estimation engine.
 
 TINY_Q = Questionnaire(
     name="tiny",
@@ -25,25 +26,10 @@ TINY_Q = Questionnaire(
 )
 
 
-@dataclass(frozen=True, kw_only=True)
-class StandInIndex:
-    overall: pd.DataFrame
-    elements: pd.DataFrame
-    items: pd.DataFrame
-    by: tuple[str, ...] | None
-    questionnaire: Questionnaire
-    replicate_estimates: dict[str, np.ndarray] | None = None
-    options: dict[str, Any] = field(default_factory=dict)
-
-    def to_frame(self, level: str = "overall") -> pd.DataFrame:
-        return {"overall": self.overall, "element": self.elements,
-                "item": self.items}[level].copy()
-
-
 def make_standin(domains: list[str], item_est: np.ndarray, item_se: np.ndarray, *,
                  item_reps: np.ndarray | None = None, by: str = "agency", n: Any = 100,
                  df: Any = 40, q: Questionnaire = TINY_Q,
-                 se_from_reps: bool = True) -> StandInIndex:
+                 se_from_reps: bool = True) -> IndexEstimate:
     """Index result from item shares (G, K), SEs (G, K) and replicate shares (R, G, K).
 
     Elements are means of their items and the overall the mean of elements (mean of means);
@@ -69,7 +55,8 @@ def make_standin(domains: list[str], item_est: np.ndarray, item_se: np.ndarray, 
             for j, k in enumerate(keys):
                 e = est[g, j] if key else est[g]
                 s = se[g, j] if key else se[g]
-                row = {by: d} | ({key: k} if key else {}) | {
+                row = {by: d} | ({"element": q.item_element[k]} if key == "item" else {}) | (
+                    {key: k} if key else {}) | {
                     "estimate": e, "se": s, "ci_low": e - 2 * s, "ci_high": e + 2 * s,
                     "df": dd[g], "deff": 1.0, "n": nn[g]}
                 rows.append(row)
@@ -86,7 +73,7 @@ def make_standin(domains: list[str], item_est: np.ndarray, item_se: np.ndarray, 
                 return np.sqrt(((x - x.mean(0)) ** 2).sum(0) / (R - 1))
 
             item_se, el_var, ov_se = bse(item_reps), bse(el_r) ** 2, bse(ov_r)
-    return StandInIndex(
+    return IndexEstimate(
         overall=frame(ov, ov_se, None, ["x"]),
         elements=frame(el, np.sqrt(el_var), "element", list(q.element_codes)),
         items=frame(item_est, item_se, "item", list(q.items)),
@@ -95,7 +82,7 @@ def make_standin(domains: list[str], item_est: np.ndarray, item_se: np.ndarray, 
 
 
 def simple_standin(est: np.ndarray, reps: np.ndarray | None, se: np.ndarray | None = None,
-                   domains: list[str] | None = None, **kw: Any) -> StandInIndex:
+                   domains: list[str] | None = None, **kw: Any) -> IndexEstimate:
     """Stand-in whose overall index equals ``est`` (every item equal to it)."""
     G = est.size
     domains = domains or [f"A{g:02d}" for g in range(G)]
