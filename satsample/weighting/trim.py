@@ -11,16 +11,23 @@ from ._common import check_design, check_on, finish, nonconvergence, replicate_m
 __all__ = ["trim"]
 
 
-def _trim_pass(w: np.ndarray, lo: float, hi: float, redistribute: str) -> tuple[np.ndarray, int]:
-    """One trimming pass on (R, n) weights; zero weights are left alone."""
+def _trim_pass(w: np.ndarray, fixed: np.ndarray, lo: float, hi: float, redistribute: str
+               ) -> tuple[np.ndarray, int, np.ndarray]:
+    """One trimming pass on (R, n) weights; zero weights and ``fixed`` units are left alone."""
     pos = w > 0
-    outside = pos & ((w < lo) | (w > hi))
+    outside = pos & ~fixed & ((w < lo) | (w > hi))
     n_out = int(outside.sum())
     if not n_out:
-        return w, 0
+        return w, 0, fixed
     new = np.where(outside, np.clip(w, lo, hi), w)
     excess = (w - new).sum(axis=1, keepdims=True)
-    receive = pos & ~outside
+    fixed = fixed | outside
+    receive = pos & ~fixed
+    if np.any(outside.any(axis=1) & (receive.sum(axis=1) == 0)):
+        raise SatsampleError(
+            f"trim: every positive weight lies outside the bounds ({lo:g}, {hi:g}); nothing "
+            "is left to receive the trimmed excess"
+        )
     if redistribute == "equal":
         share = receive.sum(axis=1, keepdims=True).astype(np.float64)
         add = np.divide(excess, share, out=np.zeros_like(excess), where=share > 0)
@@ -29,12 +36,7 @@ def _trim_pass(w: np.ndarray, lo: float, hi: float, redistribute: str) -> tuple[
         base = np.where(receive, w, 0.0).sum(axis=1, keepdims=True)
         fac = np.divide(excess, base, out=np.zeros_like(excess), where=base > 0)
         new = np.where(receive, new * (1.0 + fac), new)
-    if np.any(receive.sum(axis=1) == 0):
-        raise SatsampleError(
-            f"trim: every positive weight lies outside the bounds ({lo:g}, {hi:g}); nothing "
-            "is left to receive the trimmed excess"
-        )
-    return new, n_out
+    return new, n_out, fixed
 
 
 def trim(design: SurveyDesign, *, lower: float | None = None, upper: float | None = None,
@@ -81,7 +83,10 @@ def trim(design: SurveyDesign, *, lower: float | None = None, upper: float | Non
     (``redistribute="proportional"``: :math:`w_i' = w_i (1 + E / \\sum_{j
     \\notin O} w_j)`).  The total of the weights is kept.  Rows with weight 0
     (nonrespondents, deleted replicate units) are neither trimmed nor
-    receive any excess.
+    receive any excess.  With ``strict``, units trimmed in an earlier pass
+    stay at their bound and receive nothing more (R lets them receive and
+    re-trims them, which only converges geometrically), so the passes end
+    after at most one per unit.
     """
     design = check_design(design, "trim")
     check_choice(redistribute, name="redistribute", allowed=("equal", "proportional"))
@@ -107,17 +112,18 @@ def trim(design: SurveyDesign, *, lower: float | None = None, upper: float | Non
 
     def run(w: np.ndarray) -> tuple[np.ndarray, int, int, bool]:
         passes, trimmed = 0, 0
+        fixed = np.zeros(w.shape, dtype=bool)
         while True:
-            w, n_out = _trim_pass(w, lo, hi, redistribute)
+            w, n_out, fixed = _trim_pass(w, fixed, lo, hi, redistribute)
             if n_out == 0:
                 return w, passes, trimmed, True
             passes += 1
-            trimmed += n_out if passes == 1 else 0
+            trimmed += n_out
             if not strict:
                 return w, passes, trimmed, True
             if passes >= max_iter:
-                wp = w[w > 0]
-                done = not np.any((wp < lo * (1 + 1e-12)) | (wp > hi * (1 + 1e-12)))
+                wp = w[(w > 0) & ~fixed]
+                done = not np.any((wp < lo) | (wp > hi))
                 return w, passes, trimmed, done
 
     w, passes, trimmed, settled = run(w0[None, :])
