@@ -146,7 +146,7 @@ def run_demo(
         fielded = simulate_responses(pop, sample, rng=seeds[1])
 
     with _step(f"weighting ({n_replicates} Rao-Wu replicates)", progress):
-        design = survey_design(fielded, strata="agency_id", weights="design_weight", fpc="N_h")
+        design = survey_design(fielded, strata="agency_id", weights="design_weight", fpc="fpc")
         design = bootstrap(design, replicates=n_replicates, rng=seeds[2])
         design = adjust_nonresponse(design, "responded", classes=["agency_id", "age_group"])
         margins = {
