@@ -101,13 +101,22 @@ def _stage_contrib(
     np.add.at(contrib, s_domain, scale[:, None] * ss)
 
     if lonely_psu == "average" and first_stage:
-        all_strata = np.unique(stage.stratum)
-        lonely_strata = np.unique(stage.stratum[stage.n_sampled == 1])
+        lonely_row = stage.n_sampled == 1
         if stage.popsize is not None:
-            lonely_strata = np.unique(stage.stratum[(stage.n_sampled == 1) & (stage.popsize > 1)])
-        n_ok = all_strata.size - lonely_strata.size
-        if lonely_strata.size:
-            contrib *= all_strata.size / n_ok if n_ok else np.nan
+            lonely_row = lonely_row & (stage.popsize > 1)
+        if lonely_row.any():
+            # R's svyby/subset drops the rows outside a domain, so H and the lonely
+            # strata are counted among the strata present in each domain
+            is_lonely = np.zeros(n_strata_codes, dtype=bool)
+            is_lonely[stage.stratum[lonely_row]] = True
+            pres = np.unique(stage.stratum[keep] * n_domains + g)
+            p_stratum, p_domain = pres // n_domains, pres % n_domains
+            n_all = np.bincount(p_domain, minlength=n_domains)
+            n_lonely = np.bincount(p_domain[is_lonely[p_stratum]], minlength=n_domains)
+            n_ok = n_all - n_lonely
+            with np.errstate(invalid="ignore", divide="ignore"):
+                factor = np.where(n_ok > 0, n_all / np.maximum(n_ok, 1), np.nan)
+            contrib *= factor[:, None]
     return contrib
 
 
