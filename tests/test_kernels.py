@@ -1,0 +1,345 @@
+"""Numba replicate kernels vs their numpy twins, and the replicate-variance helpers.
+
+The twins live in ``tests/reference_numpy.py``.  JIT compilation is cached
+(``cache=True``), so only the first run of the file pays for it.
+"""
+
+from __future__ import annotations
+
+import json
+import warnings
+from pathlib import Path
+
+import numba
+import numpy as np
+import numpy.testing as npt
+import pandas as pd
+import pytest
+import reference_numpy as ref
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from satsample import _replicate_totals as rt
+from satsample._kernels._rng import _draw_index, _stream
+from satsample._kernels.bootstrap import _raowu_multipliers, _raowu_totals
+from satsample._kernels.totals import _dense_replicate_totals
+from satsample._variance import taylor_variance
+from satsample.design import ReplicateWeights, survey_design
+
+REF = Path(__file__).resolve().parents[2] / "shared" / "reference"
+HYP = settings(deadline=None, max_examples=25,
+               suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+
+
+# ------------------------------------------------------------------ data
+@st.composite
+def designs(draw):
+    """A small stratified (element or cluster) design, with zero weights and domains."""
+    n_strata = draw(st.integers(1, 4))
+    rows = []
+    for h in range(n_strata):
+        n_psu = draw(st.integers(2, 4))  # strata with exactly 2 PSUs included
+        for p in range(n_psu):
+            for _ in range(draw(st.integers(1, 3))):
+                rows.append((h, h * 10 + p))
+    n = len(rows)
+    seed = draw(st.integers(0, 2**31))
+    rng = np.random.default_rng(seed)
+    h, psu = np.array(rows).T
+    w = rng.uniform(0.5, 4.0, n)
+    w[rng.random(n) < 0.15] = 0.0  # zero weights (e.g. trimmed out)
+    n_domains = draw(st.integers(1, 4))
+    dom = rng.integers(-1, n_domains, n)  # -1 = no domain; high codes may be empty
+    dom[0] = 0
+    k = draw(st.integers(1, 3))
+    y = rng.integers(0, 5, (n, k)).astype(np.float64)
+    return h, psu, w, dom, n_domains, y, seed
+
+
+def _design(h, psu, w, *, fpc=None):
+    df = pd.DataFrame({"h": h, "psu": psu, "w": np.where(w > 0, w, 1.0)})
+    if fpc is not None:
+        df["N"] = fpc
+    d = survey_design(df, ids="psu", strata="h", weights="w", fpc="N" if fpc is not None else None)
+    if (w == 0).any():  # zero analysis weights, e.g. after a trimming step
+        from satsample.design import WeightStep
+
+        d = d.with_weights(w, step=WeightStep.from_weights("test", w))
+    return d
+
+
+# -------------------------------------------------------------- the stream
+def test_stream_matches_documented_definition():
+    key = 123456789
+    st_ = _stream(np.uint64(key), 4, 17)
+    got = np.array([_draw_index(st_, d, 7) for d in range(6)])
+    cnt = ref.raowu_counts(key, 4, 7, 17, 1)[0]
+    npt.assert_array_equal(np.bincount(got, minlength=7), cnt)
+
+
+def test_count_distribution_is_multinomial():
+    """Counts of n_h - 1 draws among n_h PSUs: Binomial(n_h - 1, 1/n_h) margins."""
+    nh, R = 5, 20000
+    cnt = ref.raowu_counts(99, 0, nh, 0, R)
+    assert (cnt.sum(axis=1) == nh - 1).all()
+    mean_expected = (nh - 1) / nh
+    var_expected = (nh - 1) * (1 / nh) * (1 - 1 / nh)
+    se_mean = np.sqrt(var_expected / R)
+    assert np.all(np.abs(cnt.mean(axis=0) - mean_expected) < 5 * se_mean)
+    # variance of a sample variance ~ 2 var^2 / R (approximately, for these counts)
+    assert np.all(np.abs(cnt.var(axis=0) - var_expected) < 5 * np.sqrt(2 / R) * var_expected)
+    # negative covariance of two cells of a multinomial: -(n_h - 1)/n_h^2
+    cov = np.cov(cnt[:, 0], cnt[:, 1])[0, 1]
+    assert abs(cov + (nh - 1) / nh**2) < 5 * var_expected / np.sqrt(R)
+    # multipliers average 1
+    assert abs((cnt * nh / (nh - 1)).mean() - 1) < 0.01
+
+
+# ------------------------------------------------------ kernels vs twins
+@HYP
+@given(case=designs())
+def test_raowu_kernel_matches_twin(case):
+    h, psu, w, dom, G, y, seed = case
+    d = _design(h, psu, w)
+    lay = rt._layout(d)
+    key = np.uint64(seed)
+    for r0, nrep in ((0, 7), (5, 3)):
+        got = _raowu_totals(key, d.weights.copy(), y, dom, lay.order, lay.psu_local,
+                            lay.strat_start, lay.strat_code, lay.strat_npsu, r0, nrep, G, 3)
+        exp = ref.raowu_totals(int(seed), d.weights, y, dom, lay.order, lay.psu_local,
+                               lay.strat_start, lay.strat_code, lay.strat_npsu, r0, nrep, G)
+        npt.assert_allclose(got, exp, rtol=1e-12, atol=1e-12)
+        m = _raowu_multipliers(key, lay.order, lay.psu_local, lay.strat_start, lay.strat_code,
+                               lay.strat_npsu, r0, nrep, d.n)
+        npt.assert_array_equal(m, ref.raowu_multipliers(int(seed), lay.order, lay.psu_local,
+                                                        lay.strat_start, lay.strat_code,
+                                                        lay.strat_npsu, r0, nrep, d.n))
+    # every PSU carries one multiplier, and they sum to n_h per stratum
+    m = _raowu_multipliers(key, lay.order, lay.psu_local, lay.strat_start, lay.strat_code,
+                           lay.strat_npsu, 0, 4, d.n)
+    for r in range(4):
+        per_psu = pd.Series(m[r]).groupby(psu).agg(["min", "max"])
+        npt.assert_array_equal(per_psu["min"], per_psu["max"])
+        s = pd.Series(per_psu["min"].to_numpy()).groupby(pd.Series(h).groupby(psu).first().to_numpy()).sum()
+        nh = pd.Series(psu).groupby(h).nunique()
+        npt.assert_allclose(s.to_numpy(), nh.to_numpy(), rtol=1e-13)
+
+
+@HYP
+@given(case=designs(), R=st.integers(1, 11))
+def test_dense_kernel_matches_twins(case, R):
+    h, _psu, _w, dom, G, y, seed = case
+    rng = np.random.default_rng(seed + 1)
+    W = rng.uniform(0, 3, (R, h.size)) * (rng.random((R, h.size)) > 0.3)
+    got = _dense_replicate_totals(W, y, dom, G, 3, 5)
+    npt.assert_allclose(got, ref.dense_replicate_totals(W, y, dom, G), rtol=1e-12, atol=1e-12)
+    npt.assert_allclose(got, rt.replicate_totals_numpy(W, y, dom, G), rtol=1e-12, atol=1e-12)
+
+
+@HYP
+@given(case=designs())
+def test_replicate_totals_dispatch(case):
+    """Materialised, lazy Rao-Wu and lazy JKn give the same totals as the materialised twin."""
+    h, psu, w, dom, G, y, seed = case
+    d = _design(h, psu, w)
+    # lazy Rao-Wu == its own blocks of weights, materialised
+    dl = d.with_replicates(rt.lazy_raowu_replicates(d, replicates=9, rng=seed))
+    W = np.vstack(list(rt.iter_replicate_weight_blocks(dl, block=4)))
+    npt.assert_allclose(rt.replicate_totals(dl, y, domain=dom, n_domains=G),
+                        rt.replicate_totals_numpy(W, y, dom, G), rtol=1e-12, atol=1e-12)
+    dm = d.with_replicates(ReplicateWeights(kind="subbootstrap", weights=W, scale=1 / 8,
+                                            rscales=np.ones(9), n_replicates=9, degf=8))
+    npt.assert_allclose(rt.replicate_totals(dm, y, domain=dom, n_domains=G),
+                        rt.replicate_totals(dl, y, domain=dom, n_domains=G), rtol=1e-12, atol=1e-12)
+    # lazy JKn == materialised JKn multipliers
+    dj = d.with_replicates(rt.lazy_jackknife_replicates(d))
+    mult, _ = ref.jkn_multipliers(h, psu)
+    npt.assert_allclose(rt.replicate_totals(dj, y, domain=dom, n_domains=G),
+                        ref.dense_replicate_totals(mult * d.weights, y, dom, G),
+                        rtol=1e-12, atol=1e-10)
+
+
+@HYP
+@given(case=designs(), mse=st.booleans())
+def test_closed_form_jkn_matches_materialised(case, mse):
+    h, psu, w, dom, G, y, seed = case
+    N_h = pd.Series(psu).groupby(h).nunique().to_numpy() * 3
+    d = _design(h, psu, w, fpc=N_h[h])
+    K = y.shape[1]
+    num = (y >= 3).astype(float)
+    den = (y >= 1).astype(float)
+    coef = np.vstack([np.eye(K), np.full((1, K), 1.0 / K)])
+    got = rt.replicate_ratio_variance(d, num, den, coef, domain=dom, n_domains=G, kind="JKn",
+                                      mse=mse)
+    reps = rt.lazy_jackknife_replicates(d, mse=mse)
+    mult, _ = ref.jkn_multipliers(h, psu)
+    W = mult * d.weights
+    theta_r = ref.ratio_estimates(W, num, den, coef, dom, G)
+    theta = ref.ratio_estimates(d.weights[None, :], num, den, coef, dom, G)[0]
+    exp = reps.variance(theta_r, theta)
+    npt.assert_allclose(got, exp, rtol=1e-9, atol=1e-14)
+    # the same through a materialised replicate design (kernel b + ratios)
+    dm = d.with_replicates(ReplicateWeights(kind="JKn", weights=W, scale=1.0, rscales=reps.rscales,
+                                            mse=mse, n_replicates=reps.n_replicates))
+    npt.assert_allclose(rt.replicate_ratio_variance(dm, num, den, coef, domain=dom, n_domains=G),
+                        exp, rtol=1e-9, atol=1e-14)
+
+
+def test_bit_identical_across_thread_counts():
+    if numba.config.NUMBA_NUM_THREADS < 2:
+        pytest.skip("needs 2 Numba threads")
+    rng = np.random.default_rng(5)
+    n, H = 3000, 12
+    h = np.sort(rng.integers(0, H, n))
+    d = _design(h, np.arange(n), rng.uniform(1, 5, n))
+    y = rng.integers(0, 2, (n, 4)).astype(np.uint8)
+    dom = rng.integers(-1, 6, n)
+    dl = d.with_replicates(rt.lazy_raowu_replicates(d, replicates=123, rng=8))
+    W = np.vstack(list(rt.iter_replicate_weight_blocks(dl, block=50)))
+    dm = dl.with_replicates(ReplicateWeights(kind="subbootstrap", weights=W, scale=1 / 122,
+                                             rscales=np.ones(123), n_replicates=123, degf=122))
+    coef = np.eye(4)
+    old = numba.get_num_threads()
+    res = {}
+    try:
+        for t in (1, 2):
+            numba.set_num_threads(t)
+            res[t] = (rt.replicate_totals(dl, y, domain=dom, n_domains=6),
+                      rt.replicate_totals(dm, y, domain=dom, n_domains=6),
+                      rt.replicate_ratio_variance(d, y, np.ones((n, 1)), coef, domain=dom,
+                                                  n_domains=6, kind="JKn"),
+                      np.vstack(list(rt.iter_replicate_weight_blocks(dl, block=50))))
+    finally:
+        numba.set_num_threads(old)
+    for a, b in zip(res[1], res[2]):
+        assert a.tobytes() == b.tobytes()
+
+
+def test_partitioned_strata_give_the_same_replicates():
+    """Streams are keyed by stratum code: a sub-sample of whole strata reproduces its totals."""
+    rng = np.random.default_rng(2)
+    n = 400
+    h = np.sort(rng.integers(0, 6, n))
+    w = rng.uniform(1, 5, n)
+    y = rng.integers(0, 2, (n, 2)).astype(float)
+    d = _design(h, np.arange(n), w)
+    dl = d.with_replicates(rt.lazy_raowu_replicates(d, replicates=30, rng=4))
+    key = np.uint64(dl.replicates.seed)
+    lay = rt._layout(d)
+    full = _raowu_totals(key, d.weights.copy(), y, h.astype(np.int64), lay.order, lay.psu_local,
+                         lay.strat_start, lay.strat_code, lay.strat_npsu, 0, 30, 6, 50)
+    # strata 3..5 alone, same stratum codes
+    sel = h >= 3
+    sub = _raowu_totals(key, d.weights[sel].copy(), y[sel], h[sel].astype(np.int64),
+                        np.arange(sel.sum()), lay.psu_local[sel],
+                        lay.strat_start[3:] - lay.strat_start[3], lay.strat_code[3:],
+                        lay.strat_npsu[3:], 0, 30, 6, 50)
+    npt.assert_array_equal(full[:, 3:], sub[:, 3:])
+
+
+# --------------------------------------------------------- statistics
+def test_raowu_se_of_stratified_mean_near_textbook():
+    """Rao-Wu SE of a stratified mean vs the with-replacement (no fpc) Taylor SE."""
+    rng = np.random.default_rng(11)
+    nh = np.array([8, 12, 20, 30, 15])
+    h = np.repeat(np.arange(nh.size), nh)
+    n = h.size
+    w = np.repeat(rng.uniform(5, 50, nh.size), nh)
+    y = rng.normal(10 + h, 3, n)
+    d = _design(h, np.arange(n), w)
+    R = 4000
+    dl = d.with_replicates(rt.lazy_raowu_replicates(d, replicates=R, rng=17))
+    var_boot = rt.replicate_ratio_variance(dl, y, np.ones(n), np.eye(1))[0, 0]
+    mean = np.sum(w * y) / np.sum(w)
+    var_taylor = taylor_variance(d, w * (y - mean) / np.sum(w))[0]
+    ratio = np.sqrt(var_boot / var_taylor)
+    assert abs(ratio - 1) < 4 / np.sqrt(2 * (R - 1)) + 0.02  # MC + ratio-linearisation slack
+
+
+# ------------------------------------------------------- reference case D
+def _case_d():
+    if not REF.exists():
+        pytest.skip("shared/reference not found")
+    case = json.loads((REF / "cases" / "D_replicate_weights.json").read_text())
+    data = pd.read_csv(REF / "data" / "sample_strat.csv")
+    items = [f"q{j:02d}" for j in range(1, 23)]
+    a = data[items].to_numpy(dtype=float)
+    num = np.isin(a, (4, 5)).astype(float)
+    den = np.isin(a, (1, 2, 3, 4, 5)).astype(float)
+    return case["results"], data, items, num, den
+
+
+def _index_coef():
+    sizes = [5, 5, 4, 4, 4]
+    elem = np.zeros((5, 22))
+    j = 0
+    for e, s in enumerate(sizes):
+        elem[e, j:j + s] = 1.0 / s
+        j += s
+    return np.vstack([elem.mean(axis=0, keepdims=True), elem])
+
+
+@pytest.mark.reference
+@pytest.mark.parametrize("mse", [False, True])
+def test_case_d_jkn_closed_form(mse):
+    res, data, items, num, den = _case_d()
+    d = survey_design(data, strata="agency_id", weights="design_weight", fpc="N_h")
+    key = "JKn_mse" if mse else "JKn"
+    coef = np.vstack([np.eye(22), _index_coef()])
+    v = rt.replicate_ratio_variance(d, num, den, coef, kind="JKn", mse=mse)[0]
+    se_items = np.array([r["se"] for r in res[key]["items"]])
+    npt.assert_allclose(np.sqrt(v[:22]), se_items, rtol=1e-10)
+    idx = res[key]["index"]
+    exp = [idx["index_se"]] + [idx[f"E{e}_se"] for e in range(1, 6)]
+    npt.assert_allclose(np.sqrt(v[22:]), exp, rtol=1e-10)
+    if not mse:
+        # domains (agency level), keeping the full design
+        levels = ["province", "district", "commune"]
+        dom = pd.Categorical(data["agency_level"], categories=levels).codes.astype(np.int64)
+        vd = rt.replicate_ratio_variance(d, num, den, np.eye(22), domain=dom, n_domains=3,
+                                         kind="JKn")
+        exp_d = {(r["domain"], r["item"]): r["se"] for r in res["JKn"]["by_agency_level"]}
+        got_d = np.array([[np.sqrt(vd[g, j]) for j in range(22)] for g in range(3)])
+        want = np.array([[exp_d[(levels[g], items[j])] for j in range(22)] for g in range(3)])
+        npt.assert_allclose(got_d, want, rtol=1e-10)
+        # lazy JKn design object: auto dispatch to the closed form, same numbers
+        dj = d.with_replicates(rt.lazy_jackknife_replicates(d))
+        assert dj.replicates.n_replicates == 717
+        npt.assert_allclose(rt.replicate_ratio_variance(dj, num, den, np.eye(22))[0], v[:22],
+                            rtol=1e-12)
+
+
+@pytest.mark.reference
+def test_case_d_jk1_closed_form():
+    res, data, _items, num, den = _case_d()
+    sel = (data["agency_id"] == "PRV02").to_numpy()
+    d = survey_design(data[sel], fpc="N_h")
+    v = rt.replicate_ratio_variance(d, num[sel], den[sel], np.eye(22), kind="JK1")[0]
+    se = np.array([r["se"] for r in res["JK1"]["items"]])
+    npt.assert_allclose(np.sqrt(v), se, rtol=1e-10)
+
+
+@pytest.mark.reference
+def test_case_d_raowu_within_monte_carlo_tolerance():
+    res, data, _items, num, den = _case_d()
+    d = survey_design(data, strata="agency_id", weights="design_weight")
+    R = 500
+    dl = d.with_replicates(rt.lazy_raowu_replicates(d, replicates=R, rng=20240612))
+    se = np.sqrt(rt.replicate_ratio_variance(dl, num, den, np.eye(22))[0])
+    mc = np.array([r["se"] for r in res["subbootstrap"]["mc_reference"]["items"]])
+    assert np.all(np.abs(se / mc - 1) < 4 / np.sqrt(2 * (R - 1)))
+
+
+def test_lazy_raowu_rejects_lonely_psu():
+    from satsample._validation import DesignError
+
+    df = pd.DataFrame({"h": [0, 0, 1], "w": [1.0, 1.0, 1.0]})
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        d = survey_design(df, strata="h", weights="w", lonely_psu="adjust")
+    with pytest.raises(DesignError, match="stratum 1 has a single PSU"):
+        rt.lazy_raowu_replicates(d, replicates=10, rng=1)
+    d2 = survey_design(df, strata="h", weights="w", lonely_psu="certainty")
+    dl = d2.with_replicates(rt.lazy_raowu_replicates(d2, replicates=10, rng=1))
+    W = np.vstack(list(rt.iter_replicate_weight_blocks(dl)))
+    npt.assert_array_equal(W[:, 2], 1.0)  # the lonely stratum keeps its weight
