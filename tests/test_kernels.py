@@ -162,7 +162,7 @@ def test_replicate_totals_dispatch(case):
 @HYP
 @given(case=designs(), mse=st.booleans())
 def test_closed_form_jkn_matches_materialised(case, mse):
-    h, psu, w, dom, G, y, seed = case
+    h, psu, w, dom, G, y, _seed = case
     N_h = pd.Series(psu).groupby(h).nunique().to_numpy() * 3
     d = _design(h, psu, w, fpc=N_h[h])
     K = y.shape[1]
