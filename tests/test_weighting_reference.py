@@ -282,3 +282,27 @@ def test_weight_summary_records_history(designs):
     assert tab["effective_n"].iloc[1] == pytest.approx(w.sum() ** 2 / (w @ w), rel=1e-12)
     assert tab["n_iter"].iloc[1] == 3
     assert tab["weight_max"].iloc[1] == pytest.approx(w.max(), rel=1e-15)
+
+
+# ----------------------------------------------------------- public estimators
+@pytest.mark.parametrize("method", ["poststratify", "rake_default", "calibrate_linear",
+                                    "calibrate_logit_bounded_0.4_2.5"])
+def test_public_index_estimator_on_weighted_designs(method, ref, designs):
+    index = pytest.importorskip("satsample.index")
+    from satsample.questionnaire import load_questionnaire
+
+    q = load_questionnaire("reference_22")
+    des = designs[method]
+    r = ref[method]
+    res = index.satisfaction_index(des, q, variance="taylor")
+    overall = res.overall.iloc[0]
+    assert rel_err(overall["estimate"], r["index"]["index"]) < tol(method)
+    assert rel_err(overall["se"], r["index"]["index_se"]) < tol(method)
+    items = res.items.set_index("item").loc[ITEMS]
+    exp = pd.DataFrame(r["items"]).set_index("item")
+    assert rel_err(items["se"], exp["se"]) < tol(method)
+    by = index.satisfaction_index(des, q, by="agency_level", variance="taylor").overall
+    for rec in r["by_agency_level"]["index"]:
+        row = by[by["agency_level"] == rec["domain"]].iloc[0]
+        assert rel_err(row["estimate"], rec["index"]) < tol(method)
+        assert rel_err(row["se"], rec["index_se"]) < tol(method)
