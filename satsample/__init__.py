@@ -53,6 +53,17 @@ _EXPORTS: dict[str, str] = {
     "ReplicateWeights": "design",
     "WeightStep": "design",
     "survey_design": "design",
+    # weighting
+    "adjust_nonresponse": "weighting",
+    "poststratify": "weighting",
+    "rake": "weighting",
+    "calibrate": "weighting",
+    "make_distance": "weighting",
+    "CalibrationDistance": "weighting",
+    "trim": "weighting",
+    "weight_summary": "weighting",
+    "calibration_check": "weighting",
+    "totals_from_margins": "weighting",
 }
 
 __all__ = ["__version__", *sorted(_EXPORTS)]
