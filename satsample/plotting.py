@@ -163,9 +163,11 @@ def plot_element_profile(
                 label="mean of domains")
     labels = codes
     if q is not None:
-        labels = [f"{e.code}\n{e.label}" for e in q.elements]
+        import textwrap
+
+        labels = [e.code + "\n" + textwrap.fill(e.label, 14) for e in q.elements]
     ax.set_xticks(x)
-    ax.set_xticklabels(labels, fontsize="small")
+    ax.set_xticklabels(labels, fontsize="x-small")
     ax.set_ylabel(f"element index ({'%' if scale == 100 else f'x{scale:g}'})")
     ax.grid(axis="y", alpha=0.3)
     if len(shown) <= 12:
@@ -289,7 +291,12 @@ def plot_weights(
     ax.set_yticklabels(labels, fontsize="small")
     ax.set_ylim(-0.7, rows - 0.3)
     if log:
+        from matplotlib.ticker import NullFormatter
+
         ax.set_xscale("log")
+        ax.xaxis.set_minor_formatter(NullFormatter())
+    lo_x, hi_x = ax.get_xlim()
+    ax.set_xlim(lo_x, hi_x * (2.0 if log else 1.25))  # room for the annotations
     ax.set_xlabel("weight")
     ax.grid(axis="x", alpha=0.3)
     return ax
