@@ -1,0 +1,225 @@
+"""Replicate designs: case D of ../shared/reference and exact identities (BRR = Taylor WR)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from conftest import ITEMS, add_indicator_columns, assert_rel, load_case, load_case_csv, load_data
+
+from satsample._validation import DesignError, SatsampleError, SatsampleWarning
+from satsample.design import survey_design
+from satsample.estimation import mean, total
+from satsample.index import satisfaction_index
+from satsample.replicate import bootstrap, brr, declare_replicates, jackknife
+
+S_ITEMS = [f"s{i[1:]}" for i in ITEMS]
+
+
+@pytest.fixture(scope="module")
+def case_d():
+    return load_case("D_replicate_weights")["results"]
+
+
+@pytest.fixture(scope="module")
+def design_a():
+    return survey_design(add_indicator_columns(load_data("sample_strat")), strata="agency_id", fpc="N_h")
+
+
+def _check(design, items_ref, index_ref, questionnaire, *, rtol=1e-10):
+    est = mean(design, S_ITEMS, na="drop").table
+    r = pd.DataFrame(items_ref)
+    assert_rel(est["estimate"], r["estimate"], rtol=1e-10)
+    assert_rel(est["se"], r["se"], rtol=rtol)
+    res = satisfaction_index(design, questionnaire)
+    assert_rel(res.overall["estimate"].iloc[0], index_ref["index"])
+    assert_rel(res.overall["se"].iloc[0], index_ref["index_se"], rtol=rtol)
+    el = res.elements.set_index("element")
+    for e in ("E1", "E2", "E3", "E4", "E5"):
+        assert_rel(el.loc[e, "se"], index_ref[f"{e}_se"], rtol=rtol, what=e)
+    return est, res
+
+
+@pytest.mark.reference
+@pytest.mark.parametrize("key", ["JKn", "JKn_mse"])
+def test_jkn(design_a, case_d, key, reference_questionnaire):
+    ref = case_d[key]
+    d = jackknife(design_a, mse=ref["mse"])
+    reps = d.replicates
+    assert reps.n_replicates == ref["n_replicates"] == 717
+    assert d.degf == ref["degf"] == 689
+    assert reps.scale == ref["scale"]
+    assert_rel(np.unique(np.round(reps.rscales, 12)), np.unique(np.round(ref["rscales_unique"], 12)))
+    est, res = _check(d, ref["items"], ref["index"], reference_questionnaire)
+    assert est["df"].eq(689).all()
+    assert res.options["variance"] == "replicate" and res.options["replicate_kind"] == "JKn"
+    assert res.replicate_estimates["overall"].shape == (717, 1)
+    if key == "JKn":
+        by = mean(d, S_ITEMS, by="agency_level", na="drop").table
+        r = pd.DataFrame(ref["by_agency_level"])
+        r["variable"] = "s" + r["item"].str[1:]
+        m = r.merge(by, left_on=["domain", "variable"], right_on=["agency_level", "variable"],
+                    suffixes=("_r", ""))
+        assert len(m) == 66
+        assert_rel(m["se"], m["se_r"])
+    assert design_a.replicates is None  # input unchanged
+
+
+@pytest.mark.reference
+@pytest.mark.parametrize("key", ["JK1", "JK1_mse"])
+def test_jk1(case_d, key, reference_questionnaire):
+    ref = case_d[key]
+    data = add_indicator_columns(load_data("sample_strat"))
+    d = jackknife(survey_design(data[data["agency_id"] == ref.get("agency", "PRV02")], fpc="N_h"),
+                  kind="JK1", mse=ref["mse"])
+    assert d.replicates.n_replicates == 40 and d.degf == ref["degf"] == 39
+    assert_rel(d.replicates.scale, ref["scale"])
+    _check(d, ref["items"], ref["index"], reference_questionnaire)
+
+
+@pytest.mark.reference
+def test_jkn_two_stage(case_d, reference_questionnaire):
+    ref = case_d["JKn_two_stage"]
+    data = add_indicator_columns(load_data("sample_twostage"))
+    design = survey_design(data, ids=["commune_id", "user_id"], strata="district_id", fpc=["M_h", "N_hi"])
+    with pytest.warns(SatsampleWarning, match="after the first stage are dropped"):
+        d = jackknife(design)
+    assert d.replicates.n_replicates == ref["n_replicates"] == 6
+    assert d.degf == ref["degf"] == 3
+    _check(d, ref["items"], ref["index"], reference_questionnaire)
+
+
+@pytest.mark.reference
+@pytest.mark.parametrize("kind", ["jkn", "subbootstrap", "bootstrap"])
+@pytest.mark.parametrize("mse", [False, True])
+def test_small_declared(case_d, kind, mse, reference_questionnaire):
+    small = case_d["small"]
+    conf = small[kind]
+    data = add_indicator_columns(load_data("sample_strat"))
+    data = data[data["agency_id"].isin(small["agencies"])].reset_index(drop=True)
+    design = survey_design(data, strata="agency_id", fpc="N_h")
+    rw = load_case_csv(f"D_small_repweights_{kind}")
+    assert (rw["user_id"].to_numpy() == data["user_id"].to_numpy()).all()
+    cols = [c for c in rw.columns if c.startswith("r") and c[1:].isdigit()]
+    assert len(cols) == conf["n_replicates"]
+    d = declare_replicates(design, rw[cols], kind={"jkn": "JKn"}.get(kind, kind), scale=conf["scale"],
+                           rscales=conf["rscales"], mse=mse, combined_weights=False)
+    tag = "true" if mse else "false"
+    _check(d, conf[f"items_mse_{tag}"], conf[f"index_mse_{tag}"], reference_questionnaire)
+    # the same as analysis weights (combined_weights=True)
+    analysis = rw[cols].to_numpy() * data["design_weight"].to_numpy()[:, None]
+    d2 = declare_replicates(design, analysis, kind={"jkn": "JKn"}.get(kind, kind), scale=conf["scale"],
+                            rscales=conf["rscales"], mse=mse)
+    assert_rel(d2.replicates.weights, d.replicates.weights, rtol=1e-14)
+
+
+@pytest.mark.reference
+@pytest.mark.parametrize("kind", ["subbootstrap", "bootstrap"])
+def test_bootstrap_monte_carlo(design_a, case_d, kind, reference_questionnaire):
+    ref = case_d[kind]
+    n_rep = ref["n_replicates"]
+    d = bootstrap(design_a, replicates=n_rep, kind=kind, rng=20240612)
+    assert d.degf == ref["degf"] == 499
+    assert_rel(d.replicates.scale, ref["scale"], rtol=1e-12)
+    mc = ref["mc_reference"]
+    bound = 4 / np.sqrt(2 * (n_rep - 1))
+    est = mean(d, S_ITEMS, na="drop").table
+    ratio = est["se"].to_numpy() / pd.DataFrame(mc["items"])["se"].to_numpy()
+    assert np.all(np.abs(ratio - 1) < bound), ratio
+    res = satisfaction_index(d, reference_questionnaire)
+    assert abs(res.overall["se"].iloc[0] / mc["index"]["index_se"] - 1) < bound
+    # reproducible for a given seed, different for another
+    d_same = bootstrap(design_a, replicates=20, kind=kind, rng=5)
+    d_again = bootstrap(design_a, replicates=20, kind=kind, rng=5)
+    np.testing.assert_array_equal(d_same.replicates.weights, d_again.replicates.weights)
+
+
+def test_subbootstrap_multipliers_structure(design_a):
+    d = bootstrap(design_a, replicates=30, kind="subbootstrap", rng=1)
+    mult = d.replicates.weights / design_a.weights[None, :]
+    n_h = pd.Series(design_a.strata).map(pd.Series(design_a.strata).value_counts()).to_numpy()
+    counts = mult * (n_h - 1) / n_h
+    np.testing.assert_allclose(counts, np.round(counts), atol=1e-9)
+    # n_h - 1 draws per stratum and replicate
+    per = pd.DataFrame(counts.T).groupby(design_a.strata).sum()
+    np.testing.assert_allclose(per.to_numpy(), np.repeat((np.bincount(design_a.strata) - 1)[:, None], 30, axis=1))
+
+
+def test_canty_davison_multipliers(design_a):
+    d = bootstrap(design_a, replicates=30, kind="bootstrap", rng=2)
+    mult = d.replicates.weights / design_a.weights[None, :]
+    np.testing.assert_allclose(mult, np.round(mult), atol=1e-12)
+    per = pd.DataFrame(mult.T).groupby(design_a.strata).sum().to_numpy()
+    np.testing.assert_allclose(per, np.repeat(np.bincount(design_a.strata)[:, None], 30, axis=1))
+
+
+def _paired_design():
+    rng = np.random.default_rng(3)
+    n = 60
+    data = pd.DataFrame({
+        "stratum": np.repeat(np.arange(6), 10),
+        "psu": np.repeat(np.arange(12), 5),
+        "w": rng.uniform(1, 4, n),
+        "y": rng.normal(10, 3, n),
+    })
+    return survey_design(data, ids="psu", strata="stratum", weights="w")
+
+
+@pytest.mark.parametrize("rho", [0.0, 0.5])
+def test_brr_equals_taylor_with_replacement(rho):
+    """For totals, fully orthogonal BRR/Fay = stratified with-replacement Taylor variance."""
+    design = _paired_design()
+    d = brr(design, fay_rho=rho)
+    assert d.replicates.kind == ("BRR" if rho == 0 else "Fay")
+    assert d.replicates.n_replicates == 8 and d.degf == 6
+    rep = total(d, "y").table
+    tay = total(design, "y").table
+    assert_rel(rep["se"], tay["se"], rtol=1e-12)
+    assert_rel(rep["estimate"], tay["estimate"], rtol=1e-14)
+
+
+def test_brr_needs_two_psus(design_a):
+    with pytest.raises(DesignError, match="exactly 2 PSUs per stratum"):
+        brr(design_a)
+
+
+def test_jk1_refuses_strata(design_a):
+    with pytest.raises(DesignError, match="kind='JKn'"):
+        jackknife(design_a, kind="JK1")
+
+
+def test_lonely_psu_rules_for_jkn():
+    data = add_indicator_columns(load_data("sample_twostage_lonely"))
+    base = dict(ids="commune_id", strata="district_id", weights="design_weight")
+    adj = jackknife(survey_design(data, **base, lonely_psu="adjust"))
+    rem = jackknife(survey_design(data, **base, lonely_psu="remove"))
+    avg = jackknife(survey_design(data, **base, lonely_psu="average"))
+    assert adj.replicates.n_replicates == rem.replicates.n_replicates + 1
+    n_psu = rem.n_psu
+    assert_rel(avg.replicates.scale, n_psu / rem.replicates.n_replicates)
+    h = rem.n_strata
+    assert_rel(adj.replicates.rscales[-1], (h - 1) / h)
+
+
+def test_declare_replicates_errors(design_a):
+    w = np.tile(design_a.weights[:, None], (1, 4))
+    with pytest.raises(SatsampleError, match="scale= is required"):
+        declare_replicates(design_a, w, kind="JK1")
+    with pytest.raises(SatsampleError, match="rscales"):
+        declare_replicates(design_a, w, kind="JKn")
+    bad = w.copy()
+    bad[3, 2] = np.nan
+    with pytest.raises(SatsampleError, match=r"'replicate 3': 1 value\(s\) are missing"):
+        declare_replicates(design_a, bad, kind="bootstrap")
+    with pytest.raises(SatsampleError, match="rows"):
+        declare_replicates(design_a, w[:10], kind="bootstrap")
+    d = declare_replicates(design_a, w, kind="BRR")
+    assert d.replicates.scale == 0.25
+
+
+def test_replicates_after_weighting_warn(design_a):
+    from satsample.design import WeightStep
+
+    w2 = design_a.with_weights(design_a.weights * 2, step=WeightStep.from_weights("trim", design_a.weights * 2))
+    with pytest.warns(SatsampleWarning, match="not replayed"):
+        jackknife(w2)
