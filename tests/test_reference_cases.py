@@ -229,3 +229,25 @@ def test_case_f_end_to_end(key, i, rec):
             assert_rel([row["ci_low"], row["ci_high"]], rec["likelihood"], rtol=0, atol=1e-5)
         else:
             assert_rel([row["ci_low"], row["ci_high"]], rec[method], rtol=F_TOL[method], what=method)
+
+
+def test_case_f_calibrated_design():
+    """The record on the linear-calibrated design: beta uses nrow = the whole sample (717)."""
+    from satsample.weighting.calibrate import calibrate
+
+    rec = load_case("F_ci_proportions")["results"]["calibrated_design_linear"][0]
+    base = _design_a()
+    totals = load_data("calib_totals")
+    design = calibrate(base, totals, variables=["sex", "age_group", "channel"])
+    s = "s" + rec["item"][1:]
+    for method in ("mean", "xlogit", "logit", "asin", "beta", "likelihood"):
+        res = proportion(design, s, by=rec["domain_variable"], level=rec["level"], ci_method=method,
+                         na="drop").table
+        row = res[res[rec["domain_variable"]] == rec["domain_level"]].iloc[0]
+        assert_rel(row["estimate"], rec["estimate"])
+        assert_rel(row["se"], rec["se"])
+        assert row["df"] == rec["degf"] and row["n"] == rec["n_in_domain"]
+        if method == "likelihood":
+            assert_rel([row["ci_low"], row["ci_high"]], rec["likelihood"], rtol=0, atol=1e-5)
+        else:
+            assert_rel([row["ci_low"], row["ci_high"]], rec[method], rtol=F_TOL[method], what=method)
