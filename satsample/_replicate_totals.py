@@ -147,6 +147,38 @@ def _as_values(values: np.ndarray, n: int) -> np.ndarray:
     return np.ascontiguousarray(v)
 
 
+def _compact(v: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Drop duplicate columns and store small non-negative integers as uint8.
+
+    Returns the compact values and, for every original column, the index of
+    its compact column.  Exact: a column is merged only when it is equal
+    element by element, and the uint8 cast only happens when it is lossless.
+    The kernels then read ~8x fewer bytes per row (e.g. 44 float64 columns of
+    0/1 numerators and denominators, half of them identical).
+    """
+    k = v.shape[1]
+    if v.shape[0] == 0:
+        return v, np.arange(k)
+    probe = np.random.default_rng(0).random(v.shape[0])  # fixed: a hash of each column
+    sig = probe @ v if v.dtype.kind == "f" else probe @ v.astype(np.float64)
+    keep: list[int] = []
+    where = np.empty(k, dtype=np.int64)
+    for j in range(k):
+        for pos, i in enumerate(keep):
+            if sig[i] == sig[j] and np.array_equal(v[:, i], v[:, j]):
+                where[j] = pos
+                break
+        else:
+            where[j] = len(keep)
+            keep.append(j)
+    out = v[:, keep] if len(keep) < k else v
+    if out.dtype != np.uint8 and out.size:
+        lo, hi = out.min(), out.max()
+        if lo >= 0 and hi <= 255 and (out.dtype.kind in "ui" or np.array_equal(out, np.floor(out))):
+            out = out.astype(np.uint8)
+    return np.ascontiguousarray(out), where
+
+
 def _as_domain(design: SurveyDesign, domain: np.ndarray | None, n_domains: int) -> tuple[np.ndarray, int]:
     if domain is None:
         return np.zeros(design.n, dtype=np.int64), 1
@@ -434,13 +466,17 @@ def replicate_totals(
         raise SatsampleError("the design has no replicate weights")
     v = _as_values(values, design.n)
     domain, n_domains = _as_domain(design, domain, n_domains)
-    if reps.weights is not None:
-        from ._kernels.totals import _dense_replicate_totals
+    if reps.weights is not None or reps.kind == "subbootstrap":
+        vc, where = _compact(v)
+        if reps.weights is not None:
+            from ._kernels.totals import _dense_replicate_totals
 
-        return _dense_replicate_totals(np.ascontiguousarray(reps.weights, dtype=np.float64), v,
-                                       domain, n_domains, 8, _CHUNK)
-    if reps.kind == "subbootstrap":
-        return _raowu_kernel_totals(design, v, domain, n_domains, 0, reps.n_replicates)
+            out = _dense_replicate_totals(np.ascontiguousarray(reps.weights, dtype=np.float64),
+                                          vc, domain, n_domains, 8, _CHUNK)
+        else:
+            out = _raowu_kernel_totals(design, vc, domain, n_domains, 0, reps.n_replicates)
+        return out if where.size == out.shape[2] and (where == np.arange(where.size)).all() \
+            else out[:, :, where]
     if reps.kind in ("JKn", "JK1"):
         return _jk_totals(design, v.astype(np.float64), domain, n_domains, reps.kind == "JK1")
     raise SatsampleError(f"replicates of kind {reps.kind!r} without weights are not supported")

@@ -1,0 +1,79 @@
+"""satsample: public API where it exists on main, internal helpers otherwise (see RESULTS.md)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+from workloads import AGE, SC, SEX, H
+
+import satsample.estimation as est
+from satsample import _replicate_totals as rt
+from satsample import weighting
+from satsample.design import survey_design
+
+
+def _out(e, by: bool):
+    t = e.table
+    G = H if by else 1
+    return {"est": t["estimate"].to_numpy().reshape(len(SC), G).T if not by else
+            t.pivot(index="agency_id", columns="variable", values="estimate")[SC].to_numpy(),
+            "se": t["se"].to_numpy().reshape(len(SC), G).T if not by else
+            t.pivot(index="agency_id", columns="variable", values="se")[SC].to_numpy()}
+
+
+def prepare(task: str, df, meta, reps: int):
+    pop = meta["pop"]
+    if task == "T1":
+        d = survey_design(df, strata="agency_id", weights="design_weight")
+        margins = [("sex", pd.Series(pop["sex_tot"], index=SEX)),
+                   ("age", pd.Series(pop["age_tot"], index=AGE)),
+                   ("agency_id", pd.Series(pop["N_h"].astype(float),
+                                           index=[f"A{h:03d}" for h in range(H)]))]
+
+        def run():
+            return {"w": np.asarray(weighting.rake(d, margins, max_iter=100, epsilon=1e-6).weights)}
+        return run
+    if task == "T2":
+        d = survey_design(df, strata="agency_id", weights="design_weight")
+        popc = pd.Series(meta["cell_totals"])
+
+        def run():
+            return {"w": np.asarray(weighting.poststratify(d, "cell", popc).weights)}
+        return run
+    if task in ("T3", "T4"):
+        d = survey_design(df, strata="agency_id", weights="w", fpc="N_h")
+        by = "agency_id" if task == "T4" else None
+
+        def run():
+            return _out(est.proportion(d, SC, by=by, variance="taylor", deff="srswr"), by is not None)
+        return run
+    if task in ("T5", "T5d"):
+        d = survey_design(df, strata="agency_id", weights="w")
+        by = "agency_id" if task == "T5d" else None
+
+        def run():
+            # satsample.replicate.bootstrap(materialize=False) is not on main yet:
+            # the lazy Rao-Wu design is created with the internal helper it will call.
+            dl = d.with_replicates(rt.lazy_raowu_replicates(d, replicates=reps, rng=11))
+            return _out(est.proportion(dl, SC, by=by, variance="replicate", deff="srswr"),
+                        by is not None)
+        return run
+    if task == "T6":
+        d = survey_design(df, ids="psu", strata="agency_id", weights="w")
+
+        def run():
+            dj = d.with_replicates(rt.lazy_jackknife_replicates(d))
+            return _out(est.proportion(dj, SC, variance="replicate", deff="srswr"), False)
+        return run
+    if task == "T6e":
+        d = survey_design(df, strata="agency_id", weights="w")
+        y = df[SC].to_numpy(dtype=np.float64)
+
+        def run():
+            # closed-form element JKn (R = n): internal helper, no public API yet
+            v = rt.replicate_ratio_variance(d, y, np.ones((d.n, 1)), np.eye(len(SC)), kind="JKn")
+            w = d.weights
+            p = (w @ y) / w.sum()
+            return {"est": p[None, :], "se": np.sqrt(v)}
+        return run
+    raise NotImplementedError(task)
