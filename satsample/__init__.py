@@ -64,6 +64,45 @@ _EXPORTS: dict[str, str] = {
     "weight_summary": "weighting",
     "calibration_check": "weighting",
     "totals_from_margins": "weighting",
+    # estimation
+    "total": "estimation",
+    "mean": "estimation",
+    "ratio": "estimation",
+    "proportion": "estimation",
+    # index
+    "satisfaction_index": "index",
+    # replicate
+    "jackknife": "replicate",
+    "brr": "replicate",
+    "bootstrap": "replicate",
+    "declare_replicates": "replicate",
+    # intervals
+    "confidence_interval": "intervals",
+    "CI_METHODS": "intervals",
+    # results
+    "Estimate": "results",
+    "IndexEstimate": "results",
+    "Summary": "results",
+    # ranking
+    "league_table": "ranking",
+    "rank_intervals": "ranking",
+    "LeagueTable": "ranking",
+    # change
+    "change": "change",
+    "map_items": "change",
+    "ItemMapping": "change",
+    "Change": "change",
+    "SIPAS_2017_2022_ITEMS": "change",
+    # flags
+    "publication_flags": "flags",
+    # plotting
+    "plot_index": "plotting",
+    "plot_element_profile": "plotting",
+    "plot_ranks": "plotting",
+    "plot_weights": "plotting",
+    "plot_allocation": "plotting",
+    # report
+    "build_report": "report",
 }
 
 __all__ = ["__version__", *sorted(_EXPORTS)]
