@@ -74,8 +74,8 @@ def _build_parser() -> _Parser:
     )
     demo.add_argument("--n-users", type=_positive_int, default=200_000,
                       help="service users in the synthetic population (default 200000)")
-    demo.add_argument("--replicates", type=_positive_int, default=300,
-                      help="Rao-Wu bootstrap replicates (default 300)")
+    demo.add_argument("--replicates", type=_positive_int, default=500,
+                      help="Rao-Wu bootstrap replicates (default 500)")
     demo.add_argument("--questionnaire", default="sipas_2017",
                       help="built-in questionnaire name or path to a JSON definition")
     demo.add_argument("--moe", type=float, default=0.10,

@@ -9,8 +9,8 @@
 4. simulate the field work: answers and nonresponse that depends on the
    respondent's characteristics;
 5. declare the design, create Rao-Wu bootstrap replicates, adjust for
-   nonresponse within agency x age-group classes and rake to the frame's
-   sex, age-group and channel counts (every step replayed on every replicate);
+   nonresponse within agencies and rake to the frame's agency, sex,
+   age-group and channel counts (every step replayed on every replicate);
 6. estimate the index per item, element and overall, nationally and per
    agency, with bootstrap standard errors and intervals, and flag agencies
    whose estimates are too unreliable to publish;
@@ -43,7 +43,9 @@ if TYPE_CHECKING:
 
 __all__ = ["MIN_RESPONDENTS", "run_demo"]
 
-#: Agencies with fewer respondents than this are flagged "too few to publish".
+#: Agencies with fewer respondents than this are flagged "too few to publish"
+#: (:func:`satsample.flags.publication_flags` also flags a relative SE above 30 %,
+#: a Korn-Graubard effective sample size below 30 and fewer than 8 degrees of freedom).
 MIN_RESPONDENTS = 30
 
 
@@ -79,7 +81,7 @@ def run_demo(
     seed: int = 2026,
     population_seed: int = 20240611,
     n_users: int = 200_000,
-    n_replicates: int = 300,
+    n_replicates: int = 500,
     questionnaire: str = "sipas_2017",
     moe: float = 0.10,
     progress: bool = True,
@@ -97,7 +99,7 @@ def run_demo(
         changes the sample).
     n_users : int, default=200_000
         Size of the synthetic population.
-    n_replicates : int, default=300
+    n_replicates : int, default=500
         Rao-Wu bootstrap replicates.
     questionnaire : str, default="sipas_2017"
         Built-in questionnaire name or path to a JSON definition.
@@ -148,10 +150,10 @@ def run_demo(
     with _step(f"weighting ({n_replicates} Rao-Wu replicates)", progress):
         design = survey_design(fielded, strata="agency_id", weights="design_weight", fpc="fpc")
         design = bootstrap(design, replicates=n_replicates, rng=seeds[2])
-        design = adjust_nonresponse(design, "responded", classes=["agency_id", "age_group"])
+        design = adjust_nonresponse(design, "responded", classes="agency_id")
         margins = {
             var: frame[var].value_counts().rename("Freq").rename_axis(var).reset_index()
-            for var in ("sex", "age_group", "channel")
+            for var in ("agency_id", "sex", "age_group", "channel")
         }
         design = rake(design, [(var, tab) for var, tab in margins.items()], max_iter=50,
                       epsilon=1e-8)
@@ -167,7 +169,7 @@ def run_demo(
     covered = bool(nat["ci_low"] <= truth <= nat["ci_high"])
 
     with _step("writing the outputs", progress):
-        _write_outputs(out, table=table, national=nat, truth=truth, covered=covered,
+        _write_outputs(out, table=table, by_agency=by_agency, national=nat, truth=truth, covered=covered,
                        design=design, seed=seed, n_users=n_users, q=q,
                        n_replicates=n_replicates, sample_size=len(sample),
                        respondents=int(respondents.sum()))
@@ -178,7 +180,7 @@ def run_demo(
         f"true population value {100 * truth:.2f} "
         f"({'inside' if covered else 'OUTSIDE'} the interval)"
     )
-    n_flag = int(table["flag"].ne("").sum())
+    n_flag = int(table["status"].ne("publish").sum())
     print(
         f"{len(table)} agencies, {int(respondents.sum()):,} respondents of {len(sample):,} "
         f"selected; {n_flag} agencies flagged; outputs in {out} "
@@ -188,29 +190,32 @@ def run_demo(
 
 
 def _agency_table(est: IndexEstimate, agencies: pd.DataFrame, pop: Population) -> pd.DataFrame:
-    overall = est.overall.set_index("agency_id")
+    from .flags import publication_flags
+
+    flagged = publication_flags(est.overall, min_n=MIN_RESPONDENTS)
+    overall = flagged.set_index("agency_id")
+    ids = overall.index
     tab = pd.DataFrame({
-        "agency_id": overall.index.astype(str),
-        "agency_name": agencies.loc[overall.index, "name"].to_numpy(),
-        "level": agencies.loc[overall.index, "level"].astype(str).to_numpy(),
+        "agency_id": ids.astype(str),
+        "agency_name": agencies.loc[ids, "name"].to_numpy(),
+        "level": agencies.loc[ids, "level"].astype(str).to_numpy(),
         "index": 100 * overall["estimate"].to_numpy(),
         "se": 100 * overall["se"].to_numpy(),
         "ci_low": 100 * overall["ci_low"].to_numpy(),
         "ci_high": 100 * overall["ci_high"].to_numpy(),
         "respondents": overall["n"].to_numpy().astype(int),
-        "true_index": 100 * pop.truth.agencies.loc[overall.index, "index"].to_numpy(),
+        "true_index": 100 * pop.truth.agencies.loc[ids, "index"].to_numpy(),
+        "status": overall["status"].to_numpy(),
+        "flag": overall["reason"].fillna("").to_numpy(),
     })
-    rse = tab["se"] / tab["index"]
-    flags = np.where(tab["respondents"] < MIN_RESPONDENTS, "too few respondents",
-                     np.where(rse > 0.3, "relative SE above 30%", ""))
-    tab["flag"] = flags
     tab = tab.sort_values(["index", "agency_id"], ascending=[False, True], kind="mergesort")
     tab.insert(0, "rank", np.arange(1, len(tab) + 1))
     return tab.reset_index(drop=True).round(
         {"index": 4, "se": 4, "ci_low": 4, "ci_high": 4, "true_index": 4})
 
 
-def _write_outputs(out: Path, *, table: pd.DataFrame, national: pd.Series, truth: float,
+def _write_outputs(out: Path, *, table: pd.DataFrame, by_agency: IndexEstimate,
+                   national: pd.Series, truth: float,
                    covered: bool, design: SurveyDesign, seed: int, n_users: int,
                    q: Questionnaire, n_replicates: int,
                    sample_size: int, respondents: int) -> None:
@@ -224,23 +229,18 @@ def _write_outputs(out: Path, *, table: pd.DataFrame, national: pd.Series, truth
         table.to_csv(tmp / "agency_index.csv", index=False, float_format="%.4f",
                      lineterminator="\n")
         # chart
+        from .plotting import plot_index
+
         fig, ax = plt.subplots(figsize=(8, max(6, 0.16 * len(table))))
-        ordered = table.iloc[::-1]
-        y = np.arange(len(ordered))
-        ax.errorbar(ordered["index"], y,
-                    xerr=[ordered["index"] - ordered["ci_low"], ordered["ci_high"] - ordered["index"]],
-                    fmt="o", ms=3, lw=0.8, color="tab:blue", ecolor="tab:gray")
-        ax.axvline(100 * national["estimate"], color="tab:red", lw=1,
-                   label=f"overall {100 * national['estimate']:.2f}")
-        ax.set_yticks(y, ordered["agency_id"], fontsize=5)
-        ax.set_xlabel("satisfaction index (%), 95% bootstrap interval")
-        ax.set_title(f"Satisfaction index by agency (synthetic data, seed {seed})")
-        ax.legend(loc="lower right", fontsize=8)
+        plot_index(by_agency, reference=float(national["estimate"]), ax=ax)
+        ax.tick_params(axis="y", labelsize=5)
+        ax.set_title(f"Satisfaction index by agency, 95% bootstrap intervals (synthetic data, seed {seed})",
+                     fontsize=9)
         fig.tight_layout()
         fig.savefig(tmp / "agency_index.png", dpi=120)
         plt.close(fig)
         # summary
-        flagged = table[table["flag"] != ""]
+        flagged = table[table["status"] != "publish"]
         lines = [
             "satsample demo - synthetic SIPAS-like survey",
             f"questionnaire: {q.name} ({len(q.items)} criteria in {len(q.elements)} elements)",
@@ -252,7 +252,8 @@ def _write_outputs(out: Path, *, table: pd.DataFrame, national: pd.Series, truth
             f"national index: {100 * national['estimate']:.2f} (SE {100 * national['se']:.2f}; "
             f"95% CI {100 * national['ci_low']:.2f} - {100 * national['ci_high']:.2f})",
             f"true population index: {100 * truth:.2f} ({'covered' if covered else 'NOT covered'})",
-            f"agencies flagged (fewer than {MIN_RESPONDENTS} respondents or RSE > 30%): {len(flagged)}",
+            f"agencies not cleared for publication (fewer than {MIN_RESPONDENTS} respondents, "
+            f"relative SE > 30%, effective n < 30 or df < 8): {len(flagged)}",
             "",
             "top 5: " + ", ".join(f"{r.agency_id} {r.index:.2f}" for r in table.head(5).itertuples()),
             "bottom 5: " + ", ".join(f"{r.agency_id} {r.index:.2f}" for r in table.tail(5).itertuples()),
