@@ -96,8 +96,10 @@ _LAYOUTS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
 def _layout(design: SurveyDesign, *, single_stratum: bool = False) -> _Layout:
+    # keyed by the stage-1 Stage object, which designs derived by weighting or
+    # with_replicates share: the layout is computed once per sample
     key = (single_stratum,)
-    cached = _LAYOUTS.get(design)
+    cached = _LAYOUTS.get(design.stages[0])
     if cached is not None and key in cached:
         return cached[key]
     n = design.n
@@ -130,7 +132,7 @@ def _layout(design: SurveyDesign, *, single_stratum: bool = False) -> _Layout:
         strat_npsu=npsu.astype(np.int64),
         psu_stratum=psu_stratum.astype(np.int64),
     )
-    _LAYOUTS.setdefault(design, {})[key] = out
+    _LAYOUTS.setdefault(design.stages[0], {})[key] = out
     return out
 
 
@@ -160,7 +162,7 @@ def _compact(v: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     if v.shape[0] == 0:
         return v, np.arange(k)
     probe = np.random.default_rng(0).random(v.shape[0])  # fixed: a hash of each column
-    sig = probe @ v if v.dtype.kind == "f" else probe @ v.astype(np.float64)
+    sig = np.array([probe @ v[:, j].astype(np.float64) for j in range(k)])  # O(n) memory
     keep: list[int] = []
     where = np.empty(k, dtype=np.int64)
     for j in range(k):
