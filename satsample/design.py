@@ -195,6 +195,14 @@ class ReplicateWeights:
         Key of the counter-based stream, for replicates generated on the fly.
     n_replicates : int
         Number of replicates ``R``.
+    fay_rho : float or None
+        Fay's coefficient for ``kind="Fay"``.
+    steps : tuple
+        Weighting steps to replay on replicates generated on the fly
+        (``weights is None``): objects with a method
+        ``apply(block: ndarray (b, n), replicate_index: ndarray (b,)) -> ndarray (b, n)``
+        that turn a block of replicate weights before the step into the block
+        after it.  Materialised replicate weights already include every step.
     """
 
     kind: str
@@ -206,6 +214,7 @@ class ReplicateWeights:
     seed: int | None = None
     n_replicates: int = 0
     fay_rho: float | None = None
+    steps: tuple[Any, ...] = ()
 
     def variance(self, theta_r: np.ndarray, theta: np.ndarray) -> np.ndarray:
         """Replicate variance of estimates.
