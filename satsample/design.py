@@ -203,6 +203,12 @@ class ReplicateWeights:
         ``apply(block: ndarray (b, n), replicate_index: ndarray (b,)) -> ndarray (b, n)``
         that turn a block of replicate weights before the step into the block
         after it.  Materialised replicate weights already include every step.
+    base_weights : ndarray of float64, shape (n,) or None
+        For replicates generated on the fly with ``steps``: the analysis
+        weights the replicate multipliers apply to (the full-sample weights
+        before the first replayed step), so the replicate weights before the
+        steps are ``multipliers * base_weights``.  ``None`` when ``steps`` is
+        empty (the design's current weights).
     """
 
     kind: str
@@ -215,6 +221,7 @@ class ReplicateWeights:
     n_replicates: int = 0
     fay_rho: float | None = None
     steps: tuple[Any, ...] = ()
+    base_weights: np.ndarray | None = None
 
     def variance(self, theta_r: np.ndarray, theta: np.ndarray) -> np.ndarray:
         """Replicate variance of estimates.
@@ -336,6 +343,7 @@ class SurveyDesign:
         step: WeightStep,
         calibration: Any | None = None,
         replicate_weights: np.ndarray | None = None,
+        replicate_step: Any | None = None,
     ) -> SurveyDesign:
         """Return a new design with new analysis weights (the old one is unchanged).
 
@@ -350,12 +358,27 @@ class SurveyDesign:
         replicate_weights : ndarray of shape (R, n), optional
             The same step applied to every replicate; required when the design
             carries materialised replicate weights.
+        replicate_step : object, optional
+            For replicates generated on the fly (``replicates.weights is None``,
+            then required instead of ``replicate_weights``): the step to replay
+            on blocks of replicate weights (see :attr:`ReplicateWeights.steps`);
+            it is appended to ``replicates.steps``, and the first one records
+            the current weights as ``replicates.base_weights``.
         """
         w = _readonly(check_weights(weights, name=step.method).copy())
         if w.shape != self.weights.shape:
             raise DesignError(f"new weights have shape {w.shape}, expected {self.weights.shape}")
         reps = self.replicates
-        if reps is not None:
+        if reps is not None and reps.weights is None:
+            if replicate_step is None or replicate_weights is not None:
+                raise DesignError(
+                    f"the design's {reps.n_replicates} {reps.kind} replicates are generated on "
+                    f"the fly; weighting step {step.method!r} must give replicate_step= (the "
+                    "step replayed on blocks of replicate weights), not replicate_weights="
+                )
+            base = self.weights if not reps.steps else reps.base_weights
+            reps = replace(reps, steps=(*reps.steps, replicate_step), base_weights=base)
+        elif reps is not None:
             if replicate_weights is None:
                 raise DesignError(
                     f"the design has {reps.n_replicates} {reps.kind} replicate weights; "
