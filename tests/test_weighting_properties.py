@@ -8,7 +8,7 @@ import pytest
 
 from satsample._validation import ConvergenceError, ConvergenceWarning, SatsampleError
 from satsample._variance import taylor_variance
-from satsample.design import ReplicateWeights, survey_design
+from satsample.design import survey_design
 from satsample.weighting import (
     GregResidualizer,
     PostStratResidualizer,
@@ -305,10 +305,3 @@ def test_distance_options(design):
     b = calibrate(design, MARGINS)
     np.testing.assert_allclose(a.weights, b.weights, rtol=1e-10)
     assert dict(a.history[-1].params)["distance"] == "my linear"
-
-
-def test_on_the_fly_replicates_are_refused(design):
-    reps = ReplicateWeights(kind="bootstrap", weights=None, scale=1.0, rscales=np.ones(10),
-                            n_replicates=10, seed=1)
-    with pytest.raises(SatsampleError, match="materialize=True"):
-        calibrate(design.with_replicates(reps), MARGINS)

@@ -6,7 +6,12 @@ one (the input is never modified) with new analysis weights, one more
 changes the Taylor variance of estimators, a residualizer in
 ``design.calibrations`` (R ``survey``'s rules).  When the design carries
 materialised replicate weights, the same step is applied to every replicate,
-so replicate standard errors include the weighting.
+so replicate standard errors include the weighting.  When the replicates are
+generated on the fly (``replicates.weights is None``), the step is recorded in
+``replicates.steps`` as a replay object (:class:`NonresponseStep`,
+:class:`PostStratifyStep`, :class:`RakeStep`, :class:`CalibrationStep`,
+:class:`TrimStep`) whose ``apply(block, replicate_index)`` does the same
+computation on a block of replicate weights.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ from .calibrate import (
     LOGIT,
     RAKING,
     CalibrationDistance,
+    CalibrationStep,
     GregResidualizer,
     calibrate,
     make_distance,
@@ -28,20 +34,25 @@ from .controls import (
     totals_vector,
 )
 from .diagnostics import calibration_check, weight_summary
-from .nonresponse import adjust_nonresponse, response_propensity
-from .poststratify import PostStratResidualizer, poststratify
-from .rake import RakeResidualizer, rake
-from .trim import trim
+from .nonresponse import NonresponseStep, adjust_nonresponse, response_propensity
+from .poststratify import PostStratifyStep, PostStratResidualizer, poststratify
+from .rake import RakeResidualizer, RakeStep, rake
+from .trim import TrimStep, trim
 
 __all__ = [
     "LINEAR",
     "LOGIT",
     "RAKING",
     "CalibrationDistance",
+    "CalibrationStep",
     "GregResidualizer",
     "ModelMatrix",
+    "NonresponseStep",
     "PostStratResidualizer",
+    "PostStratifyStep",
     "RakeResidualizer",
+    "RakeStep",
+    "TrimStep",
     "adjust_nonresponse",
     "calibrate",
     "calibration_check",

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import warnings
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -27,18 +27,44 @@ def check_design(design: Any, step: str) -> SurveyDesign:
     return design
 
 
-def replicate_matrix(design: SurveyDesign, step: str) -> np.ndarray | None:
-    """A writable copy of the replicate analysis weights (R, n), or None."""
-    reps = design.replicates
-    if reps is None:
-        return None
-    if reps.weights is None:
-        raise SatsampleError(
-            f"{step}: the design's {reps.n_replicates} {reps.kind} replicates are generated on "
-            "the fly and cannot be re-weighted; build them with materialize=True so the "
-            "weighting step can be applied to every replicate"
-        )
-    return np.array(reps.weights, dtype=np.float64, copy=True, order="C")
+class ReplicateStep(Protocol):
+    """A weighting step that can be replayed on blocks of replicate weights.
+
+    ``apply(block (b, n), replicate_index (b,)) -> (b, n)`` turns replicate
+    analysis weights before the step into the weights after it, row by row
+    (a row's result does not depend on the other rows of the block).
+    """
+
+    def apply(self, block: np.ndarray, replicate_index: np.ndarray) -> np.ndarray:
+        """Return the block of replicate weights after the step."""
+        ...
+
+
+def check_block(block: np.ndarray, replicate_index: np.ndarray, n: int, step: str
+                ) -> tuple[np.ndarray, np.ndarray]:
+    """Validate a block of replicate weights (b, n) and its replicate numbers (b,)."""
+    w = np.asarray(block, dtype=np.float64)
+    if w.ndim != 2 or w.shape[1] != n:
+        raise SatsampleError(f"{step}: block of replicate weights has shape {w.shape}; "
+                             f"expected (b, {n})")
+    idx = np.asarray(replicate_index, dtype=np.int64).reshape(-1)
+    if idx.shape[0] != w.shape[0]:
+        raise SatsampleError(f"{step}: replicate_index has {idx.shape[0]} entries for a block "
+                             f"of {w.shape[0]} replicate(s)")
+    return w, idx
+
+
+def frozen(a: np.ndarray, dtype: Any = np.float64) -> np.ndarray:
+    """A read-only C-contiguous copy (arrays held by replay steps)."""
+    out = np.array(a, dtype=dtype, copy=True, order="C")
+    out.setflags(write=False)
+    return out
+
+
+def replicate_labels(replicate_index: np.ndarray, limit: int = 10) -> str:
+    """``"3, 17, 40"`` (the first ``limit`` replicate numbers, 0-based)."""
+    shown = ", ".join(str(int(i)) for i in replicate_index[:limit])
+    return shown + ("" if replicate_index.size <= limit else f" and {replicate_index.size - limit} more")
 
 
 def nonconvergence(on: str, message: str) -> None:
@@ -54,12 +80,27 @@ def check_on(on: str) -> str:
 
 def finish(design: SurveyDesign, weights: np.ndarray, *, method: str, params: dict[str, Any],
            converged: bool | None = None, n_iter: int | None = None, message: str = "",
-           calibration: Any | None = None, replicate_weights: np.ndarray | None = None
+           calibration: Any | None = None, replicate_step: ReplicateStep | None = None
            ) -> SurveyDesign:
+    """Record the step and return the new design.
+
+    Materialised replicate weights go through ``replicate_step.apply`` all at
+    once; replicates generated on the fly get ``replicate_step`` appended to
+    ``replicates.steps``, to be replayed block by block.
+    """
     step = WeightStep.from_weights(method, weights, params=params, converged=converged,
                                    n_iter=n_iter, message=message)
+    reps = design.replicates
+    if reps is None:
+        return design.with_weights(weights, step=step, calibration=calibration)
+    if replicate_step is None:  # pragma: no cover - every step builds one
+        raise SatsampleError(f"{method}: no replicate step to apply to the replicate weights")
+    if reps.weights is None:
+        return design.with_weights(weights, step=step, calibration=calibration,
+                                   replicate_step=replicate_step)
+    rep_w = replicate_step.apply(reps.weights, np.arange(reps.n_replicates, dtype=np.int64))
     return design.with_weights(weights, step=step, calibration=calibration,
-                               replicate_weights=replicate_weights)
+                               replicate_weights=rep_w)
 
 
 def group_sums(codes: np.ndarray, n_groups: int, weights: np.ndarray) -> np.ndarray:

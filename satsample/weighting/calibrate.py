@@ -10,7 +10,15 @@ import pandas as pd
 
 from .._validation import ConvergenceError, SatsampleError, as_column_list, check_positive_int
 from ..design import SurveyDesign
-from ._common import check_design, check_on, finish, nonconvergence, replicate_matrix
+from ._common import (
+    check_block,
+    check_design,
+    check_on,
+    finish,
+    frozen,
+    nonconvergence,
+    replicate_labels,
+)
 from .controls import ModelMatrix, model_matrix, totals_from_margins, totals_vector
 
 __all__ = [
@@ -18,6 +26,7 @@ __all__ = [
     "LOGIT",
     "RAKING",
     "CalibrationDistance",
+    "CalibrationStep",
     "GregResidualizer",
     "calibrate",
     "make_distance",
@@ -240,6 +249,69 @@ def _grake(m: np.ndarray, w: np.ndarray, pop: np.ndarray, dist: CalibrationDista
     return g, iters, misfit_rel
 
 
+# ------------------------------------------------------------------ replay
+@dataclass(frozen=True, kw_only=True, eq=False)
+class CalibrationStep:
+    """Calibration, replayed on blocks of replicate weights.
+
+    Attributes
+    ----------
+    matrix : ndarray of float64, shape (n, p)
+        Calibration model matrix (columns with no sample weight and a zero
+        control already dropped).
+    totals : ndarray of float64, shape (p,)
+        Population totals of its columns.
+    distance : CalibrationDistance
+        Calibration distance.
+    lower, upper : float
+        Bounds on the g-weights (``-inf``/``inf`` when unbounded).
+    closed_form : bool
+        Unbounded linear calibration, solved in closed form (GREG).
+    epsilon : float
+        Newton convergence tolerance (R's rule, see :func:`calibrate`).
+    max_iter : int
+        Newton iterations.
+    on_nonconvergence : {"error", "warn"}
+        What a replicate that does not converge triggers.
+    bounds_text : str
+        The bounds as given, for messages.
+
+    Notes
+    -----
+    Each replicate *r* is calibrated to the same totals with its own
+    starting weights: :math:`w_{ri} = d_{ri} g_{ri}`, :math:`g_{ri} = 1 +
+    F_m(x_i'\\lambda_r)`, :math:`\\sum_i d_{ri} g_{ri} x_i = T`.  Replicates
+    generated on the fly check convergence when they are replayed.
+    """
+
+    matrix: np.ndarray
+    totals: np.ndarray
+    distance: CalibrationDistance
+    lower: float
+    upper: float
+    closed_form: bool
+    epsilon: float
+    max_iter: int
+    on_nonconvergence: str
+    bounds_text: str
+
+    def apply(self, block: np.ndarray, replicate_index: np.ndarray) -> np.ndarray:
+        """Calibrate a block (b, n) of replicate weights; returns a new (b, n) array."""
+        w, idx = check_block(block, replicate_index, self.matrix.shape[0], "calibrate")
+        if self.closed_form:
+            return w * _linear_closed_form(self.matrix, w, self.totals)
+        g, _, rel = _grake(self.matrix, w, self.totals, self.distance, self.lower, self.upper,
+                           self.epsilon, self.max_iter)
+        bad = rel >= self.epsilon
+        if bad.any():
+            nonconvergence(
+                self.on_nonconvergence,
+                f"calibrate: Calibration failed for {int(bad.sum())} of {w.shape[0]} replicates "
+                f"(replicate(s) {replicate_labels(idx[bad])}; distance {self.distance.name!r}, "
+                f"bounds {self.bounds_text})")
+        return w * g
+
+
 # ------------------------------------------------------------------ public
 def _resolve_totals(totals, design: SurveyDesign, variables: Sequence[str] | None
                     ) -> tuple[ModelMatrix, pd.Series]:
@@ -305,7 +377,9 @@ def calibrate(design: SurveyDesign, totals: pd.Series | pd.DataFrame | dict, *,
         A new design with calibrated weights, a ``"calibrate"`` history step
         (g range, counts at the bounds) and a :class:`GregResidualizer`.
         Replicate weights, if any, are calibrated replicate by replicate with
-        the same totals and options.
+        the same totals and options; replicates generated on the fly get a
+        :class:`CalibrationStep` in ``replicates.steps`` (their convergence is
+        checked when they are replayed).
 
     Notes
     -----
@@ -352,7 +426,6 @@ def calibrate(design: SurveyDesign, totals: pd.Series | pd.DataFrame | dict, *,
     m = mm.matrix
     pop = tot.to_numpy(dtype=np.float64)
     d = np.array(design.weights, dtype=np.float64)
-    reps = replicate_matrix(design, "calibrate")
 
     # columns with no sample weight: drop when the control is 0 too (R), else explain
     col_w = np.abs(m).T @ (d > 0)
@@ -389,18 +462,9 @@ def calibrate(design: SurveyDesign, totals: pd.Series | pd.DataFrame | dict, *,
             )
         nonconvergence(on, "calibrate: " + message)
 
-    rep_w = None
-    if reps is not None:
-        if closed:
-            rep_g = _linear_closed_form(m, reps, pop)
-        else:
-            rep_g, _, rel_r = _grake(m, reps, pop, dist, lo, hi, epsilon, max_iter)
-            n_bad = int((rel_r >= epsilon).sum())
-            if n_bad:
-                nonconvergence(
-                    on, f"calibrate: Calibration failed for {n_bad} of {reps.shape[0]} "
-                    f"replicates (distance {dist.name!r}, bounds {bounds_txt})")
-        rep_w = reps * rep_g
+    replay = CalibrationStep(matrix=frozen(m), totals=frozen(pop), distance=dist, lower=lo,
+                             upper=hi, closed_form=closed, epsilon=epsilon, max_iter=max_iter,
+                             on_nonconvergence=on, bounds_text=bounds_txt)
 
     w = d * g
     pos = d > 0
@@ -417,4 +481,4 @@ def calibrate(design: SurveyDesign, totals: pd.Series | pd.DataFrame | dict, *,
     }
     resid = GregResidualizer.build(m, d, g)
     return finish(design, w, method="calibrate", params=params, converged=converged,
-                  n_iter=n_iter, message=message, calibration=resid, replicate_weights=rep_w)
+                  n_iter=n_iter, message=message, calibration=resid, replicate_step=replay)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -15,10 +16,51 @@ from .._validation import (
     check_positive_int,
 )
 from ..design import SurveyDesign
-from ._common import check_design, finish, group_sums, replicate_matrix
+from ._common import check_block, check_design, finish, frozen, group_sums
 from .controls import _cell_label, cell_codes
 
-__all__ = ["adjust_nonresponse", "response_propensity"]
+__all__ = ["NonresponseStep", "adjust_nonresponse", "response_propensity"]
+
+
+def _class_factors(codes: np.ndarray, n_groups: int, responded: np.ndarray,
+                   weights: np.ndarray) -> np.ndarray:
+    """Sampled over responding weight per class, for (n,) or (R, n) weights (0 if none)."""
+    sampled = group_sums(codes, n_groups, weights)
+    resp = group_sums(codes, n_groups, weights * responded)
+    return np.divide(sampled, resp, out=np.zeros_like(sampled), where=resp > 0)
+
+
+@dataclass(frozen=True, kw_only=True, eq=False)
+class NonresponseStep:
+    """The nonresponse adjustment, replayed on blocks of replicate weights.
+
+    Attributes
+    ----------
+    codes : ndarray of int64, shape (n,)
+        Weighting (or propensity) class of each row, as in the full sample.
+    n_groups : int
+        Number of classes.
+    responded : ndarray of bool, shape (n,)
+        Respondent indicator.
+
+    Notes
+    -----
+    In every replicate *r* and class *c*,
+    :math:`w_{ri} = d_{ri} \\sum_{j \\in s_c} d_{rj} / \\sum_{j \\in r_c} d_{rj}`
+    for respondents and 0 for nonrespondents (a class with no responding
+    weight in the replicate gets 0).  The classes are not re-formed per
+    replicate (the propensity model is not refitted).
+    """
+
+    codes: np.ndarray
+    n_groups: int
+    responded: np.ndarray
+
+    def apply(self, block: np.ndarray, replicate_index: np.ndarray) -> np.ndarray:
+        """Adjust a block (b, n) of replicate weights; returns a new (b, n) array."""
+        w, _ = check_block(block, replicate_index, self.codes.shape[0], "adjust_nonresponse")
+        fac = _class_factors(self.codes, self.n_groups, self.responded, w)
+        return np.where(self.responded[None, :], w * fac[:, self.codes], 0.0)
 
 
 def _responded(design: SurveyDesign, responded: str) -> np.ndarray:
@@ -115,7 +157,9 @@ def adjust_nonresponse(design: SurveyDesign, responded: str, *,
         **nonrespondents' weights set to 0** (so they stay in the variance
         computation as sampled units with zero scores, and their count is in
         the history record).  Replicate weights, if any, are adjusted with
-        the same classes (the propensity model is not refitted per replicate).
+        the same classes (the propensity model is not refitted per replicate);
+        replicates generated on the fly get a :class:`NonresponseStep` in
+        ``replicates.steps``, replayed block by block.
 
     Raises
     ------
@@ -173,19 +217,14 @@ def adjust_nonresponse(design: SurveyDesign, responded: str, *,
             f"adjust_nonresponse: {bad.size} class(es) have sampled units but no respondent "
             f"with a positive weight: {names_bad}; collapse them with a neighbouring class"
         )
-    fac = np.divide(sampled, resp, out=np.zeros_like(sampled), where=resp > 0)
+    fac = _class_factors(codes, n_groups, r, d)
     w = np.where(r, d * fac[codes], 0.0)
-    reps = replicate_matrix(design, "adjust_nonresponse")
-    rep_w = None
-    if reps is not None:
-        s_r = group_sums(codes, n_groups, reps)
-        r_r = group_sums(codes, n_groups, reps * r[None, :])
-        f_r = np.divide(s_r, r_r, out=np.zeros_like(s_r), where=r_r > 0)
-        rep_w = np.where(r[None, :], reps * f_r[:, codes], 0.0)
+    replay = NonresponseStep(codes=frozen(codes, np.int64), n_groups=n_groups,
+                             responded=frozen(r, bool))
     info["n_respondents"] = int(r.sum())
     info["n_nonrespondents"] = int((~r).sum())
     info["adjustment_factors"] = dict(zip(labels, fac.tolist(), strict=True))
     msg = (f"{int((~r).sum())} nonrespondent row(s) kept with weight 0; "
            f"{int(r.sum())} respondents; factors {fac.min():.4g}-{fac.max():.4g}")
     return finish(design, w, method="nonresponse", params=info, message=msg,
-                  replicate_weights=rep_w)
+                  replicate_step=replay)

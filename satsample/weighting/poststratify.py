@@ -12,10 +12,10 @@ import scipy.sparse as sp
 
 from .._validation import SatsampleError, SatsampleWarning, as_column_list
 from ..design import SurveyDesign
-from ._common import check_design, finish, group_sums, replicate_matrix
+from ._common import check_block, check_design, finish, frozen, group_sums
 from .controls import _cell_label, cell_codes, population_cells
 
-__all__ = ["PostStratResidualizer", "poststratify"]
+__all__ = ["PostStratResidualizer", "PostStratifyStep", "poststratify"]
 
 
 def _indicator(codes: np.ndarray, n_cells: int) -> sp.csr_matrix:
@@ -80,6 +80,35 @@ def _poststrat_factors(codes: np.ndarray, n_cells: int, pop: np.ndarray,
     return fac[:, codes]
 
 
+@dataclass(frozen=True, kw_only=True, eq=False)
+class PostStratifyStep:
+    """Post-stratification, replayed on blocks of replicate weights.
+
+    Attributes
+    ----------
+    codes : ndarray of int64, shape (n,)
+        Post-stratum code of each row.
+    n_cells : int
+        Number of codes.
+    population : ndarray of float64, shape (n_cells,)
+        Population count of each code (0 for cells ignored with ``partial``).
+
+    Notes
+    -----
+    In every replicate *r*: :math:`w_{ri} = d_{ri} N_c / \\sum_{j \\in c} d_{rj}`,
+    and 0 in a cell with no replicate weight.
+    """
+
+    codes: np.ndarray
+    n_cells: int
+    population: np.ndarray
+
+    def apply(self, block: np.ndarray, replicate_index: np.ndarray) -> np.ndarray:
+        """Post-stratify a block (b, n) of replicate weights; returns a new (b, n) array."""
+        w, _ = check_block(block, replicate_index, self.codes.shape[0], "poststratify")
+        return w * _poststrat_factors(self.codes, self.n_cells, self.population, w)
+
+
 def _prepare(data: pd.DataFrame, variables: list[str], population, weights: np.ndarray, *,
              partial: bool, step: str) -> tuple[np.ndarray, int, np.ndarray, list[str]]:
     """Match sample cells to population cells; return codes, n_cells, pop per code, notes."""
@@ -140,7 +169,9 @@ def poststratify(design: SurveyDesign, strata: str | Sequence[str],
     SurveyDesign
         A new design with post-stratified weights, a ``"poststratify"`` history
         step and a :class:`PostStratResidualizer` for the Taylor variance.  Its
-        replicate weights, if any, are post-stratified replicate by replicate.
+        replicate weights, if any, are post-stratified replicate by replicate
+        (replicates generated on the fly: a :class:`PostStratifyStep` is
+        appended to ``replicates.steps``).
 
     Raises
     ------
@@ -165,11 +196,11 @@ def poststratify(design: SurveyDesign, strata: str | Sequence[str],
     d = np.array(design.weights, dtype=np.float64)
     codes, n_cells, pop, notes = _prepare(design.data, variables, population, d,
                                           partial=partial, step="poststratify")
-    reps = replicate_matrix(design, "poststratify")
     w = d * _poststrat_factors(codes, n_cells, pop, d)
-    rep_w = None if reps is None else reps * _poststrat_factors(codes, n_cells, pop, reps)
+    replay = PostStratifyStep(codes=frozen(codes, np.int64), n_cells=n_cells,
+                              population=frozen(pop))
     resid = PostStratResidualizer(cells=codes, n_cells=n_cells, old_weights=d, new_weights=w)
     return finish(design, w, method="poststratify",
                   params={"strata": tuple(variables), "partial": partial,
                           "n_cells": int((pop > 0).sum()), "population_total": float(pop.sum())},
-                  message="; ".join(notes), calibration=resid, replicate_weights=rep_w)
+                  message="; ".join(notes), calibration=resid, replicate_step=replay)

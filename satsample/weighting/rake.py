@@ -12,16 +12,17 @@ import pandas as pd
 from .._validation import SatsampleError, as_column_list, check_positive_int
 from ..design import SurveyDesign
 from ._common import (
+    check_block,
     check_design,
     check_on,
     finish,
+    frozen,
     nonconvergence,
-    replicate_matrix,
 )
 from .controls import cell_codes, margins_from_table
 from .poststratify import _indicator, _poststrat_factors, _prepare
 
-__all__ = ["RakeResidualizer", "rake"]
+__all__ = ["RakeResidualizer", "RakeStep", "rake"]
 
 MarginSpec = tuple[str | Sequence[str], pd.DataFrame | pd.Series]
 
@@ -76,6 +77,38 @@ class RakeResidualizer:
                                   where=counts[:, None] > 0)
                 x = x - psw[:, None] * means[codes]
         return x[:, 0] if squeeze else x
+
+
+@dataclass(frozen=True, kw_only=True, eq=False)
+class RakeStep:
+    """Raking, replayed on blocks of replicate weights.
+
+    Attributes
+    ----------
+    margins : tuple of (ndarray of int64, int, ndarray of float64)
+        For each margin in raking order: the cell code of each row, the
+        number of codes and the population count of each code.
+    passes : int
+        Passes performed on the full sample; every replicate gets the same
+        number (as R's ``rake`` on a replicate design).
+
+    Notes
+    -----
+    ``passes`` times, for every margin :math:`m` in order,
+    :math:`w_{ri} \\leftarrow w_{ri} N_{m,c} / \\sum_{j \\in c} w_{rj}`.
+    """
+
+    margins: tuple[tuple[np.ndarray, int, np.ndarray], ...]
+    passes: int
+
+    def apply(self, block: np.ndarray, replicate_index: np.ndarray) -> np.ndarray:
+        """Rake a block (b, n) of replicate weights; returns a new (b, n) array."""
+        n = self.margins[0][0].shape[0]
+        w, _ = check_block(block, replicate_index, n, "rake")
+        for _ in range(self.passes):
+            for codes, n_cells, pop in self.margins:
+                w = w * _poststrat_factors(codes, n_cells, pop, w)
+        return w
 
 
 def _normalise_margins(margins: Any) -> list[tuple[list[str], Any]]:
@@ -135,7 +168,8 @@ def rake(design: SurveyDesign, margins: Sequence[MarginSpec] | pd.DataFrame, *,
         A new design with raked weights, a ``"rake"`` history step (passes
         performed, converged) and a :class:`RakeResidualizer`.  Replicate
         weights, if any, are raked with the same number of passes (as R's
-        ``rake`` on a replicate design does).
+        ``rake`` on a replicate design does); replicates generated on the fly
+        get a :class:`RakeStep` in ``replicates.steps``.
 
     Raises
     ------
@@ -162,7 +196,6 @@ def rake(design: SurveyDesign, margins: Sequence[MarginSpec] | pd.DataFrame, *,
         raise SatsampleError(f"rake: epsilon={epsilon!r} must be a positive number")
     specs = _normalise_margins(margins)
     d = np.array(design.weights, dtype=np.float64)
-    reps = replicate_matrix(design, "rake")
 
     prepared = []
     for variables, population in specs:
@@ -197,12 +230,9 @@ def rake(design: SurveyDesign, margins: Sequence[MarginSpec] | pd.DataFrame, *,
             break
         old = new
 
-    rep_w = None
-    if reps is not None:
-        for _ in range(passes):
-            for _variables, codes, n_cells, pop in prepared:
-                reps = reps * _poststrat_factors(codes, n_cells, pop, reps)
-        rep_w = reps
+    replay = RakeStep(margins=tuple((frozen(codes, np.int64), n_cells, frozen(pop))
+                                    for _variables, codes, n_cells, pop in prepared),
+                      passes=passes)
 
     message = ""
     if not converged:
@@ -214,4 +244,4 @@ def rake(design: SurveyDesign, margins: Sequence[MarginSpec] | pd.DataFrame, *,
     params = {"margins": tuple("×".join(v) for v, *_ in prepared), "max_iter": max_iter,
               "epsilon": eps_in, "tolerance": tol, "last_change": delta}
     return finish(design, w, method="rake", params=params, converged=converged, n_iter=passes,
-                  message=message, calibration=resid, replicate_weights=rep_w)
+                  message=message, calibration=resid, replicate_step=replay)

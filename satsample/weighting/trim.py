@@ -2,13 +2,22 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
 from .._validation import SatsampleError, check_choice, check_positive_int
 from ..design import SurveyDesign
-from ._common import check_design, check_on, finish, nonconvergence, replicate_matrix
+from ._common import (
+    check_block,
+    check_design,
+    check_on,
+    finish,
+    nonconvergence,
+    replicate_labels,
+)
 
-__all__ = ["trim"]
+__all__ = ["TrimStep", "trim"]
 
 
 def _trim_pass(w: np.ndarray, fixed: np.ndarray, lo: float, hi: float, redistribute: str
@@ -37,6 +46,71 @@ def _trim_pass(w: np.ndarray, fixed: np.ndarray, lo: float, hi: float, redistrib
         fac = np.divide(excess, base, out=np.zeros_like(excess), where=base > 0)
         new = np.where(receive, new * (1.0 + fac), new)
     return new, n_out, fixed
+
+
+def _run(w: np.ndarray, lo: float, hi: float, redistribute: str, strict: bool, max_iter: int
+         ) -> tuple[np.ndarray, int, int, np.ndarray]:
+    """Trim (R, n) weights; returns weights, passes, units trimmed, settled flag per row."""
+    passes, trimmed = 0, 0
+    fixed = np.zeros(w.shape, dtype=bool)
+    while True:
+        w, n_out, fixed = _trim_pass(w, fixed, lo, hi, redistribute)
+        if n_out == 0:
+            return w, passes, trimmed, np.ones(w.shape[0], dtype=bool)
+        passes += 1
+        trimmed += n_out
+        if not strict:
+            return w, passes, trimmed, np.ones(w.shape[0], dtype=bool)
+        if passes >= max_iter:
+            free = (w > 0) & ~fixed
+            done = ~np.any(free & ((w < lo) | (w > hi)), axis=1)
+            return w, passes, trimmed, done
+
+
+@dataclass(frozen=True, kw_only=True, eq=False)
+class TrimStep:
+    """Trimming, replayed on blocks of replicate weights.
+
+    Attributes
+    ----------
+    lower, upper : float
+        Absolute bounds of the full-sample step (``-inf``/``inf``: none).
+    redistribute : {"equal", "proportional"}
+        How the trimmed excess is shared.
+    strict : bool
+        Repeat passes until no weight is outside the bounds.
+    max_iter : int
+        Maximum passes when ``strict``.
+    on_nonconvergence : {"error", "warn"}
+        What a replicate still outside the bounds triggers.
+    n : int
+        Number of rows (the width of a block).
+
+    Notes
+    -----
+    Every replicate is trimmed on its own with the same absolute bounds, by
+    the passes of :func:`trim` (its total is kept).
+    """
+
+    lower: float
+    upper: float
+    redistribute: str
+    strict: bool
+    max_iter: int
+    on_nonconvergence: str
+    n: int
+
+    def apply(self, block: np.ndarray, replicate_index: np.ndarray) -> np.ndarray:
+        """Trim a block (b, n) of replicate weights (the input itself when nothing is trimmed)."""
+        w, idx = check_block(block, replicate_index, self.n, "trim")
+        out, _, _, done = _run(w, self.lower, self.upper, self.redistribute, self.strict,
+                               self.max_iter)
+        if not done.all():
+            nonconvergence(
+                self.on_nonconvergence,
+                f"trim: replicate weights still outside ({self.lower:g}, {self.upper:g}) after "
+                f"{self.max_iter} passes (replicate(s) {replicate_labels(idx[~done])})")
+        return out
 
 
 def trim(design: SurveyDesign, *, lower: float | None = None, upper: float | None = None,
@@ -70,7 +144,8 @@ def trim(design: SurveyDesign, *, lower: float | None = None, upper: float | Non
         A new design with trimmed weights (same total) and a ``"trim"``
         history step (weights trimmed, passes).  No residualizer: trimming is
         treated as fixed, as R does.  Replicate weights, if any, are trimmed
-        with the same (absolute) bounds.
+        with the same (absolute) bounds; replicates generated on the fly get a
+        :class:`TrimStep` in ``replicates.steps``.
 
     Notes
     -----
@@ -110,37 +185,17 @@ def trim(design: SurveyDesign, *, lower: float | None = None, upper: float | Non
             "total cannot be kept"
         )
 
-    def run(w: np.ndarray) -> tuple[np.ndarray, int, int, bool]:
-        passes, trimmed = 0, 0
-        fixed = np.zeros(w.shape, dtype=bool)
-        while True:
-            w, n_out, fixed = _trim_pass(w, fixed, lo, hi, redistribute)
-            if n_out == 0:
-                return w, passes, trimmed, True
-            passes += 1
-            trimmed += n_out
-            if not strict:
-                return w, passes, trimmed, True
-            if passes >= max_iter:
-                wp = w[(w > 0) & ~fixed]
-                done = not np.any((wp < lo) | (wp > hi))
-                return w, passes, trimmed, done
-
-    w, passes, trimmed, settled = run(w0[None, :])
+    w, passes, trimmed, done = _run(w0[None, :], lo, hi, redistribute, strict, max_iter)
+    settled = bool(done[0])
     message = f"{trimmed} weight(s) trimmed"
     if not settled:
         message += f"; weights still outside ({lo:g}, {hi:g}) after {max_iter} passes"
         nonconvergence(on, "trim: " + message)
-    reps = replicate_matrix(design, "trim")
-    rep_w = None
-    if reps is not None:
-        rep_w, _, _, ok = run(reps)
-        if not ok:
-            nonconvergence(on, f"trim: replicate weights still outside ({lo:g}, {hi:g}) after "
-                               f"{max_iter} passes")
+    replay = TrimStep(lower=lo, upper=hi, redistribute=redistribute, strict=bool(strict),
+                      max_iter=max_iter, on_nonconvergence=on, n=design.n)
     params = {"lower": lo if np.isfinite(lo) else None, "upper": hi if np.isfinite(hi) else None,
               "relative": relative, "redistribute": redistribute, "strict": strict,
               "n_trimmed": trimmed}
     return finish(design, w[0], method="trim", params=params,
                   converged=settled if strict else None, n_iter=passes, message=message,
-                  replicate_weights=rep_w)
+                  replicate_step=replay)
