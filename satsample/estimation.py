@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 from scipy import sparse
 
-from ._replicate_totals import replicate_totals
+from ._replicate_totals import replicate_ratio_variance, replicate_totals
 from ._validation import (
     SatsampleError,
     as_column_list,
@@ -77,41 +77,120 @@ def _domains(design: SurveyDesign, by: str | Sequence[str] | None) -> _Domains:
         per_levels.append(uniques)
     shape = tuple(len(u) for u in per_levels)
     n_possible = int(np.prod(shape))
-    flat = np.ravel_multi_index(tuple(per_codes), shape)
-    present, codes = np.unique(flat, return_inverse=True)
+    flat = np.ravel_multi_index(tuple(per_codes), shape) if len(cols) > 1 else per_codes[0]
+    if n_possible <= 4 * n + 1024:
+        # present combinations and their ranks without a sort (codes are small integers)
+        seen = np.bincount(flat, minlength=n_possible) > 0
+        present = np.flatnonzero(seen)
+        rank = np.cumsum(seen) - 1
+        codes = flat if present.size == n_possible else rank[flat]
+    else:
+        present, codes = np.unique(flat, return_inverse=True)
     idx = np.unravel_index(present, shape)
     levels = pd.DataFrame({c: per_levels[j][idx[j]] for j, c in enumerate(cols)})
-    return _Domains(codes.astype(np.int64).reshape(-1), int(present.size), levels, n_possible,
-                    tuple(cols))
+    return _Domains(np.asarray(codes, dtype=np.int64).reshape(-1), int(present.size), levels,
+                    n_possible, tuple(cols))
+
+
+class _Groups:
+    """Rows grouped by domain code, summed with one sparse indicator matrix.
+
+    ``sum(x)`` returns ``out[g, j] = sum_i v_i x[i, j] 1{codes_i = g}`` with
+    ``v`` the analysis weights (``weighted=True``) or ones; ``x`` may be a
+    small integer or boolean matrix (no float64 copy of it is made).  Rows
+    with code -1 are ignored.
+    """
+
+    def __init__(self, codes: np.ndarray, n_domains: int, weights: np.ndarray) -> None:
+        n = codes.shape[0]
+        keep = codes >= 0
+        if keep.all():
+            if n < 2 or bool(np.all(codes[1:] >= codes[:-1])):
+                order = np.arange(n, dtype=np.int64)
+            else:
+                order = np.argsort(codes, kind="stable")
+            counts = np.bincount(codes, minlength=n_domains)
+        else:
+            rows = np.flatnonzero(keep)
+            order = rows[np.argsort(codes[rows], kind="stable")]
+            counts = np.bincount(codes[rows], minlength=n_domains)
+        self.codes = codes
+        self.n_domains = int(n_domains)
+        self.n = n
+        self._order = order
+        self._indptr = np.r_[0, np.cumsum(counts)].astype(np.int64)
+        self._weights = weights
+        self._mats: dict[bool, sparse.csr_matrix] = {}
+
+    def _matrix(self, weighted: bool) -> sparse.csr_matrix:
+        if weighted not in self._mats:
+            data = self._weights[self._order] if weighted else np.ones(self._order.size)
+            self._mats[weighted] = sparse.csr_matrix(
+                (data, self._order, self._indptr), shape=(self.n_domains, self.n))
+        return self._mats[weighted]
+
+    def sum(self, x: np.ndarray, *, weighted: bool = True) -> np.ndarray:
+        x = np.asarray(x)
+        if x.dtype == np.bool_:
+            x = x.view(np.uint8)
+        out = self._matrix(weighted) @ x
+        return np.asarray(out, dtype=np.float64)
 
 
 def _group_sum(codes: np.ndarray, n_domains: int, x: np.ndarray) -> np.ndarray:
     """``out[g, j] = sum_i x[i, j] 1{codes_i = g}`` (rows with code -1 ignored)."""
+    return _Groups(codes, n_domains, np.ones(codes.shape[0])).sum(x, weighted=False)
+
+
+def _distinct_counts(unit: np.ndarray, used: np.ndarray, codes: np.ndarray,
+                     n_domains: int) -> np.ndarray:
+    """Distinct values of ``unit`` among the rows used, per domain (and per column of ``used``).
+
+    ``used`` is (n,) or (n, k) boolean; returns (G,) or (G, k) int64.  One sort
+    of the rows by (domain, unit) -- skipped when they are already in that
+    order -- then an "any row used" per (domain, unit) cell with
+    ``logical_or.reduceat`` and a count of those cells per domain.
+    """
+    shape = (n_domains, *used.shape[1:])
+    out = np.zeros(shape, dtype=np.int64)
     keep = codes >= 0
-    n = codes.shape[0]
-    ind = sparse.csr_matrix(
-        (np.ones(int(keep.sum())), (codes[keep], np.flatnonzero(keep))), shape=(n_domains, n)
-    )
-    return np.asarray(ind @ x)
+    unit = np.asarray(unit, dtype=np.int64)
+    if not keep.all():
+        rows = np.flatnonzero(keep)
+        unit, codes, used = unit[rows], codes[rows], used[rows]
+    if unit.size == 0:
+        return out
+    n_units = int(unit.max()) + 1
+    key = codes * n_units + unit
+    if key.size > 1 and not bool(np.all(key[1:] >= key[:-1])):
+        o = np.argsort(key, kind="stable")
+        key = key[o]
+        used = used[o]
+    starts = np.flatnonzero(np.r_[True, key[1:] != key[:-1]])
+    any_used = np.logical_or.reduceat(used, starts, axis=0)
+    cell_dom = key[starts] // n_units
+    dstarts = np.flatnonzero(np.r_[True, cell_dom[1:] != cell_dom[:-1]])
+    out[cell_dom[dstarts]] = np.add.reduceat(any_used, dstarts, axis=0, dtype=np.int64)
+    return out
 
 
 def _domain_df(design: SurveyDesign, used: np.ndarray, codes: np.ndarray, n_domains: int) -> np.ndarray:
-    """PSUs minus strata among the rows used, per domain and column (R's degf of the subset)."""
-    k = used.shape[1]
+    """PSUs minus strata among the rows used, per domain and column (R's degf of the subset).
+
+    ``used`` is (n, k) boolean, or (n,) when every column uses the same rows.
+    Returns (G, k) float64 ((G, 1) for a 1-D ``used``).
+    """
+    used = np.asarray(used, dtype=bool)
+    k = used.shape[1] if used.ndim == 2 else 1
     if design.replicates is not None:
         return np.full((n_domains, k), float(design.replicates.degf))
-    rows, cols = np.nonzero(used)
-    cell = cols.astype(np.int64) * n_domains + codes[rows]
-    n_cells = k * n_domains
-
-    def count(unit: np.ndarray) -> np.ndarray:
-        n_units = int(unit.max()) + 1
-        key = np.unique(cell * n_units + unit[rows])
-        return np.bincount(key // n_units, minlength=n_cells)
-
-    psu = count(design.psu)
-    strata = count(design.strata)
-    return (psu - strata).reshape(k, n_domains).T.astype(np.float64)
+    if used.ndim == 2 and k > 1:
+        first = used[:, 0]
+        if bool(np.all(used == first[:, None])):
+            return np.repeat(_domain_df(design, first, codes, n_domains), k, axis=1)
+    psu = _distinct_counts(design.psu, used, codes, n_domains)
+    strata = _distinct_counts(design.strata, used, codes, n_domains)
+    return (psu - strata).reshape(n_domains, k).astype(np.float64)
 
 
 def _resolve_variance(design: SurveyDesign, variance: str) -> str:
@@ -126,6 +205,30 @@ def _resolve_variance(design: SurveyDesign, variance: str) -> str:
     return variance
 
 
+def _lazy_jackknife(design: SurveyDesign) -> bool:
+    """True for a jackknife design whose replicates are not stored (closed-form variance)."""
+    reps = design.replicates
+    return reps is not None and reps.weights is None and reps.kind in ("JKn", "JK1")
+
+
+def _srs_from_moments(big_n: np.ndarray, n_obs: np.ndarray, s1: np.ndarray, s2: np.ndarray,
+                      deff: str) -> np.ndarray:
+    """SRS variance of a weighted total from ``N = sum w``, ``n``, ``sum w z`` and ``sum w z^2``.
+
+    ``N^2 s^2 / n`` times ``(1 - n/N)`` for ``deff="srswor"``, with
+    ``s^2 = (sum w z^2 - (sum w z)^2 / N) / N * n / (n - 1)``.  Exact (no
+    cancellation) when ``z`` is centred, i.e. ``sum w z`` is 0 up to rounding:
+    callers pass linearised ratio scores, or totals' values minus the domain mean.
+    """
+    with np.errstate(invalid="ignore", divide="ignore"):
+        ss = s2 - s1 * s1 / big_n
+        s2v = ss / big_n * n_obs / (n_obs - 1)
+        v = big_n**2 * s2v / n_obs
+        if deff == "srswor":
+            v = v * (big_n - n_obs) / big_n
+    return v
+
+
 def _srs_variance(
     w: np.ndarray, z: np.ndarray, used: np.ndarray, codes: np.ndarray, n_domains: int, deff: str
 ) -> np.ndarray:
@@ -134,14 +237,16 @@ def _srs_variance(
     ``N^2 s^2 / n`` times ``(1 - n/N)`` for ``deff="srswor"`` (R's ``deff=TRUE``),
     with ``N`` the weight total of the rows used, ``n`` their count and ``s^2``
     the weighted variance of ``z`` with divisor ``n - 1`` (R's ``svyvar``).
+    Two passes (domain mean, then squared deviations); the estimators use the
+    same formula through :func:`_srs_from_moments` without this (n, k) work.
     """
-    wu = w[:, None] * used
-    big_n = _group_sum(codes, n_domains, wu)
-    n_obs = _group_sum(codes, n_domains, used.astype(np.float64))
+    grp = _Groups(codes, n_domains, w)
+    big_n = grp.sum(used)
+    n_obs = grp.sum(used, weighted=False)
     with np.errstate(invalid="ignore", divide="ignore"):
-        zbar = _group_sum(codes, n_domains, wu * z) / big_n
-        dev = np.where(used, z - zbar[codes], 0.0)
-        s2 = _group_sum(codes, n_domains, wu * dev * dev) / big_n * n_obs / (n_obs - 1)
+        zbar = grp.sum(np.where(used, z, 0.0)) / big_n
+        dev = np.where(used, z - np.nan_to_num(zbar)[codes], 0.0)
+        s2 = grp.sum(dev * dev) / big_n * n_obs / (n_obs - 1)
         v = big_n**2 * s2 / n_obs
         if deff == "srswor":
             v = v * (big_n - n_obs) / big_n
@@ -159,60 +264,167 @@ class _Core:
     replicates: np.ndarray | None  # (R, G, k)
 
 
+_ROW_BLOCK = 65536  # rows per block when scores are only needed for the design effect
+
+
 def _linear_core(
     design: SurveyDesign,
     num: np.ndarray,
-    den: np.ndarray | None,
-    used: np.ndarray,
+    den: np.ndarray | str | None,
+    ok: np.ndarray | None,
     dom: _Domains,
     variance: str,
     deff: str,
 ) -> _Core:
     """Totals (``den is None``) or ratios ``sum w num / sum w den`` for every column and domain.
 
-    ``used`` (n, k) marks the rows that count for each column (usable value,
-    nonzero weight); the domain is ``dom.codes``.
+    ``num`` is (n, k), uint8 (small non-negative integers) or float64 (NaN
+    allowed where not ``ok``).  ``den`` is ``None`` (totals), ``"ones"``
+    (means: the denominator is the indicator of the rows used) or an (n, k)
+    float64 array (ratios).  ``ok`` (n, k) marks usable values (``None``: all
+    usable); a row is used for a column when it is usable and has a positive
+    weight.  The domain is ``dom.codes``.
+
+    Nothing of size (n, k) in float64 is built unless the Taylor variance
+    needs the linearised scores; the design effect's SRS variance comes from
+    grouped sums (closed form for 0/1 means) or row blocks of scores.
     """
     w = design.weights
     codes, g = dom.codes, dom.n_domains
-    usedf = used.astype(np.float64)
-    num0 = np.where(used, num, 0.0)
-    tot_num = _group_sum(codes, g, w[:, None] * num0)
-    if den is None:
-        est = tot_num
-        z = num0
+    n, k = num.shape
+    pos = w > 0
+    all_pos = bool(pos.all())
+    grp = _Groups(codes, g, w)
+    # rows used: `used` (n, k) or, when every column uses the same rows, `pos`
+    used = None if ok is None else ok & pos[:, None]
+    if used is None:
+        num0 = num if all_pos else num * pos[:, None]
     else:
-        den0 = np.where(used, den, 0.0)
-        tot_den = _group_sum(codes, g, w[:, None] * den0)
+        num0 = np.where(used, num, 0)
+    ratio = den is not None
+    ones = isinstance(den, str)
+    if ratio and not ones:
+        den0 = np.where(used if used is not None else pos[:, None], den, 0.0)
+    tot_num = grp.sum(num0)
+    if used is None:
+        big_n = np.repeat(grp.sum(pos[:, None]), k, axis=1)
+        n_obs = np.repeat(grp.sum(pos[:, None], weighted=False), k, axis=1)
+    else:
+        big_n = grp.sum(used)
+        n_obs = grp.sum(used, weighted=False)
+    if not ratio:
+        est = tot_num
+        tot_den = None
+    else:
+        tot_den = big_n if ones else grp.sum(den0)
         with np.errstate(invalid="ignore", divide="ignore"):
             est = np.where(tot_den != 0, tot_num / np.where(tot_den != 0, tot_den, 1.0), np.nan)
-            r_row = np.nan_to_num(est[codes])
-            d_row = tot_den[codes]
-            z = np.where(used & (d_row != 0), (num0 - r_row * den0) / np.where(d_row != 0, d_row, 1.0), 0.0)
+    r_safe = np.nan_to_num(est) if ratio else None
+    d_safe = np.where(tot_den != 0, tot_den, 1.0) if ratio else None
+    centre = np.where(big_n > 0, tot_num / np.where(big_n > 0, big_n, 1.0), 0.0) if not ratio else None
+
+    def scores(rows: slice, *, centred: bool) -> np.ndarray:
+        """Linearised scores z (rows, k), zero where a row is not used (totals: y, or y - mean)."""
+        c = codes[rows]
+        z = np.array(num0[rows], dtype=np.float64)
+        if ratio:
+            if ones:
+                z -= r_safe[c]
+            else:
+                z -= r_safe[c] * den0[rows]
+            z /= d_safe[c]
+            mask = (tot_den != 0)[c]
+            mask &= used[rows] if used is not None else pos[rows, None]
+        else:
+            if centred:
+                z -= centre[c]
+            mask = used[rows] if used is not None else np.broadcast_to(pos[rows, None], z.shape)
+        return np.where(mask, z, 0.0)
+
     reps = None
+    s1 = s2 = None
     if variance == "taylor":
-        var = taylor_variance(design, w[:, None] * z, domain=codes, n_domains=g)
+        z = scores(slice(None), centred=False)
+        if ratio:
+            s2 = grp.sum(z * z)
+            s1 = grp.sum(z)
+        z *= w[:, None]
+        var = taylor_variance(design, z, domain=codes, n_domains=g)
+        del z
     else:
         assert design.replicates is not None
-        vals = num0 if den is None else np.concatenate([num0, np.where(used, den, 0.0)], axis=1)
-        rt = replicate_totals(design, vals, domain=codes, n_domains=g)
-        k = num.shape[1]
-        if den is None:
-            reps = rt
+        if ratio and _lazy_jackknife(design):
+            if ones:
+                d_vals = (pos[:, None] if used is None else used).astype(np.float64)
+            else:
+                d_vals = den0
+            var = replicate_ratio_variance(design, num0, d_vals, np.eye(k), domain=codes,
+                                           n_domains=g)
         else:
+            if not ratio:
+                vals = num0
+            elif ones:
+                d_vals = pos[:, None] if used is None else used
+                vals = np.concatenate([num0, d_vals.astype(num0.dtype)], axis=1)
+            else:
+                vals = np.concatenate([np.asarray(num0, dtype=np.float64), den0], axis=1)
+            rt = replicate_totals(design, vals, domain=codes, n_domains=g)
+            del vals
+            if not ratio:
+                reps = rt
+            else:
+                with np.errstate(invalid="ignore", divide="ignore"):
+                    reps = rt[..., :k] / rt[..., k:]
+            var = design.replicates.variance(reps, est)
+    df = _domain_df(design, pos if used is None else used, codes, g)
+    if df.shape[1] != k:
+        df = np.repeat(df, k, axis=1)
+    if s1 is None:
+        if ones and num0.dtype == np.uint8 and (num0.size == 0 or int(num0.max()) <= 1):
+            # 0/1 values: sum w (y - p)^2 = Y (1 - p)^2 + (N - Y) p^2, no pass over the rows
+            p = r_safe
             with np.errstate(invalid="ignore", divide="ignore"):
-                reps = rt[..., :k] / rt[..., k:]
-        var = design.replicates.variance(reps, est)
-    n_obs = _group_sum(codes, g, usedf)
-    df = _domain_df(design, used, codes, g)
-    vsrs = _srs_variance(w, z, used, codes, g, deff)
+                s1 = (tot_num - p * big_n) / d_safe
+                s2 = (tot_num * (1 - p) ** 2 + (big_n - tot_num) * p * p) / (d_safe * d_safe)
+        else:
+            s1 = np.zeros((g, k))
+            s2 = np.zeros((g, k))
+            for r0 in range(0, n, _ROW_BLOCK):
+                rows = slice(r0, min(n, r0 + _ROW_BLOCK))
+                zb = scores(rows, centred=True)
+                bgrp = _Groups(codes[rows], g, w[rows])
+                s1 += bgrp.sum(zb)
+                zb *= zb
+                s2 += bgrp.sum(zb)
+    vsrs = _srs_from_moments(big_n, n_obs, s1, s2, deff)
     with np.errstate(invalid="ignore", divide="ignore"):
         deff_v = np.where(vsrs > 0, var / np.where(vsrs > 0, vsrs, 1.0), np.nan)
     return _Core(est, np.sqrt(var), df, deff_v, n_obs, reps)
 
 
+def _small_int_columns(design: SurveyDesign, cols: list[str]) -> np.ndarray | None:
+    """The columns as a uint8 (n, k) matrix when all are bool/integer with values in 0..255."""
+    data = design.data
+    arrays = []
+    for c in cols:
+        s = data[c]
+        if not (isinstance(s.dtype, np.dtype) and s.dtype.kind in "biu"):
+            return None
+        a = s.to_numpy()
+        if a.size and s.dtype.kind != "b" and (int(a.min()) < 0 or int(a.max()) > 255):
+            return None
+        arrays.append(a)
+    out = np.empty((design.n, len(cols)), dtype=np.uint8)
+    for j, a in enumerate(arrays):
+        out[:, j] = a
+    return out
+
+
 def _numeric_columns(design: SurveyDesign, cols: list[str], role: str) -> np.ndarray:
     check_columns(design.data, cols, role=role)
+    small = _small_int_columns(design, cols)
+    if small is not None:
+        return small
     out = np.empty((design.n, len(cols)))
     for j, c in enumerate(cols):
         s = design.data[c]
@@ -233,34 +445,47 @@ def _numeric_columns(design: SurveyDesign, cols: list[str], role: str) -> np.nda
     return out
 
 
-def _missing(values: np.ndarray, cols: list[str], na: str, excluded: dict[str, int], what: str) -> np.ndarray:
-    """Usable mask; raise (``na="error"``) or count (``na="drop"``) missing values per column."""
+def _missing(values: np.ndarray, cols: list[str], na: str, excluded: dict[str, int],
+             what: str) -> np.ndarray | None:
+    """Usable mask (``None``: every value usable); raise (``na="error"``) or count (``na="drop"``)."""
+    if values.dtype.kind != "f":
+        return None
     miss = np.isnan(values)
     counts = miss.sum(axis=0)
-    if counts.any():
-        if na == "error":
-            detail = ", ".join(f"{c!r}: {int(m)}" for c, m in zip(cols, counts) if m)
-            raise SatsampleError(
-                f"{what} column(s) with missing values ({detail} row(s)); pass na='drop' to "
-                "exclude them from the estimate of that variable (a domain restriction, as R's "
-                "na.rm=TRUE), or impute them"
-            )
-        for c, m in zip(cols, counts):
-            if m:
-                excluded[f"{c!r} missing (na='drop')"] = excluded.get(f"{c!r} missing (na='drop')", 0) + int(m)
+    if not counts.any():
+        return None
+    if na == "error":
+        detail = ", ".join(f"{c!r}: {int(m)}" for c, m in zip(cols, counts) if m)
+        raise SatsampleError(
+            f"{what} column(s) with missing values ({detail} row(s)); pass na='drop' to "
+            "exclude them from the estimate of that variable (a domain restriction, as R's "
+            "na.rm=TRUE), or impute them"
+        )
+    for c, m in zip(cols, counts):
+        if m:
+            excluded[f"{c!r} missing (na='drop')"] = excluded.get(f"{c!r} missing (na='drop')", 0) + int(m)
     return ~miss
 
 
+def _both(a: np.ndarray | None, b: np.ndarray | None) -> np.ndarray | None:
+    if a is None:
+        return b
+    return a if b is None else a & b
+
+
 def _design_summary(design: SurveyDesign) -> dict[str, Any]:
-    out: dict[str, Any] = {"n": design.n, "strata": design.n_strata, "psu": design.n_psu,
-                           "degf": design.degf}
+    # PSU codes are 0..P-1: count them without a sort
+    psu = design.psu
+    n_psu = int(np.count_nonzero(np.bincount(psu))) if psu.size else 0
+    degf = int(design.replicates.degf) if design.replicates is not None else n_psu - design.n_strata
+    out: dict[str, Any] = {"n": design.n, "strata": design.n_strata, "psu": n_psu, "degf": degf}
     if design.replicates is not None:
         out["replicates"] = design.replicates.n_replicates
     return out
 
 
 def _options(design: SurveyDesign, variance: str, level: float, ci_method: str, na: str,
-             deff: str) -> dict[str, Any]:
+             deff: str, *, ratio: bool = True) -> dict[str, Any]:
     reps = design.replicates
     return {
         "variance": variance,
@@ -273,7 +498,17 @@ def _options(design: SurveyDesign, variance: str, level: float, ci_method: str, 
         "na": na,
         "deff": deff,
         "calibrated": bool(design.calibrations),
+        "replicate_estimates": _replicate_storage(design, variance, ratio=ratio),
     }
+
+
+def _replicate_storage(design: SurveyDesign, variance: str, *, ratio: bool = True) -> str | None:
+    """What ``replicate_estimates`` holds: ``None`` for Taylor variance, else a description."""
+    if variance != "replicate":
+        return None
+    if ratio and _lazy_jackknife(design):
+        return "not stored (closed-form jackknife of lazy replicates)"
+    return "stored"
 
 
 def _build(
@@ -321,7 +556,7 @@ def _build(
         table=table,
         by=dom.by,
         variables=tuple(labels),
-        options=_options(design, variance, level, ci_method, na, deff),
+        options=_options(design, variance, level, ci_method, na, deff, ratio=statistic != "total"),
         excluded=excluded,
         empty_cells=int(dom.n_possible * k - gi.size),
         n_cells_possible=int(dom.n_possible * k),
@@ -394,8 +629,8 @@ def total(
     dom = _domains(design, by)
     excluded: dict[str, int] = {}
     vals = _numeric_columns(design, cols, "y")
-    used = _missing(vals, cols, na, excluded, "y") & (design.weights > 0)[:, None]
-    core = _linear_core(design, vals, None, used, dom, variance, deff)
+    ok = _missing(vals, cols, na, excluded, "y")
+    core = _linear_core(design, vals, None, ok, dom, variance, deff)
     return _build("total", design, core, dom, cols, level=level, ci_method="mean",
                   variance=variance, na=na, deff=deff, excluded=excluded)
 
@@ -434,8 +669,8 @@ def mean(
     dom = _domains(design, by)
     excluded: dict[str, int] = {}
     vals = _numeric_columns(design, cols, "y")
-    used = _missing(vals, cols, na, excluded, "y") & (design.weights > 0)[:, None]
-    core = _linear_core(design, vals, np.ones_like(vals), used, dom, variance, deff)
+    ok = _missing(vals, cols, na, excluded, "y")
+    core = _linear_core(design, vals, "ones", ok, dom, variance, deff)
     return _build("mean", design, core, dom, cols, level=level, ci_method="mean",
                   variance=variance, na=na, deff=deff, excluded=excluded)
 
@@ -492,8 +727,8 @@ def ratio(
     x = _numeric_columns(design, dens, "denominator")
     ok_y = _missing(y, nums, na, excluded, "numerator")
     ok_x = _missing(x, dens, na, excluded, "denominator")
-    used = ok_y & ok_x & (design.weights > 0)[:, None]
-    core = _linear_core(design, y, x, used, dom, variance, deff)
+    x = np.asarray(x, dtype=np.float64)
+    core = _linear_core(design, y, x, _both(ok_y, ok_x), dom, variance, deff)
     labels = [f"{a}/{b}" for a, b in zip(nums, dens)]
     return _build("ratio", design, core, dom, labels, level=level, ci_method="mean",
                   variance=variance, na=na, deff=deff, excluded=excluded)
@@ -543,7 +778,12 @@ def proportion(
     excluded: dict[str, int] = {}
     vals = _numeric_columns(design, cols, "y")
     ok = _missing(vals, cols, na, excluded, "y")
-    bad = ok & (vals != 0) & (vals != 1)
+    if vals.dtype == np.uint8:
+        bad = vals > 1
+    else:
+        bad = (vals != 0) & (vals != 1)
+        if ok is not None:
+            bad &= ok
     if bad.any():
         j = int(np.flatnonzero(bad.any(axis=0))[0])
         shown = ", ".join(f"{v:g}" for v in np.unique(vals[bad[:, j], j])[:5])
@@ -551,7 +791,6 @@ def proportion(
             f"proportion: column {cols[j]!r} has {int(bad[:, j].sum())} value(s) other than 0/1 "
             f"({shown}); recode it to 0/1 (or use mean())"
         )
-    used = ok & (design.weights > 0)[:, None]
-    core = _linear_core(design, vals, np.ones_like(vals), used, dom, variance, deff)
+    core = _linear_core(design, vals, "ones", ok, dom, variance, deff)
     return _build("proportion", design, core, dom, cols, level=level, ci_method=ci_method,
                   variance=variance, na=na, deff=deff, excluded=excluded)
