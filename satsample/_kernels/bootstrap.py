@@ -1,8 +1,23 @@
 """Rao-Wu rescaling bootstrap drawn on the fly from a counter-based stream.
 
-Nothing of size n x R is stored: per stratum and replicate the kernel draws
-the multinomial counts of the stratum's PSUs and adds the rescaled weighted
-values of the stratum's rows into the replicate's totals.
+Nothing of size n x R is stored.  Work is split into tasks, one per block of
+replicates (each task writes its own rows of the output, so the result does
+not depend on the number of threads nor on the block size).  Within a task,
+for every stratum:
+
+1. the multinomial counts of the block's replicates are drawn into a small
+   ``(n_h, block)`` buffer (row = PSU, column = replicate);
+2. the stratum's rows, grouped by domain, are visited once: row *i* adds
+   ``w_i m_h v_ij`` times its PSU's row of counts to the totals of column
+   *j* -- a vector operation over the block's replicates.
+
+0/1 columns (satisfaction indicators, usable-answer flags) go through
+*pattern buckets*: they are packed into groups of ``group_bits`` columns and,
+for a run of rows of one domain, each row adds its count vector to one bucket
+per group (indexed by the row's bit pattern in the group); the buckets are
+expanded into the column totals once per run.  A row then costs one vector
+addition per group instead of one per non-zero column.  Other columns are
+added directly, skipping zeros.
 """
 
 from __future__ import annotations
@@ -11,6 +26,9 @@ import numba
 import numpy as np
 
 from ._rng import _draw_index, _stream
+
+# runs of rows of one (stratum, domain) shorter than this skip the buckets
+_MIN_BUCKET_RUN = 24
 
 
 @numba.njit(cache=True)
@@ -22,18 +40,79 @@ def _draw_counts(cnt, key, stratum_code, replicate, n_psu):
         cnt[_draw_index(state, d, n_psu)] += 1
 
 
+@numba.njit(cache=True, inline="always")
+def _block_counts(ct, addr, key, code, nh, rep0, nb):
+    """``ct[p, q]`` = count of PSU ``p`` in replicate ``rep0 + q`` (float64), ``q < nb``.
+
+    Columns ``nb..`` of ``ct[:nh]`` are zero.  With one PSU the count is 1
+    (multiplier 1: the stratum contributes no variance).  ``addr`` (uint64)
+    is scratch space for the flat positions of the draws.
+    """
+    ct[:nh] = 0.0
+    if nh < 2:
+        ct[0, :nb] = 1.0
+        return
+    flat = ct.reshape(-1)
+    ncol = np.uint64(ct.shape[1])
+    for q in range(nb):
+        state = _stream(key, code, rep0 + q)
+        uq = np.uint64(q)
+        for d in range(nh - 1):  # independent draws: vectorised
+            addr[d] = np.uint64(_draw_index(state, d, nh)) * ncol + uq
+        for d in range(nh - 1):  # unsigned positions: no negative-index wraparound code
+            flat[addr[d]] += 1.0
+
+
 @numba.njit(parallel=True, cache=True)
-def _raowu_totals(key, w, values, domain, order, psu_local, strat_start, strat_code,
-                  strat_npsu, r0, n_rep, n_domains, block):
+def _raowu_run_totals(key, w, values, pat, grp_col, direct_col, rows, psu_local, strat_code,
+                      strat_npsu, strat_run, run_start, run_dom, r0, n_rep, n_domains, block,
+                      min_bucket_run):
     """Replicate totals ``out[r, g, j] = sum_i w_i m_ri values_ij 1{domain_i = g}``.
 
+    Parameters
+    ----------
+    key : uint64
+        Key of the stream.
+    w : (n,) float64
+        Analysis weights.
+    values : (n, k)
+        Values (any real dtype).
+    pat : (n, n_groups) uint8
+        Bit patterns of the 0/1 columns, ``group_bits`` columns per group.
+    grp_col : (n_groups, group_bits) int64
+        Column of each bit of each group (``-1``: padding).
+    direct_col : (k_direct,) int64
+        Columns added directly (not 0/1).
+    rows : (m,) int64
+        The rows that count (domain >= 0), sorted by stratum then domain.
+    psu_local : (n,) int64
+        Rank of the row's PSU within its stratum.
+    strat_code, strat_npsu : (H,) int64
+        Stratum code (stream component) and number of PSUs.
+    strat_run : (H + 1,) int64
+        Runs ``strat_run[h]:strat_run[h + 1]`` belong to stratum ``h``.
+    run_start : (S + 1,) int64, run_dom : (S,) int64
+        Run ``s`` is ``rows[run_start[s]:run_start[s + 1]]``, all in domain ``run_dom[s]``.
+    r0, n_rep : int
+        Replicates ``r0 .. r0 + n_rep - 1``.
+    n_domains, block, min_bucket_run : int
+
+    Returns
+    -------
+    (n_rep, n_domains, k) float64
+
+    Notes
+    -----
     ``m_ri = c_ri n_h / (n_h - 1)`` with ``c_ri`` the Rao-Wu count of the PSU
-    of row ``i`` in replicate ``r0 + r`` (``m = 1`` in a stratum with one PSU).
-    Rows of stratum ``h`` are ``order[strat_start[h]:strat_start[h + 1]]``;
-    ``psu_local[i]`` is the rank of row ``i``'s PSU in its stratum.  Tasks
-    are blocks of replicates, each writing its own rows of ``out``.
+    of row ``i`` in replicate ``r0 + r`` (``m = 1`` in a stratum with one
+    PSU).  Every operation is elementwise across the replicates of a block, so
+    each replicate's totals are summed in the same order whatever the block
+    size or the number of threads.
     """
     k = values.shape[1]
+    n_groups, gbits = grp_col.shape
+    n_pat = 1 << gbits
+    n_direct = direct_col.shape[0]
     n_strata = strat_npsu.shape[0]
     out = np.zeros((n_rep, n_domains, k))
     max_np = 1
@@ -41,26 +120,157 @@ def _raowu_totals(key, w, values, domain, order, psu_local, strat_start, strat_c
         max_np = max(max_np, strat_npsu[h])
     n_blocks = (n_rep + block - 1) // block
     for b in numba.prange(n_blocks):
-        cnt = np.zeros(max_np, np.int64)
-        rb1 = min(n_rep, (b + 1) * block)
+        rb0 = b * block
+        nb = min(block, n_rep - rb0)
+        acc = np.zeros((n_domains * k, block))
+        ct = np.zeros((max_np, block))
+        addr = np.empty(max_np, np.uint64)
+        bucket = np.zeros((n_groups * n_pat, block))
+        arow_tmp = np.empty(block)
+        nzj = np.empty(k, np.int64)
+        nzs = np.empty(k)
         for h in range(n_strata):
+            if strat_run[h] == strat_run[h + 1]:
+                continue
             nh = strat_npsu[h]
             fac = nh / (nh - 1.0) if nh > 1 else 1.0
-            for r in range(b * block, rb1):
-                if nh > 1:
-                    _draw_counts(cnt, key, strat_code[h], r0 + r, nh)
-                for p in range(strat_start[h], strat_start[h + 1]):
-                    i = order[p]
-                    g = domain[i]
-                    if g < 0:
+            _block_counts(ct, addr, key, strat_code[h], nh, r0 + rb0, nb)
+            for s in range(strat_run[h], strat_run[h + 1]):
+                ab = run_dom[s] * k
+                p0 = run_start[s]
+                p1 = run_start[s + 1]
+                use_buckets = n_groups > 0 and p1 - p0 >= min_bucket_run
+                for p in range(p0, p1):
+                    i = rows[p]
+                    wi = w[i] * fac
+                    if wi == 0.0:
                         continue
-                    c = cnt[psu_local[i]] if nh > 1 else 1
-                    if c == 0:
-                        continue
-                    a = (c * fac) * w[i]
-                    for j in range(k):
-                        out[r, g, j] += a * values[i, j]
+                    crow = ct[psu_local[i]]
+                    if use_buckets:
+                        for q in range(block):
+                            arow_tmp[q] = wi * crow[q]
+                        for t in range(n_groups):
+                            brow = bucket[t * n_pat + pat[i, t]]
+                            for q in range(block):
+                                brow[q] += arow_tmp[q]
+                        m = 0
+                        for t in range(n_direct):
+                            j = direct_col[t]
+                            v = values[i, j]
+                            nzj[m] = j
+                            nzs[m] = wi * v
+                            m += v != 0
+                    else:
+                        m = 0
+                        for j in range(k):
+                            v = values[i, j]
+                            nzj[m] = j
+                            nzs[m] = wi * v
+                            m += v != 0
+                    for t in range(m):
+                        sv = nzs[t]
+                        arow = acc[ab + nzj[t]]
+                        for q in range(block):
+                            arow[q] += sv * crow[q]
+                if use_buckets:  # expand the buckets into the column totals
+                    for t in range(n_groups):
+                        for pt in range(n_pat):
+                            brow = bucket[t * n_pat + pt]
+                            if pt > 0:
+                                for bit in range(gbits):
+                                    if (pt >> bit) & 1:
+                                        arow = acc[ab + grp_col[t, bit]]
+                                        for q in range(block):
+                                            arow[q] += brow[q]
+                            brow[:] = 0.0
+        for g in range(n_domains):
+            for j in range(k):
+                arow = acc[g * k + j]
+                for q in range(nb):
+                    out[rb0 + q, g, j] = arow[q]
     return out
+
+
+def _binary_columns(values: np.ndarray) -> np.ndarray:
+    """Indices of the columns whose values are all 0 or 1."""
+    if values.shape[0] == 0:
+        return np.arange(values.shape[1])
+    if values.dtype == np.uint8:
+        return np.flatnonzero(values.max(axis=0) <= 1)
+    return np.flatnonzero([np.all((values[:, j] == 0) | (values[:, j] == 1))
+                           for j in range(values.shape[1])])
+
+
+def _patterns(values: np.ndarray, binary: np.ndarray, group_bits: int
+              ) -> tuple[np.ndarray, np.ndarray]:
+    """Pack the 0/1 columns ``binary`` into ``group_bits``-bit patterns, (n, n_groups) uint8."""
+    n_groups = -(-binary.size // group_bits)
+    grp_col = np.full((n_groups, group_bits), -1, dtype=np.int64)
+    grp_col.ravel()[:binary.size] = binary
+    pat = np.zeros((values.shape[0], n_groups), dtype=np.uint8)
+    for t in range(n_groups):
+        for bit in range(group_bits):
+            j = grp_col[t, bit]
+            if j >= 0:
+                pat[:, t] |= (values[:, j] != 0).astype(np.uint8) << np.uint8(bit)
+    return pat, grp_col
+
+
+def _runs(domain: np.ndarray, order: np.ndarray, strat_start: np.ndarray
+          ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Rows with ``domain >= 0`` sorted by (stratum, domain) and their runs.
+
+    Returns ``rows``, ``strat_run`` (H + 1), ``run_start`` (S + 1), ``run_dom`` (S).
+    Rows of one domain keep their order within a stratum.
+    """
+    H = strat_start.size - 1
+    stratum = np.repeat(np.arange(H, dtype=np.int64), np.diff(strat_start))
+    dom = domain[order]
+    keep = dom >= 0
+    rows, stratum, dom = order[keep], stratum[keep], dom[keep]
+    if dom.size > 1:
+        brk = (dom[1:] < dom[:-1]) & (stratum[1:] == stratum[:-1])
+        if brk.any():  # domains interleaved within a stratum: group them
+            o = np.lexsort((dom, stratum))
+            rows, stratum, dom = rows[o], stratum[o], dom[o]
+    if dom.size:
+        new = np.r_[True, (dom[1:] != dom[:-1]) | (stratum[1:] != stratum[:-1])]
+        starts = np.flatnonzero(new)
+    else:
+        starts = np.zeros(0, dtype=np.int64)
+    run_start = np.r_[starts, dom.size].astype(np.int64)
+    run_dom = dom[starts].astype(np.int64)
+    strat_run = np.searchsorted(stratum[starts], np.arange(H + 1)).astype(np.int64)
+    return np.ascontiguousarray(rows, dtype=np.int64), strat_run, run_start, run_dom
+
+
+def _raowu_totals(key, w, values, domain, order, psu_local, strat_start, strat_code, strat_npsu,
+                  r0, n_rep, n_domains, block=50, *, group_bits=4):
+    """Rao-Wu replicate totals ``(n_rep, n_domains, k)``: arrays in, array out.
+
+    ``out[r, g, j] = sum_i w_i m_ri values_ij 1{domain_i = g}`` with ``m_ri``
+    the multiplier of row *i* in replicate ``r0 + r``.  Rows of stratum *h*
+    are ``order[strat_start[h]:strat_start[h + 1]]``; ``psu_local[i]`` is the
+    rank of row *i*'s PSU in its stratum; ``domain`` ``-1`` excludes a row.
+    Prepares the row runs and bit patterns, then calls
+    :func:`_raowu_run_totals` (``group_bits = 0`` disables the buckets).
+    """
+    values = np.ascontiguousarray(values)
+    k = values.shape[1]
+    rows, strat_run, run_start, run_dom = _runs(np.asarray(domain, np.int64), order, strat_start)
+    binary = _binary_columns(values) if group_bits > 0 else np.zeros(0, np.int64)
+    if binary.size:
+        pat, grp_col = _patterns(values, binary, group_bits)
+    else:
+        pat = np.zeros((values.shape[0], 0), dtype=np.uint8)
+        grp_col = np.zeros((0, max(group_bits, 1)), dtype=np.int64)
+    direct_col = np.setdiff1d(np.arange(k), binary).astype(np.int64)
+    return _raowu_run_totals(np.uint64(key), np.ascontiguousarray(w, np.float64), values, pat,
+                             grp_col, direct_col, rows, np.ascontiguousarray(psu_local, np.int64),
+                             np.ascontiguousarray(strat_code, np.int64),
+                             np.ascontiguousarray(strat_npsu, np.int64), strat_run, run_start,
+                             run_dom, int(r0), int(n_rep), int(n_domains), int(block),
+                             _MIN_BUCKET_RUN)
 
 
 @numba.njit(parallel=True, cache=True)
