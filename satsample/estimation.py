@@ -323,29 +323,47 @@ def _linear_core(
     d_safe = np.where(tot_den != 0, tot_den, 1.0) if ratio else None
     centre = np.where(big_n > 0, tot_num / np.where(big_n > 0, big_n, 1.0), 0.0) if not ratio else None
 
+    den_ok = tot_den != 0 if ratio else None
+    # a mask is needed unless every row is used for every column (and no ratio is undefined)
+    masked = used is not None or not all_pos or (ratio and not bool(den_ok.all()))
+
+    def per_row(a: np.ndarray, c: np.ndarray) -> np.ndarray:
+        return a[0] if g == 1 else a[c]  # one domain: broadcast, no gather
+
     def scores(rows: slice, *, centred: bool) -> np.ndarray:
         """Linearised scores z (rows, k), zero where a row is not used (totals: y, or y - mean)."""
         c = codes[rows]
         z = np.array(num0[rows], dtype=np.float64)
         if ratio:
             if ones:
-                z -= r_safe[c]
+                z -= per_row(r_safe, c)
             else:
-                z -= r_safe[c] * den0[rows]
-            z /= d_safe[c]
-            mask = (tot_den != 0)[c]
-            mask &= used[rows] if used is not None else pos[rows, None]
+                z -= per_row(r_safe, c) * den0[rows]
+            z /= per_row(d_safe, c)
+            if masked:
+                mask = np.broadcast_to(per_row(den_ok, c), z.shape)
+                mask = mask & (used[rows] if used is not None else pos[rows, None])
+                z = np.where(mask, z, 0.0)
         else:
             if centred:
-                z -= centre[c]
-            mask = used[rows] if used is not None else np.broadcast_to(pos[rows, None], z.shape)
-        return np.where(mask, z, 0.0)
+                z -= per_row(centre, c)
+            if masked:
+                z = np.where(used[rows] if used is not None else pos[rows, None], z, 0.0)
+        return z
 
+    # 0/1 values with the usable-row denominator (proportions): the SRS moments in
+    # closed form, sum w (y - p)^2 = Y (1 - p)^2 + (N - Y) p^2
+    if ones and num0.dtype == np.uint8 and (num0.size == 0 or int(num0.max()) <= 1):
+        p = r_safe
+        with np.errstate(invalid="ignore", divide="ignore"):
+            s1 = (tot_num - p * big_n) / d_safe
+            s2 = (tot_num * (1 - p) ** 2 + (big_n - tot_num) * p * p) / (d_safe * d_safe)
+    else:
+        s1 = s2 = None
     reps = None
-    s1 = s2 = None
     if variance == "taylor":
         z = scores(slice(None), centred=False)
-        if ratio:
+        if ratio and s1 is None:
             s2 = grp.sum(z * z)
             s1 = grp.sum(z)
         z *= w[:, None]
@@ -380,22 +398,15 @@ def _linear_core(
     if df.shape[1] != k:
         df = np.repeat(df, k, axis=1)
     if s1 is None:
-        if ones and num0.dtype == np.uint8 and (num0.size == 0 or int(num0.max()) <= 1):
-            # 0/1 values: sum w (y - p)^2 = Y (1 - p)^2 + (N - Y) p^2, no pass over the rows
-            p = r_safe
-            with np.errstate(invalid="ignore", divide="ignore"):
-                s1 = (tot_num - p * big_n) / d_safe
-                s2 = (tot_num * (1 - p) ** 2 + (big_n - tot_num) * p * p) / (d_safe * d_safe)
-        else:
-            s1 = np.zeros((g, k))
-            s2 = np.zeros((g, k))
-            for r0 in range(0, n, _ROW_BLOCK):
-                rows = slice(r0, min(n, r0 + _ROW_BLOCK))
-                zb = scores(rows, centred=True)
-                bgrp = _Groups(codes[rows], g, w[rows])
-                s1 += bgrp.sum(zb)
-                zb *= zb
-                s2 += bgrp.sum(zb)
+        s1 = np.zeros((g, k))
+        s2 = np.zeros((g, k))
+        for r0 in range(0, n, _ROW_BLOCK):
+            rows = slice(r0, min(n, r0 + _ROW_BLOCK))
+            zb = scores(rows, centred=True)
+            bgrp = _Groups(codes[rows], g, w[rows])
+            s1 += bgrp.sum(zb)
+            zb *= zb
+            s2 += bgrp.sum(zb)
     vsrs = _srs_from_moments(big_n, n_obs, s1, s2, deff)
     with np.errstate(invalid="ignore", divide="ignore"):
         deff_v = np.where(vsrs > 0, var / np.where(vsrs > 0, vsrs, 1.0), np.nan)

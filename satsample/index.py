@@ -14,23 +14,54 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 
-from ._replicate_totals import replicate_totals
+from ._replicate_totals import replicate_ratio_variance, replicate_totals
 from ._validation import SatsampleError, check_choice, check_probability
 from ._variance import taylor_variance
 from .design import SurveyDesign
 from .estimation import (
+    _ROW_BLOCK,
     _design_summary,
     _domain_df,
     _domains,
-    _group_sum,
+    _Groups,
+    _lazy_jackknife,
+    _replicate_storage,
     _resolve_variance,
-    _srs_variance,
+    _srs_from_moments,
 )
 from .intervals import CI_METHODS, confidence_interval
 from .questionnaire import Questionnaire
 from .results import IndexEstimate
 
 __all__ = ["satisfaction_index"]
+
+
+def _indicators(design: SurveyDesign, questionnaire: Questionnaire,
+                measure: str) -> tuple[np.ndarray, np.ndarray]:
+    """Numerator ``y`` (uint8 when lossless, else float64) and usable-answer ``d`` (bool), (n, K).
+
+    Computed by :meth:`Questionnaire.indicators` on blocks of rows, so that no
+    float64 (n, K) matrix of the whole sample is held; an invalid answer
+    re-runs the check on all rows so the error message counts every row.
+    """
+    n, n_items = design.n, questionnaire.n_items
+    small = measure != "mean_score" or all(
+        float(c).is_integer() and 0 <= c <= 255 for c in questionnaire.valid_codes)
+    y = np.empty((n, n_items), dtype=np.uint8 if small else np.float64)
+    d = np.empty((n, n_items), dtype=bool)
+    data = design.data
+    for r0 in range(0, max(n, 1), _ROW_BLOCK):
+        r1 = min(n, r0 + _ROW_BLOCK)
+        block = data if (r0 == 0 and r1 == n) else data.iloc[r0:r1]
+        try:
+            yb, db = questionnaire.indicators(block, measure=measure)  # type: ignore[arg-type]
+        except SatsampleError:
+            if block is not data:
+                questionnaire.indicators(data, measure=measure)  # type: ignore[arg-type]
+            raise
+        y[r0:r1] = yb
+        d[r0:r1] = db > 0
+    return y, d
 
 
 def satisfaction_index(
@@ -112,21 +143,22 @@ def satisfaction_index(
             f"ci_method={ci_method!r} is for shares; measure='mean_score' needs ci_method='mean'"
         )
     variance = _resolve_variance(design, variance)
-    y, d = questionnaire.indicators(design.data, measure=measure)
+    y, d = _indicators(design, questionnaire, measure)
     w = design.weights
     pos = w > 0
-    d = d * pos[:, None]
-    y = y * pos[:, None]
+    if not pos.all():
+        d &= pos[:, None]
+        y *= pos[:, None]
     dom = _domains(design, by)
     codes, g = dom.codes, dom.n_domains
+    grp = _Groups(codes, g, w)
     n_items = questionnaire.n_items
     el_idx = questionnaire.element_index()
     n_el = len(questionnaire.elements)
     member = np.zeros((n_items, n_el))
     member[np.arange(n_items), el_idx] = 1.0
 
-    totals = _group_sum(codes, g, w[:, None] * np.concatenate([y, d], axis=1))
-    num, den = totals[:, :n_items], totals[:, n_items:]
+    num, den = grp.sum(y), grp.sum(d)
     p, elem, overall = questionnaire.aggregate(num, den)
 
     # coefficients of the linearisation, per domain
@@ -139,19 +171,45 @@ def satisfaction_index(
         b_el = np.where(el_present, 1.0 / np.maximum(e_plus, 1)[:, None], 0.0)  # (G, E)
         p0 = np.where(present, p, 0.0)
         den_safe = np.where(present, den, 1.0)
-    # z for items (n, K): only rows of the item's domain, zero where no usable answer
-    z_item = np.where(present[codes], (y - p0[codes] * d) / den_safe[codes], 0.0)
-    z_el = (z_item * a_item[codes]) @ member  # (n, E)
-    z_all = np.sum(z_el * b_el[codes], axis=1, keepdims=True)  # (n, 1)
-    z = np.concatenate([z_item, z_el, z_all], axis=1)
+
+    def per_row(a: np.ndarray, c: np.ndarray) -> np.ndarray:
+        return a[0] if g == 1 else a[c]
+
+    def scores(rows: slice) -> np.ndarray:
+        """z (rows, K + E + 1): items (zero without a usable answer), elements, overall."""
+        c = codes[rows]
+        yb = y[rows]
+        z_item = yb - per_row(p0, c) * d[rows]
+        z_item /= per_row(den_safe, c)
+        if not present.all():
+            z_item = np.where(per_row(present, c), z_item, 0.0)
+        z_el = (z_item * per_row(a_item, c)) @ member  # (rows, E)
+        z_all = np.sum(z_el * per_row(b_el, c), axis=1, keepdims=True)  # (rows, 1)
+        return np.concatenate([z_item, z_el, z_all], axis=1)
 
     est = np.concatenate([p, elem, overall[:, None]], axis=1)  # (G, K + E + 1)
     reps = None
+    s1 = s2 = None
     if variance == "taylor":
-        var = taylor_variance(design, w[:, None] * z, domain=codes, n_domains=g)
+        z = scores(slice(None))
+        s1 = grp.sum(z)
+        s2 = grp.sum(z * z)
+        z *= w[:, None]
+        var = taylor_variance(design, z, domain=codes, n_domains=g)
+        del z
+    elif _lazy_jackknife(design):
+        # closed-form jackknife of the linear combinations of item ratios (O(n) memory)
+        coef = np.concatenate([
+            np.broadcast_to(np.eye(n_items), (g, n_items, n_items)),
+            a_item[:, None, :] * member.T[None, :, :],
+            (a_item * b_el[:, el_idx])[:, None, :],
+        ], axis=1)
+        var = replicate_ratio_variance(design, y, d, coef, domain=codes, n_domains=g)
     else:
         assert design.replicates is not None
-        rt = replicate_totals(design, np.concatenate([y, d], axis=1), domain=codes, n_domains=g)
+        vals = np.concatenate([y, d.astype(y.dtype)], axis=1)
+        rt = replicate_totals(design, vals, domain=codes, n_domains=g)
+        del vals
         rp, relem, rall = questionnaire.aggregate(rt[..., :n_items], rt[..., n_items:])
         reps = {"overall": rall, "elements": relem, "items": rp}
         theta_r = np.concatenate([rp, relem, rall[..., None]], axis=2)
@@ -159,13 +217,26 @@ def satisfaction_index(
             var = design.replicates.variance(theta_r, est)
     se = np.sqrt(var)
     # rows used: items -> usable answer; element -> any usable answer in it; overall -> any
-    used_item = d > 0
-    used_el = (d @ member) > 0
-    used_all = used_item.any(axis=1, keepdims=True)
-    used = np.concatenate([used_item, used_el, used_all], axis=1)
-    n_obs = _group_sum(codes, g, used.astype(np.float64))
+    used = np.empty((design.n, n_items + n_el + 1), dtype=bool)
+    used[:, :n_items] = d
+    for e in range(n_el):
+        np.any(d[:, el_idx == e], axis=1, out=used[:, n_items + e])
+    np.any(d, axis=1, out=used[:, -1])
+    n_obs = grp.sum(used, weighted=False)
+    big_n = grp.sum(used)
     df = _domain_df(design, used, codes, g)
-    vsrs = _srs_variance(w, z, used, codes, g, deff)
+    if s1 is None:
+        # the scores have a weighted mean of 0 in their domain: one pass of sums of z, z^2
+        s1 = np.zeros_like(est)
+        s2 = np.zeros_like(est)
+        for r0 in range(0, design.n, _ROW_BLOCK):
+            rows = slice(r0, min(design.n, r0 + _ROW_BLOCK))
+            zb = scores(rows)
+            bgrp = _Groups(codes[rows], g, w[rows])
+            s1 += bgrp.sum(zb)
+            zb *= zb
+            s2 += bgrp.sum(zb)
+    vsrs = _srs_from_moments(big_n, n_obs, s1, s2, deff)
     with np.errstate(invalid="ignore", divide="ignore"):
         deff_v = np.where(vsrs > 0, var / np.where(vsrs > 0, vsrs, 1.0), np.nan)
     if ci_method == "mean":
@@ -209,6 +280,7 @@ def satisfaction_index(
         "deff": deff,
         "calibrated": bool(design.calibrations),
         "aggregation": questionnaire.aggregation,
+        "replicate_estimates": _replicate_storage(design, variance),
     }
     return IndexEstimate(
         overall=all_t,
