@@ -97,6 +97,7 @@ def jackknife(
     *,
     kind: Literal["JKn", "JK1"] = "JKn",
     mse: bool = False,
+    materialize: bool = True,
 ) -> SurveyDesign:
     """Delete-one-PSU jackknife replicates (R's ``as.svrepdesign(type = "JKn" | "JK1")``).
 
@@ -109,6 +110,16 @@ def jackknife(
     mse : bool, default=False
         Centre the variance at the full-sample estimate instead of the mean
         of the replicates.
+    materialize : bool, default=True
+        Store the ``(R, n)`` replicate weights.  ``False`` stores nothing:
+        the replicates are implied by the design
+        (:func:`satsample._replicate_totals.lazy_jackknife_replicates`), and
+        :func:`~satsample.estimation.mean`, :func:`~satsample.estimation.proportion`,
+        :func:`~satsample.estimation.ratio` and
+        :func:`~satsample.index.satisfaction_index` compute the jackknife
+        variance in closed form from PSU totals, in O(n) memory even with one
+        PSU per response (R = n); their ``replicate_estimates`` is then
+        ``None`` (``options["replicate_estimates"]`` says so).
 
     Returns
     -------
@@ -121,6 +132,10 @@ def jackknife(
     DesignError
         ``JK1`` on a stratified design; a lonely PSU with ``lonely_psu="fail"``;
         every stratum sampled with certainty.
+    SatsampleError
+        ``materialize=False`` with a lonely PSU under ``lonely_psu="adjust"``
+        or ``"average"``, or with a stratum sampled with certainty
+        (:math:`f_h = 1`): those replicates are only available materialised.
 
     Warns
     -----
@@ -164,6 +179,8 @@ def jackknife(
             raise DesignError("jackknife: every PSU was sampled (f = 1): no variance to estimate")
         if n_psu < 2:
             raise DesignError("jackknife(kind='JK1') needs at least 2 PSUs")
+        if not materialize:
+            return _lazy_jackknife(design, "JK1", mse)
         mult = np.full((n_psu, n_psu), n / (n - 1))
         np.fill_diagonal(mult, 0.0)
         return _attach(design, mult, kind="JK1", scale=float(corr[0] * (n - 1) / n),
@@ -177,6 +194,24 @@ def jackknife(
             f"Stratum ({design.strata_labels[int(np.flatnonzero(lonely)[0])]}) has only one PSU "
             "at stage 1; choose lonely_psu='remove', 'certainty', 'adjust' or 'average'"
         )
+    if not materialize:
+        if not ok.any():
+            raise DesignError("jackknife: all strata were sampled exhaustively (f_h = 1): no replicate")
+        if lonely.any() and design.lonely_psu in ("adjust", "average"):
+            raise SatsampleError(
+                f"jackknife(materialize=False) does not support lonely_psu={design.lonely_psu!r} "
+                f"(stratum {design.strata_labels[int(np.flatnonzero(lonely)[0])]!r} has one PSU); "
+                "use materialize=True, or lonely_psu='remove' or 'certainty'"
+            )
+        certain = (n_h >= 2) & ~(corr > 1e-12)
+        if certain.any():
+            raise SatsampleError(
+                f"jackknife(materialize=False): stratum "
+                f"{design.strata_labels[int(np.flatnonzero(certain)[0])]!r} was sampled with "
+                "certainty (f_h = 1), which the closed-form jackknife does not leave out; "
+                "use materialize=True"
+            )
+        return _lazy_jackknife(design, "JKn", mse)
     # one replicate per PSU of the strata with replicates, in stratum then PSU order
     order = np.lexsort((np.arange(n_psu), psu_stratum))
     rep_psu = order[ok[psu_stratum[order]]]
@@ -200,6 +235,15 @@ def jackknife(
         scale = n_psu / mult.shape[0]
     return _attach(design, mult, kind="JKn", scale=scale, rscales=np.asarray(rscales, float),
                    mse=bool(mse), degf=int(mult.shape[0] - n_jk_strata))
+
+
+def _lazy_jackknife(design: SurveyDesign, kind: str, mse: bool) -> SurveyDesign:
+    """Attach jackknife replicates that are not stored (see ``jackknife(materialize=False)``)."""
+    from ._replicate_totals import lazy_jackknife_replicates
+
+    return design.with_replicates(
+        lazy_jackknife_replicates(design, kind=kind, mse=mse)  # type: ignore[arg-type]
+    )
 
 
 # ----------------------------------------------------------------------------- BRR / Fay

@@ -9,7 +9,7 @@ from conftest import ITEMS, add_indicator_columns, assert_rel, load_case, load_c
 
 from satsample._validation import DesignError, SatsampleError, SatsampleWarning
 from satsample.design import survey_design
-from satsample.estimation import mean, total
+from satsample.estimation import mean, proportion, ratio, total
 from satsample.index import satisfaction_index
 from satsample.replicate import bootstrap, brr, declare_replicates, jackknife
 
@@ -223,3 +223,88 @@ def test_replicates_after_weighting_warn(design_a):
     w2 = design_a.with_weights(design_a.weights * 2, step=WeightStep.from_weights("trim", design_a.weights * 2))
     with pytest.warns(SatsampleWarning, match="not replayed"):
         jackknife(w2)
+
+
+# ----------------------------------------------------------------- lazy jackknife (closed form)
+def _same(a, b, rtol=1e-10):
+    for c in ("estimate", "se", "ci_low", "ci_high", "df", "deff", "n"):
+        assert_rel(a[c], b[c], rtol=rtol, what=c)
+
+
+@pytest.mark.reference
+@pytest.mark.parametrize("key", ["JKn", "JKn_mse"])
+def test_lazy_jackknife_equals_materialised_case_d(design_a, case_d, key, reference_questionnaire):
+    """Element JKn (R = n = 717): closed form through the public estimators = stored replicates = R."""
+    ref = case_d[key]
+    mat = jackknife(design_a, mse=ref["mse"])
+    lazy = jackknife(design_a, mse=ref["mse"], materialize=False)
+    assert lazy.replicates.weights is None and lazy.replicates.kind == "JKn"
+    assert lazy.replicates.n_replicates == mat.replicates.n_replicates == 717
+    assert lazy.degf == mat.degf == 689
+    est, res = _check(lazy, ref["items"], ref["index"], reference_questionnaire)
+    assert est["df"].eq(689).all()
+    assert res.replicate_estimates is None
+    assert res.options["replicate_estimates"].startswith("not stored")
+    res_m = satisfaction_index(mat, reference_questionnaire, by="agency_level")
+    res_l = satisfaction_index(lazy, reference_questionnaire, by="agency_level")
+    for lv in ("overall", "element", "item"):
+        _same(res_l.to_frame(level=lv), res_m.to_frame(level=lv))
+    assert res_m.options["replicate_estimates"] == "stored"
+    for fn in (mean, proportion):
+        a = fn(lazy, S_ITEMS, by="agency_level", na="drop")
+        b = fn(mat, S_ITEMS, by="agency_level", na="drop")
+        _same(a.table, b.table)
+        assert a.replicate_estimates is None and b.replicate_estimates is not None
+    a = ratio(lazy, ["n01", "n02"], ["d01", "d02"], by="agency_level").table
+    b = ratio(mat, ["n01", "n02"], ["d01", "d02"], by="agency_level").table
+    _same(a, b)
+    # totals keep their replicate estimates (replicate totals of the lazy design)
+    _same(total(lazy, "n01", by="agency_level").table, total(mat, "n01", by="agency_level").table)
+
+
+@pytest.mark.reference
+@pytest.mark.parametrize("key", ["JK1", "JK1_mse"])
+def test_lazy_jk1_equals_reference(case_d, key, reference_questionnaire):
+    ref = case_d[key]
+    data = add_indicator_columns(load_data("sample_strat"))
+    design = survey_design(data[data["agency_id"] == ref.get("agency", "PRV02")], fpc="N_h")
+    lazy = jackknife(design, kind="JK1", mse=ref["mse"], materialize=False)
+    assert lazy.replicates.n_replicates == 40 and lazy.degf == ref["degf"] == 39
+    _check(lazy, ref["items"], ref["index"], reference_questionnaire)
+
+
+@pytest.mark.reference
+def test_lazy_jackknife_two_stage(reference_questionnaire):
+    data = add_indicator_columns(load_data("sample_twostage"))
+    # case D's two-stage design has a stratum sampled with certainty: only materialised
+    design = survey_design(data, ids=["commune_id", "user_id"], strata="district_id", fpc=["M_h", "N_hi"])
+    with pytest.warns(SatsampleWarning, match="after the first stage"), \
+            pytest.raises(SatsampleError, match="certainty"):
+        jackknife(design, materialize=False)
+    # without fpc: closed form = stored replicates
+    design = survey_design(data, ids=["commune_id", "user_id"], strata="district_id",
+                           weights="design_weight")
+    lazy, mat = jackknife(design, materialize=False), jackknife(design)
+    assert lazy.replicates.n_replicates == mat.replicates.n_replicates and lazy.degf == mat.degf
+    for lv in ("overall", "element", "item"):
+        _same(satisfaction_index(lazy, reference_questionnaire).to_frame(level=lv),
+              satisfaction_index(mat, reference_questionnaire).to_frame(level=lv))
+
+
+def test_lazy_jackknife_refuses_what_it_cannot_do():
+    data = add_indicator_columns(load_data("sample_twostage_lonely"))
+    base = dict(ids="commune_id", strata="district_id", weights="design_weight")
+    for rule in ("adjust", "average"):
+        with pytest.raises(SatsampleError, match=f"lonely_psu='{rule}'"):
+            jackknife(survey_design(data, **base, lonely_psu=rule), materialize=False)
+    with pytest.raises(DesignError, match="only one PSU"):
+        jackknife(survey_design(data, **base), materialize=False)
+    rem = survey_design(data, **base, lonely_psu="remove")
+    assert_rel(mean(jackknife(rem, materialize=False), "s01", na="drop").table["se"],
+               mean(jackknife(rem), "s01", na="drop").table["se"])
+    # a stratum sampled with certainty (f_h = 1)
+    strat = add_indicator_columns(load_data("sample_strat"))
+    first = strat["agency_id"] == strat["agency_id"].iloc[0]
+    strat.loc[first, "N_h"] = int(first.sum())
+    with pytest.raises(SatsampleError, match="certainty"):
+        jackknife(survey_design(strat, strata="agency_id", fpc="N_h"), materialize=False)
