@@ -11,6 +11,11 @@ dispatches on the design's replicates:
   (:func:`satsample._kernels.bootstrap._raowu_totals`);
 * lazy jackknife (``kind="JKn"``/``"JK1"``, ``weights=None``, built by
   :func:`lazy_jackknife_replicates`) -> closed form from PSU totals.
+* lazy replicates with weighting steps (``weights=None``,
+  ``replicates.steps`` non-empty) -> replicate weights generated in blocks of
+  50 replicates from the declared design weights, every step replayed on the
+  block, then the materialised-weights kernel on the block (memory
+  O(50 x n)).
 
 :func:`replicate_ratio_variance` goes one step further for linear
 combinations of ratios (item proportions, satisfaction indices): the
@@ -44,6 +49,7 @@ __all__ = [
 
 _BLOCK = 50  # replicates per kernel task
 _CHUNK = 4096  # rows per cache chunk (materialised weights)
+_STEP_BLOCK = 50  # replicates per block when weighting steps are replayed (fixed)
 
 
 def replicate_totals_numpy(
@@ -355,49 +361,115 @@ def _raowu_kernel_totals(design: SurveyDesign, values: np.ndarray, domain: np.nd
                          r0, n_rep, n_domains, _task_block(n_rep))
 
 
+def _jk_multiplier_block(lay: _Layout, r0: int, nb: int, n: int) -> np.ndarray:
+    """Multipliers (nb, n) of lazy jackknife replicates ``r0 .. r0 + nb - 1``."""
+    has = lay.strat_npsu > 1
+    rep_psu = np.flatnonzero(has[lay.psu_stratum])  # PSU deleted by each replicate
+    m = np.ones((nb, n))
+    for q in range(nb):
+        p = rep_psu[r0 + q]
+        h = lay.psu_stratum[p]
+        nh = lay.strat_npsu[h]
+        rows = lay.order[lay.strat_start[h]:lay.strat_start[h + 1]]
+        m[q, rows] = np.where(lay.psu_index[rows] == p, 0.0, nh / (nh - 1.0))
+    return m
+
+
+def _step_base_weights(design: SurveyDesign) -> np.ndarray:
+    """Weights the lazy replicates start from when they replay weighting steps."""
+    reps = design.replicates
+    n_hist = len(design.history) - 1
+    if n_hist != len(reps.steps):
+        raise DesignError(
+            f"the {reps.kind} replicates generated on the fly replay {len(reps.steps)} weighting "
+            f"step(s) but the design went through {n_hist} "
+            f"({', '.join(st.method for st in design.history[1:]) or 'none'}): replaying starts "
+            "from the declared design weights, so create the replicates before any weighting "
+            "step and attach every later step"
+        )
+    return np.asarray(design.design_weights, dtype=np.float64)
+
+
+def _apply_steps(design: SurveyDesign, wb: np.ndarray, r0: int) -> np.ndarray:
+    """Replay ``design.replicates.steps`` in order on a block of replicate weights."""
+    index = np.arange(r0, r0 + wb.shape[0], dtype=np.int64)
+    for st in design.replicates.steps:
+        out = np.asarray(st.apply(wb, index.copy()), dtype=np.float64)
+        if out.shape != wb.shape:
+            raise SatsampleError(
+                f"weighting step {type(st).__name__} returned replicate weights of shape "
+                f"{out.shape}; expected {wb.shape}"
+            )
+        wb = out
+    return wb
+
+
 def iter_replicate_weight_blocks(
     design: SurveyDesign, block: int = 50, *, multipliers: bool = False
 ) -> Iterator[np.ndarray]:
-    """Yield the replicate weights of a lazy Rao-Wu design in blocks of replicates.
+    """Yield the replicate weights of a design in blocks of replicates.
 
     Parameters
     ----------
     design : SurveyDesign
-        A design whose ``replicates`` come from :func:`lazy_raowu_replicates`
-        (or that carries materialised weights, then sliced).
+        A design with replicates: materialised (sliced), lazy Rao-Wu
+        (:func:`lazy_raowu_replicates`) or lazy jackknife
+        (:func:`lazy_jackknife_replicates`).
     block : int, default=50
-        Replicates per block.
+        Replicates per block (the last block may be smaller).
     multipliers : bool, default=False
-        Yield the multipliers instead of ``weights * multipliers``
-        (to replay weighting steps from the design weights).
+        Yield the replicate multipliers of lazy replicates (before any
+        weighting step), or ``weights / design.weights`` for materialised ones.
 
     Yields
     ------
     ndarray of shape (R_block, n)
-        The same draws as :func:`replicate_totals` uses, block after block.
+        Replicate analysis weights, block after block: the same draws as
+        :func:`replicate_totals` uses.
+
+    Notes
+    -----
+    Lazy replicates without weighting steps are :math:`w_i m_{ri}` with the
+    analysis weights :math:`w_i`.  With ``replicates.steps`` they start from
+    the declared design weights, :math:`d_i m_{ri}`, and every step's
+    ``apply(block, replicate_index)`` is replayed in order on the block
+    (memory O(block x n)).  A step must treat each row of the block on its
+    own, so that a replicate does not depend on the block it falls in.
     """
     reps = design.replicates
     if reps is None:
         raise SatsampleError("the design has no replicate weights")
     block = check_positive_int(block, name="block")
     R = reps.n_replicates
+    n = design.n
     if reps.weights is not None:
         for r0 in range(0, R, block):
             wb = np.array(reps.weights[r0:r0 + block])
             yield wb / design.weights if multipliers else wb
         return
-    if reps.kind != "subbootstrap":
-        raise SatsampleError(f"lazy replicates of kind {reps.kind!r} cannot be iterated in blocks")
-    from ._kernels.bootstrap import _raowu_multipliers
+    if reps.kind == "subbootstrap":
+        from ._kernels.bootstrap import _raowu_multipliers
 
-    lay = _layout(design)
+        lay = _layout(design)
+
+        def mult(r0: int, nb: int) -> np.ndarray:
+            return _raowu_multipliers(np.uint64(reps.seed), lay.order, lay.psu_local,
+                                      lay.strat_start, lay.strat_code, lay.strat_npsu, r0, nb, n)
+    elif reps.kind in ("JKn", "JK1"):
+        lay_jk = _layout(design, single_stratum=reps.kind == "JK1")
+
+        def mult(r0: int, nb: int) -> np.ndarray:
+            return _jk_multiplier_block(lay_jk, r0, nb, n)
+    else:
+        raise SatsampleError(f"lazy replicates of kind {reps.kind!r} cannot be iterated in blocks")
+    base = _step_base_weights(design) if (reps.steps and not multipliers) else design.weights
     for r0 in range(0, R, block):
-        nb = min(block, R - r0)
-        m = _raowu_multipliers(np.uint64(reps.seed), lay.order, lay.psu_local, lay.strat_start,
-                               lay.strat_code, lay.strat_npsu, r0, nb, design.n)
-        if not multipliers:
-            m *= design.weights
-        yield m
+        m = mult(r0, min(block, R - r0))
+        if multipliers:
+            yield m
+            continue
+        m *= base
+        yield _apply_steps(design, m, r0) if reps.steps else m
 
 
 # ------------------------------------------------------ replicate totals
@@ -456,6 +528,22 @@ def _jk_totals(design: SurveyDesign, values: np.ndarray, domain: np.ndarray, n_d
     return out
 
 
+def _stepped_totals(design: SurveyDesign, v: np.ndarray, domain: np.ndarray,
+                    n_domains: int) -> np.ndarray:
+    """Totals of lazy replicates that replay weighting steps, one block of weights at a time."""
+    from ._kernels.totals import _dense_replicate_totals
+
+    vc, where = _compact(v)
+    out = np.empty((design.replicates.n_replicates, n_domains, vc.shape[1]))
+    r0 = 0
+    for wb in iter_replicate_weight_blocks(design, _STEP_BLOCK):
+        out[r0:r0 + wb.shape[0]] = _dense_replicate_totals(
+            np.ascontiguousarray(wb), vc, domain, n_domains, 8, _CHUNK)
+        r0 += wb.shape[0]
+    return out if where.size == out.shape[2] and (where == np.arange(where.size)).all() \
+        else out[:, :, where]
+
+
 def replicate_totals(
     design: SurveyDesign,
     values: np.ndarray,
@@ -486,14 +574,18 @@ def replicate_totals(
     .. math:: T_{rgj} = \\sum_i W_{ri} \\, v_{ij} \\, 1\\{g_i = g\\}
 
     with :math:`W_{ri}` the replicate weights (for lazy replicates,
-    the analysis weight times the replicate multiplier).  Results do not depend
-    on the number of Numba threads.
+    the analysis weight times the replicate multiplier; with weighting steps,
+    the design weight times the multiplier, then every step replayed, see
+    :func:`iter_replicate_weight_blocks`).  Results do not depend on the
+    number of Numba threads.
     """
     reps = design.replicates
     if reps is None:
         raise SatsampleError("the design has no replicate weights")
     v = _as_values(values, design.n)
     domain, n_domains = _as_domain(design, domain, n_domains)
+    if reps.weights is None and reps.steps:
+        return _stepped_totals(design, v, domain, n_domains)
     if reps.weights is not None or reps.kind == "subbootstrap":
         vc, where = _compact(v)
         if reps.weights is not None:
@@ -554,8 +646,9 @@ def replicate_ratio_variance(
     kind : {"auto", "JKn", "JK1", "replicates"}, default="auto"
         ``"JKn"``/``"JK1"``: closed-form jackknife from the design (no
         replicate weights needed).  ``"replicates"``: use
-        ``design.replicates`` (materialised, or lazy Rao-Wu).  ``"auto"``:
-        closed form for a lazy jackknife design, the replicates otherwise.
+        ``design.replicates`` (materialised, lazy Rao-Wu, or lazy replicates
+        replaying weighting steps).  ``"auto"``: closed form for a lazy
+        jackknife design without weighting steps, the replicates otherwise.
     mse : bool, optional
         Centre at the full-sample estimate; default: ``design.replicates.mse``
         (False without replicates).
@@ -597,7 +690,8 @@ def replicate_ratio_variance(
     if kind == "auto":
         if reps is None:
             raise SatsampleError("the design has no replicate weights; pass kind='JKn' or 'JK1'")
-        kind = reps.kind if (reps.weights is None and reps.kind in ("JKn", "JK1")) else "replicates"
+        closed = reps.weights is None and reps.kind in ("JKn", "JK1") and not reps.steps
+        kind = reps.kind if closed else "replicates"
     if kind in ("JKn", "JK1"):
         return _jk_ratio_variance(design, num, den, coef, domain, n_domains, kind == "JK1", mse)
     if reps is None:

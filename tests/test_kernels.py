@@ -23,6 +23,7 @@ from satsample import _replicate_totals as rt
 from satsample._kernels._rng import _draw_index, _stream
 from satsample._kernels.bootstrap import _raowu_multipliers, _raowu_totals
 from satsample._kernels.totals import _dense_replicate_totals
+from satsample._validation import SatsampleError
 from satsample._variance import taylor_variance
 from satsample.design import ReplicateWeights, survey_design
 
@@ -343,3 +344,196 @@ def test_lazy_raowu_rejects_lonely_psu():
     dl = d2.with_replicates(rt.lazy_raowu_replicates(d2, replicates=10, rng=1))
     W = np.vstack(list(rt.iter_replicate_weight_blocks(dl)))
     npt.assert_array_equal(W[:, 2], 1.0)  # the lonely stratum keeps its weight
+
+
+# ------------------------------------------- bucket path, blocks, compaction
+def _long_run_case(seed=3):
+    """Strata of a few hundred rows, domains interleaved within strata, 0/1 and other columns."""
+    rng = np.random.default_rng(seed)
+    n = 1500
+    h = np.sort(rng.integers(0, 4, n))
+    h[h == 3] = 3  # stratum 3: element PSUs as the others
+    w = rng.uniform(0.5, 4.0, n)
+    w[rng.random(n) < 0.05] = 0.0
+    dom = rng.integers(-1, 3, n)  # 3 domains crossing the strata, some rows in none
+    binary = (rng.random((n, 13)) < 0.55).astype(np.uint8)
+    ones = np.ones((n, 1), np.uint8)
+    scores = rng.integers(0, 6, (n, 2)).astype(np.uint8)  # not 0/1: added directly
+    y = np.hstack([binary, ones, scores])
+    return h, w, dom, y
+
+
+def test_raowu_bucket_path_matches_twin_and_is_block_independent():
+    h, w, dom, y = _long_run_case()
+    psu = np.arange(h.size)
+    psu[h == 2] = 10_000 + np.arange((h == 2).sum()) // 3  # a clustered stratum (3 rows per PSU)
+    d = _design(h, psu, w)
+    lay = rt._layout(d)
+    key = np.uint64(77)
+    args = (key, d.weights.copy(), y, dom, lay.order, lay.psu_local, lay.strat_start,
+            lay.strat_code, lay.strat_npsu)
+    exp = ref.raowu_totals(77, d.weights, y, dom, lay.order, lay.psu_local, lay.strat_start,
+                           lay.strat_code, lay.strat_npsu, 4, 30, 3)
+    got = _raowu_totals(*args, 4, 30, 3, 48)
+    npt.assert_allclose(got, exp, rtol=1e-12, atol=1e-9)
+    # the block size only shares work out: bit-identical totals
+    for block in (1, 7, 13):
+        assert _raowu_totals(*args, 4, 30, 3, block).tobytes() == got.tobytes()
+    # without buckets (every column added directly) and with other group widths: same totals
+    for gb in (0, 2, 8):
+        npt.assert_allclose(_raowu_totals(*args, 4, 30, 3, 48, group_bits=gb), exp, rtol=1e-12,
+                            atol=1e-9)
+    # float values with the same 0/1 content give the same totals
+    npt.assert_allclose(_raowu_totals(key, d.weights.copy(), y.astype(float), *args[3:], 4, 30, 3,
+                                      16), got, rtol=1e-13)
+
+
+def test_compact_is_exact():
+    from satsample._kernels.totals import _column_summary
+
+    rng = np.random.default_rng(9)
+    n = 500
+    a = (rng.random((n, 3)) < 0.5).astype(float)
+    v = np.hstack([a, a[:, :1], np.ones((n, 2)), rng.integers(0, 256, (n, 1)), a[:, 1:2]])
+    vc, where = rt._compact(v)
+    assert vc.dtype == np.uint8 and vc.shape[1] == 5
+    npt.assert_array_equal(where, [0, 1, 2, 0, 3, 3, 4, 1])
+    npt.assert_array_equal(vc[:, where], v)
+    for bad in (0.5, -1.0, 256.0, np.nan, np.inf):  # no lossless uint8 cast
+        vb = v.copy()
+        vb[17, 2] = bad
+        vc, where = rt._compact(vb)
+        assert vc.dtype == np.float64
+        npt.assert_array_equal(vc[:, where], vb)
+    # one pass gives signature (equal columns, equal signatures), range and fraction flags
+    sig, lo, hi, frac = _column_summary(np.c_[v[:, :2], v[:, :1] + 0.25])
+    assert sig[0] != sig[1] and lo[2] == 0.25 and hi[2] == 1.25
+    npt.assert_array_equal(frac, [False, False, True])
+
+
+# ------------------------------------------------ weighting steps on lazy replicates
+class _PostStratifyStep:
+    """Test step: scale each replicate row so that its cell totals equal ``totals`` (vectorised)."""
+
+    def __init__(self, cell, totals):
+        self.cell = cell
+        self.totals = np.asarray(totals, dtype=float)
+        self.calls = []
+
+    def apply(self, block, replicate_index):
+        self.calls.append(np.array(replicate_index))
+        b, _n = block.shape
+        G = self.totals.size
+        flat = (np.arange(b)[:, None] * G + self.cell[None, :]).ravel()
+        cur = np.bincount(flat, weights=block.ravel(), minlength=b * G).reshape(b, G)
+        return block * (self.totals[None, :] / cur)[:, self.cell]
+
+    def apply_row(self, row):
+        cur = np.bincount(self.cell, weights=row, minlength=self.totals.size)
+        return row * (self.totals / cur)[self.cell]
+
+
+class _TrimStep:
+    """Second test step: cap each replicate weight at ``cap`` (rowwise, no redistribution)."""
+
+    def __init__(self, cap):
+        self.cap = cap
+
+    def apply(self, block, replicate_index):
+        return np.minimum(block, self.cap)
+
+    def apply_row(self, row):
+        return np.minimum(row, self.cap)
+
+
+def _stepped_design(kind, seed=4):
+    from dataclasses import replace
+
+    from satsample.design import WeightStep
+
+    rng = np.random.default_rng(seed)
+    n = 240
+    h = np.sort(rng.integers(0, 4, n))
+    psu = np.arange(n) // 2 if kind != "JK1" else np.arange(n) // 8  # 2 rows per PSU
+    df = pd.DataFrame({"h": h, "psu": psu, "w": rng.uniform(5, 20, n)})
+    d0 = survey_design(df, ids="psu", strata="h" if kind != "JK1" else None, weights="w")
+    cell = rng.integers(0, 3, n)
+    totals = np.array([1500.0, 900.0, 1100.0])
+    steps = (_PostStratifyStep(cell, totals), _TrimStep(40.0))
+    if kind == "subbootstrap":
+        reps0 = rt.lazy_raowu_replicates(d0, replicates=23, rng=seed)
+    else:
+        reps0 = rt.lazy_jackknife_replicates(d0, kind=kind)
+    # final analysis weights: the same steps on the full sample
+    w = d0.weights
+    d = d0
+    for step in steps:
+        w = step.apply_row(w)
+        d = d.with_weights(w, step=WeightStep.from_weights(type(step).__name__, w))
+    lazy = d.with_replicates(replace(reps0, steps=steps))
+    # materialised: every replicate row of the base design, then each step row by row
+    W0 = np.vstack(list(rt.iter_replicate_weight_blocks(d0.with_replicates(reps0), block=7)))
+    W = W0.copy()
+    for r in range(W.shape[0]):
+        for step in steps:
+            W[r] = step.apply_row(W[r])
+    mat = d.with_replicates(replace(reps0, weights=W))
+    return lazy, mat, W, steps, rng
+
+
+@pytest.mark.parametrize("kind", ["subbootstrap", "JKn", "JK1"])
+def test_lazy_replicates_replay_weighting_steps(kind):
+    lazy, mat, W, steps, rng = _stepped_design(kind)
+    n = lazy.n
+    R = lazy.replicates.n_replicates
+    # blocks of weights: the steps replayed on each block, every replicate index passed once
+    steps[0].calls.clear()
+    Wl = np.vstack(list(rt.iter_replicate_weight_blocks(lazy, block=5)))
+    npt.assert_allclose(Wl, W, rtol=1e-14)
+    npt.assert_array_equal(np.concatenate(steps[0].calls), np.arange(R))
+    assert max(c.size for c in steps[0].calls) == 5
+    # the cell totals of every replicate are the post-stratification totals before trimming
+    assert np.all(Wl <= 40.0)
+    # totals and ratio variances: lazy == materialised == numpy twin
+    y = (rng.random((n, 3)) < 0.5).astype(float)
+    y[:, 2] = rng.integers(0, 5, n)
+    dom = rng.integers(-1, 3, n)
+    got = rt.replicate_totals(lazy, y, domain=dom, n_domains=3)
+    npt.assert_allclose(got, ref.dense_replicate_totals(W, y, dom, 3), rtol=1e-12, atol=1e-10)
+    npt.assert_allclose(got, rt.replicate_totals(mat, y, domain=dom, n_domains=3), rtol=1e-12,
+                        atol=1e-10)
+    num, den = y[:, :2], np.ones((n, 1))
+    coef = np.vstack([np.eye(2), [[0.5, 0.5]]])
+    v_lazy = rt.replicate_ratio_variance(lazy, num, den, coef, domain=dom, n_domains=3)
+    v_mat = rt.replicate_ratio_variance(mat, num, den, coef, domain=dom, n_domains=3)
+    theta_r = ref.ratio_estimates(W, num, den, coef, dom, 3)
+    theta = ref.ratio_estimates(lazy.weights[None, :], num, den, coef, dom, 3)[0]
+    npt.assert_allclose(v_lazy, lazy.replicates.variance(theta_r, theta), rtol=1e-9)
+    npt.assert_allclose(v_lazy, v_mat, rtol=1e-10)
+    # replayed steps matter: the variance differs from the unweighted replicates'
+    if kind == "subbootstrap":
+        from dataclasses import replace
+
+        plain = lazy.with_replicates(replace(lazy.replicates, steps=()))
+        v_plain = rt.replicate_ratio_variance(plain, num, den, coef, domain=dom, n_domains=3)
+        assert not np.allclose(v_plain, v_lazy, rtol=1e-3)
+
+
+def test_replayed_steps_must_cover_the_weighting_history():
+    from dataclasses import replace
+
+    from satsample._validation import DesignError
+
+    lazy, _mat, _W, steps, _rng = _stepped_design("subbootstrap")
+    short = lazy.with_replicates(replace(lazy.replicates, steps=steps[:1]))
+    with pytest.raises(DesignError, match=r"replay 1 weighting step\(s\) but the design went "
+                                          r"through 2 \(_PostStratifyStep, _TrimStep\)"):
+        rt.replicate_totals(short, np.ones(lazy.n))
+
+    class _Bad:
+        def apply(self, block, replicate_index):
+            return block[:, :-1]
+
+    bad = lazy.with_replicates(replace(lazy.replicates, steps=(steps[0], _Bad())))
+    with pytest.raises(SatsampleError, match=r"_Bad returned replicate weights of shape"):
+        list(rt.iter_replicate_weight_blocks(bad))

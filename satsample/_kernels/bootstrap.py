@@ -27,7 +27,8 @@ import numpy as np
 
 from ._rng import _draw_index, _stream
 
-# runs of rows of one (stratum, domain) shorter than this skip the buckets
+# runs of rows of one (stratum, domain) shorter than this (or than the number of
+# buckets) skip the buckets
 _MIN_BUCKET_RUN = 24
 
 
@@ -245,7 +246,7 @@ def _runs(domain: np.ndarray, order: np.ndarray, strat_start: np.ndarray
 
 
 def _raowu_totals(key, w, values, domain, order, psu_local, strat_start, strat_code, strat_npsu,
-                  r0, n_rep, n_domains, block=50, *, group_bits=4):
+                  r0, n_rep, n_domains, block=48, *, group_bits=5):
     """Rao-Wu replicate totals ``(n_rep, n_domains, k)``: arrays in, array out.
 
     ``out[r, g, j] = sum_i w_i m_ri values_ij 1{domain_i = g}`` with ``m_ri``
@@ -260,6 +261,7 @@ def _raowu_totals(key, w, values, domain, order, psu_local, strat_start, strat_c
     rows, strat_run, run_start, run_dom = _runs(np.asarray(domain, np.int64), order, strat_start)
     binary = _binary_columns(values) if group_bits > 0 else np.zeros(0, np.int64)
     if binary.size:
+        group_bits = min(group_bits, binary.size)
         pat, grp_col = _patterns(values, binary, group_bits)
     else:
         pat = np.zeros((values.shape[0], 0), dtype=np.uint8)
@@ -270,7 +272,7 @@ def _raowu_totals(key, w, values, domain, order, psu_local, strat_start, strat_c
                              np.ascontiguousarray(strat_code, np.int64),
                              np.ascontiguousarray(strat_npsu, np.int64), strat_run, run_start,
                              run_dom, int(r0), int(n_rep), int(n_domains), int(block),
-                             _MIN_BUCKET_RUN)
+                             max(_MIN_BUCKET_RUN, grp_col.shape[0] << grp_col.shape[1]))
 
 
 @numba.njit(parallel=True, cache=True)
