@@ -34,6 +34,7 @@ __all__ = ["mean", "proportion", "ratio", "total"]
 
 Variance = Literal["auto", "taylor", "replicate"]
 NaPolicy = Literal["error", "drop"]
+_ROW_BLOCK = 65536  # rows per block: scores for the design effect, casts of small-int matrices
 Deff = Literal["srswor", "srswr"]
 
 
@@ -93,48 +94,53 @@ def _domains(design: SurveyDesign, by: str | Sequence[str] | None) -> _Domains:
 
 
 class _Groups:
-    """Rows grouped by domain code, summed with one sparse indicator matrix.
+    """Rows grouped by domain code, summed with sparse indicator matrices.
 
     ``sum(x)`` returns ``out[g, j] = sum_i v_i x[i, j] 1{codes_i = g}`` with
-    ``v`` the analysis weights (``weighted=True``) or ones; ``x`` may be a
-    small integer or boolean matrix (no float64 copy of it is made).  Rows
-    with code -1 are ignored.
+    ``v`` the analysis weights (``weighted=True``) or ones.  A float64 ``x``
+    is multiplied in one call; a small integer or boolean ``x`` goes through
+    blocks of rows, so that no float64 copy of the whole of it is made
+    (scipy would cast it).  Rows with code -1 are ignored.
     """
 
     def __init__(self, codes: np.ndarray, n_domains: int, weights: np.ndarray) -> None:
-        n = codes.shape[0]
-        keep = codes >= 0
-        if keep.all():
-            if n < 2 or bool(np.all(codes[1:] >= codes[:-1])):
-                order = np.arange(n, dtype=np.int64)
-            else:
-                order = np.argsort(codes, kind="stable")
-            counts = np.bincount(codes, minlength=n_domains)
-        else:
-            rows = np.flatnonzero(keep)
-            order = rows[np.argsort(codes[rows], kind="stable")]
-            counts = np.bincount(codes[rows], minlength=n_domains)
         self.codes = codes
         self.n_domains = int(n_domains)
-        self.n = n
-        self._order = order
-        self._indptr = np.r_[0, np.cumsum(counts)].astype(np.int64)
+        self.n = codes.shape[0]
         self._weights = weights
-        self._mats: dict[bool, sparse.csr_matrix] = {}
+        self._mats: dict[tuple[bool, int, int], sparse.csr_matrix] = {}
 
-    def _matrix(self, weighted: bool) -> sparse.csr_matrix:
-        if weighted not in self._mats:
-            data = self._weights[self._order] if weighted else np.ones(self._order.size)
-            self._mats[weighted] = sparse.csr_matrix(
-                (data, self._order, self._indptr), shape=(self.n_domains, self.n))
-        return self._mats[weighted]
+    def _block(self, weighted: bool, r0: int, r1: int) -> sparse.csr_matrix:
+        key = (weighted, r0, r1)
+        if key not in self._mats:
+            c = self.codes[r0:r1]
+            keep = c >= 0
+            if keep.all():
+                sorted_ = c.size < 2 or bool(np.all(c[1:] >= c[:-1]))
+                order = np.arange(c.size, dtype=np.int64) if sorted_ else np.argsort(c, kind="stable")
+            else:
+                rows = np.flatnonzero(keep)
+                order = rows[np.argsort(c[rows], kind="stable")]
+            indptr = np.r_[0, np.cumsum(np.bincount(c[order], minlength=self.n_domains))]
+            data = self._weights[r0:r1][order] if weighted else np.ones(order.size)
+            self._mats[key] = sparse.csr_matrix((data, order, indptr.astype(np.int64)),
+                                                shape=(self.n_domains, r1 - r0))
+        return self._mats[key]
 
     def sum(self, x: np.ndarray, *, weighted: bool = True) -> np.ndarray:
         x = np.asarray(x)
+        if x.ndim == 1:
+            return self.sum(x[:, None], weighted=weighted)[:, 0]
+        if x.dtype == np.float64:
+            return np.asarray(self._block(weighted, 0, self.n) @ x)
         if x.dtype == np.bool_:
             x = x.view(np.uint8)
-        out = self._matrix(weighted) @ x
-        return np.asarray(out, dtype=np.float64)
+        out = np.zeros((self.n_domains, x.shape[1]))
+        step = self.n if self.n <= _ROW_BLOCK else _ROW_BLOCK
+        for r0 in range(0, self.n, max(step, 1)):
+            r1 = min(self.n, r0 + step)
+            out += self._block(weighted, r0, r1) @ x[r0:r1].astype(np.float64)
+        return out
 
 
 def _group_sum(codes: np.ndarray, n_domains: int, x: np.ndarray) -> np.ndarray:
@@ -262,9 +268,6 @@ class _Core:
     deff: np.ndarray
     n: np.ndarray
     replicates: np.ndarray | None  # (R, G, k)
-
-
-_ROW_BLOCK = 65536  # rows per block when scores are only needed for the design effect
 
 
 def _linear_core(
