@@ -28,7 +28,10 @@ def _group_sums(keys: np.ndarray, values: np.ndarray) -> tuple[np.ndarray, np.nd
         return keys, values[:0]
     order = np.argsort(keys, kind="stable")
     k_sorted = keys[order]
-    starts = np.flatnonzero(np.r_[True, k_sorted[1:] != k_sorted[:-1]])
+    new = np.r_[True, k_sorted[1:] != k_sorted[:-1]]
+    if new.all():  # every key unique (one row per PSU): nothing to add up
+        return k_sorted, values[order]
+    starts = np.flatnonzero(new)
     sums = np.add.reduceat(values[order], starts, axis=0)
     return k_sorted[starts], sums
 
@@ -63,10 +66,12 @@ def _stage_contrib(
     mult[stage.stratum] = parent_fraction
 
     keep = domain >= 0
-    cl = stage.cluster[keep]
-    g = domain[keep].astype(np.int64)
+    if keep.all():
+        cl, g, xk = stage.cluster, domain, x
+    else:
+        cl, g, xk = stage.cluster[keep], domain[keep], x[keep]
     key = cl * n_domains + g
-    ukey, totals = _group_sums(key, x[keep])
+    ukey, totals = _group_sums(key, xk)
     u_cluster = ukey // n_domains
     u_domain = ukey % n_domains
     # stratum of each cluster
