@@ -504,9 +504,13 @@ def league_table(
         if col not in tab.columns:
             raise SatsampleError(f"the {level!r} table of the estimate has no {col!r} column")
     if rank_intervals and reps is None:
+        options = getattr(estimate, "options", {}) or {}
+        why = ("it was computed with Taylor variance" if options.get("variance") != "replicate"
+               else "a closed-form jackknife of lazy replicates keeps no replicate estimates; "
+               "use jackknife(..., materialize=True) or a bootstrap")
         raise SatsampleError(
             "rank intervals need replicate estimates, but this estimate has none "
-            "(replicate_estimates is None: it was computed with Taylor variance); "
+            f"(replicate_estimates is None: {why}); "
             f"{_BUILD_REPLICATES}; or call league_table(..., rank_intervals=False)"
         )
     group_col = _GROUP_COL[level]
