@@ -43,7 +43,10 @@ def _draw_counts(cnt, key, stratum_code, replicate, n_psu):
 
 @numba.njit(cache=True, inline="always")
 def _block_counts(ct, addr, key, code, nh, rep0, nb):
-    """``ct[p, q]`` = count of PSU ``p`` in replicate ``rep0 + q`` (float64), ``q < nb``.
+    """``ct[p, q]`` = count of PSU ``p`` in replicate ``rep0 + q``, ``q < nb``.
+
+    Counts are stored as float32 (exact below 2**24; half the memory traffic
+    of float64) and widened to float64 when they are used.
 
     Columns ``nb..`` of ``ct[:nh]`` are zero.  With one PSU the count is 1
     (multiplier 1: the stratum contributes no variance).  ``addr`` (uint64)
@@ -61,7 +64,7 @@ def _block_counts(ct, addr, key, code, nh, rep0, nb):
         for d in range(nh - 1):  # independent draws: vectorised
             addr[d] = np.uint64(_draw_index(state, d, nh)) * ncol + uq
         for d in range(nh - 1):  # unsigned positions: no negative-index wraparound code
-            flat[addr[d]] += 1.0
+            flat[addr[d]] += np.float32(1.0)
 
 
 @numba.njit(parallel=True, cache=True)
@@ -124,10 +127,9 @@ def _raowu_run_totals(key, w, values, pat, grp_col, direct_col, rows, psu_local,
         rb0 = b * block
         nb = min(block, n_rep - rb0)
         acc = np.zeros((n_domains * k, block))
-        ct = np.zeros((max_np, block))
+        ct = np.zeros((max_np, block), np.float32)
         addr = np.empty(max_np, np.uint64)
         bucket = np.zeros((n_groups * n_pat, block))
-        arow_tmp = np.empty(block)
         nzj = np.empty(k, np.int64)
         nzs = np.empty(k)
         for h in range(n_strata):
@@ -148,12 +150,10 @@ def _raowu_run_totals(key, w, values, pat, grp_col, direct_col, rows, psu_local,
                         continue
                     crow = ct[psu_local[i]]
                     if use_buckets:
-                        for q in range(block):
-                            arow_tmp[q] = wi * crow[q]
                         for t in range(n_groups):
                             brow = bucket[t * n_pat + pat[i, t]]
                             for q in range(block):
-                                brow[q] += arow_tmp[q]
+                                brow[q] += wi * np.float64(crow[q])
                         m = 0
                         for t in range(n_direct):
                             j = direct_col[t]
@@ -172,7 +172,7 @@ def _raowu_run_totals(key, w, values, pat, grp_col, direct_col, rows, psu_local,
                         sv = nzs[t]
                         arow = acc[ab + nzj[t]]
                         for q in range(block):
-                            arow[q] += sv * crow[q]
+                            arow[q] += sv * np.float64(crow[q])
                 if use_buckets:  # expand the buckets into the column totals
                     for t in range(n_groups):
                         for pt in range(n_pat):
@@ -192,14 +192,33 @@ def _raowu_run_totals(key, w, values, pat, grp_col, direct_col, rows, psu_local,
     return out
 
 
-def _binary_columns(values: np.ndarray) -> np.ndarray:
-    """Indices of the columns whose values are all 0 or 1."""
-    if values.shape[0] == 0:
-        return np.arange(values.shape[1])
-    if values.dtype == np.uint8:
-        return np.flatnonzero(values.max(axis=0) <= 1)
-    return np.flatnonzero([np.all((values[:, j] == 0) | (values[:, j] == 1))
-                           for j in range(values.shape[1])])
+@numba.njit(cache=True)
+def _binary_flags(values):
+    """``flag[j]``: every value of column ``j`` is 0 or 1 (one row-major pass)."""
+    n, k = values.shape
+    bad = np.zeros(k, np.int64)
+    for i in range(n):
+        for j in range(k):
+            x = values[i, j]
+            bad[j] += (x != 0) & (x != 1)
+    return bad == 0
+
+
+@numba.njit(cache=True)
+def _pack_patterns(values, grp_col):
+    """``pat[i, t]`` = bits ``values[i, grp_col[t, b]] != 0`` (b = 0, 1, ...), uint8."""
+    n = values.shape[0]
+    n_groups, gbits = grp_col.shape
+    pat = np.zeros((n, n_groups), np.uint8)
+    for i in range(n):
+        for t in range(n_groups):
+            code = 0
+            for bit in range(gbits):
+                j = grp_col[t, bit]
+                if j >= 0 and values[i, j] != 0:
+                    code |= 1 << bit
+            pat[i, t] = code
+    return pat
 
 
 def _patterns(values: np.ndarray, binary: np.ndarray, group_bits: int
@@ -208,13 +227,7 @@ def _patterns(values: np.ndarray, binary: np.ndarray, group_bits: int
     n_groups = -(-binary.size // group_bits)
     grp_col = np.full((n_groups, group_bits), -1, dtype=np.int64)
     grp_col.ravel()[:binary.size] = binary
-    pat = np.zeros((values.shape[0], n_groups), dtype=np.uint8)
-    for t in range(n_groups):
-        for bit in range(group_bits):
-            j = grp_col[t, bit]
-            if j >= 0:
-                pat[:, t] |= (values[:, j] != 0).astype(np.uint8) << np.uint8(bit)
-    return pat, grp_col
+    return _pack_patterns(values, grp_col), grp_col
 
 
 def _runs(domain: np.ndarray, order: np.ndarray, strat_start: np.ndarray
@@ -259,7 +272,10 @@ def _raowu_totals(key, w, values, domain, order, psu_local, strat_start, strat_c
     values = np.ascontiguousarray(values)
     k = values.shape[1]
     rows, strat_run, run_start, run_dom = _runs(np.asarray(domain, np.int64), order, strat_start)
-    binary = _binary_columns(values) if group_bits > 0 else np.zeros(0, np.int64)
+    if strat_npsu.size and int(np.max(strat_npsu)) >= 2**24:
+        raise ValueError("a stratum has 2**24 PSUs or more: counts would not be exact in float32")
+    binary = (np.flatnonzero(_binary_flags(values)) if group_bits > 0 and values.shape[0]
+              else np.zeros(0, np.int64))
     if binary.size:
         group_bits = min(group_bits, binary.size)
         pat, grp_col = _patterns(values, binary, group_bits)
