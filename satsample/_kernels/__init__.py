@@ -1,8 +1,10 @@
 """Private Numba kernels: arrays in, arrays out, no pandas, no global state.
 
 * :mod:`._rng` -- counter-based stream keyed by (key, stratum, replicate, draw).
-* :mod:`.bootstrap` -- Rao-Wu rescaling bootstrap totals drawn on the fly.
-* :mod:`.totals` -- totals under materialised replicate weights, by domain.
+* :mod:`.bootstrap` -- Rao-Wu rescaling bootstrap totals drawn on the fly
+  (counts per block of replicates, 0/1 columns through bit-pattern buckets).
+* :mod:`.totals` -- totals under materialised replicate weights, by domain;
+  one-pass column summaries for the exact column compaction.
 * :mod:`.jackknife` -- JKn/JK1 variance of ratios in closed form.
 
 Every kernel has a plain-numpy twin in ``tests/reference_numpy.py``.
