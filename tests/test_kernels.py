@@ -537,3 +537,21 @@ def test_replayed_steps_must_cover_the_weighting_history():
     bad = lazy.with_replicates(replace(lazy.replicates, steps=(steps[0], _Bad())))
     with pytest.raises(SatsampleError, match=r"_Bad returned replicate weights of shape"):
         list(rt.iter_replicate_weight_blocks(bad))
+
+
+def test_pattern_helpers_match_numpy():
+    from satsample._kernels.bootstrap import _binary_flags, _patterns
+
+    rng = np.random.default_rng(12)
+    v = (rng.random((300, 9)) < 0.4).astype(float)
+    v[3, 4] = 2.0
+    v[5, 7] = np.nan
+    flags = _binary_flags(v)
+    npt.assert_array_equal(flags, np.all((v == 0) | (v == 1), axis=0))
+    binary = np.flatnonzero(flags)
+    pat, grp_col = _patterns(v, binary, 3)
+    npt.assert_array_equal(grp_col.ravel()[:binary.size], binary)
+    assert (grp_col.ravel()[binary.size:] == -1).all()
+    for t in range(grp_col.shape[0]):
+        exp = sum((v[:, j] != 0).astype(int) << b for b, j in enumerate(grp_col[t]) if j >= 0)
+        npt.assert_array_equal(pat[:, t], exp)
