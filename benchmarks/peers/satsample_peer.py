@@ -1,4 +1,12 @@
-"""satsample: public API where it exists on main, internal helpers otherwise (see RESULTS.md)."""
+"""satsample: public API only.
+
+T1 ``weighting.rake``, T2 ``weighting.poststratify``, T3/T4 ``estimation.proportion(variance="taylor")``,
+T5/T5d ``replicate.bootstrap(materialize=False)`` (lazy Rao-Wu, m_h = n_h - 1) +
+``proportion(variance="replicate")``, T6 ``replicate.jackknife(materialize=False)`` (5 PSUs per
+agency) + ``proportion``, T6e ``replicate.jackknife(materialize=False)`` on the element design
+(R = n, closed form from unit totals) + ``proportion``.  T3-T6e also compute a design effect
+(``deff="srswr"``), which no peer does.
+"""
 
 from __future__ import annotations
 
@@ -7,8 +15,7 @@ import pandas as pd
 from workloads import AGE, SC, SEX, H
 
 import satsample.estimation as est
-from satsample import _replicate_totals as rt
-from satsample import weighting
+from satsample import replicate, weighting
 from satsample.design import survey_design
 
 
@@ -52,9 +59,8 @@ def prepare(task: str, df, meta, reps: int):
         by = "agency_id" if task == "T5d" else None
 
         def run():
-            # satsample.replicate.bootstrap(materialize=False) is not on main yet:
-            # the lazy Rao-Wu design is created with the internal helper it will call.
-            dl = d.with_replicates(rt.lazy_raowu_replicates(d, replicates=reps, rng=11))
+            dl = replicate.bootstrap(d, replicates=reps, kind="subbootstrap", rng=11,
+                                     materialize=False)
             return _out(est.proportion(dl, SC, by=by, variance="replicate", deff="srswr"),
                         by is not None)
         return run
@@ -62,18 +68,14 @@ def prepare(task: str, df, meta, reps: int):
         d = survey_design(df, ids="psu", strata="agency_id", weights="w")
 
         def run():
-            dj = d.with_replicates(rt.lazy_jackknife_replicates(d))
+            dj = replicate.jackknife(d, kind="JKn", materialize=False)
             return _out(est.proportion(dj, SC, variance="replicate", deff="srswr"), False)
         return run
     if task == "T6e":
-        d = survey_design(df, strata="agency_id", weights="w")
-        y = df[SC].to_numpy(dtype=np.float64)
+        d = survey_design(df, strata="agency_id", weights="w")  # every response its own PSU
 
         def run():
-            # closed-form element JKn (R = n): internal helper, no public API yet
-            v = rt.replicate_ratio_variance(d, y, np.ones((d.n, 1)), np.eye(len(SC)), kind="JKn")
-            w = d.weights
-            p = (w @ y) / w.sum()
-            return {"est": p[None, :], "se": np.sqrt(v)}
+            dj = replicate.jackknife(d, kind="JKn", materialize=False)  # R = n, closed form
+            return _out(est.proportion(dj, SC, variance="replicate", deff="srswr"), False)
         return run
     raise NotImplementedError(task)
