@@ -3,7 +3,7 @@
     python benchmarks/run.py [--sizes 50000,200000] [--tasks T1,...,T6e]
                              [--peers svy,samplics,weightipy,balance,numpy]
                              [--replicates 500] [--runs 3] [--timeout 300]
-                             [--max-rss-gib 20] [--out benchmarks/out] [--quick]
+                             [--max-rss-gib 12] [--out benchmarks/out] [--quick]
 
 satsample is always run: it is the reference every peer's answer is checked
 against (numpy's when satsample's own cell failed).  Every (peer, task, n) cell
@@ -12,7 +12,8 @@ runs in its own subprocess (``--child``): the data are rebuilt there
 up to ``--runs`` timed calls, as many as fit in the cell's time budget (none
 when the warm-up took > ``--warmup-only-after`` = 100 s: the cell is then marked
 † and its time is the warm-up's).  Peak memory is the child's high-water RSS (``ru_maxrss``).  A cell
-is killed after ``--timeout`` seconds; a larger n is not started when a smaller
+is killed after ``--timeout`` seconds or when its RSS exceeds ``--max-rss-gib``
+(12 GiB: the 23 GiB machine is shared); a larger n is not started when a smaller
 n of the same (peer, task) timed out, or when linear scaling of its median
 predicts more than ``--timeout`` seconds (or of its peak RSS more than
 ``--max-rss-gib``).  ``--quick`` is a smoke run: n = 20,000, 1 timed run,
@@ -144,9 +145,41 @@ def interpreter(peer: str) -> str:
     return _adapter(peer).interpreter()
 
 
+def _rss_now(pid: int) -> float:
+    """Current resident set of a process in GiB (0 if it is gone)."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 2**20
+    except OSError:
+        pass
+    return 0.0
+
+
+def _watch(cmd: list[str], env: dict, timeout: float, max_rss: float, errfile: str):
+    """Run a cell's child; kill it after ``timeout`` s or when its RSS exceeds ``max_rss`` GiB.
+
+    Returns None on success, "timeout", "rss", or the exit status."""
+    with open(errfile, "w") as err:
+        p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=err, env=env)
+        t_end = time.perf_counter() + timeout
+        while True:
+            try:
+                rc = p.wait(timeout=0.25)
+                return None if rc == 0 else rc
+            except subprocess.TimeoutExpired:
+                pass
+            why = ("timeout" if time.perf_counter() > t_end
+                   else "rss" if _rss_now(p.pid) > max_rss else None)
+            if why:
+                p.kill()
+                p.wait()
+                return why
+
+
 def run_cell(peer: str, task: str, n: int, args) -> dict:
     out = str(Path(args.out) / f"{peer}_{task}_{n}")
-    for suffix in (".npz", ".json"):
+    for suffix in (".npz", ".json", ".stderr"):
         Path(out + suffix).unlink(missing_ok=True)
     cmd = [interpreter(peer), str(Path(__file__).resolve()), "--child", peer, task, str(n),
            str(args.replicates), str(args.runs), str(args.timeout), str(args.warmup_only_after), out]
@@ -155,12 +188,14 @@ def run_cell(peer: str, task: str, n: int, args) -> dict:
         # performance.md: OpenBLAS threads make the per-stratum matmuls 3-4x slower on 2 cores
         env.setdefault("OPENBLAS_NUM_THREADS", "1")
     t0 = time.perf_counter()
-    try:
-        p = subprocess.run(cmd, capture_output=True, text=True, timeout=args.timeout, env=env)
-    except subprocess.TimeoutExpired:
+    killed = _watch(cmd, env, args.timeout, args.max_rss_gib, out + ".stderr")
+    stderr = Path(out + ".stderr").read_text(errors="replace")
+    if killed == "timeout":
         return {"status": f"timeout > {args.timeout:g} s", "timeout": True}
-    if p.returncode != 0:
-        last = (p.stderr.strip().splitlines() or ["?"])[-1][:200]
+    if killed == "rss":
+        return {"status": f"killed: RSS > {args.max_rss_gib:g} GiB", "timeout": True}
+    if killed is not None:  # exit status
+        last = (stderr.strip().splitlines() or ["?"])[-1][:200]
         return {"status": "error: " + last}
     info = json.loads(Path(out + ".json").read_text())
     info["status"] = "ok"
@@ -205,7 +240,8 @@ def skip_reason(history: list, n: int, args) -> str | None:
     """Predicted-time/memory skip from the smaller sizes already run for this (peer, task)."""
     for m, c in history:
         if m < n and c.get("timeout"):
-            return f"skip (timed out at n={m:,})"
+            why = "timed out" if c["status"].startswith("timeout") else "RSS limit"
+            return f"skip ({why} at n={m:,})"
         if m < n and c.get("skipped"):
             return "skip"
     done = [(m, c) for m, c in history if m < n and c["status"] == "ok"]
@@ -217,7 +253,7 @@ def skip_reason(history: list, n: int, args) -> str | None:
         return f"skip (>{pred:.0f} s pred.)"
     rss = c["rss_gib"] * n / m
     if rss > args.max_rss_gib:
-        return f"skip (>{rss:.0f} GiB pred.)"
+        return f"skip (>{rss:.1f} GiB pred.)"
     return None
 
 
@@ -232,8 +268,9 @@ def main(argv=None) -> None:
     ap.add_argument("--timeout", type=float, default=None, help="seconds per cell (300)")
     ap.add_argument("--warmup-only-after", type=float, default=None,
                     help="no timed runs when the warm-up took longer (100 s; --quick: 5 s)")
-    ap.add_argument("--max-rss-gib", type=float, default=20.0,
-                    help="skip a larger n whose linearly predicted peak RSS exceeds this")
+    ap.add_argument("--max-rss-gib", type=float, default=12.0,
+                    help="kill a cell whose RSS exceeds this (GiB; the machine has 23 and is "
+                         "shared), and skip a larger n whose linearly predicted peak exceeds it")
     ap.add_argument("--out", default=str(HERE / "out"))
     ap.add_argument("--quick", action="store_true",
                     help="smoke run: n=20,000, 1 timed run, R=50, timeout 60 s, warm-up only after 5 s")
