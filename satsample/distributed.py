@@ -1,0 +1,657 @@
+"""Satisfaction indices of samples larger than one machine: the Rao-Wu bootstrap on Dask.
+
+Optional extra: ``pip install "satsample[dask]"``.  :func:`satisfaction_index_dask`
+gives the same :class:`~satsample.results.IndexEstimate` as
+
+.. code-block:: python
+
+    design = survey_design(ddf.compute(), strata=..., ids=psu, weights=...)
+    satisfaction_index(bootstrap(design, replicates=R, rng=rng, materialize=False),
+                       questionnaire, by=by)
+
+without ever holding the sample (nor anything of size ``n x R``) in one
+process.  It relies on two properties of the lazy Rao-Wu kernel
+(:mod:`satsample._kernels.bootstrap`):
+
+* the multinomial counts of stratum *h* in replicate *r* are a pure function of
+  ``(key, global stratum code, r, draw)`` (counter-based stream,
+  :mod:`satsample._kernels._rng`), so any process can draw them;
+* replicate totals are sums over strata, so totals computed on partitions that
+  each hold whole strata add up to the totals of the whole sample.
+
+Passes over the data (each a Dask graph with a tree reduction):
+
+1. labels: stratum and domain labels, row counts per partition, and whether
+   every stratum lies in one partition (if not, the frame is shuffled by
+   stratum, see :func:`satisfaction_index_dask`);
+2. totals: per partition, the weighted item totals ``(G, 2K)``, the Rao-Wu
+   replicate totals ``(R, G, 2K)`` (same kernel, same stream key, global
+   stratum codes, same PSU order as in memory), the counts of rows used;
+3. design-effect moments (skipped with ``deff=None``): the sums of the
+   linearised scores and their squares, which need the estimates of pass 2.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Literal
+
+import numpy as np
+import pandas as pd
+
+from ._random import RNGLike, stream_key
+from ._validation import (
+    DesignError,
+    SatsampleError,
+    as_column_list,
+    check_choice,
+    check_columns,
+    check_positive_int,
+    check_probability,
+    check_weights,
+)
+from .design import LONELY_PSU_RULES, ReplicateWeights
+from .intervals import CI_METHODS, confidence_interval
+from .questionnaire import Questionnaire
+from .results import IndexEstimate
+
+if TYPE_CHECKING:  # pragma: no cover
+    import dask.dataframe as dd
+
+__all__ = ["satisfaction_index_dask"]
+
+_POS = "__satsample_row__"  # global row position, added before a shuffle
+_ROWS = 65536  # rows per block of indicators and scores inside a partition
+# the Rao-Wu kernel is itself parallel (Numba prange); with the "workqueue"
+# threading layer two concurrent calls from one process abort, so the threads
+# of a process take turns (each call already uses every core)
+_KERNEL_LOCK = threading.Lock()
+
+
+def _require_dask() -> Any:
+    try:
+        import dask
+        import dask.dataframe
+    except ImportError as exc:  # pragma: no cover - exercised without the extra only
+        raise ImportError(
+            "satisfaction_index_dask needs dask: pip install 'satsample[dask]' "
+            "(dask[dataframe] >= 2024.1)"
+        ) from exc
+    return dask
+
+
+# ------------------------------------------------------------------- layout
+@dataclass(frozen=True, kw_only=True, eq=False)
+class _PartLayout:
+    """The arrays the Rao-Wu kernel needs, for the strata of one partition."""
+
+    order: np.ndarray  # rows sorted by stratum (stable)
+    psu_local: np.ndarray  # rank of the row's PSU within its stratum
+    strat_start: np.ndarray  # (H_p + 1,)
+    strat_code: np.ndarray  # (H_p,) GLOBAL stratum codes (the stream component)
+    strat_npsu: np.ndarray  # (H_p,)
+
+
+def _partition_layout(strata: np.ndarray, psu: np.ndarray) -> _PartLayout:
+    """Layout of rows grouped by stratum, PSUs ranked by code within their stratum.
+
+    The same construction as :func:`satsample._replicate_totals._layout`
+    (which works on a whole design): rows keep their order within a stratum,
+    PSUs are ranked by ``(stratum, psu code)``.  With the global stratum
+    codes and PSU codes ordered as the in-memory design orders them, every
+    row gets the PSU rank, hence the Rao-Wu counts, it gets in memory.
+    """
+    n = strata.size
+    if n > 1 and np.all(strata[1:] >= strata[:-1]):
+        order = np.arange(n, dtype=np.int64)
+    else:
+        order = np.argsort(strata, kind="stable").astype(np.int64)
+    upsu, first, inv = np.unique(psu, return_index=True, return_inverse=True)
+    ustrat = strata[first]
+    o = np.lexsort((upsu, ustrat))
+    rank = np.empty(o.size, dtype=np.int64)
+    rank[o] = np.arange(o.size)
+    psu_index = rank[inv.reshape(-1)]
+    s_sorted = ustrat[o]
+    codes, npsu = np.unique(s_sorted, return_counts=True)
+    first_psu = np.r_[0, np.cumsum(npsu)[:-1]]
+    pos_of_code = np.full(int(strata.max()) + 1, -1, dtype=np.int64)
+    pos_of_code[codes] = np.arange(codes.size)
+    psu_stratum = pos_of_code[s_sorted]
+    psu_local = psu_index - first_psu[psu_stratum[psu_index]]
+    rows_per = np.bincount(pos_of_code[strata], minlength=codes.size)
+    return _PartLayout(
+        order=order,
+        psu_local=psu_local.astype(np.int64),
+        strat_start=np.r_[0, np.cumsum(rows_per)].astype(np.int64),
+        strat_code=codes.astype(np.int64),
+        strat_npsu=npsu.astype(np.int64),
+    )
+
+
+# ------------------------------------------------------------ labels (pass 1)
+def _lookup(s: pd.Series, levels: pd.Index) -> np.ndarray:
+    """Position of every value of ``s`` in ``levels`` (-1 when absent), int64."""
+    if isinstance(s.dtype, pd.CategoricalDtype):
+        pos = np.append(levels.get_indexer(s.cat.categories), -1)
+        return pos[s.cat.codes.to_numpy(dtype=np.int64)].astype(np.int64)
+    return levels.get_indexer(s).astype(np.int64)
+
+
+def _scan(pdf: pd.DataFrame, strata: str, by: tuple[str, ...], psu: str | None) -> dict[str, Any]:
+    """Pass 1 on one partition: row count, distinct strata, distinct domains, missing values."""
+    out: dict[str, Any] = {
+        "n": len(pdf),
+        "strata": pd.Series(pdf[strata].dropna().unique()),
+        "missing": {c: int(pdf[c].isna().sum()) for c in (strata, *by, *([psu] if psu else []))},
+    }
+    out["by"] = pdf[list(by)].dropna().drop_duplicates() if by else None
+    return out
+
+
+@dataclass(frozen=True, kw_only=True, eq=False)
+class _Plan:
+    """Everything a partition needs to compute its totals (small, shipped to workers)."""
+
+    strata: str
+    weights: str
+    psu: str | None
+    by: tuple[str, ...]
+    strata_levels: pd.Index  # sorted as pandas.factorize(sort=True)
+    by_levels: tuple[pd.Index, ...]
+    by_shape: tuple[int, ...]
+    present: np.ndarray  # flat codes of the domains present, sorted
+    questionnaire: Questionnaire
+    measure: str
+    key: int
+    replicates: int
+    sort_rows: bool  # rows carry _POS (shuffled frame): restore the global order
+
+
+def _factorized(values: pd.Series) -> tuple[pd.Index, int]:
+    """Levels in the order of ``pandas.factorize(sort=True)`` and the number of possible levels."""
+    _, uniques = pd.factorize(values, sort=True)
+    levels = pd.Index(np.asarray(uniques, dtype=object), dtype=object)
+    if isinstance(values.dtype, pd.CategoricalDtype):
+        # satisfaction_index codes categorical domains by their categories
+        return levels, len(values.cat.categories)
+    return levels, len(levels)
+
+
+def _domain_codes(pdf: pd.DataFrame, plan: _Plan) -> np.ndarray:
+    if not plan.by:
+        return np.zeros(len(pdf), dtype=np.int64)
+    per = [_lookup(pdf[c], lev) for c, lev in zip(plan.by, plan.by_levels)]
+    flat = np.ravel_multi_index(tuple(per), plan.by_shape) if len(per) > 1 else per[0]
+    return np.searchsorted(plan.present, flat).astype(np.int64)
+
+
+# ------------------------------------------------------------ totals (pass 2)
+def _indicators(pdf: pd.DataFrame, q: Questionnaire, measure: str) -> tuple[np.ndarray, np.ndarray]:
+    """``y`` (uint8 when lossless, else float64) and ``d`` (bool), in row blocks (as in memory)."""
+    n = len(pdf)
+    small = measure != "mean_score" or all(
+        float(c).is_integer() and 0 <= c <= 255 for c in q.valid_codes)
+    y = np.empty((n, q.n_items), dtype=np.uint8 if small else np.float64)
+    d = np.empty((n, q.n_items), dtype=bool)
+    for r0 in range(0, n, _ROWS):
+        r1 = min(n, r0 + _ROWS)
+        yb, db = q.indicators(pdf.iloc[r0:r1], measure=measure)  # type: ignore[arg-type]
+        y[r0:r1] = yb
+        d[r0:r1] = db > 0
+    return y, d
+
+
+def _prepare(pdf: pd.DataFrame, plan: _Plan) -> pd.DataFrame:
+    if plan.sort_rows:
+        pdf = pdf.sort_values(_POS, kind="stable")
+    return pdf
+
+
+def _used(d: np.ndarray, el_idx: np.ndarray, n_el: int) -> np.ndarray:
+    """Rows used: items -> usable answer; element -> any in it; overall -> any."""
+    k = d.shape[1]
+    used = np.empty((d.shape[0], k + n_el + 1), dtype=bool)
+    used[:, :k] = d
+    for e in range(n_el):
+        np.any(d[:, el_idx == e], axis=1, out=used[:, k + e])
+    np.any(d, axis=1, out=used[:, -1])
+    return used
+
+
+def _totals(pdf: pd.DataFrame, plan: _Plan, part: int) -> dict[str, Any]:
+    """Pass 2 on one partition (whole strata): point and Rao-Wu replicate totals, counts."""
+    from ._kernels.bootstrap import _raowu_totals
+    from ._replicate_totals import _as_values, _compact, _task_block
+    from .estimation import _Groups
+
+    q = plan.questionnaire
+    K, n_el = q.n_items, len(q.elements)
+    G = int(plan.present.size)
+    R = plan.replicates
+    out: dict[str, Any] = {
+        "num": np.zeros((G, K)), "den": np.zeros((G, K)),
+        "n_obs": np.zeros((G, K + n_el + 1)), "big_n": np.zeros((G, K + n_el + 1)),
+        "rep": np.zeros((R, G, 2 * K)),
+        "npsu": pd.Series(dtype=np.int64), "psu_labels": [],
+    }
+    if len(pdf) == 0:
+        return out
+    pdf = _prepare(pdf, plan)
+    try:
+        w = check_weights(pdf[plan.weights].to_numpy(), name=plan.weights)
+        if (w == 0).any():
+            raise SatsampleError(
+                f"weights {plan.weights!r}: {int((w == 0).sum())} value(s) are zero; a design "
+                "weight is 1/probability and cannot be 0 (drop those rows and report them)"
+            )
+        y, d = _indicators(pdf, q, plan.measure)
+    except SatsampleError as exc:
+        raise SatsampleError(f"partition {part}: {exc}") from exc
+    s_codes = _lookup(pdf[plan.strata], plan.strata_levels)
+    if plan.psu is None:
+        psu_codes = np.arange(len(pdf), dtype=np.int64)  # every row its own PSU, in row order
+    else:
+        psu_codes, psu_uniques = pd.factorize(pdf[plan.psu], sort=True)
+        psu_codes = psu_codes.astype(np.int64)
+        pairs = pd.DataFrame({"s": s_codes, "c": psu_codes}).drop_duplicates()
+        if len(pairs) != len(psu_uniques):
+            c = int(pairs["c"][pairs["c"].duplicated()].iloc[0])
+            raise DesignError(
+                f"partition {part}: cluster {psu_uniques[c]!r} of column {plan.psu!r} appears in "
+                "more than one stratum: clusters are not nested in strata (relabel them, e.g. "
+                "stratum + '/' + cluster)"
+            )
+        out["psu_labels"] = [pd.Series(psu_uniques)]
+    codes = _domain_codes(pdf, plan)
+    grp = _Groups(codes, G, w)
+    out["num"], out["den"] = grp.sum(y), grp.sum(d)
+    used = _used(d, q.element_index(), n_el)
+    out["n_obs"], out["big_n"] = grp.sum(used, weighted=False), grp.sum(used)
+    lay = _partition_layout(s_codes, psu_codes)
+    out["npsu"] = pd.Series(lay.strat_npsu, index=lay.strat_code)
+    vc, where = _compact(_as_values(np.concatenate([y, d.astype(y.dtype)], axis=1), len(pdf)))
+    del y, d, used
+    with _KERNEL_LOCK:
+        rep = _raowu_totals(np.uint64(plan.key), w, vc, codes, lay.order, lay.psu_local,
+                            lay.strat_start, lay.strat_code, lay.strat_npsu, 0, R, G,
+                            _task_block(R))
+    out["rep"] = rep if (where == np.arange(where.size)).all() and where.size == rep.shape[2] \
+        else rep[:, :, where]
+    return out
+
+
+def _add(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
+    """Combine two partial results: arrays add, strata PSU counts and labels concatenate."""
+    out: dict[str, Any] = {}
+    for k, v in a.items():
+        if isinstance(v, np.ndarray):
+            out[k] = v + b[k]
+        elif isinstance(v, pd.Series):
+            out[k] = pd.concat([v, b[k]]) if len(b[k]) else v
+        else:
+            out[k] = list(v) + list(b[k])
+    return out
+
+
+def _tree(dask: Any, items: list[Any], combine: Callable[[Any, Any], Any]) -> Any:
+    """Pairwise (binary tree) reduction of delayed objects."""
+    combine_d = dask.delayed(combine)
+    while len(items) > 1:
+        items = [combine_d(items[i], items[i + 1]) if i + 1 < len(items) else items[i]
+                 for i in range(0, len(items), 2)]
+    return items[0]
+
+
+# ----------------------------------------------------- design effect (pass 3)
+@dataclass(frozen=True, kw_only=True, eq=False)
+class _Lin:
+    """Coefficients of the linearised scores, per domain (from the point totals)."""
+
+    p0: np.ndarray  # (G, K)
+    den_safe: np.ndarray  # (G, K)
+    present: np.ndarray  # (G, K)
+    a_item: np.ndarray  # (G, K)
+    b_el: np.ndarray  # (G, E)
+    member: np.ndarray  # (K, E)
+
+
+def _lin(num: np.ndarray, den: np.ndarray, p: np.ndarray, q: Questionnaire) -> _Lin:
+    K, n_el = q.n_items, len(q.elements)
+    el_idx = q.element_index()
+    member = np.zeros((K, n_el))
+    member[np.arange(K), el_idx] = 1.0
+    present = den > 0
+    k_plus = present.astype(np.float64) @ member
+    el_present = k_plus > 0
+    e_plus = el_present.sum(axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        a_item = np.where(present, 1.0 / np.where(k_plus > 0, k_plus, 1.0)[:, el_idx], 0.0)
+        b_el = np.where(el_present, 1.0 / np.maximum(e_plus, 1)[:, None], 0.0)
+    return _Lin(p0=np.where(present, p, 0.0), den_safe=np.where(present, den, 1.0),
+                present=present, a_item=a_item, b_el=b_el, member=member)
+
+
+def _moments(pdf: pd.DataFrame, plan: _Plan, lin: _Lin, part: int) -> dict[str, Any]:
+    """Pass 3 on one partition: ``sum w z`` and ``sum w z^2`` of the linearised scores."""
+    from .estimation import _Groups
+
+    q = plan.questionnaire
+    G = int(plan.present.size)
+    L = q.n_items + len(q.elements) + 1
+    out = {"s1": np.zeros((G, L)), "s2": np.zeros((G, L))}
+    if len(pdf) == 0:
+        return out
+    pdf = _prepare(pdf, plan)
+    w = check_weights(pdf[plan.weights].to_numpy(), name=plan.weights)
+    codes = _domain_codes(pdf, plan)
+    one = G == 1
+    for r0 in range(0, len(pdf), _ROWS):
+        r1 = min(len(pdf), r0 + _ROWS)
+        try:
+            y, d = _indicators(pdf.iloc[r0:r1], q, plan.measure)
+        except SatsampleError as exc:  # pragma: no cover - pass 2 raised it first
+            raise SatsampleError(f"partition {part}: {exc}") from exc
+        c = codes[r0:r1]
+
+        def per_row(a: np.ndarray, c: np.ndarray = c) -> np.ndarray:
+            return a[0] if one else a[c]
+
+        z_item = y - per_row(lin.p0) * d
+        z_item /= per_row(lin.den_safe)
+        if not lin.present.all():
+            z_item = np.where(per_row(lin.present), z_item, 0.0)
+        z_el = (z_item * per_row(lin.a_item)) @ lin.member
+        z_all = np.sum(z_el * per_row(lin.b_el), axis=1, keepdims=True)
+        zb = np.concatenate([z_item, z_el, z_all], axis=1)
+        bgrp = _Groups(c, G, w[r0:r1])
+        out["s1"] += bgrp.sum(zb)
+        zb *= zb
+        out["s2"] += bgrp.sum(zb)
+    return out
+
+
+# ------------------------------------------------------------------ public
+def satisfaction_index_dask(
+    ddf: dd.DataFrame,
+    questionnaire: Questionnaire,
+    *,
+    strata: str,
+    weights: str,
+    by: str | Sequence[str] | None = None,
+    psu: str | None = None,
+    replicates: int = 500,
+    rng: RNGLike = None,
+    mse: bool = False,
+    measure: Literal["satisfied", "mean_score", "top_two_box"] = "satisfied",
+    level: float = 0.95,
+    ci_method: Literal["mean", "logit", "likelihood", "asin", "beta", "xlogit", "wilson"] = "mean",
+    deff: Literal["srswor", "srswr"] | None = "srswor",
+    lonely_psu: Literal["fail", "remove", "certainty", "adjust", "average"] = "fail",
+) -> IndexEstimate:
+    """Satisfaction index with Rao-Wu bootstrap standard errors, computed on a Dask DataFrame.
+
+    Equals ``satisfaction_index(bootstrap(survey_design(ddf.compute(), strata=strata,
+    ids=psu, weights=weights), replicates=replicates, rng=rng, materialize=False),
+    questionnaire, by=by)`` (same estimates, replicate estimates, standard errors,
+    intervals, design effects and counts, up to the order of floating-point
+    additions across partitions), without collecting the data in one process.
+
+    Parameters
+    ----------
+    ddf : dask.dataframe.DataFrame
+        One row per respondent (or sampled unit): the strata, weights and item
+        columns, and the ``by`` and ``psu`` columns if given.  Not modified.
+    questionnaire : Questionnaire
+        Elements, items and answer codes.
+    strata : str
+        Stage-1 strata column (no missing values).
+    weights : str
+        Design-weight column (finite, positive).
+    by : str or list of str, optional
+        Domain column(s); the full design is kept in every domain.
+    psu : str, optional
+        Stage-1 cluster column, nested in the strata.  ``None``: every row is
+        its own PSU (element sampling, the SIPAS design).
+    replicates : int, default=500
+        Number of bootstrap replicates ``R`` (at least 2).
+    rng : int, Generator or SeedSequence, optional
+        Source of the key of the counter-based stream, drawn once on the
+        client exactly as :func:`satsample.replicate.bootstrap` draws it.
+    mse : bool, default=False
+        Centre the replicate variance at the full-sample estimate.
+    measure : {"satisfied", "mean_score", "top_two_box"}, default="satisfied"
+    level : float, default=0.95
+    ci_method : str, default="mean"
+        As in :func:`satsample.index.satisfaction_index`.
+    deff : {"srswor", "srswr"} or None, default="srswor"
+        Reference variance of the design effect; ``None`` skips the third
+        pass over the data and leaves ``deff`` NaN.
+    lonely_psu : {"fail", "remove", "certainty", "adjust", "average"}, default="fail"
+        A stratum with one PSU raises unless ``"remove"`` or ``"certainty"``
+        (it then keeps multiplier 1 and contributes no variance).
+
+    Returns
+    -------
+    IndexEstimate
+        ``options["engine"] = "dask"``, ``options["shuffled"]`` tells whether
+        the frame had to be shuffled by stratum; ``replicate_estimates`` holds
+        the ``(R, G)``, ``(R, G, E)``, ``(R, G, K)`` replicate indices.
+
+    Raises
+    ------
+    SatsampleError
+        A missing column (named), missing values in the strata, PSU or
+        domain columns, bad weights or answer codes (with the partition).
+    DesignError
+        A stratum with a single PSU (see ``lonely_psu``), clusters not
+        nested in strata.
+
+    Notes
+    -----
+    In replicate *r*, stratum *h* with :math:`n_h` PSUs, PSU *i* drawn
+    :math:`c_{hri}` times gets :math:`m_{hri} = c_{hri} n_h/(n_h - 1)`, and
+
+    .. math:: T_{rgj} = \\sum_{\\text{partitions}} \\sum_{h \\in \\text{partition}}
+              \\sum_{i \\in h} w_i m_{hri} v_{ij} 1\\{g_i = g\\}
+
+    for :math:`v = (y_1..y_K, d_1..d_K)`.  The counts depend only on
+    ``(key, h, r, draw)``; :math:`h` is the global stratum code (strata
+    sorted as ``pandas.factorize(sort=True)`` sorts them) and PSUs are
+    ranked within their stratum by label (by row order when ``psu=None``), as
+    the in-memory design ranks them.  The composite is recomputed in every
+    replicate from :math:`T_r` and
+    :math:`v = \\frac{1}{R-1}\\sum_r (\\theta_r - \\bar\\theta)^2`.
+
+    Every stratum must lie in one partition.  When it does not, the frame is
+    shuffled with ``ddf.shuffle(on=strata)`` after a column of global row
+    positions is added; each partition is sorted by that position before its
+    totals are computed, so rows of a stratum keep the order of
+    ``ddf.compute()`` (which fixes the PSU ranks when ``psu=None``).  Memory
+    per task: one partition plus :math:`O(R G K)`.
+    """
+    dask = _require_dask()
+    import dask.dataframe as dd
+
+    if not isinstance(ddf, dd.DataFrame):
+        raise SatsampleError(f"ddf must be a dask.dataframe.DataFrame, got {type(ddf).__name__}")
+    if not isinstance(questionnaire, Questionnaire):
+        raise SatsampleError(
+            f"questionnaire must be a Questionnaire, got {type(questionnaire).__name__}"
+        )
+    check_probability(level, name="level")
+    check_choice(measure, name="measure", allowed=("satisfied", "mean_score", "top_two_box"))
+    check_choice(ci_method, name="ci_method", allowed=CI_METHODS)
+    if deff is not None:
+        check_choice(deff, name="deff", allowed=("srswor", "srswr"))
+    check_choice(lonely_psu, name="lonely_psu", allowed=LONELY_PSU_RULES)
+    if measure == "mean_score" and ci_method != "mean":
+        raise SatsampleError(
+            f"ci_method={ci_method!r} is for shares; measure='mean_score' needs ci_method='mean'"
+        )
+    replicates = check_positive_int(replicates, name="replicates")
+    if replicates < 2:
+        raise SatsampleError(f"replicates={replicates}: need at least 2")
+    by_cols = tuple(as_column_list(by))
+    if len(set(by_cols)) != len(by_cols):
+        raise SatsampleError(f"by={list(by_cols)!r} lists a column more than once")
+    meta = ddf._meta
+    check_columns(meta, strata, role="strata")
+    check_columns(meta, weights, role="weights")
+    check_columns(meta, psu, role="psu (ids)")
+    check_columns(meta, list(by_cols), role="domain (by)")
+    check_columns(meta, list(questionnaire.items), role="item")
+    if _POS in meta.columns:
+        raise SatsampleError(f"column name {_POS!r} is reserved by satisfaction_index_dask")
+    key = int(stream_key(rng))  # drawn first, as bootstrap(materialize=False) draws it
+
+    # pass 1: labels, partition sizes, is every stratum in one partition?
+    parts = ddf.to_delayed()
+    scan = dask.delayed(_scan)
+    scans = dask.compute(*[scan(p, strata, by_cols, psu) for p in parts])
+    for col in (strata, *([psu] if psu else []), *by_cols):
+        miss = sum(s["missing"][col] for s in scans)
+        if miss:
+            role = "strata" if col == strata else ("psu (ids)" if col == psu else "domain (by)")
+            raise SatsampleError(
+                f"{role} column {col!r} has {miss} missing value(s); recode them or drop those "
+                "rows before the estimation"
+            )
+    n_total = int(sum(s["n"] for s in scans))
+    if n_total == 0:
+        raise SatsampleError("ddf has no rows")
+    all_strata = pd.concat([s["strata"] for s in scans if len(s["strata"])], ignore_index=True)
+    strata_levels, _ = _factorized(all_strata)
+    n_parts_per_stratum = pd.Series(_lookup(all_strata, strata_levels)).value_counts()
+    shuffled = bool((n_parts_per_stratum > 1).any())
+    if by_cols:
+        combos = pd.concat([s["by"] for s in scans if len(s["by"])], ignore_index=True)
+        lv = [_factorized(combos[c]) for c in by_cols]
+        by_levels = tuple(x[0] for x in lv)
+        by_shape = tuple(x[1] for x in lv)
+        per = [_lookup(combos[c], lev) for c, lev in zip(by_cols, by_levels)]
+        flat = np.ravel_multi_index(tuple(per), by_shape) if len(per) > 1 else per[0]
+        present = np.unique(flat).astype(np.int64)
+        idx = np.unravel_index(present, by_shape)
+        levels = pd.DataFrame({c: np.asarray(by_levels[j], dtype=object)[idx[j]]
+                               for j, c in enumerate(by_cols)})
+        n_possible = int(np.prod(by_shape))
+    else:
+        by_levels, by_shape, present = (), (), np.zeros(1, dtype=np.int64)
+        levels, n_possible = pd.DataFrame(index=range(1)), 1
+
+    if shuffled:
+        offsets = np.r_[0, np.cumsum([s["n"] for s in scans])[:-1]]
+        add_pos = dask.delayed(_with_positions)
+        pos_meta = meta.assign(**{_POS: np.zeros(0, dtype=np.int64)})
+        positioned = dd.from_delayed([add_pos(p, int(o)) for p, o in zip(parts, offsets)],
+                                     meta=pos_meta, verify_meta=False)
+        parts = positioned.shuffle(on=strata).to_delayed()
+
+    plan = _Plan(strata=strata, weights=weights, psu=psu, by=by_cols,
+                 strata_levels=strata_levels, by_levels=by_levels, by_shape=by_shape,
+                 present=present, questionnaire=questionnaire, measure=measure, key=key,
+                 replicates=replicates, sort_rows=shuffled)
+
+    # pass 2: point and replicate totals, tree-summed
+    tot_d = dask.delayed(_totals)
+    (tot,) = dask.compute(_tree(dask, [tot_d(p, plan, i) for i, p in enumerate(parts)], _add))
+    npsu = tot["npsu"]
+    if npsu.index.duplicated().any():  # cannot happen after the shuffle
+        raise DesignError(f"stratum {strata_levels[int(npsu.index[npsu.index.duplicated()][0])]!r}"
+                          " is split across partitions")
+    if tot["psu_labels"]:
+        labels = pd.concat(tot["psu_labels"], ignore_index=True)
+        if labels.duplicated().any():
+            raise DesignError(
+                f"cluster {labels[labels.duplicated()].iloc[0]!r} of column {psu!r} appears in "
+                "more than one stratum: clusters are not nested in strata"
+            )
+    lonely = npsu[npsu < 2]
+    if len(lonely) and lonely_psu not in ("remove", "certainty"):
+        raise DesignError(
+            f"stratum {strata_levels[int(lonely.index[0])]!r} has a single PSU: the Rao-Wu "
+            f"bootstrap needs n_h >= 2 (lonely_psu={lonely_psu!r}; use 'remove' or "
+            "'certainty' to keep it fixed)"
+        )
+    reps = ReplicateWeights(
+        kind="subbootstrap", weights=None, scale=1.0 / (replicates - 1),
+        rscales=np.ones(replicates), mse=bool(mse), degf=replicates - 1, seed=key,
+        n_replicates=replicates,
+    )
+    q = questionnaire
+    K, n_el = q.n_items, len(q.elements)
+    g = int(present.size)
+    p, elem, overall = q.aggregate(tot["num"], tot["den"])
+    est = np.concatenate([p, elem, overall[:, None]], axis=1)
+    rt = tot["rep"]
+    rp, relem, rall = q.aggregate(rt[..., :K], rt[..., K:])
+    theta_r = np.concatenate([rp, relem, rall[..., None]], axis=2)
+    with np.errstate(invalid="ignore"):
+        var = reps.variance(theta_r, est)
+    se = np.sqrt(var)
+    n_obs, big_n = tot["n_obs"], tot["big_n"]
+    df = np.full(est.shape, float(reps.degf))
+
+    # pass 3: design effects
+    if deff is None:
+        deff_v = np.full(est.shape, np.nan)
+    else:
+        from .estimation import _srs_from_moments
+
+        lin = _lin(tot["num"], tot["den"], p, q)
+        mom_d = dask.delayed(_moments)
+        (mom,) = dask.compute(_tree(dask, [mom_d(pt, plan, lin, i) for i, pt in enumerate(parts)],
+                                    _add))
+        vsrs = _srs_from_moments(big_n, n_obs, mom["s1"], mom["s2"], deff)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            deff_v = np.where(vsrs > 0, var / np.where(vsrs > 0, vsrs, 1.0), np.nan)
+
+    if ci_method == "mean":
+        low, high = confidence_interval(est, se, df, level=level, method="mean")
+    else:
+        low, high = confidence_interval(est, se, df, level=level, method=ci_method,
+                                        n_design=n_obs, n_obs=n_obs)
+    low = np.where(np.isnan(est), np.nan, low)
+    high = np.where(np.isnan(est), np.nan, high)
+
+    def table(cols: slice, extra: dict[str, np.ndarray]) -> pd.DataFrame:
+        k = est[:, cols].shape[1]
+        gi = np.repeat(np.arange(g), k)
+        ki = np.tile(np.arange(k), g)
+        base = (levels.iloc[gi].reset_index(drop=True) if by_cols
+                else pd.DataFrame(index=range(gi.size)))
+        for name, labels in extra.items():
+            base[name] = np.asarray(labels, dtype=object)[ki]
+        return base.assign(
+            estimate=est[:, cols][gi, ki], se=se[:, cols][gi, ki], ci_low=low[:, cols][gi, ki],
+            ci_high=high[:, cols][gi, ki], df=df[:, cols][gi, ki], deff=deff_v[:, cols][gi, ki],
+            n=n_obs[:, cols][gi, ki].astype(np.int64),
+        )
+
+    el_codes = np.asarray(q.element_codes)
+    items_t = table(slice(0, K), {"element": el_codes[q.element_index()],
+                                  "item": np.asarray(q.items)})
+    el_t = table(slice(K, K + n_el), {"element": el_codes})
+    all_t = table(slice(K + n_el, K + n_el + 1), {})
+    options = {
+        "measure": measure, "variance": "replicate", "level": level, "ci_method": ci_method,
+        "lonely_psu": lonely_psu, "replicate_kind": "subbootstrap", "mse": bool(mse),
+        "deff": deff, "calibrated": False, "aggregation": q.aggregation,
+        "replicate_estimates": "stored", "engine": "dask", "partitions": len(parts),
+        "shuffled": shuffled,
+    }
+    return IndexEstimate(
+        overall=all_t, elements=el_t, items=items_t, questionnaire=q, by=by_cols,
+        options=options, excluded={}, empty_cells=int(n_possible - g),
+        replicate_estimates={"overall": rall, "elements": relem, "items": rp},
+        design_summary={"n": n_total, "strata": len(strata_levels), "psu": int(npsu.sum()),
+                        "degf": reps.degf, "replicates": replicates},
+    )
+
+
+def _with_positions(pdf: pd.DataFrame, offset: int) -> pd.DataFrame:
+    """A copy of the partition with its global row positions (the caller's frame is untouched)."""
+    return pdf.assign(**{_POS: np.arange(offset, offset + len(pdf), dtype=np.int64)})
