@@ -290,7 +290,8 @@ def _add(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
         if isinstance(v, np.ndarray):
             out[k] = v + b[k]
         elif isinstance(v, pd.Series):
-            out[k] = pd.concat([v, b[k]]) if len(b[k]) else v
+            full = [x for x in (v, b[k]) if len(x)]  # no concat of empty Series (pandas warns)
+            out[k] = pd.concat(full) if len(full) == 2 else (full[0] if full else v)
         else:
             out[k] = list(v) + list(b[k])
     return out

@@ -127,6 +127,22 @@ def test_interleaved_rows_keep_their_order_through_the_shuffle(sample):
     assert not np.allclose(res.overall["se"], other.overall["se"], rtol=1e-6)
 
 
+def test_empty_partitions(sample):
+    pdf, q = sample
+    ddf = _whole(pdf)
+    gone = pdf["stratum"].iloc[:600].unique()  # the strata of partition 0
+    assert gone.size == 3
+    kept = ddf[~ddf["stratum"].isin(list(gone))]
+    sub = pdf[~pdf["stratum"].isin(gone)].reset_index(drop=True)
+    res = _dask(kept, q, by="agency_level", psu="cluster")
+    assert res.options["shuffled"] is False and res.design_summary["n"] == 1400
+    _assert_same(res, _memory(sub, q, by="agency_level", psu="cluster"))
+    # more partitions than strata: the shuffle leaves some partitions empty
+    many = _dask(dd.from_pandas(pdf, npartitions=12), q, by="agency_level")
+    assert many.options["shuffled"] is True
+    _assert_same(many, _memory(pdf, q, by="agency_level"))
+
+
 @pytest.mark.parametrize("split", [False, True])
 def test_clusters(sample, split):
     pdf, q = sample
