@@ -103,6 +103,8 @@ _EXPORTS: dict[str, str] = {
     "plot_allocation": "plotting",
     # report
     "build_report": "report",
+    # scale-out (needs the optional dask extra when called)
+    "satisfaction_index_dask": "distributed",
 }
 
 __all__ = ["__version__", *sorted(_EXPORTS)]
