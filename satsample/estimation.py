@@ -9,7 +9,7 @@ call of the variance engine (no Python loop over domains or variables).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -235,6 +235,30 @@ def _srs_from_moments(big_n: np.ndarray, n_obs: np.ndarray, s1: np.ndarray, s2: 
     return v
 
 
+def _blockwise_moments(scores: Callable[..., np.ndarray], codes: np.ndarray, n_domains: int,
+                       w: np.ndarray, shape: tuple[int, int], **kwargs: Any
+                       ) -> tuple[np.ndarray, np.ndarray]:
+    """Per-domain weighted sums of ``z`` and ``z^2``, with ``z = scores(rows, **kwargs)`` built
+    in row blocks (memory O(block x k), never n x k)."""
+    s1 = np.zeros(shape)
+    s2 = np.zeros(shape)
+    n = codes.shape[0]
+    for r0 in range(0, n, _ROW_BLOCK):
+        rows = slice(r0, min(n, r0 + _ROW_BLOCK))
+        zb = scores(rows, **kwargs)
+        bgrp = _Groups(codes[rows], n_domains, w[rows])
+        s1 += bgrp.sum(zb)
+        zb *= zb
+        s2 += bgrp.sum(zb)
+    return s1, s2
+
+
+def _deff_ratio(var: np.ndarray, vsrs: np.ndarray) -> np.ndarray:
+    """Design effect ``var / vsrs``; NaN where the SRS variance is 0 or undefined."""
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(vsrs > 0, var / np.where(vsrs > 0, vsrs, 1.0), np.nan)
+
+
 def _srs_variance(
     w: np.ndarray, z: np.ndarray, used: np.ndarray, codes: np.ndarray, n_domains: int, deff: str
 ) -> np.ndarray:
@@ -294,7 +318,7 @@ def _linear_core(
     """
     w = design.weights
     codes, g = dom.codes, dom.n_domains
-    n, k = num.shape
+    k = num.shape[1]
     pos = w > 0
     all_pos = bool(pos.all())
     grp = _Groups(codes, g, w)
@@ -401,18 +425,8 @@ def _linear_core(
     if df.shape[1] != k:
         df = np.repeat(df, k, axis=1)
     if s1 is None:
-        s1 = np.zeros((g, k))
-        s2 = np.zeros((g, k))
-        for r0 in range(0, n, _ROW_BLOCK):
-            rows = slice(r0, min(n, r0 + _ROW_BLOCK))
-            zb = scores(rows, centred=True)
-            bgrp = _Groups(codes[rows], g, w[rows])
-            s1 += bgrp.sum(zb)
-            zb *= zb
-            s2 += bgrp.sum(zb)
-    vsrs = _srs_from_moments(big_n, n_obs, s1, s2, deff)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        deff_v = np.where(vsrs > 0, var / np.where(vsrs > 0, vsrs, 1.0), np.nan)
+        s1, s2 = _blockwise_moments(scores, codes, g, w, (g, k), centred=True)
+    deff_v = _deff_ratio(var, _srs_from_moments(big_n, n_obs, s1, s2, deff))
     return _Core(est, np.sqrt(var), df, deff_v, n_obs, reps)
 
 

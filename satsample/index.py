@@ -20,6 +20,8 @@ from ._variance import taylor_variance
 from .design import SurveyDesign
 from .estimation import (
     _ROW_BLOCK,
+    _blockwise_moments,
+    _deff_ratio,
     _design_summary,
     _domain_df,
     _domains,
@@ -227,18 +229,8 @@ def satisfaction_index(
     df = _domain_df(design, used, codes, g)
     if s1 is None:
         # the scores have a weighted mean of 0 in their domain: one pass of sums of z, z^2
-        s1 = np.zeros_like(est)
-        s2 = np.zeros_like(est)
-        for r0 in range(0, design.n, _ROW_BLOCK):
-            rows = slice(r0, min(design.n, r0 + _ROW_BLOCK))
-            zb = scores(rows)
-            bgrp = _Groups(codes[rows], g, w[rows])
-            s1 += bgrp.sum(zb)
-            zb *= zb
-            s2 += bgrp.sum(zb)
-    vsrs = _srs_from_moments(big_n, n_obs, s1, s2, deff)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        deff_v = np.where(vsrs > 0, var / np.where(vsrs > 0, vsrs, 1.0), np.nan)
+        s1, s2 = _blockwise_moments(scores, codes, g, w, est.shape)
+    deff_v = _deff_ratio(var, _srs_from_moments(big_n, n_obs, s1, s2, deff))
     if ci_method == "mean":
         low, high = confidence_interval(est, se, df, level=level, method="mean")
     else:
