@@ -3,27 +3,21 @@ costs, power, precision targets, budget compromise, and a simulation of the per-
 
 from __future__ import annotations
 
-import json
 import math
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import load_case
 
 from satsample._validation import DesignError, SatsampleError
 from satsample.allocation import Allocation, allocate, allocate_for_precision, round_allocation
 from satsample.samplesize import z_value
 
-REF = Path(__file__).resolve().parents[2] / "shared" / "reference"
-
 
 @pytest.fixture(scope="module")
 def case_e():
-    path = REF / "cases" / "E_sampling_design.json"
-    if not path.exists():
-        pytest.skip("shared/reference is absent")
-    res = json.loads(path.read_text())["results"]["allocation"]
+    res = load_case("E_sampling_design")["results"]["allocation"]
     return res, pd.DataFrame(res["table"]).set_index("agency_id")
 
 

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import json
 import math
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import load_case
 
 from satsample._validation import SatsampleError
 from satsample.samplesize import (
@@ -20,15 +19,10 @@ from satsample.samplesize import (
     z_value,
 )
 
-REF = Path(__file__).resolve().parents[2] / "shared" / "reference"
-
 
 @pytest.fixture(scope="module")
 def case_e():
-    path = REF / "cases" / "E_sampling_design.json"
-    if not path.exists():
-        pytest.skip("shared/reference is absent")
-    return json.loads(path.read_text())
+    return load_case("E_sampling_design")
 
 
 def rel(a, b):

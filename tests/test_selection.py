@@ -3,12 +3,10 @@ multistage, reproducibility and bad input."""
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
-
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import load_case, load_data
 
 from satsample._validation import DesignError, SatsampleError
 from satsample.allocation import allocate
@@ -24,23 +22,15 @@ from satsample.selection import (
     use_reserves,
 )
 
-REF = Path(__file__).resolve().parents[2] / "shared" / "reference"
-
 
 @pytest.fixture(scope="module")
 def case_e():
-    path = REF / "cases" / "E_sampling_design.json"
-    if not path.exists():
-        pytest.skip("shared/reference is absent")
-    return json.loads(path.read_text())["results"]["pps"]
+    return load_case("E_sampling_design")["results"]["pps"]
 
 
 @pytest.fixture(scope="module")
 def psu():
-    path = REF / "data" / "twostage_psu.csv"
-    if not path.exists():
-        pytest.skip("shared/reference is absent")
-    return pd.read_csv(path)
+    return load_data("twostage_psu")
 
 
 # ---------------------------------------------------------------------------- case E
@@ -80,8 +70,8 @@ def test_case_e_pi_within_district(case_e, psu):
 
 @pytest.mark.reference
 def test_case_e_inclusionprobastrata(case_e):
-    frame = pd.read_csv(REF / "data" / "frame.csv")
-    ag = pd.read_csv(REF / "data" / "agencies.csv").set_index("agency_id")
+    frame = load_data("frame")
+    ag = load_data("agencies").set_index("agency_id")
     s = select(frame, id="user_id", stratum="agency_id", n=ag["n_h"], rng=20240611).sample
     pi = s.groupby("stratum")["inclusion_prob"].agg(["first", "min", "max"]).loc[ag.index]
     np.testing.assert_allclose(pi["first"], case_e["inclusionprobastrata"]["pi"], rtol=1e-10)
