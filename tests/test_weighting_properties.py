@@ -305,3 +305,20 @@ def test_distance_options(design):
     b = calibrate(design, MARGINS)
     np.testing.assert_allclose(a.weights, b.weights, rtol=1e-10)
     assert dict(a.history[-1].params)["distance"] == "my linear"
+
+
+@pytest.mark.parametrize(("n_vars", "n_levels"), [(1, 4), (3, 5), (8, 300)])
+def test_cell_codes_order_cells_as_sorted_text_tuples(n_vars, n_levels):
+    """Cells are the sorted text tuples of the variables (the int64 mixed-radix path and the
+    fallback for more combinations than an int64 holds give the same codes)."""
+    from satsample.weighting.controls import cell_codes
+
+    rng = np.random.default_rng(n_vars)
+    df = pd.DataFrame({f"v{i}": rng.integers(0, n_levels, 500) for i in range(n_vars)})
+    df["v0"] = pd.Categorical(df["v0"].astype(str))
+    codes, cells = cell_codes(df, list(df.columns))
+    texts = [df[c].astype(str).to_numpy(dtype=object) for c in df.columns]
+    keys = [tuple(t[i] for t in texts) for i in range(len(df))]
+    expected_cells = sorted(set(keys))
+    assert cells == expected_cells
+    assert [cells[c] for c in codes] == keys

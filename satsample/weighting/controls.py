@@ -110,11 +110,37 @@ def cell_codes(data: pd.DataFrame, variables: str | Sequence[str], *,
     """
     names = as_column_list(variables)
     check_columns(data, names, role=role)
-    texts = [_as_text(data[v], v, role) for v in names]
-    keys = pd.MultiIndex.from_arrays(texts) if len(names) > 1 else pd.Index(texts[0])
-    codes, uniques = pd.factorize(keys, sort=True)
-    cells = [tuple(u) if isinstance(u, tuple) else (u,) for u in uniques]
-    return codes.astype(np.int64), cells
+    # factorize each variable on its own values (fast for categoricals and numbers) and rank its
+    # few levels by their text; the cells are then the distinct rows of the rank matrix, in
+    # lexicographic order, which is the order of the text tuples
+    ranks: list[np.ndarray] = []
+    level_texts: list[np.ndarray] = []
+    for v in names:
+        series = data[v]
+        if series.isna().any():
+            _as_text(series, v, role)  # raises, naming the variable and the count
+        raw_codes, raw_levels = pd.factorize(series, sort=False)
+        texts = pd.Index(raw_levels).astype(str).to_numpy(dtype=object)
+        order = np.argsort(texts, kind="stable")
+        sorted_texts = texts[order]
+        first = np.r_[True, sorted_texts[1:] != sorted_texts[:-1]]  # 1 and "1" are one level
+        rank = np.empty(len(texts), dtype=np.int64)
+        rank[order] = np.cumsum(first) - 1
+        level_texts.append(sorted_texts[first])
+        ranks.append(rank[raw_codes])
+    radix = [len(lv) for lv in level_texts]
+    if float(np.prod(np.asarray(radix, dtype=np.float64))) < 2.0**62:
+        combined = np.zeros(len(data), dtype=np.int64)  # mixed radix keeps the order
+        for r, n_levels in zip(ranks, radix, strict=True):
+            combined = combined * n_levels + r
+        uniq, codes = np.unique(combined, return_inverse=True)
+        uniq_rows = np.empty((uniq.size, len(radix)), dtype=np.int64)
+        for j in range(len(radix) - 1, -1, -1):
+            uniq, uniq_rows[:, j] = np.divmod(uniq, radix[j])
+    else:  # too many level combinations for one int64
+        uniq_rows, codes = np.unique(np.stack(ranks, axis=1), axis=0, return_inverse=True)
+    cells = [tuple(str(level_texts[j][r]) for j, r in enumerate(row)) for row in uniq_rows.tolist()]
+    return codes.astype(np.int64).reshape(-1), cells
 
 
 def _cell_label(variables: Sequence[str], cell: tuple[str, ...]) -> str:
