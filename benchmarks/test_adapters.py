@@ -68,11 +68,13 @@ def test_skip_reason():
     assert run.skip_reason([(50_000, ok)], 100_000, args) is None  # 200 s predicted
     assert run.skip_reason([(50_000, ok)], 200_000, args) == "skip (>400 s pred.)"
     big = {"status": "ok", "median": 1.0, "rss_gib": 6.0}
-    assert run.skip_reason([(50_000, big)], 200_000, args) == "skip (>24 GiB pred.)"
+    assert run.skip_reason([(50_000, big)], 200_000, args) == "skip (>24.0 GiB pred.)"
     dead = {"status": "timeout > 300 s", "timeout": True}
     assert run.skip_reason([(50_000, dead)], 200_000, args) == "skip (timed out at n=50,000)"
     assert run.skip_reason([(50_000, dead), (200_000, {"status": "skip", "skipped": True})],
                            1_000_000, args) == "skip (timed out at n=50,000)"
+    fat = {"status": "killed: RSS > 20 GiB", "timeout": True}
+    assert run.skip_reason([(50_000, fat)], 200_000, args) == "skip (RSS limit at n=50,000)"
 
 
 def test_check_detects_wrong_answers():
@@ -108,7 +110,7 @@ def test_balance_through_its_interpreter(task, data, tmp_path):
     if why is not None:
         pytest.skip(why)
     args = SimpleNamespace(out=str(tmp_path), replicates=REPS, runs=0, timeout=300.0,
-                           warmup_only_after=100.0)
+                           warmup_only_after=100.0, max_rss_gib=12.0)
     c = run.run_cell("balance", task, N, args)
     assert c["status"] == "ok", c["status"]
     text, ok = run.check("balance", task, c, _answer("satsample", task, data), "satsample", REPS)
