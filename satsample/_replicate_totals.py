@@ -110,7 +110,20 @@ def _layout(design: SurveyDesign, *, single_stratum: bool = False) -> _Layout:
         return cached[key]
     n = design.n
     strata = np.zeros(n, dtype=np.int64) if single_stratum else np.asarray(design.strata, np.int64)
-    psu = np.asarray(design.psu, dtype=np.int64)
+    out = layout_from_codes(strata, np.asarray(design.psu, dtype=np.int64))
+    _LAYOUTS.setdefault(design.stages[0], {})[key] = out
+    return out
+
+
+def layout_from_codes(strata: np.ndarray, psu: np.ndarray) -> _Layout:
+    """Rows grouped by stratum (stable) and PSUs ranked by ``(stratum, psu code)``.
+
+    The one construction of the kernel layout: used for a whole design by
+    :func:`_layout` and for the strata of one Dask partition by
+    :mod:`satsample.distributed`, so that every PSU gets the same rank, hence
+    the same Rao-Wu counts, wherever it is computed.
+    """
+    n = strata.size
     if n > 1 and np.all(strata[1:] >= strata[:-1]):
         order = np.arange(n, dtype=np.int64)
     else:
@@ -129,7 +142,7 @@ def _layout(design: SurveyDesign, *, single_stratum: bool = False) -> _Layout:
     psu_stratum = pos_of_code[s_sorted]
     psu_local = psu_index - first_psu[psu_stratum[psu_index]]
     rows_per = np.bincount(pos_of_code[strata], minlength=codes.size)
-    out = _Layout(
+    return _Layout(
         order=order,
         psu_local=psu_local.astype(np.int64),
         psu_index=psu_index.astype(np.int64),
@@ -138,8 +151,6 @@ def _layout(design: SurveyDesign, *, single_stratum: bool = False) -> _Layout:
         strat_npsu=npsu.astype(np.int64),
         psu_stratum=psu_stratum.astype(np.int64),
     )
-    _LAYOUTS.setdefault(design.stages[0], {})[key] = out
-    return out
 
 
 def _as_values(values: np.ndarray, n: int) -> np.ndarray:

@@ -42,6 +42,7 @@ import numpy as np
 import pandas as pd
 
 from ._random import RNGLike, stream_key
+from ._replicate_totals import _Layout, layout_from_codes
 from ._validation import (
     DesignError,
     SatsampleError,
@@ -83,52 +84,15 @@ def _require_dask() -> Any:
 
 
 # ------------------------------------------------------------------- layout
-@dataclass(frozen=True, kw_only=True, eq=False)
-class _PartLayout:
-    """The arrays the Rao-Wu kernel needs, for the strata of one partition."""
+def _partition_layout(strata: np.ndarray, psu: np.ndarray) -> _Layout:
+    """Layout of a partition's rows: grouped by stratum, PSUs ranked by code within their stratum.
 
-    order: np.ndarray  # rows sorted by stratum (stable)
-    psu_local: np.ndarray  # rank of the row's PSU within its stratum
-    strat_start: np.ndarray  # (H_p + 1,)
-    strat_code: np.ndarray  # (H_p,) GLOBAL stratum codes (the stream component)
-    strat_npsu: np.ndarray  # (H_p,)
-
-
-def _partition_layout(strata: np.ndarray, psu: np.ndarray) -> _PartLayout:
-    """Layout of rows grouped by stratum, PSUs ranked by code within their stratum.
-
-    The same construction as :func:`satsample._replicate_totals._layout`
-    (which works on a whole design): rows keep their order within a stratum,
-    PSUs are ranked by ``(stratum, psu code)``.  With the global stratum
-    codes and PSU codes ordered as the in-memory design orders them, every
-    row gets the PSU rank, hence the Rao-Wu counts, it gets in memory.
+    :func:`satsample._replicate_totals.layout_from_codes`, the construction the
+    in-memory path uses: with the global stratum codes and PSU codes ordered as
+    the in-memory design orders them, every row gets the PSU rank, hence the
+    Rao-Wu counts, it gets in memory.
     """
-    n = strata.size
-    if n > 1 and np.all(strata[1:] >= strata[:-1]):
-        order = np.arange(n, dtype=np.int64)
-    else:
-        order = np.argsort(strata, kind="stable").astype(np.int64)
-    upsu, first, inv = np.unique(psu, return_index=True, return_inverse=True)
-    ustrat = strata[first]
-    o = np.lexsort((upsu, ustrat))
-    rank = np.empty(o.size, dtype=np.int64)
-    rank[o] = np.arange(o.size)
-    psu_index = rank[inv.reshape(-1)]
-    s_sorted = ustrat[o]
-    codes, npsu = np.unique(s_sorted, return_counts=True)
-    first_psu = np.r_[0, np.cumsum(npsu)[:-1]]
-    pos_of_code = np.full(int(strata.max()) + 1, -1, dtype=np.int64)
-    pos_of_code[codes] = np.arange(codes.size)
-    psu_stratum = pos_of_code[s_sorted]
-    psu_local = psu_index - first_psu[psu_stratum[psu_index]]
-    rows_per = np.bincount(pos_of_code[strata], minlength=codes.size)
-    return _PartLayout(
-        order=order,
-        psu_local=psu_local.astype(np.int64),
-        strat_start=np.r_[0, np.cumsum(rows_per)].astype(np.int64),
-        strat_code=codes.astype(np.int64),
-        strat_npsu=npsu.astype(np.int64),
-    )
+    return layout_from_codes(strata, psu)
 
 
 # ------------------------------------------------------------ labels (pass 1)
