@@ -54,6 +54,7 @@ from ._validation import (
     check_weights,
 )
 from .design import LONELY_PSU_RULES, ReplicateWeights
+from .index import _index_tables
 from .intervals import CI_METHODS, confidence_interval
 from .questionnaire import Questionnaire
 from .results import IndexEstimate
@@ -547,7 +548,7 @@ def satisfaction_index_dask(
         n_replicates=replicates,
     )
     q = questionnaire
-    K, n_el = q.n_items, len(q.elements)
+    K = q.n_items
     g = int(present.size)
     p, elem, overall = q.aggregate(tot["num"], tot["den"])
     est = np.concatenate([p, elem, overall[:, None]], axis=1)
@@ -564,15 +565,14 @@ def satisfaction_index_dask(
     if deff is None:
         deff_v = np.full(est.shape, np.nan)
     else:
-        from .estimation import _srs_from_moments
+        from .estimation import _deff_ratio, _srs_from_moments
 
         lin = _lin(tot["num"], tot["den"], p, q)
         mom_d = dask.delayed(_moments)
         (mom,) = dask.compute(_tree(dask, [mom_d(pt, plan, lin, i) for i, pt in enumerate(parts)],
                                     _add))
         vsrs = _srs_from_moments(big_n, n_obs, mom["s1"], mom["s2"], deff)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            deff_v = np.where(vsrs > 0, var / np.where(vsrs > 0, vsrs, 1.0), np.nan)
+        deff_v = _deff_ratio(var, vsrs)
 
     if ci_method == "mean":
         low, high = confidence_interval(est, se, df, level=level, method="mean")
@@ -582,25 +582,9 @@ def satisfaction_index_dask(
     low = np.where(np.isnan(est), np.nan, low)
     high = np.where(np.isnan(est), np.nan, high)
 
-    def table(cols: slice, extra: dict[str, np.ndarray]) -> pd.DataFrame:
-        k = est[:, cols].shape[1]
-        gi = np.repeat(np.arange(g), k)
-        ki = np.tile(np.arange(k), g)
-        base = (levels.iloc[gi].reset_index(drop=True) if by_cols
-                else pd.DataFrame(index=range(gi.size)))
-        for name, labels in extra.items():
-            base[name] = np.asarray(labels, dtype=object)[ki]
-        return base.assign(
-            estimate=est[:, cols][gi, ki], se=se[:, cols][gi, ki], ci_low=low[:, cols][gi, ki],
-            ci_high=high[:, cols][gi, ki], df=df[:, cols][gi, ki], deff=deff_v[:, cols][gi, ki],
-            n=n_obs[:, cols][gi, ki].astype(np.int64),
-        )
-
-    el_codes = np.asarray(q.element_codes)
-    items_t = table(slice(0, K), {"element": el_codes[q.element_index()],
-                                  "item": np.asarray(q.items)})
-    el_t = table(slice(K, K + n_el), {"element": el_codes})
-    all_t = table(slice(K + n_el, K + n_el + 1), {})
+    items_t, el_t, all_t = _index_tables(
+        q, levels if by_cols else None, est=est, se=se, low=low, high=high, df=df,
+        deff=deff_v, n_obs=n_obs)
     options = {
         "measure": measure, "variance": "replicate", "level": level, "ci_method": ci_method,
         "lonely_psu": lonely_psu, "replicate_kind": "subbootstrap", "mse": bool(mse),

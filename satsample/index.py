@@ -241,23 +241,9 @@ def satisfaction_index(
     low = np.where(np.isnan(est), np.nan, low)
     high = np.where(np.isnan(est), np.nan, high)
 
-    def table(cols: slice, extra: dict[str, np.ndarray]) -> pd.DataFrame:
-        k = est[:, cols].shape[1]
-        gi = np.repeat(np.arange(g), k)
-        ki = np.tile(np.arange(k), g)
-        base = dom.levels.iloc[gi].reset_index(drop=True) if dom.by else pd.DataFrame(index=range(gi.size))
-        for name, labels in extra.items():
-            base[name] = np.asarray(labels, dtype=object)[ki]
-        return base.assign(
-            estimate=est[:, cols][gi, ki], se=se[:, cols][gi, ki], ci_low=low[:, cols][gi, ki],
-            ci_high=high[:, cols][gi, ki], df=df[:, cols][gi, ki], deff=deff_v[:, cols][gi, ki],
-            n=n_obs[:, cols][gi, ki].astype(np.int64),
-        )
-
-    items_t = table(slice(0, n_items), {"element": np.asarray(questionnaire.element_codes)[el_idx],
-                                        "item": np.asarray(questionnaire.items)})
-    el_t = table(slice(n_items, n_items + n_el), {"element": np.asarray(questionnaire.element_codes)})
-    all_t = table(slice(n_items + n_el, n_items + n_el + 1), {})
+    items_t, el_t, all_t = _index_tables(
+        questionnaire, dom.levels if dom.by else None, est=est, se=se, low=low, high=high,
+        df=df, deff=deff_v, n_obs=n_obs)
     reps_opt = design.replicates if variance == "replicate" else None
     n_zero = int((~pos).sum())
     excluded = {"zero weight": n_zero} if n_zero else {}
@@ -286,3 +272,47 @@ def satisfaction_index(
         replicate_estimates=reps,
         design_summary=_design_summary(design),
     )
+
+
+def _index_tables(
+    questionnaire: Questionnaire,
+    levels: pd.DataFrame | None,
+    *,
+    est: np.ndarray,
+    se: np.ndarray,
+    low: np.ndarray,
+    high: np.ndarray,
+    df: np.ndarray,
+    deff: np.ndarray,
+    n_obs: np.ndarray,
+) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """The item, element and overall tables from (G, K + E + 1) arrays of results.
+
+    Columns of the arrays: the K criteria, the E elements, the overall index;
+    rows: the domains, labelled by ``levels`` (one row per domain, the ``by``
+    columns), or one unlabelled row when ``levels`` is None.
+    """
+    g = est.shape[0]
+    n_items = questionnaire.n_items
+    n_el = len(questionnaire.elements)
+    el_codes = np.asarray(questionnaire.element_codes)
+
+    def table(cols: slice, extra: dict[str, np.ndarray]) -> pd.DataFrame:
+        k = est[:, cols].shape[1]
+        gi = np.repeat(np.arange(g), k)
+        ki = np.tile(np.arange(k), g)
+        base = (levels.iloc[gi].reset_index(drop=True) if levels is not None
+                else pd.DataFrame(index=range(gi.size)))
+        for name, labels in extra.items():
+            base[name] = np.asarray(labels, dtype=object)[ki]
+        return base.assign(
+            estimate=est[:, cols][gi, ki], se=se[:, cols][gi, ki], ci_low=low[:, cols][gi, ki],
+            ci_high=high[:, cols][gi, ki], df=df[:, cols][gi, ki], deff=deff[:, cols][gi, ki],
+            n=n_obs[:, cols][gi, ki].astype(np.int64),
+        )
+
+    items_t = table(slice(0, n_items), {"element": el_codes[questionnaire.element_index()],
+                                        "item": np.asarray(questionnaire.items)})
+    el_t = table(slice(n_items, n_items + n_el), {"element": el_codes})
+    all_t = table(slice(n_items + n_el, n_items + n_el + 1), {})
+    return items_t, el_t, all_t
