@@ -36,3 +36,14 @@ def test_ci_runs_the_readme_test_command():
     assert 'pip install --quiet -e ".[test]"' in ci
     assert "python -m pytest" in ci
     assert "set -euo pipefail" in ci  # pytest's exit 5 (no test collected) fails CI
+
+
+def test_user_guide_home_example_runs(tmp_path, monkeypatch):
+    text = (ROOT / "docs" / "index.md").read_text(encoding="utf-8")
+    (code,) = re.findall(r"```python\n(.*?)```", text, flags=re.S)
+    monkeypatch.chdir(tmp_path)
+    namespace: dict[str, object] = {}
+    exec(compile(code, "docs/index.md", "exec"), namespace)
+    assert (tmp_path / "report.html").stat().st_size > 0
+    assert (tmp_path / "report.xlsx").stat().st_size > 0
+    assert len(namespace["lt"].to_frame()) == len(namespace["pop"].agencies)
