@@ -9,6 +9,7 @@ call of the variance engine (no Python loop over domains or variables).
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -19,6 +20,7 @@ from scipy import sparse
 
 from ._replicate_totals import replicate_ratio_variance, replicate_totals
 from ._validation import (
+    ConvergenceWarning,
     SatsampleError,
     as_column_list,
     check_choice,
@@ -27,7 +29,7 @@ from ._validation import (
 )
 from ._variance import taylor_variance
 from .design import SurveyDesign
-from .intervals import CI_METHODS, confidence_interval
+from .intervals import CI_METHODS, _glm_likelihood_bounds, confidence_interval, t_quantile
 from .results import Estimate
 
 __all__ = ["mean", "proportion", "ratio", "total"]
@@ -552,6 +554,7 @@ def _build(
     na: str,
     deff: str,
     excluded: dict[str, int],
+    ci_override: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> Estimate:
     k = core.estimate.shape[1]
     keep = core.n > 0  # (G, k)
@@ -565,6 +568,12 @@ def _build(
         n_design = n_obs if not design.calibrations else np.full(n_obs.shape, float(np.count_nonzero(design.weights)))
         low, high = confidence_interval(est, se, df, level=level, method=ci_method,  # type: ignore[arg-type]
                                         n_design=n_design, n_obs=n_obs)
+        if ci_override is not None:
+            # cells the override covers (finite limits) replace the approximation
+            o_low, o_high = ci_override[0][gi, ki], ci_override[1][gi, ki]
+            has = np.isfinite(o_low) & np.isfinite(o_high)
+            low = np.where(has, o_low, low)
+            high = np.where(has, o_high, high)
     else:
         low, high = confidence_interval(est, se, df, level=level, method="mean")
     table = dom.levels.iloc[gi].reset_index(drop=True) if dom.by else pd.DataFrame(index=range(gi.size))
@@ -796,6 +805,15 @@ def proportion(
     row count ``nrow`` is the domain's respondents for an uncalibrated design
     and the whole sample (rows with nonzero weight) for a calibrated one, as R
     counts ``nrow(design)`` after ``subset``.
+
+    For ``"likelihood"`` with a Taylor variance, the Rao-Scott scale
+    :math:`\\lambda` and the dispersion :math:`\\phi` are those of R's
+    ``svyglm(y ~ 1, family = quasibinomial)`` fitted as ``glm.fit`` fits it
+    (IRLS from R's starting values, stopped at a relative deviance change of
+    1e-8), so the limits are R's exact profile roots, not only their
+    converged-fit approximation :math:`\\lambda\\phi = se^2 n^2/(p(1-p)(n-1))`
+    used by :func:`satsample.intervals.confidence_interval` (the two differ by
+    ~1e-6 relative).  Replicate-weight designs keep that approximation.
     """
     check_choice(ci_method, name="ci_method", allowed=CI_METHODS)
     variance = _prepare(design, level, variance, na, deff)
@@ -820,5 +838,150 @@ def proportion(
             f"({shown}); recode it to 0/1 (or use mean())"
         )
     core = _linear_core(design, vals, "ones", ok, dom, variance, deff)
+    override = None
+    if ci_method == "likelihood" and variance == "taylor":
+        override = _glm_likelihood_ci(design, vals, ok, dom, core, level)
     return _build("proportion", design, core, dom, cols, level=level, ci_method=ci_method,
-                  variance=variance, na=na, deff=deff, excluded=excluded)
+                  variance=variance, na=na, deff=deff, excluded=excluded, ci_override=override)
+
+
+_GLM_EPSILON = 1e-8  # R's glm.control(): relative deviance change
+_GLM_MAXIT = 25
+
+
+def _logit_mu_eta(eta: np.ndarray) -> np.ndarray:
+    """d mu / d eta of the logit link as R computes it, ``exp(eta) / (1 + exp(eta))^2``."""
+    e = np.exp(np.clip(eta, -30.0, 30.0))
+    return e / (1.0 + e) ** 2
+
+
+def _glm_likelihood_ci(
+    design: SurveyDesign,
+    vals: np.ndarray,
+    ok: np.ndarray | None,
+    dom: _Domains,
+    core: _Core,
+    level: float,
+) -> tuple[np.ndarray, np.ndarray]:
+    """R's ``svyciprop(method = "likelihood")`` limits, replaying its quasibinomial ``svyglm``.
+
+    Returns (G, k) arrays of limits, NaN in the cells it does not cover (share
+    0 or 1, SE 0, fewer than 2 respondents, ``df < 1``); those keep
+    :func:`confidence_interval`'s limits.
+
+    Notes
+    -----
+    R fits ``svyglm(y ~ 1, design, family = quasibinomial)`` on the design
+    restricted to the domain's respondents: prior weights
+    :math:`a_i = w_i W / \\sum w` with :math:`W` = ``nrow(design)`` (the
+    domain's respondents; the whole sample for a calibrated design, whose
+    subset keeps every row).  ``glm.fit`` starts from
+    :math:`\\mu_i^{(0)} = (a_i y_i + 1/2)/(a_i + 1)` and iterates weighted
+    least squares on the working response until
+    :math:`|D - D_{old}|/(|D| + 0.1) < 10^{-8}` (at most 25 iterations),
+    returning the last :math:`\\mu` and the working weights
+    :math:`v_i = a_i\\,\\mu'(\\eta)^2/V(\\mu)` *of the last iteration* (computed
+    from the previous :math:`\\mu`).  Then, as ``svy.varcoef`` and
+    ``confint.svyglm`` do,
+
+    .. math::
+
+        A^{-1} = 1/\\sum_i v_i, \\quad
+        \\lambda = A^{-1}\\,\\widehat V\\Big(\\sum_i v_i \\frac{y_i - \\mu}{\\mu'(\\eta)}\\Big),
+        \\quad \\phi = \\frac{p(1-p)}{\\mu(1-\\mu)} \\frac{n}{n-1},
+
+    :math:`\\widehat V` the Taylor variance of the total over the full design
+    (rows outside the domain score 0), :math:`\\phi` = ``svyvar`` of the
+    Pearson residuals, and the limits solve
+    :math:`(D(\\pi) - D(\\mu))/\\phi = t^2\\lambda` (see
+    :func:`satsample.intervals._glm_likelihood_bounds`).  Because the glm stops
+    short of the exact fit, :math:`\\lambda` differs from
+    :math:`se^2 n/(p(1-p))` by up to ~1e-4 relative.
+    """
+    w = design.weights
+    codes, g = dom.codes, dom.n_domains
+    k = vals.shape[1]
+    pos = w > 0
+    n_obs = core.n.astype(np.float64)
+    if design.calibrations:
+        w_total = np.full((g, k), float(np.count_nonzero(w)))
+    else:
+        w_total = n_obs
+    est = np.zeros((g, k))
+    mu_fit = np.full((g, k), np.nan)
+    inv_a = np.full((g, k), np.nan)
+    scores = np.zeros((vals.shape[0], k))
+    not_converged = 0
+    for j in range(k):
+        u = pos if ok is None else pos & ok[:, j]
+        rows = np.flatnonzero(u & (codes >= 0))
+        c = codes[rows]
+        y = np.asarray(vals[rows, j], dtype=np.float64)
+        wj = w[rows]
+        sw = np.bincount(c, weights=wj, minlength=g)
+        scale = np.divide(w_total[:, j], sw, out=np.zeros(g), where=sw > 0)
+        a = wj * scale[c]  # prior weights, summing to W in each domain
+        s1 = np.bincount(c, weights=a * y, minlength=g)
+        sa = np.bincount(c, weights=a, minlength=g)
+        p = np.divide(s1, sa, out=np.zeros(g), where=sa > 0)
+        est[:, j] = p
+        fit = (sa > 0) & (p > 0) & (p < 1)
+        # iteration 1 from the per-row starting values
+        m0 = (a * y + 0.5) / (a + 1.0)
+        eta0 = np.log(m0 / (1.0 - m0))
+        me0 = _logit_mu_eta(eta0)
+        v0 = a * me0**2 / (m0 * (1.0 - m0))  # working weights of iteration 1
+        dev_old = -2.0 * np.bincount(c, weights=a * (y * np.log(m0) + (1 - y) * np.log(1 - m0)),
+                                     minlength=g)
+        num = np.bincount(c, weights=v0 * (eta0 + (y - m0) / me0), minlength=g)
+        den = np.bincount(c, weights=v0, minlength=g)
+        b = np.divide(num, den, out=np.zeros(g), where=den > 0)
+        first = np.ones(g, dtype=bool)  # stopped at iteration 1: per-row working weights
+        wfac = np.zeros(g)  # working weight per unit prior weight, iterations >= 2
+        active = fit.copy()
+        with np.errstate(divide="ignore", invalid="ignore"):
+            for it in range(1, _GLM_MAXIT + 1):
+                mu = 1.0 / (1.0 + np.exp(-b))
+                dev = -2.0 * (s1 * np.log(mu) + (sa - s1) * np.log(1.0 - mu))
+                done = np.abs(dev - dev_old) / (np.abs(dev) + 0.1) < _GLM_EPSILON
+                active &= ~done
+                if not active.any():
+                    break
+                if it == _GLM_MAXIT:
+                    not_converged += int(active.sum())
+                    break
+                # next iteration from the constant fit
+                me = _logit_mu_eta(b)
+                first = np.where(active, False, first)
+                wfac = np.where(active, me**2 / (mu * (1.0 - mu)), wfac)
+                b = np.where(active, b + (p - mu) / me, b)
+                dev_old = np.where(active, dev, dev_old)
+        mu = 1.0 / (1.0 + np.exp(-b))
+        me = _logit_mu_eta(b)
+        v = np.where(first[c], v0, a * wfac[c])
+        inv_a[:, j] = np.divide(1.0, np.bincount(c, weights=v, minlength=g), out=np.full(g, np.nan),
+                                where=fit)
+        mu_fit[:, j] = np.where(fit, mu, np.nan)
+        scores[rows, j] = np.where(fit[c], v * (y - mu[c]) / me[c], 0.0)
+    if not_converged:
+        warnings.warn(
+            f"likelihood interval: the quasibinomial glm did not converge in {_GLM_MAXIT} "
+            f"iterations for {not_converged} cell(s); their limits use the last iteration",
+            ConvergenceWarning,
+            stacklevel=3,
+        )
+    var = taylor_variance(design, scores, domain=codes, n_domains=g)
+    lam = var * inv_a
+    crit = t_quantile(level, core.df)
+    low = np.full((g, k), np.nan)
+    high = np.full((g, k), np.nan)
+    good = (np.isfinite(mu_fit) & np.isfinite(crit) & (n_obs > 1) & (core.se > 0)
+            & np.isfinite(lam) & (lam > 0))
+    if good.any():
+        pg, mg, ng = est[good], mu_fit[good], n_obs[good]
+        phi = pg * (1 - pg) / (mg * (1 - mg)) * ng / (ng - 1)
+        lo, hi = _glm_likelihood_bounds(pg, crit[good], rao_scott=lam[good], dispersion=phi,
+                                        weight_total=w_total[good], fitted=mg)
+        low[good] = lo
+        high[good] = hi
+    return low, high

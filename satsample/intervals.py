@@ -37,9 +37,8 @@ def _kl_bernoulli(p: np.ndarray, q: np.ndarray) -> np.ndarray:
     )
 
 
-def _likelihood_bounds(p: np.ndarray, se: np.ndarray, crit: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Roots of ``2 KL(p || pi) = crit^2 se^2 / (p (1 - p))`` below and above ``p`` (bisection in logit)."""
-    target = crit**2 * se**2 / (p * (1 - p))
+def _kl_roots(p: np.ndarray, target: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Roots of ``2 KL(p || pi) = target`` below and above ``p`` (bisection in logit)."""
     b_hat = special.logit(p)
     bounds = []
     for sign in (-1.0, 1.0):
@@ -62,6 +61,57 @@ def _likelihood_bounds(p: np.ndarray, se: np.ndarray, crit: np.ndarray) -> tuple
                 break
         bounds.append(special.expit(b_hat + sign * 0.5 * (lo + hi)))
     return bounds[0], bounds[1]
+
+
+def _likelihood_bounds(p: np.ndarray, se: np.ndarray, crit: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Roots of ``2 KL(p || pi) = crit^2 se^2 / (p (1 - p))`` below and above ``p``."""
+    return _kl_roots(p, crit**2 * se**2 / (p * (1 - p)))
+
+
+def _glm_likelihood_bounds(
+    p: np.ndarray,
+    crit: np.ndarray,
+    *,
+    rao_scott: np.ndarray,
+    dispersion: np.ndarray,
+    weight_total: np.ndarray,
+    fitted: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Rao-Scott scaled profile-likelihood limits of a quasibinomial intercept-only glm.
+
+    Parameters
+    ----------
+    p : ndarray
+        Weighted share of 1s (the exact maximum-likelihood fit).
+    crit : ndarray
+        ``qt(1 - alpha/2, df)``.
+    rao_scott : ndarray
+        :math:`\\lambda`, sandwich over model-based variance of the intercept.
+    dispersion : ndarray
+        Quasibinomial dispersion :math:`\\phi` of the fit.
+    weight_total : ndarray
+        Sum :math:`W` of the glm's prior weights.
+    fitted : ndarray
+        The fitted share :math:`\\mu` at which the glm stopped (its deviance
+        is the profile's origin).
+
+    Returns
+    -------
+    low, high : ndarray
+
+    Notes
+    -----
+    With prior weights summing to :math:`W` the deviance of a constant share
+    :math:`\\pi` is :math:`D(\\pi) = 2W\\,[\\mathrm{KL}(p\\,\\|\\,\\pi) + H(p)]`, so
+    the limits solve :math:`(D(\\pi) - D(\\mu))/\\phi = t^2\\lambda`, i.e.
+
+    .. math::
+
+        2\\,\\mathrm{KL}(p\\,\\|\\,\\pi) = t^2 \\lambda \\phi / W
+        + 2\\,\\mathrm{KL}(p\\,\\|\\,\\mu).
+    """
+    target = crit**2 * rao_scott * dispersion / weight_total + 2 * _kl_bernoulli(p, fitted)
+    return _kl_roots(p, target)
 
 
 def confidence_interval(
@@ -122,9 +172,11 @@ def confidence_interval(
       intercept-only dispersion :math:`\\phi = n/(n-1)` (``n = n_obs``), solved
       exactly by bisection.  This is the root for the *converged* glm; R's
       ``glm.fit`` stops on a relative deviance change of 1e-8, which leaves its
-      intercept (hence its :math:`\\lambda`) off by up to ~1e-4, so R's exact
-      roots differ from ours by ~1e-6 relative, and R's reported interval
-      (spline through a profile grid) by ~1e-5.
+      fitted share (hence its :math:`\\lambda`) off by up to ~1e-4, so R's exact
+      roots differ from these by ~1e-6 relative, and R's reported interval
+      (spline through a profile grid) by ~1e-5.  :func:`satsample.estimation.proportion`
+      (Taylor variance) instead replays R's glm iterations from the data and
+      reproduces R's exact roots (to ~1e-14).
     * ``beta`` (Korn-Graubard): :math:`n^* = q/se^2 \\cdot (t_{\\alpha/2,\\,n-1}/t_{\\alpha/2,\\,df})^2`
       with :math:`n` = ``n_design``; limits ``qbeta(α/2, n* p, n*(1-p)+1)`` and
       ``qbeta(1-α/2, n* p + 1, n*(1-p))``.

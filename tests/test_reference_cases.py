@@ -227,6 +227,12 @@ def test_case_f_end_to_end(key, i, rec):
         assert row["n"] == rec["n_in_domain"]
         if method == "likelihood":
             assert_rel([row["ci_low"], row["ci_high"]], rec["likelihood"], rtol=0, atol=1e-5)
+            if "likelihood_exact" in rec:
+                # proportion() replays R's svyglm (glm.fit IRLS, sandwich lambda, svyvar
+                # dispersion): R's exact profile roots to 1e-8 (observed ~3e-15)
+                assert_rel([row["ci_low"], row["ci_high"]],
+                           rec["likelihood_exact"]["ci_exact_root"], rtol=1e-8,
+                           what="likelihood_exact")
         else:
             assert_rel([row["ci_low"], row["ci_high"]], rec[method], rtol=F_TOL[method], what=method)
 
