@@ -372,8 +372,12 @@ def _check_ids(frame: pd.DataFrame, id: str) -> None:
                              f"value(s) (first at row label {first!r})")
     dup = ids.duplicated(keep=False)
     if dup.any():
-        vals = list(pd.unique(ids[dup]))[:5]
-        raise SatsampleError(f"unit id column {id!r} has duplicated value(s) {vals!r}")
+        vals = pd.unique(ids[dup])
+        shown = ", ".join(repr(v) for v in pd.Series(vals[:5]).tolist())
+        more = f" and {len(vals) - 5} more" if len(vals) > 5 else ""
+        raise SatsampleError(
+            f"unit id column {id!r} has {int(dup.sum())} rows with duplicated values: {shown}{more}"
+        )
 
 
 def _draw_table(table: pd.DataFrame, *, id: str, strata: np.ndarray, n: Any, method: str,

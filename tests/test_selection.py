@@ -333,7 +333,7 @@ def test_multistage_errors(small_frame):
 
 def test_bad_input_messages(small_frame):
     dup = pd.concat([small_frame, small_frame.iloc[[3]]])
-    with pytest.raises(SatsampleError, match=r"duplicated value.*4"):
+    with pytest.raises(SatsampleError, match=r"duplicated values: .*4"):
         select(dup, id="uid", n=3, rng=1)
     miss = small_frame.astype({"uid": float})
     miss.loc[5, "uid"] = np.nan
