@@ -145,11 +145,6 @@ class _Groups:
         return out
 
 
-def _group_sum(codes: np.ndarray, n_domains: int, x: np.ndarray) -> np.ndarray:
-    """``out[g, j] = sum_i x[i, j] 1{codes_i = g}`` (rows with code -1 ignored)."""
-    return _Groups(codes, n_domains, np.ones(codes.shape[0])).sum(x, weighted=False)
-
-
 def _distinct_counts(unit: np.ndarray, used: np.ndarray, codes: np.ndarray,
                      n_domains: int) -> np.ndarray:
     """Distinct values of ``unit`` among the rows used, per domain (and per column of ``used``).
@@ -259,30 +254,6 @@ def _deff_ratio(var: np.ndarray, vsrs: np.ndarray) -> np.ndarray:
     """Design effect ``var / vsrs``; NaN where the SRS variance is 0 or undefined."""
     with np.errstate(invalid="ignore", divide="ignore"):
         return np.where(vsrs > 0, var / np.where(vsrs > 0, vsrs, 1.0), np.nan)
-
-
-def _srs_variance(
-    w: np.ndarray, z: np.ndarray, used: np.ndarray, codes: np.ndarray, n_domains: int, deff: str
-) -> np.ndarray:
-    """Variance of the weighted total of ``z`` under simple random sampling, per domain (R's deff).
-
-    ``N^2 s^2 / n`` times ``(1 - n/N)`` for ``deff="srswor"`` (R's ``deff=TRUE``),
-    with ``N`` the weight total of the rows used, ``n`` their count and ``s^2``
-    the weighted variance of ``z`` with divisor ``n - 1`` (R's ``svyvar``).
-    Two passes (domain mean, then squared deviations); the estimators use the
-    same formula through :func:`_srs_from_moments` without this (n, k) work.
-    """
-    grp = _Groups(codes, n_domains, w)
-    big_n = grp.sum(used)
-    n_obs = grp.sum(used, weighted=False)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        zbar = grp.sum(np.where(used, z, 0.0)) / big_n
-        dev = np.where(used, z - np.nan_to_num(zbar)[codes], 0.0)
-        s2 = grp.sum(dev * dev) / big_n * n_obs / (n_obs - 1)
-        v = big_n**2 * s2 / n_obs
-        if deff == "srswor":
-            v = v * (big_n - n_obs) / big_n
-    return v
 
 
 # ----------------------------------------------------------------------------- core

@@ -19,7 +19,6 @@ from satsample.design import WeightStep, survey_design
 from satsample.estimation import (
     _distinct_counts,
     _domain_df,
-    _srs_variance,
     mean,
     proportion,
     ratio,
@@ -62,6 +61,32 @@ def _brute_df(design, used, codes, n_domains):
         for j in range(used.shape[1]):
             m = (codes == g) & used[:, j]
             out[g, j] = np.unique(design.psu[m]).size - np.unique(design.strata[m]).size
+    return out
+
+
+
+def _srs_variance(w, z, used, codes, n_domains, deff):
+    """Plain-numpy twin of the design-effect denominator: SRS variance of the weighted total
+    of ``z`` per domain, in two passes (domain mean, then squared deviations).
+
+    ``N^2 s^2 / n``, times ``(1 - n/N)`` for ``deff="srswor"`` (R's ``deff=TRUE``), with ``N``
+    the weight total and ``n`` the count of the rows used and ``s^2`` the weighted variance
+    of ``z`` with divisor ``n - 1``.
+    """
+    k = z.shape[1]
+    out = np.full((n_domains, k), np.nan)
+    for j in range(k):
+        keep = used[:, j] & (codes >= 0)
+        c, ww, zz = codes[keep], w[keep], z[keep, j]
+        big_n = np.bincount(c, ww, n_domains)
+        n_obs = np.bincount(c, minlength=n_domains).astype(float)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            zbar = np.bincount(c, ww * zz, n_domains) / big_n
+            s2 = np.bincount(c, ww * (zz - zbar[c]) ** 2, n_domains) / big_n * n_obs / (n_obs - 1)
+            v = big_n**2 * s2 / n_obs
+            if deff == "srswor":
+                v = v * (big_n - n_obs) / big_n
+        out[:, j] = v
     return out
 
 
