@@ -196,18 +196,15 @@ def taylor_variance(
     else:
         k = x.shape[1]
         out = np.zeros((n_domains, k))
-        # dense columns (domain g, column j), in blocks
-        pairs = [(g, j) for g in range(n_domains) for j in range(k)]
+        # dense columns (domain g, column j), in blocks of pairs, built in one vectorised step
+        g_all = np.repeat(np.arange(n_domains), k)
+        j_all = np.tile(np.arange(k), n_domains)
         zero_domain = np.zeros(design.n, dtype=np.int64)
-        for start in range(0, len(pairs), _BLOCK):
-            block = pairs[start:start + _BLOCK]
-            dense = np.empty((design.n, len(block)))
-            for b, (g, j) in enumerate(block):
-                dense[:, b] = np.where(domain == g, x[:, j], 0.0)
+        for start in range(0, g_all.size, _BLOCK):
+            gs, js = g_all[start:start + _BLOCK], j_all[start:start + _BLOCK]
+            dense = np.where(domain[:, None] == gs[None, :], x[:, js], 0.0)
             dense = _residualize(design, dense)
-            v = _sparse_variance(design, dense, zero_domain, 1)[0]
-            for b, (g, j) in enumerate(block):
-                out[g, j] = v[b]
+            out[gs, js] = _sparse_variance(design, dense, zero_domain, 1)[0]
     return out[:, 0] if squeeze else out
 
 
