@@ -322,3 +322,30 @@ def test_cell_codes_order_cells_as_sorted_text_tuples(n_vars, n_levels):
     expected_cells = sorted(set(keys))
     assert cells == expected_cells
     assert [cells[c] for c in codes] == keys
+
+
+def test_propensity_model_and_classes_by_hand(df):
+    """Propensities equal an independent weighted logistic fit (statsmodels GLM with
+    frequency-style variance weights, which gives the same score equations as sklearn's
+    sample weights); the adjustment is the weighting-class adjustment within propensity
+    quantile classes."""
+    import statsmodels.api as sm
+
+    from satsample.weighting import response_propensity
+
+    des = survey_design(df, strata="stratum", weights="w")
+    rho = response_propensity(des, "resp", covariates=["sex", "region"])
+    x = pd.get_dummies(df[["sex", "region"]], drop_first=True, dtype=float)
+    fit = sm.GLM(df["resp"].astype(float), sm.add_constant(x), family=sm.families.Binomial(),
+                 var_weights=df["w"].to_numpy()).fit(tol=1e-12)
+    np.testing.assert_allclose(rho, fit.fittedvalues.to_numpy(), rtol=1e-7)
+
+    out = adjust_nonresponse(des, "resp", method="propensity", covariates=["sex", "region"],
+                             n_classes=3)
+    cls = pd.qcut(rho, q=3, labels=False, duplicates="drop")
+    w, r = df["w"].to_numpy(), df["resp"].to_numpy(dtype=bool)
+    expected = np.zeros_like(w)
+    for c in np.unique(cls):
+        m = cls == c
+        expected[m & r] = w[m & r] * w[m].sum() / w[m & r].sum()
+    np.testing.assert_allclose(out.weights, expected, rtol=1e-12)
