@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from ._validation import SatsampleError
+from ._version import __version__
 
 __all__ = ["main"]
 
@@ -55,6 +56,7 @@ def _build_parser() -> _Parser:
         prog="satsample",
         description="Design, weight and estimate a satisfaction survey of public-service users.",
     )
+    parser.add_argument("--version", action="version", version=f"satsample {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     demo = sub.add_parser(
         "demo",

@@ -1,9 +1,9 @@
-"""Shared fixtures: loaders of the R reference cases in ``../shared/reference``.
+"""Shared fixtures: loaders of the R reference cases in ``tests/reference``.
 
-The reference folder sits beside the repository (``/work/shared/reference``
-when the repository is ``/work/main``); tests that need it are skipped when it
-is absent.  Fixtures return fresh objects (callers may not modify the cached
-JSON: they get a deep copy).
+The cases travel with the repository (see ``tests/reference/README.md`` for their
+provenance), so the tests that compare with R never skip for want of data.
+Fixtures return fresh objects (callers may not modify the cached JSON: they get a
+deep copy).
 """
 
 from __future__ import annotations
@@ -18,13 +18,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-REFERENCE_DIR = Path(__file__).resolve().parents[2] / "shared" / "reference"
+REFERENCE_DIR = Path(__file__).resolve().parent / "reference"
 ITEMS = tuple(f"q{i:02d}" for i in range(1, 23))
-
-
-def _require_reference() -> None:
-    if not REFERENCE_DIR.is_dir():
-        pytest.skip(f"reference cases not found at {REFERENCE_DIR}")
 
 
 @cache
@@ -40,19 +35,16 @@ def _csv(relpath: str) -> pd.DataFrame:
 
 def load_case(name: str) -> dict[str, Any]:
     """The JSON of a reference case (e.g. ``"A_stratified_srs"``), as a fresh dict."""
-    _require_reference()
     return copy.deepcopy(_json(f"{name}.json"))
 
 
 def load_data(name: str) -> pd.DataFrame:
     """A CSV of ``reference/data`` (e.g. ``"sample_strat"``), as a fresh DataFrame."""
-    _require_reference()
     return _csv(f"data/{name}.csv").copy()
 
 
 def load_case_csv(name: str) -> pd.DataFrame:
     """A CSV of ``reference/cases`` (e.g. ``"D_small_repweights_jkn"``)."""
-    _require_reference()
     return _csv(f"cases/{name}.csv").copy()
 
 
@@ -80,8 +72,7 @@ def assert_rel(actual: Any, expected: Any, *, rtol: float = 1e-10, atol: float =
 
 @pytest.fixture
 def reference_dir() -> Path:
-    """Path of ``shared/reference`` (skips the test when absent)."""
-    _require_reference()
+    """Path of ``tests/reference``."""
     return REFERENCE_DIR
 
 

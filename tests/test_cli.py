@@ -98,3 +98,22 @@ def test_python_dash_m_entry_point(tmp_path):
     assert proc.returncode == 2
     assert "unrecognized arguments: --bogus" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def test_version_matches_the_package(capsys):
+    import satsample
+
+    with pytest.raises(SystemExit) as exc:
+        main(["--version"])
+    assert exc.value.code == 0
+    assert capsys.readouterr().out.strip() == f"satsample {satsample.__version__}"
+
+
+def test_reference_cases_travel_with_the_repository():
+    """Every case of the shared R set is in tests/reference, so no R comparison can skip."""
+    from conftest import REFERENCE_DIR
+
+    cases = {p.name for p in (REFERENCE_DIR / "cases").iterdir()}
+    assert {"A_stratified_srs.json", "F_ci_proportions.json", "G_quantiles_contrasts.json",
+            "H_fay_herriot.json"} <= cases
+    assert (REFERENCE_DIR / "data" / "sample_strat.csv").is_file()

@@ -26,10 +26,9 @@ from satsample.weighting import (
     weight_summary,
 )
 
-REF = Path(__file__).resolve().parents[2] / "shared" / "reference"
+REF = Path(__file__).resolve().parent / "reference"
 pytestmark = [
     pytest.mark.reference,
-    pytest.mark.skipif(not REF.is_dir(), reason="shared/reference is absent"),
 ]
 
 VARS = ["sex", "age_group", "channel"]
