@@ -14,30 +14,41 @@ import numpy as np
 
 RNGLike: TypeAlias = int | np.integer | np.random.Generator | np.random.SeedSequence | None
 
-__all__ = ["RNGLike", "as_generator", "stream_key"]
+__all__ = ["RNGLike", "as_generator", "check_rng", "stream_key"]
+
+
+def check_rng(rng: RNGLike) -> RNGLike:
+    """Raise unless ``rng`` is None, a non-negative int, a SeedSequence or a Generator; return it.
+
+    The one validator of every ``rng`` argument.  ``True``/``False`` are not
+    seeds (``bool`` is a subclass of ``int`` in Python, but a flag passed as a
+    seed is a mistake).
+    """
+    from ._validation import SatsampleError, plain
+
+    if rng is None or isinstance(rng, (np.random.Generator, np.random.SeedSequence)):
+        return rng
+    if isinstance(rng, (int, np.integer)) and not isinstance(rng, (bool, np.bool_)):
+        if int(rng) < 0:
+            raise SatsampleError(f"rng={plain(rng)!r}: a seed must be a non-negative integer")
+        return rng
+    raise SatsampleError(
+        f"rng={plain(rng)!r} must be None, a non-negative int, a numpy.random.SeedSequence or a "
+        "numpy.random.Generator"
+    )
 
 
 def as_generator(rng: RNGLike) -> np.random.Generator:
     """Return a ``numpy.random.Generator`` from an int, a SeedSequence or a Generator.
 
     ``None`` gives fresh OS entropy (a non-reproducible draw); pass an int for
-    reproducible results.  A Generator is used as is (and advanced).
+    reproducible results.  A Generator is used as is (and advanced).  Anything
+    else (a bool, a float, a negative int) raises, see :func:`check_rng`.
     """
+    check_rng(rng)
     if isinstance(rng, np.random.Generator):
         return rng
-    if isinstance(rng, np.random.SeedSequence):
-        return np.random.default_rng(rng)
-    if rng is None or isinstance(rng, (int, np.integer)):
-        if rng is not None and int(rng) < 0:
-            from ._validation import SatsampleError
-
-            raise SatsampleError(f"rng={rng!r}: a seed must be a non-negative integer")
-        return np.random.default_rng(rng)
-    from ._validation import SatsampleError
-
-    raise SatsampleError(
-        f"rng={rng!r} must be None, an int, a numpy.random.SeedSequence or a numpy.random.Generator"
-    )
+    return np.random.default_rng(rng)
 
 
 def stream_key(rng: RNGLike) -> np.uint64:

@@ -31,7 +31,7 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 
-from ._validation import DesignError, SatsampleError, check_choice, check_probability
+from ._validation import DesignError, SatsampleError, check_choice, check_probability, plain
 from .samplesize import z_value
 
 __all__ = ["Allocation", "allocate", "allocate_for_precision", "round_allocation"]
@@ -147,8 +147,8 @@ def _as_counts(strata_sizes: Any) -> pd.Series:
     bad = ~np.isfinite(vals) | (vals < 1) | (vals != np.round(vals))
     if bad.any():
         i = int(np.flatnonzero(bad)[0])
-        raise SatsampleError(f"strata_sizes: N_h of stratum {strata_sizes.index[i]!r} is "
-                             f"{strata_sizes.iloc[i]!r}; it must be an integer >= 1")
+        raise SatsampleError(f"strata_sizes: N_h of stratum {plain(strata_sizes.index[i])!r} is "
+                             f"{plain(strata_sizes.iloc[i])!r}; it must be an integer >= 1")
     return pd.Series(vals.astype(np.int64), index=strata_sizes.index.copy(), name="N_h")
 
 
@@ -180,7 +180,7 @@ def _per_stratum(value: Any, index: pd.Index, name: str, *, positive: bool = Fal
     if bad.any():
         i = int(np.flatnonzero(bad)[0])
         req = " (must be > 0)" if positive else (" (must be >= 0)" if nonneg else "")
-        raise SatsampleError(f"{name}: value {arr[i]!r} for stratum {index[i]!r} is invalid{req}")
+        raise SatsampleError(f"{name}: value {plain(arr[i])!r} for stratum {plain(index[i])!r} is invalid{req}")
     return arr
 
 
@@ -297,7 +297,7 @@ def _bounds(N: np.ndarray, index: pd.Index, min_n: Any, max_n: Any) -> tuple[np.
         bad = mn > mx
         if bad.any():
             i = int(np.flatnonzero(bad)[0])
-            raise SatsampleError(f"min_n={mn[i]:g} > max_n={mx[i]:g} for stratum {index[i]!r}")
+            raise SatsampleError(f"min_n={mn[i]:g} > max_n={mx[i]:g} for stratum {plain(index[i])!r}")
     return L, U, mn, mx
 
 
@@ -315,7 +315,7 @@ def allocate(
     budget: float | None = None,
     variance: float | None = None,
     power: float = 0.5,
-    min_n: Any = None,
+    min_n: Any = 2,
     max_n: Any = None,
     take_all: bool = True,
     rounding: AllocRounding = "hamilton",
@@ -349,8 +349,14 @@ def allocate(
         ``n=None``): the smallest total reaching it is used.
     power : float, default=0.5
         Exponent ``q`` of power allocation.
-    min_n, max_n : scalar, Series or mapping, optional
-        Bounds per stratum (a ``min_n`` above ``N_h`` means take-all).
+    min_n : scalar, Series or mapping or None, default=2
+        Smallest sample per stratum (capped at ``N_h``; a ``min_n`` above
+        ``N_h`` means take-all).  The default 2 gives every stratum a
+        variance estimate; an ``n`` or ``budget`` that cannot pay for it
+        raises :class:`SatsampleError` saying what the minimum costs.
+        ``None`` (or 0) allows empty strata.
+    max_n : scalar, Series or mapping, optional
+        Largest sample per stratum.
     take_all : bool, default=True
         Cap at ``N_h`` and redistribute the surplus. If False, a stratum whose
         allocation would exceed ``N_h`` raises :class:`DesignError`.
@@ -402,7 +408,7 @@ def allocate(
     p_arr = _per_stratum(p, index, "p")
     if p_arr is not None and ((p_arr < 0) | (p_arr > 1)).any():
         i = int(np.flatnonzero((p_arr < 0) | (p_arr > 1))[0])
-        raise SatsampleError(f"p: value {p_arr[i]!r} for stratum {index[i]!r} is outside [0, 1]")
+        raise SatsampleError(f"p: value {plain(p_arr[i])!r} for stratum {plain(index[i])!r} is outside [0, 1]")
     S = np.sqrt(p_arr * (1 - p_arr)) if p_arr is not None else _per_stratum(
         sd, index, "sd", nonneg=True)
     c = _per_stratum(cost, index, "cost", positive=True)
@@ -410,7 +416,7 @@ def allocate(
     rr = _per_stratum(response_rate, index, "response_rate", positive=True)
     if (rr > 1).any():
         i = int(np.flatnonzero(rr > 1)[0])
-        raise SatsampleError(f"response_rate: value {rr[i]!r} for stratum {index[i]!r} is > 1")
+        raise SatsampleError(f"response_rate: value {plain(rr[i])!r} for stratum {plain(index[i])!r} is > 1")
     if rule in ("neyman", "optimal") and S is None:
         raise SatsampleError(f"rule={rule!r} needs sd= (or p=) per stratum")
     if rule == "optimal" and c is None:
@@ -478,8 +484,16 @@ def allocate(
     what = "cost" if budget is not None else "n"
     low_tot = float(np.sum(cons_c * L))
     if target < low_tot - _TOL * max(1.0, target):
-        raise SatsampleError(f"{what}={target:g} is smaller than the total of the minimum sizes "
-                             f"(min_n, capped at N_h): {low_tot:g}")
+        unit = "costs" if budget is not None else "needs"
+        scalar = isinstance(min_n, (int, float, np.number)) and not isinstance(min_n, bool)
+        shown_min = f"min_n={plain(min_n)!r}" if scalar else "min_n per stratum"
+        raise SatsampleError(
+            f"{'budget' if budget is not None else 'n'}={target:g} cannot give each of the {len(N)} strata its minimum sample "
+            f"({shown_min}, capped at N_h): the minimum {unit} {low_tot:g}"
+            + (" (sum of cost x minimum)" if budget is not None else " units")
+            + "; raise it, or lower min_n= (min_n=None allows strata with no sample and "
+            "no variance estimate)"
+        )
     if not take_all:
         # allocate as if N_h did not cap, then refuse any stratum above N_h
         big = float(np.sum(Nf)) + target + 1.0
@@ -488,7 +502,7 @@ def allocate(
         over = x_unb > Nf * (1 + _TOL)
         if over.any():
             i = int(np.flatnonzero(over)[0])
-            raise DesignError(f"stratum {index[i]!r}: allocated n_h={x_unb[i]:.6g} exceeds "
+            raise DesignError(f"stratum {plain(index[i])!r}: allocated n_h={x_unb[i]:.6g} exceeds "
                               f"N_h={N[i]} and take_all=False")
     top_tot = float(np.sum(cons_c * U))
     if target > top_tot + _TOL * max(1.0, target):
@@ -643,13 +657,13 @@ def allocate_for_precision(
         bad = (arr <= 0) | (arr >= 1)
         if bad.any():
             i = int(np.flatnonzero(bad)[0])
-            raise SatsampleError(f"{name}: value {arr[i]!r} for stratum {index[i]!r} must lie "
+            raise SatsampleError(f"{name}: value {plain(arr[i])!r} for stratum {plain(index[i])!r} must lie "
                                  f"in (0, 1)")
     deff_a = _per_stratum(deff, index, "deff", positive=True)
     rr = _per_stratum(response_rate, index, "response_rate", positive=True)
     if (rr > 1).any():
         i = int(np.flatnonzero(rr > 1)[0])
-        raise SatsampleError(f"response_rate: value {rr[i]!r} for stratum {index[i]!r} must "
+        raise SatsampleError(f"response_rate: value {plain(rr[i])!r} for stratum {plain(index[i])!r} must "
                              f"lie in (0, 1]")
     c = _per_stratum(cost, index, "cost", positive=True)
     cc = np.ones(len(N)) if c is None else c

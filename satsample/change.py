@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from ._tables import TableField
 from ._validation import SatsampleError, check_choice, check_probability
 from .questionnaire import Questionnaire
 from .ranking import _level_data
@@ -222,9 +223,9 @@ class Change:
         conf_level, df rule, comparability note.
     """
 
-    table: pd.DataFrame
+    table: pd.DataFrame = TableField()
     level: str
-    unmatched_domains: pd.DataFrame
+    unmatched_domains: pd.DataFrame = TableField()
     mapping: ItemMapping | None = None
     options: Any = field(default_factory=dict)
 

@@ -20,6 +20,7 @@ import numpy as np
 import pandas as pd
 
 from ._random import RNGLike, as_generator
+from ._tables import TableField
 from ._validation import SatsampleError, check_columns, check_positive_int
 from .questionnaire import Questionnaire, load_questionnaire
 
@@ -158,8 +159,8 @@ class PopulationTruth:
     overall_index: float
     overall_elements: pd.Series
     overall_items: pd.Series
-    agencies: pd.DataFrame
-    agency_items: pd.DataFrame
+    agencies: pd.DataFrame = TableField()
+    agency_items: pd.DataFrame = TableField()
     mean_of_agencies: float
     measure: str = "satisfied"
 
@@ -193,8 +194,8 @@ class Population:
         The integer seed when ``rng`` was an int, else None.
     """
 
-    frame: pd.DataFrame
-    agencies: pd.DataFrame
+    frame: pd.DataFrame = TableField()
+    agencies: pd.DataFrame = TableField()
     questionnaire: Questionnaire
     codes: np.ndarray
     truth: PopulationTruth

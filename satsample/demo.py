@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
+from ._spreadsheet import csv_safe
 from ._validation import SatsampleError
 
 if TYPE_CHECKING:
@@ -226,7 +227,7 @@ def _write_outputs(out: Path, *, table: pd.DataFrame, by_agency: IndexEstimate,
 
     tmp = Path(tempfile.mkdtemp(prefix=".satsample-", dir=out))
     try:
-        table.to_csv(tmp / "agency_index.csv", index=False, float_format="%.4f",
+        csv_safe(table).to_csv(tmp / "agency_index.csv", index=False, float_format="%.4f",
                      lineterminator="\n")
         # chart
         from .plotting import plot_index

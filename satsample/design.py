@@ -18,6 +18,7 @@ from typing import Any, Literal, Protocol
 import numpy as np
 import pandas as pd
 
+from ._tables import TableField
 from ._validation import (
     DesignError,
     SatsampleError,
@@ -25,8 +26,10 @@ from ._validation import (
     as_column_list,
     check_choice,
     check_columns,
+    check_grouping,
     check_no_missing,
     check_weights,
+    plain,
 )
 
 __all__ = [
@@ -273,7 +276,7 @@ class SurveyDesign:
         The column names used to declare the design (for records and reports).
     """
 
-    data: pd.DataFrame
+    data: pd.DataFrame = TableField()
     weights: np.ndarray
     design_weights: np.ndarray
     stages: tuple[Stage, ...]
@@ -507,6 +510,8 @@ def survey_design(
         [(strata, "strata")] if strata else []
     ):
         check_no_missing(data, col, role=role)
+        if role != "fpc":
+            check_grouping(data[col], name=col, role=role)
 
     df = data.copy()
     df.index = pd.RangeIndex(len(df)) if not isinstance(df.index, pd.RangeIndex) else df.index
@@ -598,14 +603,14 @@ def survey_design(
 
     # weights
     if weights is not None:
-        w = check_weights(df[weights].to_numpy(), name=weights)
+        w = check_weights(df[weights], name=weights)
         if (w == 0).any():
             raise SatsampleError(
                 f"weights {weights!r}: {int((w == 0).sum())} value(s) are zero; a design weight "
                 "is 1/probability and cannot be 0 (drop those rows and report them, or use a domain)"
             )
     elif probs is not None:
-        p = check_weights(df[probs].to_numpy(), name=probs, allow_zero=False)
+        p = check_weights(df[probs], name=probs, allow_zero=False)
         if (p > 1).any():
             raise SatsampleError(f"probs {probs!r}: {int((p > 1).sum())} value(s) exceed 1")
         w = 1.0 / p
@@ -666,7 +671,7 @@ def _stratum_label(k: int, code: int, s_labels: np.ndarray, stage_strata: list[n
         return repr(s_labels[code])
     rows = np.flatnonzero(stage_strata[k] == code)
     col = stage_names[k - 1]
-    return f"{col}={df[col].iloc[rows[0]]!r}" if col in df.columns else str(code)
+    return f"{col}={plain(df[col].iloc[rows[0]])!r}" if col in df.columns else str(code)
 
 
 def _check_lonely(stages: tuple[Stage, ...], rule: str, s_labels: np.ndarray, df: pd.DataFrame,

@@ -25,6 +25,7 @@ from ._validation import (
     as_column_list,
     check_choice,
     check_columns,
+    check_grouping,
     check_probability,
 )
 from ._variance import taylor_variance
@@ -69,6 +70,7 @@ def _domains(design: SurveyDesign, by: str | Sequence[str] | None) -> _Domains:
                 f"domain column {c!r} has {miss} missing value(s); recode them as a level "
                 "(e.g. 'unknown') or drop those rows before declaring the design"
             )
+        check_grouping(s, name=c, role="domain (by)")
         if isinstance(s.dtype, pd.CategoricalDtype):
             codes = s.cat.codes.to_numpy(dtype=np.int64)
             uniques = np.asarray(s.cat.categories, dtype=object)
@@ -228,7 +230,7 @@ def _srs_from_moments(big_n: np.ndarray, n_obs: np.ndarray, s1: np.ndarray, s2: 
         s2v = ss / big_n * n_obs / (n_obs - 1)
         v = big_n**2 * s2v / n_obs
         if deff == "srswor":
-            v = v * (big_n - n_obs) / big_n
+            v = v * (1.0 - n_obs / big_n)  # not (N - n) / N: no overflow for huge N
     return v
 
 

@@ -187,7 +187,9 @@ def confidence_interval(
       It reduces to the classical Wilson interval for simple random sampling
       with replacement when :math:`df = \\infty`.
 
-    When ``se == 0`` (e.g. a share of exactly 0 or 1) the interval is
+    Where ``df < 1`` (a domain with one PSU, e.g. one respondent) every method
+    gives NaN limits, whatever ``se`` (R's ``qt`` is NaN there too).
+    Otherwise, when ``se == 0`` (e.g. a share of exactly 0 or 1) the interval is
     :math:`[p, p]` for every method except ``beta`` and ``wilson``, which then
     use :math:`n^* =` ``n_design`` (so a domain where everyone is satisfied
     gets a one-sided interval below 1).
@@ -272,4 +274,6 @@ def confidence_interval(
         degenerate = zero & np.isfinite(p)
         low = np.where(degenerate, p, low)
         high = np.where(degenerate, p, high)
-    return low, high
+    # no degrees of freedom (df < 1, e.g. one respondent): no interval, whatever the method
+    no_df = ~np.isfinite(crit)
+    return np.where(no_df, np.nan, low), np.where(no_df, np.nan, high)

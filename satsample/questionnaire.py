@@ -28,7 +28,7 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 
-from ._validation import SatsampleError, check_choice
+from ._validation import SatsampleError, as_numbers, check_choice
 
 __all__ = [
     "Element",
@@ -335,21 +335,7 @@ class Questionnaire:
         n = len(data)
         out = np.empty((n, self.n_items), dtype=np.float64, order="F")
         for k, item in enumerate(self.items):
-            col = data[item]
-            if pd.api.types.is_bool_dtype(col.dtype):
-                raise SatsampleError(f"item column {item!r} is boolean; expected answer codes")
-            if pd.api.types.is_numeric_dtype(col.dtype):
-                out[:, k] = col.to_numpy(dtype=np.float64, na_value=np.nan)
-                continue
-            numeric = pd.to_numeric(col, errors="coerce")
-            not_number = numeric.isna().to_numpy() & col.notna().to_numpy()
-            if not_number.any():
-                bad = pd.unique(col[not_number].astype(str))[:5]
-                raise SatsampleError(
-                    f"item column {item!r}: {int(not_number.sum())} row(s) hold non-numeric "
-                    f"value(s) {', '.join(map(repr, bad))}"
-                )
-            out[:, k] = numeric.to_numpy(dtype=np.float64, na_value=np.nan)
+            out[:, k] = as_numbers(data[item], name=item, role="item")  # no booleans, no text
         return out
 
     def _masks(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

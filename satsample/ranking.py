@@ -11,6 +11,7 @@ does the rank part on plain arrays.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
@@ -20,7 +21,15 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from ._validation import SatsampleError, check_choice, check_positive_int, check_probability
+from ._tables import TableField
+from ._validation import (
+    SatsampleError,
+    SmallDomainWarning,
+    check_choice,
+    check_positive_int,
+    check_probability,
+    plain,
+)
 
 __all__ = ["LeagueTable", "league_table", "rank_intervals"]
 
@@ -371,12 +380,17 @@ class LeagueTable:
         ``"overall"``, ``"element"`` or ``"item"``.
     options : Mapping
         Every option used (descending, top_k, bottom_k, alpha, ties, reference, adjust,
-        variance method of the contrasts, replicate counts).
+        variance method of the contrasts, replicate counts, ``n_excluded``).
+    excluded : pandas.DataFrame
+        Domains left out of the ranking because they have no usable estimate (no usable
+        answer): ``domain``, [``element``/``item``], ``n`` (when reported) and ``reason``.
+        Empty when every domain is ranked.
     """
 
-    table: pd.DataFrame
+    table: pd.DataFrame = TableField()
     level: str
     options: Any = field(default_factory=dict)
+    excluded: pd.DataFrame = field(default=TableField(optional=True), repr=False)
 
     def to_frame(self) -> pd.DataFrame:
         """A copy of :attr:`table`."""
@@ -402,7 +416,8 @@ class LeagueTable:
 
     def __repr__(self) -> str:
         return (f"LeagueTable(level={self.level!r}, domains={self.table['domain'].nunique()}, "
-                f"top_k={self.options['top_k']}, bottom_k={self.options['bottom_k']})")
+                f"top_k={self.options['top_k']}, bottom_k={self.options['bottom_k']}"
+                + (f", excluded={len(self.excluded)}" if len(self.excluded) else "") + ")")
 
 
 def league_table(
@@ -503,6 +518,7 @@ def league_table(
     for col in ("estimate", "se"):
         if col not in tab.columns:
             raise SatsampleError(f"the {level!r} table of the estimate has no {col!r} column")
+    tab, reps, excluded = _drop_unusable(tab, reps, _GROUP_COL[level])
     if rank_intervals and reps is None:
         options = getattr(estimate, "options", {}) or {}
         why = ("it was computed with Taylor variance" if options.get("variance") != "replicate"
@@ -650,8 +666,37 @@ def league_table(
         "alpha": float(alpha), "ties": ties, "reference": ref_kind, "adjust": adjust,
         "rank_intervals": bool(rank_intervals), "contrast_variance": contrast_method,
         "n_replicates_used": int(n_used), "n_replicates_excluded": int(n_excl),
+        "n_excluded": len(excluded),
     })
-    return LeagueTable(table=out, level=level, options=options)
+    return LeagueTable(table=out, level=level, options=options, excluded=excluded)
+
+
+def _drop_unusable(tab: pd.DataFrame, reps: np.ndarray | None, group_col: str | None
+                   ) -> tuple[pd.DataFrame, np.ndarray | None, pd.DataFrame]:
+    """Leave out the rows with no estimate (a domain without a usable answer), with a note."""
+    est = tab["estimate"].to_numpy(dtype=np.float64)
+    bad = np.isnan(est)
+    keys = ["domain"] + ([group_col] if group_col else []) + (["n"] if "n" in tab.columns else [])
+    excluded = tab.loc[bad, keys].reset_index(drop=True)
+    if "n" in tab.columns:
+        n_bad = tab.loc[bad, "n"].to_numpy(dtype=np.float64)
+        reason = np.where(n_bad == 0, "no usable answer (n = 0): estimate is NaN",
+                          "estimate is NaN")
+    else:
+        reason = np.full(int(bad.sum()), "estimate is NaN")
+    excluded["reason"] = reason
+    if not bad.any():
+        return tab, reps, excluded
+    if bad.all():
+        raise SatsampleError("league_table: no domain has a usable estimate (all are NaN)")
+    names = ", ".join(repr(plain(d)) for d in excluded["domain"].tolist()[:10])
+    more = "" if len(excluded) <= 10 else f" and {len(excluded) - 10} more"
+    warnings.warn(
+        f"league_table: {len(excluded)} row(s) left out of the ranking because they have no "
+        f"usable estimate: domain(s) {names}{more} (see LeagueTable.excluded)",
+        SmallDomainWarning, stacklevel=3)
+    tab = tab.loc[~bad].reset_index(drop=True)
+    return tab, (None if reps is None else reps[:, ~bad]), excluded
 
 
 _rank_intervals_impl = rank_intervals

@@ -29,6 +29,7 @@ from ._validation import (
     check_choice,
     check_columns,
     check_positive_int,
+    plain,
 )
 from .design import ReplicateWeights, SurveyDesign
 
@@ -200,14 +201,14 @@ def jackknife(
         if lonely.any() and design.lonely_psu in ("adjust", "average"):
             raise SatsampleError(
                 f"jackknife(materialize=False) does not support lonely_psu={design.lonely_psu!r} "
-                f"(stratum {design.strata_labels[int(np.flatnonzero(lonely)[0])]!r} has one PSU); "
+                f"(stratum {plain(design.strata_labels[int(np.flatnonzero(lonely)[0])])!r} has one PSU); "
                 "use materialize=True, or lonely_psu='remove' or 'certainty'"
             )
         certain = (n_h >= 2) & ~(corr > 1e-12)
         if certain.any():
             raise SatsampleError(
                 f"jackknife(materialize=False): stratum "
-                f"{design.strata_labels[int(np.flatnonzero(certain)[0])]!r} was sampled with "
+                f"{plain(design.strata_labels[int(np.flatnonzero(certain)[0])])!r} was sampled with "
                 "certainty (f_h = 1), which the closed-form jackknife does not leave out; "
                 "use materialize=True"
             )

@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from ._spreadsheet import protect_worksheet
 from ._validation import SatsampleError
 from .flags import publication_flags
 from .ranking import _level_data
@@ -376,5 +377,6 @@ def _write_excel(path: Path, sheets: Mapping[str, pd.DataFrame]) -> None:
                         out[c] = out[c].map(lambda v: v if v is None or isinstance(
                             v, (str, int, float, bool)) else str(v))
                 out.to_excel(writer, sheet_name=name[:31], index=False)
+                protect_worksheet(writer.sheets[name[:31]])  # data text never becomes a formula
     except OSError as exc:
         raise SatsampleError(f"excel_path {str(path)!r} cannot be written: {exc}") from exc

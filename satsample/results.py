@@ -18,6 +18,7 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 
+from ._tables import TableField
 from ._validation import check_choice
 
 __all__ = ["Estimate", "IndexEstimate", "Summary"]
@@ -130,7 +131,7 @@ class Estimate:
     """
 
     statistic: str
-    table: pd.DataFrame
+    table: pd.DataFrame = TableField()
     by: tuple[str, ...] = ()
     variables: tuple[str, ...] = ()
     options: Mapping[str, Any] = field(default_factory=dict)
@@ -200,9 +201,9 @@ class IndexEstimate:
     on the answer scale for ``"mean_score"``.
     """
 
-    overall: pd.DataFrame
-    elements: pd.DataFrame
-    items: pd.DataFrame
+    overall: pd.DataFrame = TableField()
+    elements: pd.DataFrame = TableField()
+    items: pd.DataFrame = TableField()
     questionnaire: Any
     by: tuple[str, ...] = ()
     options: Mapping[str, Any] = field(default_factory=dict)

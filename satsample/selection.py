@@ -43,8 +43,16 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 
-from ._random import RNGLike
-from ._validation import DesignError, SatsampleError, as_column_list, check_choice, check_columns
+from ._random import RNGLike, check_rng
+from ._tables import TableField
+from ._validation import (
+    DesignError,
+    SatsampleError,
+    as_column_list,
+    check_choice,
+    check_columns,
+    plain,
+)
 from .allocation import Allocation
 
 __all__ = [
@@ -77,9 +85,9 @@ def _check_sizes(a: np.ndarray, labels: Sequence[Any] | None, name: str) -> None
     bad = ~np.isfinite(a) | (a <= 0)
     if bad.any():
         i = int(np.flatnonzero(bad)[0])
-        where = f"unit {labels[i]!r}" if labels is not None else f"position {i}"
+        where = f"unit {plain(labels[i])!r}" if labels is not None else f"position {i}"
         raise SatsampleError(f"size measure {name!r}: {int(bad.sum())} value(s) are zero, "
-                             f"negative or missing (first {a[i]!r} at {where}); PPS needs "
+                             f"negative or missing (first {plain(a[i])!r} at {where}); PPS needs "
                              f"positive sizes")
 
 
@@ -291,10 +299,10 @@ class SelectedSample:
         How the sample was drawn.
     """
 
-    sample: pd.DataFrame
-    reserves: pd.DataFrame
+    sample: pd.DataFrame = TableField()
+    reserves: pd.DataFrame = TableField()
     record: SelectionRecord
-    draws: pd.DataFrame = field(repr=False)
+    draws: pd.DataFrame = field(default=TableField(), repr=False)
 
     def to_frame(self) -> pd.DataFrame:
         """A copy of :attr:`sample`."""
@@ -347,6 +355,7 @@ def _sorted_labels(values: pd.Series) -> tuple[np.ndarray, list[Any]]:
 
 
 def _describe_rng(rng: RNGLike) -> tuple[np.random.Generator, str, int | None, Any]:
+    check_rng(rng)
     if isinstance(rng, np.random.Generator):
         state = copy.deepcopy(rng.bit_generator.state)
         return rng, "numpy Generator (state recorded)", None, state
@@ -357,9 +366,6 @@ def _describe_rng(rng: RNGLike) -> tuple[np.random.Generator, str, int | None, A
         ss = np.random.SeedSequence()
         return np.random.default_rng(ss), f"fresh SeedSequence(entropy={ss.entropy})", \
             int(ss.entropy), None
-    if isinstance(rng, bool) or not isinstance(rng, (int, np.integer)) or int(rng) < 0:
-        raise SatsampleError(f"rng={rng!r} must be None, a non-negative int, a SeedSequence "
-                             f"or a numpy Generator")
     return np.random.default_rng(int(rng)), f"seed {int(rng)}", int(rng), None
 
 

@@ -467,6 +467,15 @@ def calibrate(design: SurveyDesign, totals: pd.Series | pd.DataFrame | dict, *,
                              on_nonconvergence=on, bounds_text=bounds_txt)
 
     w = d * g
+    negative = w < 0
+    if negative.any():
+        raise SatsampleError(
+            f"calibrate: the totals cannot be met with positive weights under distance "
+            f"{dist.name!r} and bounds {bounds_txt}: {int(negative.sum())} calibrated weight(s) "
+            f"would be negative (smallest g-weight {float(g.min()):.4g}); check the totals "
+            "against the sample, or give bounds=(lower, upper) with lower >= 0 (e.g. "
+            "bounds=(0.1, 10)), or a bounded distance (distance='logit' with bounds)"
+        )
     pos = d > 0
     tol_b = 1e-10
     n_lo = int(np.sum(np.abs(g[pos] - lo) <= tol_b * max(1.0, abs(lo)))) if np.isfinite(lo) else 0

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from .._validation import SatsampleError, as_column_list, check_columns
+from .._validation import SatsampleError, as_column_list, check_columns, check_grouping
 
 __all__ = [
     "ModelMatrix",
@@ -119,6 +119,7 @@ def cell_codes(data: pd.DataFrame, variables: str | Sequence[str], *,
         series = data[v]
         if series.isna().any():
             _as_text(series, v, role)  # raises, naming the variable and the count
+        check_grouping(series, name=v, role=role)
         raw_codes, raw_levels = pd.factorize(series, sort=False)
         texts = pd.Index(raw_levels).astype(str).to_numpy(dtype=object)
         order = np.argsort(texts, kind="stable")
@@ -258,15 +259,33 @@ def margins_from_table(table: pd.DataFrame) -> list[tuple[str, pd.Series]]:
             raise SatsampleError(f"margin table: level {var}={dup!r} appears more than once")
         out.append((str(var), pd.Series(freq, index=pd.Index(levels, name=str(var)),
                                         name="Freq")))
-    totals = {v: float(s.sum()) for v, s in out}
-    first = next(iter(totals.values()), 0.0)
-    for v, t in totals.items():
+    check_equal_totals([(v, float(s.sum())) for v, s in out], what="margin table")
+    return out
+
+
+def check_equal_totals(totals: Sequence[tuple[str, float]], *, what: str) -> None:
+    """Raise unless every margin sums to the same population total (relative 1e-9).
+
+    Margins of one population with different totals cannot all be met: raking
+    would stop on its change criterion with some margins missed.
+
+    Parameters
+    ----------
+    totals : sequence of (str, float)
+        ``(margin name, total of its population counts)``, in order.
+    what : str
+        Where the margins come from, used in the message.
+    """
+    if not totals:
+        return
+    name0, first = totals[0]
+    for name, t in totals[1:]:
         if abs(t - first) > 1e-9 * max(abs(first), 1.0):
             raise SatsampleError(
-                f"margin table: the margins do not sum to the same population total "
-                f"({out[0][0]!r}: {first:g}, {v!r}: {t:g})"
+                f"{what}: the margins do not sum to the same population total "
+                f"({name0!r}: {first:g}, {name!r}: {t:g}); margins of one population must "
+                "agree before raking"
             )
-    return out
 
 
 # ---------------------------------------------------------------- model matrix
@@ -338,6 +357,7 @@ def model_matrix(data: pd.DataFrame, variables: str | Sequence[str], *,
             levels[v] = None
             continue
         text = _as_text(s, v, "calibration")
+        check_grouping(s, name=v, role="calibration")
         lv = _levels(s)
         levels[v] = tuple(lv)
         start = 1 if intercept or len(levels) > 1 else 0

@@ -13,7 +13,9 @@ from .._validation import (
     as_column_list,
     check_choice,
     check_columns,
+    check_grouping,
     check_positive_int,
+    plain,
 )
 from ..design import SurveyDesign
 from ._common import check_block, check_design, finish, frozen, group_sums
@@ -113,6 +115,13 @@ def response_propensity(design: SurveyDesign, responded: str, covariates: str | 
     if x.isna().any().any():
         bad = [c for c in names if x[c].isna().any()]
         raise SatsampleError(f"propensity covariate(s) {bad} have missing values")
+    for c in names:
+        check_grouping(x[c], name=c, role="propensity covariate")
+        if x[c].nunique(dropna=False) < 2:
+            raise SatsampleError(
+                f"propensity covariate {c!r} is constant (every row is {plain(x[c].iloc[0])!r}); "
+                "it carries no information about response: leave it out of covariates="
+            )
     xm = pd.get_dummies(x, drop_first=True, dtype=np.float64).to_numpy(dtype=np.float64)
     if r.all() or not r.any():
         raise SatsampleError(
@@ -203,15 +212,22 @@ def adjust_nonresponse(design: SurveyDesign, responded: str, *,
         n_classes = check_positive_int(n_classes, name="n_classes")
         rho = response_propensity(design, responded, covariates, weighted=weighted)
         cut = pd.qcut(rho, q=n_classes, labels=False, duplicates="drop")
-        codes = np.asarray(cut, dtype=np.int64)
+        # quantile bins left empty by ties (many classes, few distinct propensities) are not
+        # classes: number the non-empty ones 0..n_made-1, in propensity order
+        _, codes = np.unique(np.asarray(cut, dtype=np.int64), return_inverse=True)
+        codes = codes.astype(np.int64).reshape(-1)
         n_made = int(codes.max()) + 1
-        edges = np.quantile(rho, np.linspace(0, 1, n_made + 1))
-        labels = [f"propensity class {k + 1} ({edges[k]:.3g}-{edges[k + 1]:.3g})"
-                  for k in range(n_made)]
+        count = np.bincount(codes, minlength=n_made)
+        low = np.full(n_made, np.inf)
+        high = np.full(n_made, -np.inf)
+        np.minimum.at(low, codes, rho)
+        np.maximum.at(high, codes, rho)
+        labels = [f"propensity class {k + 1} ({low[k]:.3g}-{high[k]:.3g})" for k in range(n_made)]
         info["covariates"] = tuple(as_column_list(covariates))
         info["n_classes"] = n_made
+        info["n_classes_requested"] = n_classes
         info["mean_propensity"] = tuple(
-            float(np.mean(rho[codes == k])) for k in range(n_made))
+            (np.bincount(codes, weights=rho, minlength=n_made) / count).tolist())
     n_groups = len(labels)
     sampled = group_sums(codes, n_groups, d)
     resp = group_sums(codes, n_groups, d * r)

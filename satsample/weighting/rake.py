@@ -19,7 +19,7 @@ from ._common import (
     frozen,
     nonconvergence,
 )
-from .controls import cell_codes, margins_from_table
+from .controls import cell_codes, check_equal_totals, margins_from_table
 from .poststratify import _indicator, _poststrat_factors, _prepare
 
 __all__ = ["RakeResidualizer", "RakeStep", "rake"]
@@ -202,6 +202,7 @@ def rake(design: SurveyDesign, margins: Sequence[MarginSpec] | pd.DataFrame, *,
         codes, n_cells, pop, _ = _prepare(design.data, variables, population, d,
                                           partial=False, step=f"rake (margin {'×'.join(variables)})")
         prepared.append((variables, codes, n_cells, pop))
+    check_equal_totals([("×".join(v), float(pop.sum())) for v, _, _, pop in prepared], what="rake")
 
     all_vars: list[str] = []
     for variables, *_ in prepared:
