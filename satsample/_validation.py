@@ -123,6 +123,11 @@ def as_numbers(values: Any, *, name: str, role: str) -> np.ndarray:
     return conv.to_numpy(dtype=np.float64, na_value=np.nan)
 
 
+_ONE_KIND = frozenset({"string", "integer", "floating", "mixed-integer-float", "decimal",
+                       "boolean", "empty", "date", "datetime", "datetime64", "time", "period",
+                       "timedelta", "timedelta64", "interval", "bytes", "complex"})
+
+
 def check_grouping(values: pd.Series, *, name: str, role: str) -> None:
     """Raise if a grouping column mixes kinds of values (``1`` and ``"1"``).
 
@@ -134,6 +139,8 @@ def check_grouping(values: pd.Series, *, name: str, role: str) -> None:
     columns hold one kind by construction); missing values are ignored.
     """
     if values.dtype != object:
+        return
+    if pd.api.types.infer_dtype(values, skipna=True) in _ONE_KIND:  # fast, no Python loop
         return
     uniq = pd.unique(values.dropna())
     if uniq.size < 2:

@@ -254,7 +254,8 @@ class SurveyDesign:
     Attributes
     ----------
     data : pandas.DataFrame
-        A private copy of the data (rows in the order given).
+        A private copy of the data (rows in the order given), handed out as a new
+        (Copy-on-Write) copy on every access: editing it does not change the design.
     weights : ndarray of float64, shape (n,)
         Analysis weights (read-only).
     design_weights : ndarray of float64, shape (n,)
