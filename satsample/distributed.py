@@ -206,7 +206,7 @@ def _totals(pdf: pd.DataFrame, plan: _Plan, part: int) -> dict[str, Any]:
         return out
     pdf = _prepare(pdf, plan)
     try:
-        w = check_weights(pdf[plan.weights].to_numpy(), name=plan.weights)
+        w = check_weights(pdf[plan.weights], name=plan.weights)
         if (w == 0).any():
             raise SatsampleError(
                 f"weights {plan.weights!r}: {int((w == 0).sum())} value(s) are zero; a design "
@@ -311,7 +311,7 @@ def _moments(pdf: pd.DataFrame, plan: _Plan, lin: _Lin, part: int) -> dict[str, 
     if len(pdf) == 0:
         return out
     pdf = _prepare(pdf, plan)
-    w = check_weights(pdf[plan.weights].to_numpy(), name=plan.weights)
+    w = check_weights(pdf[plan.weights], name=plan.weights)
     codes = _domain_codes(pdf, plan)
     one = G == 1
     for r0 in range(0, len(pdf), _ROWS):

@@ -26,6 +26,7 @@ from ._validation import (
     DesignError,
     SatsampleError,
     SatsampleWarning,
+    as_numbers,
     check_choice,
     check_columns,
     check_positive_int,
@@ -421,6 +422,15 @@ def bootstrap(
 
 
 # ----------------------------------------------------------------------------- declared
+def _replicate_columns(frame: pd.DataFrame, names: list[str]) -> np.ndarray:
+    """(n, R) float64 matrix of replicate-weight columns; booleans and text raise, named."""
+    if all(pd.api.types.is_float_dtype(t) or pd.api.types.is_integer_dtype(t)
+           for t in frame.dtypes):
+        return frame.to_numpy(dtype=np.float64, na_value=np.nan)
+    return np.column_stack([as_numbers(frame.iloc[:, j], name=names[j], role="replicate weights")
+                            for j in range(frame.shape[1])])
+
+
 def declare_replicates(
     design: SurveyDesign,
     weights: Sequence[str] | np.ndarray | pd.DataFrame,
@@ -471,7 +481,7 @@ def declare_replicates(
     check_choice(kind, name="kind", allowed=REPLICATE_KINDS)
     if isinstance(weights, pd.DataFrame):
         names = [str(c) for c in weights.columns]
-        mat = weights.to_numpy(dtype=np.float64)
+        mat = _replicate_columns(weights, names)
     elif isinstance(weights, np.ndarray):
         mat = np.asarray(weights, dtype=np.float64)
         if mat.ndim != 2:
@@ -480,7 +490,7 @@ def declare_replicates(
     else:
         names = [weights] if isinstance(weights, str) else list(weights)
         check_columns(design.data, names, role="replicate weights")
-        mat = design.data[names].to_numpy(dtype=np.float64)
+        mat = _replicate_columns(design.data[names], names)
     if mat.shape[0] != design.n:
         raise SatsampleError(
             f"replicate weights have {mat.shape[0]} rows, the design has {design.n} "

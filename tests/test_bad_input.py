@@ -32,7 +32,7 @@ from satsample.estimation import mean, total
 from satsample.index import satisfaction_index
 from satsample.intervals import CI_METHODS, confidence_interval
 from satsample.ranking import league_table
-from satsample.replicate import bootstrap
+from satsample.replicate import bootstrap, declare_replicates
 from satsample.report import build_report
 from satsample.selection import select
 from satsample.weighting import adjust_nonresponse, calibrate, poststratify, rake
@@ -137,6 +137,9 @@ def test_case03_booleans_are_not_answer_codes_or_weights(fielded):
             survey_design(bad, weights="flag")
     with pytest.raises(SatsampleError, match=r"weights column 'flag' holds 1 boolean"):
         survey_design(df.assign(flag=[True] + [2.0] * (len(df) - 1)), weights="flag")
+    d = survey_design(df.assign(r1=1.0, r2=True), weights="w")
+    with pytest.raises(SatsampleError, match=r"replicate weights column 'r2' is boolean"):
+        declare_replicates(d, ["r1", "r2"], kind="JK1", scale=0.5)
 
 
 # ------------------------------------------------------------------------------ case 4
@@ -262,6 +265,10 @@ def test_case09_text_in_weights_column():
         survey_design(bad, weights="w")
     with pytest.raises(SatsampleError, match=r"weights column 'p': 1 row\(s\) hold non-numeric"):
         survey_design(df.assign(p=["x"] + [0.5] * 59), probs="p")
+    d = survey_design(df.assign(r1=1.0, r2=["?"] + [1.0] * 59), weights="w")
+    with pytest.raises(SatsampleError, match=r"replicate weights column 'r2': 1 row\(s\) hold "
+                       r"non-numeric value\(s\) '\?'"):
+        declare_replicates(d, ["r1", "r2"], kind="JK1", scale=0.5)
     # numbers written as text are numbers
     d = survey_design(df.assign(w=df["w"].astype(str)), weights="w")
     np.testing.assert_allclose(d.weights, df["w"], rtol=1e-15)
