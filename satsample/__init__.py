@@ -103,6 +103,15 @@ _EXPORTS: dict[str, str] = {
     "plot_allocation": "plotting",
     # report
     "build_report": "report",
+    # small-area estimation
+    "FayHerriotEstimate": "sae",
+    "fay_herriot": "sae",
+    "small_area_estimates": "sae",
+    "smooth_variances": "sae",
+    "model_based_table": "sae",
+    "plot_residuals_qq": "sae",
+    "plot_shrinkage": "sae",
+    "plot_small_area": "sae",
     # scale-out (needs the optional dask extra when called)
     "satisfaction_index_dask": "distributed",
 }

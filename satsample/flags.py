@@ -38,6 +38,7 @@ def publication_flags(
     max_ci_width: float | None = None,
     conf_level: float = 0.95,
     proportion: bool | None = None,
+    small_area: Any = None,
 ) -> pd.DataFrame:
     """Add reliability flags, a status and a reason to a table of domain estimates.
 
@@ -67,6 +68,10 @@ def publication_flags(
         Whether estimates are proportions on 0-1 (satisfaction shares and indices); None
         decides from the data (all finite estimates in [0, 1]).  The effective-n and CI-width
         rules apply to proportions only.
+    small_area : FayHerriotEstimate or None, default=None
+        Model-based estimates of the same quantity by area: rows that would be suppressed
+        get the model-based estimate instead, labelled (columns ``source`` and ``model``,
+        status ``"model-based"``), see :func:`satsample.sae.model_based_table`.
 
     Returns
     -------
@@ -193,4 +198,8 @@ def publication_flags(
         "min_df": min_df, "max_ci_width": max_ci_width, "conf_level": conf_level,
         "proportion": proportion,
     }
+    if small_area is not None:
+        from .sae import model_based_table
+
+        out = model_based_table(out, small_area)
     return out
