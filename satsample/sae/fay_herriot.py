@@ -150,7 +150,8 @@ class FayHerriotEstimate:
         ``psi`` (sampling variance used), ``in_sample``, ``synthetic`` (:math:`x_d'\\hat\\beta`),
         ``gamma``, ``estimate`` (EBLUP; the synthetic estimate for areas without a sample),
         ``mse``, ``rmse``, ``ci_low``, ``ci_high``, ``residual`` (standardised),
-        ``g1``, ``g2``, ``g3``, ``mse_analytic`` (with ``mse="bootstrap"``),
+        ``g1``, ``g2``, ``g3``, ``mse_analytic`` and ``mse_bootstrap_naive`` (with
+        ``mse="bootstrap"``),
         ``estimate_unbenchmarked`` (with benchmarking), ``source`` and ``method``.
     area : str
         Name of the area column.
@@ -166,7 +167,10 @@ class FayHerriotEstimate:
     method : str
         ``"reml"``, ``"ml"``, ``"fh"``, ``"amrl"`` or ``"ampl"``.
     mse_method : str
-        ``"prasad-rao"``, ``"datta-lahiri"``, ``"li-lahiri"`` or ``"bootstrap"``.
+        ``"prasad-rao"``, ``"datta-lahiri"``, ``"li-lahiri"``,
+        ``"bootstrap (Butar-Lahiri)"`` or ``"bootstrap (naive, benchmarked replicates)"``
+        (``"prasad-rao (bias correction dropped)"`` when a bias-corrected MSE was not
+        positive, with a warning).
     sampling_variances : mapping
         How :math:`\\psi_d` was obtained (``method``, ``formula`` and fitted constants).
     level : float
@@ -233,7 +237,7 @@ class FayHerriotEstimate:
                 "method='amrl' gives a positive value)" if self.boundary else "")),
             ("MSE", self.mse_method + (
                 f" ({self.options['n_replicates']} parametric bootstrap replicates)"
-                if self.mse_method == "bootstrap" else "")),
+                if self.mse_method.startswith("bootstrap") else "")),
             ("sampling variances", describe_psi(self.sampling_variances)),
             ("areas", f"{self.n_sampled} with a sample, {self.n_areas - self.n_sampled} "
                       "synthetic only"),
@@ -296,26 +300,42 @@ def _benchmark(est: np.ndarray, y: np.ndarray, weights: np.ndarray, target: floa
     return est + (target - model_total)
 
 
-def _bootstrap_mse(y_hat_fixed: np.ndarray, x_in: np.ndarray, x_out: np.ndarray,
-                   psi: np.ndarray, sigma2: float, method: str, n_replicates: int,
+def _g12(x_in: np.ndarray, x_out: np.ndarray, psi: np.ndarray,
+         m: core._Moments) -> tuple[np.ndarray, np.ndarray]:
+    """g1 + g2 at the sigma2_v of ``m``: in sample and out of sample (B_d = 1)."""
+    b_d = psi / (m.sigma2 + psi)
+    g_in = m.sigma2 * b_d + b_d**2 * np.einsum("ij,jk,ik->i", x_in, m.a_inv, x_in)
+    g_out = m.sigma2 + np.einsum("ij,jk,ik->i", x_out, m.a_inv, x_out)
+    return g_in, g_out
+
+
+def _bootstrap_mse(y: np.ndarray, x_in: np.ndarray, x_out: np.ndarray, psi: np.ndarray,
+                   m_hat: core._Moments, method: str, n_replicates: int,
                    gen: np.random.Generator, tol: float, max_iter: int,
-                   bench: tuple[np.ndarray, str] | None) -> tuple[np.ndarray, np.ndarray, int]:
-    """Parametric bootstrap of Gonzalez-Manteiga et al. (2008): in-sample and out-of-sample MSE."""
+                   bench: tuple[np.ndarray, str] | None) -> dict[str, Any]:
+    r"""Parametric bootstrap MSE: naive (Gonzalez-Manteiga et al. 2008) and Butar-Lahiri (2003).
+
+    Replicate: :math:`\theta^*_d = x_d'\hat\beta + v^*_d`, :math:`y^*_d = \theta^*_d + e^*_d`,
+    :math:`\hat\sigma^{2*}_v` refitted by the same method.  Naive:
+    :math:`E_*(\hat\theta^*_d - \theta^*_d)^2`.  Butar-Lahiri:
+    :math:`2[g_1 + g_2](\hat\sigma^2_v) - E_*[g_1 + g_2](\hat\sigma^{2*}_v)
+    + E_*[\hat\theta_d(y; \hat\sigma^{2*}_v) - \hat\theta_d(y; \hat\sigma^2_v)]^2`.
+    """
     d, d_out = x_in.shape[0], x_out.shape[0]
-    mu_in = y_hat_fixed[:d]
-    mu_out = y_hat_fixed[d:]
-    acc_in = np.zeros(d)
-    acc_out = np.zeros(d_out)
-    failed = 0
-    sd_v = math.sqrt(sigma2)
-    sd_e = np.sqrt(psi)
-    done = 0
+    s2 = m_hat.sigma2
+    mu_in, mu_out = x_in @ m_hat.beta, x_out @ m_hat.beta
+    gamma = s2 / (s2 + psi)
+    eb_hat = gamma * y + (1 - gamma) * mu_in
+    naive_in, naive_out = np.zeros(d), np.zeros(d_out)
+    g_acc_in, g_acc_out = np.zeros(d), np.zeros(d_out)
+    dev_in, dev_out = np.zeros(d), np.zeros(d_out)
+    sd_v, sd_e = math.sqrt(s2), np.sqrt(psi)
+    failed = done = 0
     while done < n_replicates:
         v_in = sd_v * gen.standard_normal(d)
         v_out = sd_v * gen.standard_normal(d_out)
         e = sd_e * gen.standard_normal(d)
-        theta_in = mu_in + v_in
-        theta_out = mu_out + v_out
+        theta_in, theta_out = mu_in + v_in, mu_out + v_out
         y_star = theta_in + e
         try:
             fit = core.fit_variance(y_star, x_in, psi, method, tol=max(tol, 1e-10),
@@ -327,17 +347,29 @@ def _bootstrap_mse(y_hat_fixed: np.ndarray, x_in: np.ndarray, x_out: np.ndarray,
                     f"parametric bootstrap: more than {n_replicates} replicate fits did not "
                     "converge") from None
             continue
-        m = core.moments(y_star, x_in, psi, fit.sigma2)
-        gamma = fit.sigma2 / (fit.sigma2 + psi)
-        synth = x_in @ m.beta
-        eb = gamma * y_star + (1 - gamma) * synth
+        ms = core.moments(y_star, x_in, psi, fit.sigma2)
+        gs = fit.sigma2 / (fit.sigma2 + psi)
+        eb = gs * y_star + (1 - gs) * (x_in @ ms.beta)
         if bench is not None:
             eb = _benchmark(eb, y_star, bench[0], float(np.sum(bench[0] * y_star)), bench[1])
-        acc_in += (eb - theta_in) ** 2
-        if d_out:
-            acc_out += (x_out @ m.beta - theta_out) ** 2
+        naive_in += (eb - theta_in) ** 2
+        naive_out += (x_out @ ms.beta - theta_out) ** 2
+        # Butar-Lahiri: the original data with the replicate's sigma2_v
+        mo = core.moments(y, x_in, psi, fit.sigma2)
+        g_in, g_out = _g12(x_in, x_out, psi, mo)
+        g_acc_in += g_in
+        g_acc_out += g_out
+        dev_in += (gs * y + (1 - gs) * (x_in @ mo.beta) - eb_hat) ** 2
+        dev_out += (x_out @ mo.beta - mu_out) ** 2
         done += 1
-    return acc_in / n_replicates, acc_out / n_replicates, failed
+    g_in, g_out = _g12(x_in, x_out, psi, m_hat)
+    b = float(n_replicates)
+    return {
+        "naive_in": naive_in / b, "naive_out": naive_out / b,
+        "bl_in": 2 * g_in - g_acc_in / b + dev_in / b,
+        "bl_out": 2 * g_out - g_acc_out / b + dev_out / b,
+        "failed": failed,
+    }
 
 
 def fay_herriot(
@@ -392,7 +424,9 @@ def fay_herriot(
         likelihood of Li & Lahiri (2010), which is always positive.
     mse : {"analytic", "bootstrap"}, default="analytic"
         ``"analytic"``: Prasad-Rao (REML, FH), Datta-Lahiri (ML), Li-Lahiri (adjusted).
-        ``"bootstrap"``: parametric bootstrap (the analytic MSE is kept in ``mse_analytic``).
+        ``"bootstrap"``: parametric bootstrap, bias-corrected as Butar & Lahiri (2003); the
+        analytic MSE is kept in ``mse_analytic`` and the naive bootstrap MSE in
+        ``mse_bootstrap_naive``.
     n_replicates : int, default=200
         Bootstrap replicates.
     rng : int, numpy.random.Generator, numpy.random.SeedSequence or None, default=None
@@ -455,9 +489,17 @@ def fay_herriot(
     Out of sample: :math:`\\hat\\sigma^2_v + x_d'(X'V^{-1}X)^{-1}x_d - b`.  The terms are
     evaluated at :math:`\\hat\\sigma^2_v`, also at the boundary 0.
 
-    Parametric bootstrap (González-Manteiga et al. 2008): draw
-    :math:`\\theta^*_d = x_d'\\hat\\beta + v^*_d`, :math:`y^*_d = \\theta^*_d + e^*_d`, refit
-    with the same method (and benchmarking), average :math:`(\\hat\\theta^*_d - \\theta^*_d)^2`.
+    Parametric bootstrap: draw :math:`\\theta^*_d = x_d'\\hat\\beta + v^*_d`,
+    :math:`y^*_d = \\theta^*_d + e^*_d`, :math:`v^*_d \\sim N(0, \\hat\\sigma^2_v)`,
+    :math:`e^*_d \\sim N(0, \\psi_d)`, refit :math:`\\sigma^2_v` with the same method.  The naive
+    estimator (González-Manteiga et al. 2008) averages :math:`(\\hat\\theta^*_d - \\theta^*_d)^2`
+    and is biased down by about :math:`g_{3d}`; the reported one is Butar & Lahiri's (2003)
+    second-order unbiased
+    :math:`2[g_{1d} + g_{2d}](\\hat\\sigma^2_v) - E_*[g_{1d} + g_{2d}](\\hat\\sigma^{2*}_v)
+    + E_*[\\hat\\theta_d(\\hat\\sigma^{2*}_v) - \\hat\\theta_d(\\hat\\sigma^2_v)]^2`
+    (EBLUPs of the observed data at the two variance values); where it is not positive the
+    naive value is used.  With benchmarking the replicates are benchmarked too and the
+    naive estimator is reported.
 
     Benchmarking with :math:`w_d` proportional to ``benchmark_weights`` and target :math:`t`:
     ratio :math:`\\hat\\theta_d t / \\sum_k w_k\\hat\\theta_k`, difference
@@ -474,6 +516,7 @@ def fay_herriot(
     Datta GS, Lahiri P (2000). Statistica Sinica 10:613-627.  Datta GS, Rao JNK, Smith DD
     (2005). Biometrika 92:183-196.  Li H, Lahiri P (2010). J. Multivariate Analysis
     101:882-892.  González-Manteiga W et al. (2008). J. Stat. Comput. Simul. 78:443-462.
+    Butar FB, Lahiri P (2003). J. Statist. Plann. Inference 112:63-76.
     Steorts RC, Ghosh M (2013). Statistica Sinica 23:749-767.  Rao JNK, Molina I (2015).
     Small Area Estimation, 2nd ed., Wiley.
 
@@ -570,16 +613,26 @@ def fay_herriot(
                        benchmark_target=target)
 
     mse_analytic_in, mse_analytic_out = mse_in, mse_out
+    boot: dict[str, Any] | None = None
     if mse == "bootstrap":
         gen = as_generator(rng)
         if bench_spec is not None and benchmark_target is not None:
             raise SatsampleError("mse='bootstrap' with benchmarking supports the default "
                                  "benchmark_target (the weighted mean of the direct estimates)")
-        mse_in, mse_out, failed = _bootstrap_mse(
-            np.concatenate([synth_all[in_sample], synth_all[~in_sample]]), x_in, x_out, psi, s2,
-            method, n_replicates, gen, tol, max_iter, bench_spec)
-        mse_method = "bootstrap"
-        options.update(n_replicates=n_replicates, bootstrap_failed_fits=failed)
+        boot = _bootstrap_mse(y, x_in, x_out, psi, m, method, n_replicates, gen, tol, max_iter,
+                              bench_spec)
+        if bench_spec is None:
+            mse_in, mse_out = boot["bl_in"], boot["bl_out"]
+            neg = (mse_in <= 0).sum() + (mse_out <= 0).sum()
+            if neg:
+                mse_in = np.where(mse_in > 0, mse_in, boot["naive_in"])
+                mse_out = np.where(mse_out > 0, mse_out, boot["naive_out"])
+            mse_method = "bootstrap (Butar-Lahiri)"
+            options["bootstrap_naive_used_in"] = int(neg)
+        else:
+            mse_in, mse_out = boot["naive_in"], boot["naive_out"]
+            mse_method = "bootstrap (naive, benchmarked replicates)"
+        options.update(n_replicates=n_replicates, bootstrap_failed_fits=boot["failed"])
 
     # assemble the table in the order of the input rows
     n_rows = len(data)
@@ -629,6 +682,11 @@ def fay_herriot(
         ma[in_sample] = mse_analytic_in
         ma[~in_sample] = mse_analytic_out
         table["mse_analytic"] = ma
+        assert boot is not None
+        mb = np.full(n_rows, np.nan)
+        mb[in_sample] = boot["naive_in"]
+        mb[~in_sample] = boot["naive_out"]
+        table["mse_bootstrap_naive"] = mb
     if unbenchmarked is not None:
         table["estimate_unbenchmarked"] = spread(unbenchmarked)
         table.loc[~in_sample, "estimate_unbenchmarked"] = synth_all[~in_sample]
