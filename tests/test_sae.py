@@ -136,7 +136,7 @@ def test_case_h_end_to_end_from_the_survey(case_h, direct_h):
 # ---------------------------------------------------------------------------- MSE twins
 def _dense_twin(y, x, psi, s2, method):
     """MSE terms with explicit D x D matrices (Rao & Molina 2015, sec. 6.2), written apart."""
-    d, p = x.shape
+    d = x.shape[0]
     v = np.diag(s2 + psi)
     vi = np.linalg.inv(v)
     q = np.linalg.inv(x.T @ vi @ x)
