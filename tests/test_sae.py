@@ -439,9 +439,12 @@ def test_figures_return_axes(toy):
         ax = fn(fit)
         assert ax.__class__.__name__ == "Axes"
         plt.close(ax.figure)
-    ax = plot_small_area(fit)
+    ax = plot_small_area(fit, areas=["A01", "A02"])
     assert any("model-based" in t.get_text() for t in ax.get_legend().get_texts())
+    assert len(ax.get_yticks()) == 2
     plt.close(ax.figure)
+    with pytest.raises(SatsampleError, match="not in the result: ZZ"):
+        plot_small_area(fit, areas=["ZZ"])
     with pytest.raises(SatsampleError, match="FayHerriotEstimate"):
         plot_shrinkage(toy)
 

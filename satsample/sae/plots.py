@@ -5,6 +5,7 @@ Each function draws on ``ax`` (a new figure when None) and returns the Axes.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -116,13 +117,15 @@ def plot_shrinkage(result: FayHerriotEstimate, *, scale: float = 100.0,
     return ax
 
 
-def plot_small_area(result: FayHerriotEstimate, *, scale: float = 100.0, sort: bool = True,
-                    ax: Axes | None = None) -> Axes:
+def plot_small_area(result: FayHerriotEstimate, *, areas: Sequence[Any] | None = None,
+                    scale: float = 100.0, sort: bool = True, ax: Axes | None = None) -> Axes:
     """Direct and model-based estimates per area with their intervals, labelled by source.
 
     Parameters
     ----------
     result : FayHerriotEstimate
+    areas : sequence or None, default=None
+        The areas to show (all when None).
     scale : float, default=100.0
     sort : bool, default=True
         Sort the areas by the model-based estimate.
@@ -140,6 +143,12 @@ def plot_small_area(result: FayHerriotEstimate, *, scale: float = 100.0, sort: b
     """
     res = _check(result)
     t = res.table.copy()
+    if areas is not None:
+        wanted = list(areas)
+        unknown = [a for a in wanted if a not in set(t[res.area])]
+        if unknown:
+            raise SatsampleError(f"areas not in the result: {', '.join(map(str, unknown[:5]))}")
+        t = t[t[res.area].isin(wanted)]
     if sort:
         t = t.sort_values("estimate", kind="stable")
     z = stats.norm.ppf(0.5 + res.level / 2)
