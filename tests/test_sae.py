@@ -384,6 +384,29 @@ def test_errors_name_the_column_and_area(toy):
         fay_herriot(new_level, area="area", covariates="level")
 
 
+def test_non_convergence_is_an_error(toy):
+    with pytest.raises(ss.ConvergenceError, match=r"method='reml'.*1 iterations"):
+        fay_herriot(toy, area="area", covariates="prior", max_iter=1)
+
+
+def test_small_area_estimates_synthetic_for_areas_without_direct_estimate(toy):
+    est = toy[["area", "estimate"]].assign(se=np.sqrt(toy["psi"]), n=20)
+    est.loc[2, "n"] = 0  # an empty domain
+    cov = pd.concat([toy[["area", "prior"]],
+                     pd.DataFrame({"area": ["NEW"], "prior": [0.6]})], ignore_index=True)
+    before = (est.copy(), cov.copy())
+    fit = small_area_estimates(est.drop(index=5), cov, area="area", covariates="prior",
+                               variances="direct")
+    pd.testing.assert_frame_equal(est, before[0])
+    pd.testing.assert_frame_equal(cov, before[1])
+    t = fit.to_frame().set_index("area")
+    assert list(t.index) == list(cov["area"])  # the rows of area_data, in order
+    assert not t.loc[["A02", "A05", "NEW"], "in_sample"].any()
+    assert_rel(t.loc[["A02", "A05", "NEW"], "estimate"], t.loc[["A02", "A05", "NEW"], "synthetic"])
+    assert t["in_sample"].sum() == len(toy) - 2
+    assert fit.sampling_variances["method"] == "direct"
+
+
 def test_small_area_estimates_errors(toy):
     est = toy[["area", "estimate"]].assign(se=np.sqrt(toy["psi"]), n=20)
     cov = toy[["area", "prior"]]
