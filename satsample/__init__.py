@@ -112,6 +112,8 @@ _EXPORTS: dict[str, str] = {
     "plot_residuals_qq": "sae",
     "plot_shrinkage": "sae",
     "plot_small_area": "sae",
+    "battese_harter_fuller": "sae",
+    "UnitLevelEstimate": "sae",
     # scale-out (needs the optional dask extra when called)
     "satisfaction_index_dask": "distributed",
 }

@@ -16,6 +16,7 @@ import satsample as ss
 from satsample._validation import SatsampleError, SatsampleWarning
 from satsample.sae import (
     FayHerriotEstimate,
+    battese_harter_fuller,
     fay_herriot,
     model_based_table,
     plot_residuals_qq,
@@ -533,3 +534,187 @@ def test_simulation_on_the_synthetic_province():
     assert ratios.size == 10
     mc_se = ratios.std(ddof=1) / np.sqrt(ratios.size)
     assert abs(ratios.mean() - 1) < 3 * mc_se + 0.01, (ratios.mean(), mc_se)
+
+
+# ---------------------------------------------------------------------------- unit level (BHF)
+def _nested_data(seed: int, d: int = 12, s2v: float = 0.25, s2e: float = 1.0):
+    gen = np.random.default_rng(seed)
+    nd = gen.integers(4, 20, d)
+    names = [f"A{i:02d}" for i in range(d)]
+    area = np.repeat(names, nd)
+    online = gen.integers(0, 2, area.size).astype(float)
+    age = gen.normal(0, 1, area.size)
+    v = gen.normal(0, np.sqrt(s2v), d)
+    y = 3.5 + 0.4 * online + 0.2 * age + np.repeat(v, nd) + gen.normal(0, np.sqrt(s2e), area.size)
+    sample = pd.DataFrame({"area": area, "y": y, "online": online, "age": age})
+    pop = pd.DataFrame({"area": [*names, "OUT"], "N": [*(nd * 10), 150],
+                        "online": gen.uniform(0.3, 0.6, d + 1), "age": gen.normal(0, 0.2, d + 1)})
+    return sample, pop
+
+
+def _dense_reml(theta, y, x, groups):
+    s2v, s2e = theta
+    a = 0
+    b = 0
+    parts = []
+    for gval in np.unique(groups):
+        m = groups == gval
+        v = s2e * np.eye(m.sum()) + s2v
+        vi = np.linalg.inv(v)
+        a = a + x[m].T @ vi @ x[m]
+        b = b + x[m].T @ vi @ y[m]
+        parts.append((m, vi, np.linalg.slogdet(v)[1]))
+    beta = np.linalg.solve(a, b)
+    value = np.linalg.slogdet(a)[1]
+    for m, vi, logdet in parts:
+        r = y[m] - x[m] @ beta
+        value += logdet + r @ vi @ r
+    return 0.5 * value
+
+
+def _dense_bhf_twin(sample, pop, s2v, s2e):
+    """EBLUP and Prasad-Rao MSE of the finite-population means as a general linear mixed model
+    with explicit n x n matrices; g3 from numerical derivatives of b' = m'GZ'V^-1."""
+    y = sample["y"].to_numpy()
+    x = np.column_stack([np.ones(len(sample)), sample[["online", "age"]].to_numpy()])
+    names = list(pop["area"][:-1])
+    z = (sample["area"].to_numpy()[:, None] == np.array(names)[None, :]).astype(float)
+
+    def parts(sv, se):
+        v = se * np.eye(len(y)) + sv * z @ z.T
+        vi = np.linalg.inv(v)
+        return v, vi, np.linalg.inv(x.T @ vi @ x)
+
+    v, vi, q = parts(s2v, s2e)
+    beta = q @ x.T @ vi @ y
+    info = 0.5 * np.array([[np.trace(vi @ vr @ vi @ vs) for vs in (z @ z.T, np.eye(len(y)))]
+                           for vr in (z @ z.T, np.eye(len(y)))])
+    vbar = np.linalg.inv(info)
+    est, mse = [], []
+    for k, name in enumerate(names):
+        m = np.zeros(len(names))
+        m[k] = 1
+        rows = sample["area"].to_numpy() == name
+        n, big_n = rows.sum(), pop.loc[k, "N"]
+        xpop = np.r_[1.0, pop.loc[k, ["online", "age"]].to_numpy(float)]
+        xr = (big_n * xpop - x[rows].sum(axis=0)) / (big_n - n)
+
+        def bvec(sv, se, m=m):
+            return (sv * m) @ z.T @ parts(sv, se)[1]
+
+        b = bvec(s2v, s2e)
+        f = n / big_n
+        est.append(f * y[rows].mean() + (1 - f) * (xr @ beta + b @ (y - x @ beta)))
+        g1 = s2v - (s2v * m) @ z.T @ vi @ z @ (s2v * m)
+        dvec = xr - b @ x
+        g2 = dvec @ q @ dvec
+        h = 1e-6
+        db = np.array([(bvec(s2v + h, s2e) - bvec(s2v - h, s2e)) / (2 * h),
+                       (bvec(s2v, s2e + h) - bvec(s2v, s2e - h)) / (2 * h)])
+        g3 = np.trace(db @ v @ db.T @ vbar)
+        mse.append((1 - f) ** 2 * (g1 + g2 + 2 * g3 + s2e / (big_n - n)))
+    return np.array(est), np.array(mse), beta, q
+
+
+def test_bhf_variance_components_match_an_independent_reml_fit():
+    from scipy import optimize
+
+    from satsample.sae.unit_level import _neg_reml
+
+    sample, pop = _nested_data(2)
+    fit = battese_harter_fuller(sample, pop, y="y", area="area", covariates=["online", "age"],
+                                population_size="N")
+    y = sample["y"].to_numpy()
+    x = np.column_stack([np.ones(len(y)), sample[["online", "age"]].to_numpy()])
+    groups = sample["area"].to_numpy()
+    ref = optimize.minimize(lambda t: _dense_reml(np.exp(t), y, x, groups), np.log([0.2, 1.0]),
+                            method="Nelder-Mead",
+                            options={"xatol": 1e-11, "fatol": 1e-14, "maxiter": 4000})
+    assert_rel([fit.sigma2_v, fit.sigma2_e], np.exp(ref.x), rtol=1e-5)
+    assert not fit.boundary
+    # the closed-form REML objective equals the dense one
+    codes, uniq = pd.factorize(groups)
+    nd = np.bincount(codes).astype(float)
+    xbar = np.array([x[codes == k].mean(axis=0) for k in range(len(uniq))])
+    ybar = np.array([y[codes == k].mean() for k in range(len(uniq))])
+    for theta in ([0.3, 0.9], [0.0, 1.2]):
+        assert_rel(_neg_reml(np.array(theta), nd, xbar, ybar, x.T @ x, x.T @ y, float(y @ y)),
+                   _dense_reml(theta, y, x, groups), rtol=1e-12)
+
+
+def test_bhf_eblup_and_mse_match_a_dense_mixed_model_twin():
+    sample, pop = _nested_data(1, d=8)
+    fit = battese_harter_fuller(sample, pop, y="y", area="area", covariates=["online", "age"],
+                                population_size="N")
+    est, mse, beta, q = _dense_bhf_twin(sample, pop, fit.sigma2_v, fit.sigma2_e)
+    t = fit.to_frame()
+    assert_rel(fit.coefficients["estimate"], beta, rtol=1e-10)
+    assert_rel(t["estimate"][:-1], est, rtol=1e-10)
+    assert_rel(t["mse"][:-1], mse, rtol=1e-6)  # g3 from numerical derivatives
+    out = t.iloc[-1]
+    assert not out["in_sample"] and out["n"] == 0
+    assert out["estimate"] == pytest.approx(out["synthetic"], rel=1e-14)
+    xo = np.r_[1.0, pop.iloc[-1][["online", "age"]].to_numpy(float)]
+    assert out["estimate"] == pytest.approx(xo @ beta, rel=1e-10)
+    assert out["mse"] == pytest.approx(fit.sigma2_v + xo @ q @ xo + fit.sigma2_e / 150, rel=1e-10)
+    assert_rel(fit.coefficients["se"], np.sqrt(np.diag(q)), rtol=1e-10)
+
+
+def test_bhf_inputs_errors_and_labels():
+    sample, pop = _nested_data(3)
+    sample.loc[[0, 5], "y"] = np.nan
+    before = sample.copy()
+    fit = battese_harter_fuller(sample, pop, y="y", area="area", covariates=["online", "age"],
+                                population_size="N")
+    pd.testing.assert_frame_equal(sample, before)
+    assert fit.options["excluded_missing_y"] == 2
+    assert "2 without a usable value" in str(fit.summary())
+    assert fit.model.startswith("Battese-Harter-Fuller")
+    table = model_based_table(fit.to_frame().assign(se=lambda t: t["direct_se"],
+                                                    estimate=lambda t: t["direct"]),
+                              fit, min_n=10)
+    assert set(table["source"]) == {"direct", "model-based"}
+    with pytest.raises(SatsampleError, match=r"population has no row for area.*A00"):
+        battese_harter_fuller(sample, pop.iloc[1:], y="y", area="area", covariates="online",
+                              population_size="N")
+    with pytest.raises(SatsampleError, match="'online' must be numeric"):
+        battese_harter_fuller(sample.assign(online="yes"), pop, y="y", area="area",
+                              covariates="online", population_size="N")
+    small = pop.assign(N=2)
+    with pytest.raises(SatsampleError, match="below the number of respondents"):
+        battese_harter_fuller(sample, small, y="y", area="area", covariates="online",
+                              population_size="N")
+    with pytest.raises(SatsampleError, match=r"collinear.*'twice'"):
+        battese_harter_fuller(sample.assign(twice=2 * sample["online"]),
+                              pop.assign(twice=2 * pop["online"]), y="y", area="area",
+                              covariates=["online", "twice"], population_size="N")
+
+
+@pytest.mark.slow
+def test_bhf_mse_is_honest_in_a_monte_carlo():
+    """Finite populations generated from the model: mean MSE ~ empirical MSE, coverage ~95 %."""
+    gen = np.random.default_rng(7)
+    d, reps = 15, 60
+    big_n = np.full(d, 120)
+    pop_x = [gen.normal(0, 1, n) for n in big_n]
+    names = [f"A{i:02d}" for i in range(d)]
+    means = pd.DataFrame({"area": names, "N": big_n, "x1": [px.mean() for px in pop_x]})
+    emp, est_mse, cover = [], [], []
+    for _ in range(reps):
+        v = gen.normal(0, 0.5, d)
+        pop_y = [1 + 0.5 * px + v[k] + gen.normal(0, 1, px.size) for k, px in enumerate(pop_x)]
+        rows = []
+        for k in range(d):
+            idx = gen.choice(big_n[k], gen.integers(3, 15), replace=False)
+            rows.append(pd.DataFrame({"area": names[k], "y": pop_y[k][idx], "x1": pop_x[k][idx]}))
+        fit = battese_harter_fuller(pd.concat(rows, ignore_index=True), means, y="y",
+                                    area="area", covariates="x1", population_size="N")
+        truth = np.array([py.mean() for py in pop_y])
+        t = fit.table
+        emp.append((t["estimate"].to_numpy() - truth) ** 2)
+        est_mse.append(t["mse"].to_numpy())
+        cover.append((t["ci_low"] <= truth) & (truth <= t["ci_high"]))
+    e, m = np.mean(emp), np.mean(est_mse)
+    se = np.std(np.mean(emp, axis=1)) / np.sqrt(reps)
+    assert abs(m - e) < 3 * se + 0.05 * e, (m, e, se)
+    assert 0.90 <= np.mean(cover) <= 0.98

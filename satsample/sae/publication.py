@@ -9,13 +9,14 @@ import pandas as pd
 
 from .._validation import SatsampleError, check_columns
 from .fay_herriot import FayHerriotEstimate
+from .unit_level import UnitLevelEstimate
 
 __all__ = ["model_based_table"]
 
 
 def model_based_table(
     table: Any,
-    small_area: FayHerriotEstimate,
+    small_area: FayHerriotEstimate | UnitLevelEstimate,
     *,
     area: str | None = None,
     min_n: int | None = 30,
@@ -28,7 +29,7 @@ def model_based_table(
     table : pandas.DataFrame or result with ``to_frame()``
         Direct estimates by area with ``estimate`` and ``se`` (and ``ci_low``, ``ci_high``,
         ``n``), typically the output of :func:`~satsample.publication_flags`.  Not modified.
-    small_area : FayHerriotEstimate
+    small_area : FayHerriotEstimate or UnitLevelEstimate
         Model-based estimates of the same quantity for the same areas.
     area : str or None, default=None
         Area column of ``table``; None uses ``small_area.area``.
@@ -72,8 +73,8 @@ def model_based_table(
     >>> model_based_table(d, fit)["source"].tolist()
     ['model-based', 'direct', 'model-based', 'direct', 'direct', 'model-based']
     """
-    if not isinstance(small_area, FayHerriotEstimate):
-        raise SatsampleError(f"small_area must be a FayHerriotEstimate, got "
+    if not isinstance(small_area, (FayHerriotEstimate, UnitLevelEstimate)):
+        raise SatsampleError(f"small_area must be a FayHerriotEstimate or UnitLevelEstimate, got "
                              f"{type(small_area).__name__}")
     if hasattr(table, "to_frame") and not isinstance(table, pd.DataFrame):
         table = table.to_frame()
