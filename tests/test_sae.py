@@ -718,3 +718,14 @@ def test_bhf_mse_is_honest_in_a_monte_carlo():
     se = np.std(np.mean(emp, axis=1)) / np.sqrt(reps)
     assert abs(m - e) < 3 * se + 0.05 * e, (m, e, se)
     assert 0.90 <= np.mean(cover) <= 0.98
+
+
+def test_docstring_examples_run():
+    import doctest
+
+    from satsample.sae import fay_herriot as fh_module
+    from satsample.sae import publication, unit_level, variances
+
+    for module in (fh_module, publication, unit_level, variances):
+        result = doctest.testmod(module, optionflags=doctest.NORMALIZE_WHITESPACE)
+        assert result.failed == 0, module.__name__

@@ -256,8 +256,8 @@ def battese_harter_fuller(
     ...                             population_size="N")
     >>> fit.to_frame()[["area", "n", "estimate", "in_sample"]].tail(2).round(2)
       area   n  estimate  in_sample
-    5    F  15      3.56       True
-    6    G   0      3.78      False
+    5    F  15      4.00       True
+    6    G   0      4.23      False
     """
     if not isinstance(sample, pd.DataFrame) or not isinstance(population, pd.DataFrame):
         raise SatsampleError("sample and population must be pandas DataFrames")
