@@ -723,9 +723,8 @@ def test_bhf_mse_is_honest_in_a_monte_carlo():
 def test_docstring_examples_run():
     import doctest
 
-    from satsample.sae import fay_herriot as fh_module
-    from satsample.sae import publication, unit_level, variances
+    from satsample.sae import area_level, publication, unit_level, variances
 
-    for module in (fh_module, publication, unit_level, variances):
+    for module in (area_level, publication, unit_level, variances):
         result = doctest.testmod(module, optionflags=doctest.NORMALIZE_WHITESPACE)
         assert result.failed == 0, module.__name__

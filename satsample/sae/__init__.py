@@ -11,7 +11,7 @@ matplotlib is imported only when a figure is drawn.
 
 from __future__ import annotations
 
-from .fay_herriot import FayHerriotEstimate, fay_herriot, small_area_estimates
+from .area_level import FayHerriotEstimate, fay_herriot, small_area_estimates
 from .plots import plot_residuals_qq, plot_shrinkage, plot_small_area
 from .publication import model_based_table
 from .unit_level import UnitLevelEstimate, battese_harter_fuller

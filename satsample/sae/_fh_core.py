@@ -1,7 +1,7 @@
 """Array core of the Fay-Herriot area-level model: variance fits, EBLUPs and MSE terms.
 
 Everything here works on plain arrays (``y`` of shape (D,), ``X`` of shape (D, p), known
-sampling variances ``psi`` of shape (D,)); the public layer in :mod:`.fay_herriot` builds
+sampling variances ``psi`` of shape (D,)); the public layer in :mod:`.area_level` builds
 them from tables, checks them and wraps the results.  Notation follows Rao & Molina (2015),
 ch. 6: :math:`V_d = \\sigma^2_v + \\psi_d`, :math:`\\gamma_d = \\sigma^2_v / V_d`,
 :math:`B_d = 1 - \\gamma_d`, :math:`A = X'V^{-1}X`.

@@ -12,7 +12,7 @@ import numpy as np
 from scipy import stats
 
 from .._validation import SatsampleError
-from .fay_herriot import FayHerriotEstimate
+from .area_level import FayHerriotEstimate
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 
 from .._validation import SatsampleError, check_columns
-from .fay_herriot import FayHerriotEstimate
+from .area_level import FayHerriotEstimate
 from .unit_level import UnitLevelEstimate
 
 __all__ = ["model_based_table"]
