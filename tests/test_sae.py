@@ -378,6 +378,14 @@ def test_errors_name_the_column_and_area(toy):
         fay_herriot(toy, area="area", covariates="prior", mse="bootstrap", n_replicates=0)
     with pytest.raises(SatsampleError, match="benchmark_weights"):
         fay_herriot(toy, area="area", covariates="prior", benchmark="ratio")
+    with pytest.raises(SatsampleError, match=r"estimate column 'estimate'.*non-numeric"):
+        fay_herriot(toy.assign(estimate="high"), area="area", covariates="prior")
+    with pytest.raises(SatsampleError, match="'psi' is boolean"):
+        fay_herriot(toy.assign(psi=True), area="area", covariates="prior")
+    mixed = toy.astype({"area": object})
+    mixed.loc[0, "area"] = 7
+    with pytest.raises(SatsampleError, match="area column 'area' mixes"):
+        fay_herriot(mixed, area="area", covariates="prior")
     new_level = toy.copy()
     new_level.loc[0, ["estimate", "psi"]] = np.nan
     new_level.loc[0, "level"] = "z"

@@ -21,15 +21,19 @@ import pandas as pd
 from scipy import stats
 
 from .._random import RNGLike, as_generator
+from .._tables import TableField
 from .._validation import (
     ConvergenceError,
     SatsampleError,
     SatsampleWarning,
     as_column_list,
+    as_numbers,
     check_choice,
     check_columns,
+    check_grouping,
     check_positive_int,
     check_probability,
+    plain,
 )
 from ..results import Summary
 from . import _fh_core as core
@@ -183,10 +187,10 @@ class FayHerriotEstimate:
         Other options (benchmarking, bootstrap replicates, tolerance).
     """
 
-    table: pd.DataFrame
+    table: pd.DataFrame = TableField()
     area: str
     covariates: tuple[str, ...]
-    coefficients: pd.DataFrame
+    coefficients: pd.DataFrame = TableField()
     sigma2_v: float
     boundary: bool
     method: str
@@ -271,11 +275,13 @@ def _prepare(data: pd.DataFrame, area: str, estimate: str, variance: str,
     if dup.any():
         raise SatsampleError(f"area column {area!r}: area(s) {_show(pd.unique(labels[dup]))} "
                              "appear on more than one row; give one row per area")
-    y = pd.to_numeric(data[estimate], errors="coerce").to_numpy(dtype=np.float64)
-    if (data[estimate].notna().to_numpy() & ~np.isfinite(y)).any():
-        raise SatsampleError(f"estimate column {estimate!r} has non-numeric or infinite values")
+    check_grouping(data[area], name=area, role="area")
+    y = as_numbers(data[estimate], name=estimate, role="estimate")
+    if np.isinf(y).any():
+        raise SatsampleError(f"estimate column {estimate!r} has infinite values for area(s) "
+                             f"{_show(labels[np.isinf(y)])}")
     in_sample = np.isfinite(y)
-    psi = pd.to_numeric(data[variance], errors="coerce").to_numpy(dtype=np.float64)
+    psi = as_numbers(data[variance], name=variance, role="sampling variance")
     bad = in_sample & ~(np.isfinite(psi) & (psi > 0))
     if bad.any():
         raise SatsampleError(
@@ -543,7 +549,7 @@ def fay_herriot(
     n_replicates = check_positive_int(n_replicates, name="n_replicates")
     max_iter = check_positive_int(max_iter, name="max_iter")
     if not (np.isfinite(tol) and tol > 0):
-        raise SatsampleError(f"tol={tol!r} must be a positive number")
+        raise SatsampleError(f"tol={plain(tol)!r} must be a positive number")
     y_all, psi_all, in_sample = _prepare(data, area, estimate, variance, covs)
     labels = data[area].to_numpy()
     if not in_sample.any():
@@ -591,7 +597,8 @@ def fay_herriot(
         if benchmark_weights is None:
             raise SatsampleError("benchmark needs benchmark_weights: the column of area sizes")
         check_columns(data, benchmark_weights, role="benchmark_weights")
-        wts = pd.to_numeric(data[benchmark_weights], errors="coerce").to_numpy(np.float64)
+        wts = as_numbers(data[benchmark_weights], name=benchmark_weights,
+                         role="benchmark_weights")
         bad = in_sample & ~(np.isfinite(wts) & (wts >= 0))
         if bad.any():
             raise SatsampleError(f"benchmark_weights column {benchmark_weights!r} is missing or "
@@ -655,7 +662,7 @@ def fay_herriot(
     table["direct"] = y_all
     if se is not None:
         check_columns(data, se, role="se")
-        table["direct_se"] = pd.to_numeric(data[se], errors="coerce").to_numpy(np.float64)
+        table["direct_se"] = as_numbers(data[se], name=se, role="se")
     else:
         table["direct_se"] = np.sqrt(psi_all)
     if n is not None:
@@ -733,11 +740,11 @@ def _estimate_rows(estimates: Any, *, item: str | None, element: str | None,
         if value is None:
             continue
         if col not in table.columns:
-            raise SatsampleError(f"{col}={value!r} given but the estimate table has no {col!r} "
+            raise SatsampleError(f"{col}={plain(value)!r} given but the estimate table has no {col!r} "
                                  "column")
         sel = table[col] == value
         if not sel.any():
-            raise SatsampleError(f"{col}={value!r} not found; available: "
+            raise SatsampleError(f"{col}={plain(value)!r} not found; available: "
                                  f"{_show(sorted(map(str, pd.unique(table[col]))), 10)}")
         table = table[sel]
     return table

@@ -19,11 +19,14 @@ import numpy as np
 import pandas as pd
 from scipy import optimize, stats
 
+from .._tables import TableField
 from .._validation import (
     ConvergenceError,
     SatsampleError,
     as_column_list,
+    as_numbers,
     check_columns,
+    check_grouping,
     check_probability,
 )
 from ..results import Summary
@@ -64,10 +67,10 @@ class UnitLevelEstimate:
         ``excluded_missing_y`` (respondents without a usable value), ``n_units``.
     """
 
-    table: pd.DataFrame
+    table: pd.DataFrame = TableField()
     area: str
     covariates: tuple[str, ...]
-    coefficients: pd.DataFrame
+    coefficients: pd.DataFrame = TableField()
     sigma2_v: float
     sigma2_e: float
     boundary: bool
@@ -276,7 +279,9 @@ def battese_harter_fuller(
     if population[area].duplicated().any():
         dup = pd.unique(population.loc[population[area].duplicated(keep=False), area])
         raise SatsampleError(f"population: area(s) {_show(dup)} appear on more than one row")
-    yv = pd.to_numeric(sample[y], errors="coerce")
+    check_grouping(sample[area], name=area, role="area")
+    check_grouping(population[area], name=area, role="area")
+    yv = pd.Series(as_numbers(sample[y], name=y, role="outcome"), index=sample.index)
     usable = yv.notna().to_numpy()
     excluded = int((~usable).sum())
     data = sample.loc[usable, [area, *covs]].copy()
@@ -290,7 +295,8 @@ def battese_harter_fuller(
     g = np.array([pos[k] for k in data[area].astype(str)], dtype=np.int64)
     n_areas = len(population)
     n_d = np.bincount(g, minlength=n_areas).astype(np.float64)
-    big_n = pd.to_numeric(population[population_size], errors="coerce").to_numpy(np.float64)
+    big_n = as_numbers(population[population_size], name=population_size,
+                       role="population_size")
     bad = ~(big_n >= n_d) | ~np.isfinite(big_n) | (big_n <= 0)
     if bad.any():
         raise SatsampleError(f"population_size {population_size!r} is missing, not positive or "

@@ -16,7 +16,7 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 
-from .._validation import SatsampleError, check_choice, check_columns
+from .._validation import SatsampleError, as_numbers, check_choice, check_columns, plain
 
 __all__ = ["VARIANCE_METHODS", "smooth_variances"]
 
@@ -30,11 +30,10 @@ def _areas(labels: pd.Series, mask: np.ndarray, limit: int = 5) -> str:
 
 
 def _numeric(table: pd.DataFrame, column: str, *, role: str) -> np.ndarray:
-    values = pd.to_numeric(table[column], errors="coerce").to_numpy(dtype=np.float64)
-    bad = table[column].notna().to_numpy() & ~np.isfinite(values)
-    if bad.any():
-        raise SatsampleError(f"{role} column {column!r} has {int(bad.sum())} non-numeric or "
-                             f"infinite value(s)")
+    values = as_numbers(table[column], name=column, role=role)
+    if np.isinf(values).any():
+        raise SatsampleError(f"{role} column {column!r} has {int(np.isinf(values).sum())} "
+                             "infinite value(s)")
     return values
 
 
@@ -92,7 +91,7 @@ def compute_psi(
 
     if method == "proportion":
         if not (np.isfinite(deff) and deff > 0):
-            raise SatsampleError(f"deff={deff!r} must be a positive number")
+            raise SatsampleError(f"deff={plain(deff)!r} must be a positive number")
         if overall is None:
             p = float(np.sum(y[has] * nn[has]) / np.sum(nn[has]))
             source = f"mean of the direct estimates weighted by {n!r}"
@@ -101,7 +100,7 @@ def compute_psi(
             source = "given"
         if not 0 < p < 1:
             raise SatsampleError(
-                f"variances='proportion' needs an overall share P in (0, 1), got {p!r}; it is "
+                f"variances='proportion' needs an overall share P in (0, 1), got {plain(p)!r}; it is "
                 "for shares (satisfied, top-two-box, the 0-1 index), not mean scores"
             )
         psi = np.where(has, p * (1 - p) * deff * fpc / np.where(has, nn, 1.0), np.nan)
