@@ -69,6 +69,8 @@ _EXPORTS: dict[str, str] = {
     "mean": "estimation",
     "ratio": "estimation",
     "proportion": "estimation",
+    "quantile": "quantiles",
+    "QuantileEstimate": "quantiles",
     # index
     "satisfaction_index": "index",
     # replicate
