@@ -1,0 +1,277 @@
+"""quantile(): the three rules by hand on tiny weighted samples, intervals by hand, edge cases, errors."""
+
+from __future__ import annotations
+
+import doctest
+
+import numpy as np
+import pandas as pd
+import pytest
+from conftest import assert_rel
+from scipy import stats
+
+import satsample
+from satsample import (
+    Estimate,
+    QuantileEstimate,
+    SatsampleError,
+    jackknife,
+    mean,
+    quantile,
+    survey_design,
+)
+
+
+def _design(x, w, **cols):
+    df = pd.DataFrame({"x": x, "w": np.asarray(w, dtype=float), **cols})
+    return survey_design(df, weights="w")
+
+
+# sorted (stable): 1 (w 1), 3 (w 3, row 2), 3 (w 1, row 3), 5 (w 2), 9 (w 1); W = 8
+# F(1) = 1/8, F(3) = 5/8, F(5) = 7/8, F(9) = 1
+X = [5.0, 1.0, 3.0, 3.0, 9.0]
+W = [2.0, 1.0, 3.0, 1.0, 1.0]
+
+
+def _est(design, probs, rule, **kw):
+    return quantile(design, "x", probs, rule=rule, **kw).table["estimate"].to_numpy()
+
+
+@pytest.mark.parametrize(
+    ("p", "math", "school", "hf7"),
+    [
+        (0.0, 1.0, 1.0, 1.0),
+        (0.1, 1.0, 1.0, 1.0 + 2.0 * 0.7),  # pk = (0, 1, 4, 5, 7)/7: 0.7 of the way from 1 to 3
+        (0.125, 1.0, 2.0, 1.0 + 2.0 * 0.875),  # F(1) = 1/8 exactly: school takes (1 + 3)/2
+        (0.5, 3.0, 3.0, 3.0),
+        (0.6, 3.0, 3.0, 3.4),  # hf7: 3 + 2 (4.2 - 4)/(5 - 4)
+        (0.625, 3.0, 4.0, 3.0 + 2.0 * 0.375),  # F(3) = 5/8 exactly: school (3 + 5)/2
+        (0.7, 5.0, 5.0, 3.0 + 2.0 * 0.9),
+        (0.75, 5.0, 5.0, 5.5),  # hf7: 5 + 4 (5.25 - 5)/(7 - 5)
+        (1.0, 9.0, 9.0, 9.0),
+    ],
+)
+def test_rules_by_hand(p, math, school, hf7):
+    d = _design(X, W)
+    assert _est(d, [p], "math")[0] == pytest.approx(math, rel=1e-14)
+    assert _est(d, [p], "school")[0] == pytest.approx(school, rel=1e-14)
+    assert _est(d, [p], "hf7")[0] == pytest.approx(hf7, rel=1e-14)
+
+
+def test_math_is_smallest_value_whose_cdf_reaches_p():
+    rng = np.random.default_rng(3)
+    x = rng.integers(0, 30, 40).astype(float)
+    w = rng.uniform(0.5, 4.0, 40)
+    probs = np.linspace(0.01, 0.99, 23)
+    got = _est(_design(x, w), probs, "math")
+    vals = np.unique(x)
+    cdf = np.array([w[x <= v].sum() for v in vals]) / w.sum()
+    expected = [vals[np.argmax(cdf >= p - 1e-15)] for p in probs]
+    np.testing.assert_array_equal(got, expected)
+
+
+def test_equal_weights_reduce_to_the_textbook_rules():
+    rng = np.random.default_rng(5)
+    x = rng.normal(50, 10, 31)
+    d = _design(x, np.full(31, 7.0))
+    probs = [0.0, 0.1, 0.33, 0.5, 0.9, 1.0]
+    # hf7 with equal weights is Hyndman-Fan type 7 (numpy's default "linear")
+    assert_rel(_est(d, probs, "hf7"), np.quantile(x, probs), rtol=1e-13)
+    # math is the inverse of the empirical CDF (type 1)
+    assert_rel(_est(d, probs[1:], "math"), np.quantile(x, probs[1:], method="inverted_cdf"), rtol=0)
+
+
+def test_school_median_of_an_even_sample_is_the_midpoint():
+    d = _design([40.0, 10.0, 30.0, 20.0], [2.0, 2.0, 2.0, 2.0])
+    assert _est(d, [0.5], "school")[0] == 25.0
+    assert _est(d, [0.5], "math")[0] == 20.0
+    assert _est(d, [0.5], "hf7")[0] == 25.0
+
+
+def test_ties_keep_the_data_order_for_hf7():
+    # the two 3s in the other order: cumulative weights (1, 2, 5, 7, 8), pk = (0, 1, 2, 5, 7)/7
+    d = _design([5.0, 1.0, 3.0, 3.0, 9.0], [2.0, 1.0, 1.0, 3.0, 1.0])
+    assert _est(d, [0.6], "hf7")[0] == pytest.approx(3.0 + 2.0 * (4.2 - 2.0) / 3.0, rel=1e-14)
+    # math and school do not depend on the order of ties
+    assert _est(d, [0.6, 0.625], "math").tolist() == [3.0, 3.0]
+
+
+def test_woodruff_interval_by_hand():
+    # SRS of 10 equal weights, no fpc: SE of F(5) = 0.5 is sqrt(0.25 / 9) = 1/6, df = 9
+    x = np.arange(1.0, 11.0)
+    d = _design(np.r_[x[5:], x[:5]], np.ones(10))
+    tab = quantile(d, "x", 0.5).table
+    t = stats.t.ppf(0.975, 9)
+    lo_p, hi_p = 0.5 - t / 6, 0.5 + t / 6
+    assert 0.1 < lo_p < 0.2 and 0.8 < hi_p < 0.9  # Q(lo_p) = 2 and Q(hi_p) = 9 under "math"
+    row = tab.iloc[0]
+    assert (row["estimate"], row["ci_low"], row["ci_high"], row["df"], row["n"]) == (5.0, 2.0, 9.0, 9.0, 10)
+    assert_rel(row["se"], 7.0 / (2 * t), rtol=1e-14)
+    # level changes the interval and the t of the SE (R: qt(1 - alpha/2, df))
+    t90 = stats.t.ppf(0.95, 9)
+    r90 = quantile(d, "x", 0.5, level=0.9).table.iloc[0]
+    lo90 = np.ceil((0.5 - t90 / 6) * 10) / 10 * 10
+    assert r90["ci_low"] == lo90
+    assert_rel(r90["se"], (r90["ci_high"] - r90["ci_low"]) / (2 * t90), rtol=1e-14)
+
+
+def test_woodruff_uses_the_mean_of_the_indicator():
+    # the interval of F at the estimate is exactly mean()'s interval of the indicator
+    rng = np.random.default_rng(11)
+    df = pd.DataFrame({"s": np.repeat(["a", "b", "c"], 30), "N": np.repeat([100, 300, 900], 30),
+                       "x": rng.gamma(2.0, 10.0, 90).round(1)})
+    d = survey_design(df, strata="s", fpc="N")
+    q = quantile(d, "x", 0.5, rule="hf7").table.iloc[0]
+    ind = survey_design(df.assign(i=(df["x"] <= q["estimate"]).astype(float)), strata="s", fpc="N")
+    m = mean(ind, "i").table.iloc[0]
+    grid = np.sort(df["x"].to_numpy())
+    lo = quantile(d, "x", float(m["ci_low"]), rule="hf7").table["estimate"].iloc[0]
+    hi = quantile(d, "x", float(m["ci_high"]), rule="hf7").table["estimate"].iloc[0]
+    assert (q["ci_low"], q["ci_high"]) == (lo, hi)
+    assert grid[0] <= lo <= q["estimate"] <= hi <= grid[-1]
+
+
+def test_score_interval_contains_the_estimate_and_differs_from_woodruff():
+    rng = np.random.default_rng(2)
+    df = pd.DataFrame({"s": np.repeat(["a", "b"], 60), "N": np.repeat([600, 1500], 60),
+                       "x": rng.lognormal(3, 0.6, 120).round(0)})
+    d = survey_design(df, strata="s", fpc="N")
+    sc = quantile(d, "x", [0.25, 0.5, 0.75], ci_method="score").table
+    wo = quantile(d, "x", [0.25, 0.5, 0.75], ci_method="mean").table
+    np.testing.assert_array_equal(sc["estimate"], wo["estimate"])
+    assert (sc["ci_low"] <= sc["estimate"]).all() and (sc["estimate"] <= sc["ci_high"]).all()
+    assert sc["se"].gt(0).all()
+
+
+def test_probs_zero_and_one_give_min_and_max():
+    rng = np.random.default_rng(4)
+    x = rng.normal(size=25)
+    d = _design(x, rng.uniform(1, 3, 25))
+    for rule in ("math", "school", "hf7"):
+        assert _est(d, [0.0, 1.0], rule).tolist() == [x.min(), x.max()]
+
+
+def test_domain_with_one_observation():
+    d = survey_design(pd.DataFrame({"x": [4.0, 7.0, 1.0, 9.0, 2.5], "g": ["a", "a", "b", "a", "a"],
+                                    "w": [1.0, 2.0, 3.0, 1.0, 1.0]}), weights="w")
+    for rule in ("math", "school", "hf7"):
+        tab = quantile(d, "x", [0.0, 0.5, 1.0], by="g", rule=rule).table
+        b = tab[tab["g"] == "b"]
+        assert b["estimate"].tolist() == [1.0, 1.0, 1.0]
+        assert (b["n"] == 1).all() and (b["df"] == 0).all()
+        # PSUs minus strata = 0: no t quantile, no interval (R: qt(0.975, 0) is NaN)
+        assert b[["ci_low", "ci_high", "se"]].isna().all().all()
+        # p = 1 in "a": F = 1 with SE 0, a zero-width interval at the largest value
+        top = tab[(tab["g"] == "a") & (tab["prob"] == 1.0)].iloc[0]
+        assert (top["ci_low"], top["ci_high"], top["se"]) == (9.0, 9.0, 0.0)
+        # p = 0 in "a": F(min) - t s < 0, so the lower limit is NaN (as R's woodruffCI)
+        bottom = tab[(tab["g"] == "a") & (tab["prob"] == 0.0)].iloc[0]
+        assert np.isnan(bottom["ci_low"]) and np.isnan(bottom["se"])
+
+
+def test_result_object_and_options():
+    d = _design(X, W, g=["u", "v", "u", "v", "u"])
+    res = quantile(d, "x", [0.5, 0.25], by="g", rule="school")
+    assert isinstance(res, QuantileEstimate) and isinstance(res, Estimate)
+    assert res.statistic == "quantile" and res.probs == (0.5, 0.25) and res.by == ("g",)
+    assert list(res.table.columns) == ["g", "variable", "prob", "estimate", "se", "ci_low",
+                                       "ci_high", "df", "n"]
+    assert res.table["g"].tolist() == ["u", "u", "v", "v"]
+    assert res.table["prob"].tolist() == [0.5, 0.25, 0.5, 0.25]
+    assert res.options["rule"] == "school" and res.options["variance"] == "taylor"
+    assert res.options["level"] == 0.95 and res.options["na"] == "error"
+    text = res.summary().as_text()
+    assert "Survey quantile" in text and "school" in text
+    with pytest.raises(AttributeError):
+        res.probs = (0.1,)  # frozen
+
+
+def test_input_is_not_modified():
+    df = pd.DataFrame({"x": [3.0, np.nan, 1.0, 2.0], "w": [1.0, 1.0, 2.0, 1.0]})
+    d = survey_design(df, weights="w")
+    before = d.data.copy()
+    res = quantile(d, "x", 0.5, na="drop")
+    pd.testing.assert_frame_equal(d.data, before)
+    assert dict(res.excluded) == {"'x' missing (na='drop')": 1}
+    assert res.table["n"].iloc[0] == 3
+
+
+def test_several_variables_are_item_wise():
+    df = pd.DataFrame({"a": [1.0, 2.0, np.nan, 4.0], "b": [10.0, 20.0, 30.0, 40.0], "w": 1.0})
+    res = quantile(survey_design(df, weights="w"), ["a", "b"], 1.0, na="drop")
+    assert res.table["estimate"].tolist() == [4.0, 40.0]
+    assert res.table["n"].tolist() == [3, 4]
+
+
+def test_replicate_design_df_is_rank_of_the_used_replicate_weights():
+    rng = np.random.default_rng(8)
+    df = pd.DataFrame({"s": np.repeat(["a", "b", "c"], 8), "N": np.repeat([50, 80, 120], 8),
+                       "x": rng.integers(1, 40, 24).astype(float)})
+    jk = jackknife(survey_design(df, strata="s", fpc="N"))
+    full = quantile(jk, "x", 0.5).table.iloc[0]
+    assert full["df"] == jk.replicates.degf == 21
+    # a domain that is whole strata: R's degf of the subset is its PSUs minus strata
+    dom = quantile(jk, "x", 0.5, by="s").table
+    assert dom["df"].tolist() == [7.0, 7.0, 7.0]
+    # Taylor variance on the same design: PSUs - strata
+    tay = quantile(jk, "x", 0.5, variance="taylor")
+    assert tay.table["df"].iloc[0] == 21 and tay.options["replicate_kind"] is None
+
+
+def test_docstring_example_runs():
+    from satsample import quantiles as module
+
+    failures, _ = doctest.testmod(module, optionflags=doctest.NORMALIZE_WHITESPACE)
+    assert failures == 0
+
+
+def test_exported():
+    assert satsample.quantile is quantile
+    assert "quantile" in satsample.__all__ and "QuantileEstimate" in dir(satsample)
+
+
+# ----------------------------------------------------------------------------- errors
+@pytest.mark.parametrize("probs", [1.5, -0.1, [0.5, 2.0], float("nan")])
+def test_probs_outside_zero_one(probs):
+    with pytest.raises(SatsampleError, match="probs"):
+        quantile(_design(X, W), "x", probs)
+
+
+@pytest.mark.parametrize("probs", [[], ["0.5"], [True], [0.5, 0.5]])
+def test_bad_probs(probs):
+    with pytest.raises(SatsampleError, match="probs"):
+        quantile(_design(X, W), "x", probs)
+
+
+def test_non_numeric_column_is_named():
+    d = _design(X, W, label=["a", "b", "c", "d", "e"])
+    with pytest.raises(SatsampleError, match=r"'label' is not numeric .*'a'"):
+        quantile(d, "label", 0.5)
+
+
+def test_missing_column_and_bad_options():
+    d = _design(X, W)
+    with pytest.raises(SatsampleError, match="'nope'"):
+        quantile(d, "nope", 0.5)
+    with pytest.raises(SatsampleError, match="rule='hf9'"):
+        quantile(d, "x", 0.5, rule="hf9")
+    with pytest.raises(SatsampleError, match="ci_method='beta'"):
+        quantile(d, "x", 0.5, ci_method="beta")
+    with pytest.raises(SatsampleError, match="level"):
+        quantile(d, "x", 0.5, level=95)
+    with pytest.raises(SatsampleError, match="replicate"):
+        quantile(d, "x", 0.5, variance="replicate")
+    with pytest.raises(SatsampleError, match="SurveyDesign"):
+        quantile(d.data, "x", 0.5)
+
+
+def test_missing_values_need_na_drop():
+    d = _design([1.0, np.nan, 3.0], [1.0, 1.0, 1.0])
+    with pytest.raises(SatsampleError, match=r"'x': 1 row\(s\).*na='drop'"):
+        quantile(d, "x", 0.5)
+
+
+def test_empty_domain_is_named():
+    d = _design([1.0, np.nan, 3.0, np.nan], [1.0, 1.0, 1.0, 1.0], g=["a", "b", "a", "b"])
+    with pytest.raises(SatsampleError, match=r"no usable value of 'x' in domain g='b'"):
+        quantile(d, "x", 0.5, by="g", na="drop")
