@@ -305,6 +305,23 @@ class _CdfEvaluator:
         return est, se, df
 
 
+def _distinct(a: np.ndarray, axis: int) -> np.ndarray:
+    """The distinct rows (``axis=0``) or columns (``axis=1``) of ``a`` (values rounded to 1e-10).
+
+    Found by sorting a rounded random projection of each row or column (one
+    matrix-vector product, no lexicographic sort of long records).  Rows or
+    columns that differ by less than ~1e-10 relative merge, which leaves the
+    rank at R's ``qr(tol = 1e-5)`` cut unchanged.
+    """
+    a = np.round(a, 10)
+    v = np.random.default_rng(20240611).uniform(0.5, 1.5, a.shape[1 - axis])
+    h = a @ v if axis == 0 else v @ a
+    scale = max(float(np.max(np.abs(h))), 1.0)
+    _, first = np.unique(np.round(h / scale, 12), return_index=True)
+    first.sort()
+    return a[first] if axis == 0 else a[:, first]
+
+
 def _replicate_df(design: SurveyDesign, rows: np.ndarray, cache: dict[bytes, float]) -> float:
     """R's ``degf`` of a replicate design restricted to ``rows``: rank of its replicate weights - 1.
 
@@ -324,11 +341,16 @@ def _replicate_df(design: SurveyDesign, rows: np.ndarray, cache: dict[bytes, flo
         if rows.size == 0:
             cache[key] = float("nan")
         else:
-            # rows of one PSU are proportional: divide by the analysis weight, keep distinct columns
+            # the rank ignores repeated rows and columns: the rows of one PSU are proportional
+            # (divide by the analysis weight), and replicates that reweight the domain alike
+            # (a jackknife deleting any PSU outside the domain's strata) are equal
             mult = reps.weights[:, rows] / design.weights[rows][None, :]
-            mult = np.unique(np.round(mult, 10), axis=1)
-            sv = np.linalg.svd(mult, compute_uv=False)
-            cache[key] = float(int(np.sum(sv > sv.max() * _RANK_RTOL)) - 1) if sv.size else float("nan")
+            mult = _distinct(_distinct(mult, 1), 0)
+            gram = mult.T @ mult if mult.shape[0] >= mult.shape[1] else mult @ mult.T
+            ev = np.linalg.eigvalsh(gram)
+            top = float(ev.max()) if ev.size else 0.0
+            rank = int(np.sum(ev > top * _RANK_RTOL**2)) if top > 0 else 0
+            cache[key] = float(rank - 1)
     return cache[key]
 
 
@@ -659,36 +681,51 @@ def _score(cdf: _CdfEvaluator, vals: np.ndarray, usable: np.ndarray, codes: np.n
                 if np.isfinite(crit[gg, j]) and lower_t[(gg, j)] < upper_t[(gg, j)]]
     if not problems:
         return low, high
-    col_keys = sorted({(j, t, side) for (_, j, t, side) in problems})
-    col_of = {key: c for c, key in enumerate(col_keys)}
 
-    def score_values(at: dict[tuple[int, int, int, int], float]) -> dict[tuple[int, int, int, int], float]:
-        """Score statistic minus its critical value for each problem of ``at`` at its abscissa."""
-        theta = np.full((len(col_keys), g), np.nan)
-        for (gg, j, t, side), th in at.items():
-            theta[col_of[(j, t, side)], gg] = th
+    def score_values(items: list[tuple[tuple[int, int, int, int], int, float]]) -> list[float]:
+        """Score statistic minus its critical value at each (problem, slot, abscissa) of ``items``.
+
+        One column per (variable, probability, side, slot) that has a problem to
+        evaluate; each row is scored at its own domain's abscissa, NaN elsewhere.
+        """
+        keys = sorted({(j, t, side, slot) for (_, j, t, side), slot, _ in items})
+        col_of = {key: c for c, key in enumerate(keys)}
+        theta = np.full((len(keys), g), np.nan)
+        for (gg, j, t, side), slot, th in items:
+            theta[col_of[(j, t, side, slot)], gg] = th
         cols = []
-        for c, (j, t, _side) in enumerate(col_keys):
+        for c, (j, t, _side, _slot) in enumerate(keys):
             th_row = theta[c, codes]
             with np.errstate(invalid="ignore"):
                 u = np.where(vals[:, j] > th_row, 1.0, 0.0) - (1.0 - p_all[t])
             u[~usable[:, j] | np.isnan(th_row)] = np.nan
             cols.append(u)
         m_hat, m_se, _ = cdf.evaluate(cols)
-        out = {}
-        for pr in at:
-            gg, j, t, side = pr
-            c = col_of[(j, t, side)]
+        out = []
+        for (gg, j, t, side), slot, _ in items:
+            c = col_of[(j, t, side, slot)]
             target = crit[gg, j] if side == 0 else -crit[gg, j]
             with np.errstate(divide="ignore", invalid="ignore"):
-                out[pr] = float(m_hat[gg, c] / m_se[gg, c] - target)
+                out.append(float(m_hat[gg, c] / m_se[gg, c] - target))
         return out
 
-    f_low = score_values({pr: lower_t[pr[:2]] for pr in problems})
-    f_up = score_values({pr: upper_t[pr[:2]] for pr in problems})
+    # the score at both ends of every search range, in one evaluation
+    ends = score_values([(pr, 0, lower_t[pr[:2]]) for pr in problems]
+                        + [(pr, 1, upper_t[pr[:2]]) for pr in problems])
+    f_low = dict(zip(problems, ends[:len(problems)]))
+    f_up = dict(zip(problems, ends[len(problems):]))
     gens: dict[Any, Generator[float, float, float]] = {}
     pending: dict[Any, float] = {}
     roots: dict[Any, float] = {}
+    # the score is a step function of theta: its value depends only on how many sample
+    # values lie at or below theta, so each finder remembers the steps it has evaluated
+    seen: dict[Any, dict[int, float]] = {}
+
+    def step(pr: tuple[int, int, int, int], th: float) -> int:
+        return int(np.searchsorted(samples[pr[:2]].x, th, side="right"))
+
+    for pr in problems:
+        seen[pr] = {step(pr, lower_t[pr[:2]]): f_low[pr], step(pr, upper_t[pr[:2]]): f_up[pr]}
     for pr in problems:
         if np.isnan(f_low[pr]) or np.isnan(f_up[pr]):
             continue  # R's uniroot stops on an NA at an end point: the limit is NaN
@@ -698,8 +735,16 @@ def _score(cdf: _CdfEvaluator, vals: np.ndarray, usable: np.ndarray, codes: np.n
         gen = _zeroin(lower_t[pr[:2]], upper_t[pr[:2]], fa, fb, tols[pr[:2]])
         _advance(gen, None, pr, gens, pending, roots)
     while pending:
-        fvals = score_values(dict(pending))
-        for pr, fv in fvals.items():
+        hits = [(pr, seen[pr][step(pr, th)]) for pr, th in pending.items() if step(pr, th) in seen[pr]]
+        if hits:
+            for pr, fv in hits:
+                del pending[pr]
+                _advance(gens[pr], _finite(fv), pr, gens, pending, roots)
+            continue
+        batch = list(pending.items())
+        fvals = score_values([(pr, 0, th) for pr, th in batch])
+        for (pr, th), fv in zip(batch, fvals):
+            seen[pr][step(pr, th)] = fv
             del pending[pr]
             _advance(gens[pr], _finite(fv), pr, gens, pending, roots)
     for (gg, j, t, side), root in roots.items():

@@ -275,3 +275,95 @@ def test_empty_domain_is_named():
     d = _design([1.0, np.nan, 3.0, np.nan], [1.0, 1.0, 1.0, 1.0], g=["a", "b", "a", "b"])
     with pytest.raises(SatsampleError, match=r"no usable value of 'x' in domain g='b'"):
         quantile(d, "x", 0.5, by="g", na="drop")
+
+
+# ----------------------------------------------------------------------------- own R check
+# R 4.2.2, survey 4.1.1, on the data below (strata a-d of 30/45/35/40 rows, N = 300/900/400/2000):
+#   des <- svydesign(ids = ~1, strata = ~s, fpc = ~N, data = d); ds <- subset(des, !is.na(x))
+#   svyquantile(~x, subset(ds, g == "u"), p, qrule = rule, interval.type = "score")  (each domain)
+#   jks <- subset(as.svrepdesign(des, type = "JKn"), !is.na(x))   # R's degf(jks) = 142
+#   svyquantile(~x, jks, p, qrule = "hf7"); svyquantile(~x, subset(jks, g == "u"), ...)
+# "v" at 0.9 with the score interval: R's uniroot finds no sign change (an error in R).
+NAN = float("nan")
+R_G = "uwvvvwuwuuvwwwwwvuwvvvuwwvvwvvvuuvwuwwuvuwwvuwvwwwwuvvvuvuwwwwvwvuwvuvwuvuwvuuvwwvuwvwuuwwvwwvwuuwvuwuwuwwwvvwuwvvvvuuuuvwvvwvuwvvvvuvwuvuvvwuuvwwuuwu"
+R_X = [
+    NAN, 22, 33, 15, 22, 31, 16, 28, 13, 16, 15, 9, 28, 14, 20, NAN, 27, 32, 19, 15, NAN, 6, 7,
+    8, 10, 27, 11, 15, 50, 16, 34, 10, 17, 10, 16, 36, 6, 27, 24, 13, 7, 21, 14, 24, 20, 62, 17,
+    10, 23, 23, 52, 36, 26, 56, 9, 13, 11, 15, 8, 31, 17, 7, NAN, 25, 36, 81, 154, 27, 10, 5,
+    24, 11, 15, 13, 18, 42, 22, 18, 10, 6, 14, 19, 69, 22, 40, 14, 9, 10, 12, 89, 11, 36, 11,
+    39, 26, 18, 20, 13, 27, 15, 9, 8, 23, 61, 22, NAN, 25, 50, 23, 15, NAN, 27, 59, 23, 9, 8,
+    64, 67, 18, 15, 56, NAN, 11, 32, 15, 20, 18, 25, 54, 21, 32, 5, 19, 11, 9, 11, 16, 38, 8,
+    21, 14, 16, 41, 29, 51, 18, 12, 17, 24, 23
+]
+R_RESULTS = [  # (case, domain, rule, prob, estimate, ci_low, ci_high, se)
+    ("dom", 'u', "math", 0.25, 13.0, 13.0, 18.0, 1.2338413283122),
+    ("dom", 'u', "math", 0.5, 18.0, 16.0, 23.0, 1.72737785963708),
+    ("dom", 'u', "math", 0.9, 64.0, 36.0, 67.0, 7.64981623553563),
+    ("dom", 'v', "math", 0.25, 11.0, 8.0, 17.0, 2.23558539370632),
+    ("dom", 'v', "math", 0.5, 21.0, 11.0, 29.0, 4.47117078741263),
+    ("dom", 'v', "math", 0.9, NAN, NAN, NAN, NAN),
+    ("dom", 'w', "math", 0.25, 14.0, 10.0, 18.0, 1.98942149230843),
+    ("dom", 'w', "math", 0.5, 20.0, 17.0, 25.0, 1.98942149230843),
+    ("dom", 'w', "math", 0.9, 51.0, 27.0, 52.0, 6.21694216346385),
+    ("dom", 'u', "hf7", 0.25, 13.9285714285714, 13.0, 18.0, 1.2338413283122),
+    ("dom", 'u', "hf7", 0.5, 18.0, 16.7142857142857, 23.6857142857143, 1.72032733776101),
+    ("dom", 'u', "hf7", 0.9, 64.36, 36.0, 67.4, 7.7485235418006),
+    ("dom", 'v', "hf7", 0.25, 11.0, 8.0, 16.6348571428571, 2.14488450059023),
+    ("dom", 'v', "hf7", 0.5, 21.0, 11.36, 27.925, 4.11471911630501),
+    ("dom", 'v', "hf7", 0.9, NAN, NAN, NAN, NAN),
+    ("dom", 'w', "hf7", 0.25, 14.0, 10.0, 18.0071428571429, 1.99119776149799),
+    ("dom", 'w', "hf7", 0.5, 19.9285714285714, 17.0535714285714, 25.0, 1.97609947338672),
+    ("dom", 'w', "hf7", 0.9, 50.0625, 26.75, 51.85, 6.2418099321177),
+    ("jk", None, "hf7", 0.25, 13.0, 11.0, 15.6709922036175, 1.18144633418733),
+    ("jk", None, "hf7", 0.5, 19.0, 17.0, 23.0, 1.51759576897476),
+    ("jk", None, "hf7", 0.75, 29.2714285714286, 24.8708428392238, 38.7797358301334, 3.51801285902117),
+    ("jkdom", 'u', "hf7", 0.5, 18.0, 16.5951141227333, 36.0, 4.80063385322952),
+    ("jkdom", 'u', "hf7", 0.9, 64.36, 40.1017891839896, NAN, NAN),
+    ("jkdom", 'v', "hf7", 0.5, 21.0, 15.7960904400899, 30.628523622463, 3.69043987712593),
+    ("jkdom", 'v', "hf7", 0.9, 51.45, 32.0, 58.8592623746885, 6.68282079676151),
+    ("jkdom", 'w', "hf7", 0.5, 19.9285714285714, 15.0, 24.6292516859398, 2.39821914988506),
+    ("jkdom", 'w', "hf7", 0.9, 50.0625, 26.7365546767819, 140.775009109318, 28.4019168013586),
+]
+
+
+@pytest.fixture(scope="module")
+def r_design():
+    df = pd.DataFrame({"s": np.repeat(list("abcd"), [30, 45, 35, 40]), "g": list(R_G),
+                       "x": np.array(R_X, dtype=float)})
+    df["N"] = df["s"].map({"a": 300, "b": 900, "c": 400, "d": 2000})
+    return survey_design(df, strata="s", fpc="N")
+
+
+def _r_block(case, rule):
+    r = pd.DataFrame([rec for rec in R_RESULTS if rec[0] == case and rec[2] == rule],
+                     columns=["case", "g", "rule", "prob", "estimate", "ci_low", "ci_high", "se"])
+    return r.reset_index(drop=True)
+
+
+@pytest.mark.parametrize("rule", ["math", "hf7"])
+def test_score_by_domain_equals_r(r_design, rule):
+    r = _r_block("dom", rule)
+    tab = quantile(r_design, "x", [0.25, 0.5, 0.9], by="g", rule=rule, ci_method="score",
+                   na="drop").table
+    ok = r["estimate"].notna().to_numpy()
+    for c in ("estimate", "ci_low", "ci_high", "se"):
+        assert_rel(tab[c][ok], r[c][ok], rtol=1e-10, what=c)
+    # where R's uniroot stops, satsample keeps the estimate and the lower limit, NaN above
+    row = tab[(tab["g"] == "v") & (tab["prob"] == 0.9)].iloc[0]
+    assert np.isfinite(row["estimate"]) and np.isfinite(row["ci_low"])
+    assert np.isnan(row["ci_high"]) and np.isnan(row["se"])
+
+
+def test_jackknife_subset_df_and_intervals_equal_r(r_design):
+    jk = jackknife(r_design, kind="JKn")
+    assert jk.replicates.degf == 146
+    r = _r_block("jk", "hf7")
+    tab = quantile(jk, "x", [0.25, 0.5, 0.75], rule="hf7", na="drop").table
+    assert (tab["df"] == 142).all()  # R: qr rank of the 143 rows' replicate weights - 1
+    for c in ("estimate", "ci_low", "ci_high", "se"):
+        assert_rel(tab[c], r[c], rtol=1e-10, what=c)
+    r = _r_block("jkdom", "hf7")
+    tab = quantile(jk, "x", [0.5, 0.9], by="g", rule="hf7", na="drop").table
+    assert tab["df"].tolist() == [40.0, 40.0, 49.0, 49.0, 51.0, 51.0]
+    for c in ("estimate", "ci_low", "ci_high", "se"):
+        assert_rel(tab[c], r[c], rtol=1e-10, what=c)
