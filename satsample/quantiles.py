@@ -277,11 +277,10 @@ class _CdfEvaluator:
     standard errors and degrees of freedom of their domain means.
     """
 
-    def __init__(self, design: SurveyDesign, by: list[str], codes: np.ndarray, n_domains: int,
+    def __init__(self, design: SurveyDesign, by: list[str], n_domains: int,
                  levels: pd.DataFrame, variance: str) -> None:
         self.design = design
         self.by = by
-        self.codes = codes
         self.g = n_domains
         self.variance = variance
         self._base = design.data[by].copy() if by else pd.DataFrame(index=design.data.index)
@@ -297,7 +296,10 @@ class _CdfEvaluator:
         est = np.full((self.g, m), np.nan)
         se = np.full((self.g, m), np.nan)
         df = np.full((self.g, m), np.nan)
-        gi = self._index.get_indexer(pd.MultiIndex.from_frame(tab[self.by])) if self.by else np.zeros(len(tab), dtype=np.int64)
+        if self.by:
+            gi = self._index.get_indexer(pd.MultiIndex.from_frame(tab[self.by]))
+        else:
+            gi = np.zeros(len(tab), dtype=np.int64)
         ji = pd.Index(names).get_indexer(tab["variable"])
         est[gi, ji] = tab["estimate"].to_numpy()
         se[gi, ji] = tab["se"].to_numpy()
@@ -431,6 +433,12 @@ def quantile(
       (:math:`C_0 = 0`), which are :math:`(i-1)/(n_d-1)`, Hyndman and Fan's
       type 7, for equal weights.
 
+    For :math:`p` below the weight share of the smallest value, ``"math"``
+    and ``"school"`` give the smallest value; R's survey 4.1.1 gives the
+    second smallest there (its ``qrule`` tests :math:`p - C_k/W = 0` where
+    survey 4.4-1 and later test :math:`\\le 0`).  Everywhere else the rules
+    equal R's.
+
     *Woodruff interval* (``ci_method="mean"``): with
     :math:`\\hat F = \\hat F(\\hat q_p)` and its standard error :math:`s` (the
     domain mean of :math:`1\\{y_i \\le \\hat q_p\\}`, Taylor or replicate),
@@ -543,7 +551,7 @@ def quantile(
             samples[(gg, j)] = _Sorted.build(vals[r, j], w[r])
             n_obs[gg, j] = r.size
 
-    cdf = _CdfEvaluator(design, by_cols, codes, g, levels, variance)
+    cdf = _CdfEvaluator(design, by_cols, g, levels, variance)
     n_p = len(p_all)
     # point estimates (G, k, P)
     est = np.empty((g, k, n_p))
