@@ -29,9 +29,12 @@ from scipy import stats
 from ._validation import (
     SatsampleError,
     as_column_list,
+    as_numbers,
     check_choice,
     check_columns,
+    check_grouping,
     check_probability,
+    plain,
 )
 from .design import SurveyDesign
 from .estimation import mean
@@ -207,6 +210,7 @@ def _levels_and_codes(data: pd.DataFrame, by: list[str]) -> tuple[np.ndarray, pd
     per_codes, per_levels = [], []
     for c in by:
         s = data[c]
+        check_grouping(s, name=c, role="domain (by)")
         miss = int(s.isna().sum())
         if miss:
             raise SatsampleError(
@@ -229,29 +233,15 @@ def _levels_and_codes(data: pd.DataFrame, by: list[str]) -> tuple[np.ndarray, pd
     return codes.reshape(-1).astype(np.int64), levels, int(np.prod(shape))
 
 
-def _plain(v: Any) -> Any:
-    return v.item() if isinstance(v, np.generic) else v
-
-
-def _numeric(design: SurveyDesign, cols: list[str]) -> np.ndarray:
-    out = np.empty((design.n, len(cols)))
+def _numeric(data: pd.DataFrame, cols: list[str]) -> np.ndarray:
+    """The ``y`` columns as float64 (n, k); text, booleans and infinite values raise."""
+    out = np.empty((len(data), len(cols)))
     for j, c in enumerate(cols):
-        s = design.data[c]
-        if pd.api.types.is_bool_dtype(s.dtype) or not pd.api.types.is_numeric_dtype(s.dtype):
-            conv = pd.to_numeric(s, errors="coerce") if not pd.api.types.is_bool_dtype(s.dtype) else None
-            bad = s.notna() if conv is None else conv.isna() & s.notna()
-            if bool(bad.any()):
-                shown = ", ".join(repr(_plain(v)) for v in pd.unique(s[bad])[:3])
-                raise SatsampleError(
-                    f"quantile: column {c!r} is not numeric ({int(bad.sum())} value(s) such as "
-                    f"{shown}); quantiles need a numeric variable"
-                )
-            s = conv
-        out[:, j] = s.to_numpy(dtype=np.float64, na_value=np.nan)
+        out[:, j] = as_numbers(data[c], name=c, role="y")
     inf = np.isinf(out)
     if inf.any():
         j = int(np.flatnonzero(inf.any(axis=0))[0])
-        raise SatsampleError(f"quantile: column {cols[j]!r} has {int(inf[:, j].sum())} infinite value(s)")
+        raise SatsampleError(f"y column {cols[j]!r} has {int(inf[:, j].sum())} infinite value(s)")
     return out
 
 
@@ -262,7 +252,7 @@ def _check_probs(probs: float | Sequence[float]) -> tuple[float, ...]:
     out = []
     for p in seq:
         if isinstance(p, (bool, np.bool_)) or not isinstance(p, (int, float, np.integer, np.floating)):
-            raise SatsampleError(f"probs: {_plain(p)!r} is not a number in [0, 1]")
+            raise SatsampleError(f"probs: {plain(p)!r} is not a number in [0, 1]")
         out.append(check_probability(float(p), name="probs", closed_low=True, closed_high=True))
     if len(set(out)) != len(out):
         raise SatsampleError(f"probs={out!r} lists a probability more than once")
@@ -277,13 +267,13 @@ class _CdfEvaluator:
     standard errors and degrees of freedom of their domain means.
     """
 
-    def __init__(self, design: SurveyDesign, by: list[str], n_domains: int,
+    def __init__(self, design: SurveyDesign, data: pd.DataFrame, by: list[str], n_domains: int,
                  levels: pd.DataFrame, variance: str) -> None:
         self.design = design
         self.by = by
         self.g = n_domains
         self.variance = variance
-        self._base = design.data[by].copy() if by else pd.DataFrame(index=design.data.index)
+        self._base = data[by].copy() if by else pd.DataFrame(index=data.index)
         if by:
             self._index = pd.MultiIndex.from_frame(levels[by])
 
@@ -504,14 +494,15 @@ def quantile(
         raise SatsampleError("y: give at least one column")
     if len(set(cols)) != len(cols):
         raise SatsampleError(f"y={cols!r} lists a column more than once")
-    check_columns(design.data, cols, role="y")
+    data = design.data  # one (copy-on-write) copy of the design's table
+    check_columns(data, cols, role="y")
     p_all = _check_probs(probs)
     by_cols = as_column_list(by)
-    check_columns(design.data, by_cols, role="domain (by)")
+    check_columns(data, by_cols, role="domain (by)")
     if len(set(by_cols)) != len(by_cols):
         raise SatsampleError(f"by={by_cols!r} lists a column more than once")
 
-    vals = _numeric(design, cols)
+    vals = _numeric(data, cols)
     miss = np.isnan(vals)
     excluded: dict[str, int] = {}
     if miss.any():
@@ -526,7 +517,7 @@ def quantile(
         for c, m in zip(cols, counts):
             if m:
                 excluded[f"{c!r} missing (na='drop')"] = int(m)
-    codes, levels, n_possible = _levels_and_codes(design.data, by_cols)
+    codes, levels, n_possible = _levels_and_codes(data, by_cols)
     g = len(levels)
     k = len(cols)
     w = design.weights
@@ -543,7 +534,7 @@ def quantile(
         for gg in range(g):
             r = rows_j[order[bounds[gg]:bounds[gg + 1]]]
             if r.size == 0:
-                dom = ", ".join(f"{c}={_plain(levels[c].iloc[gg])!r}" for c in by_cols) or "the whole sample"
+                dom = ", ".join(f"{c}={plain(levels[c].iloc[gg])!r}" for c in by_cols) or "the whole sample"
                 raise SatsampleError(
                     f"quantile: no usable value of {cols[j]!r} in domain {dom} (all missing or "
                     "zero weight); restrict the analysis to domains with data"
@@ -551,7 +542,7 @@ def quantile(
             samples[(gg, j)] = _Sorted.build(vals[r, j], w[r])
             n_obs[gg, j] = r.size
 
-    cdf = _CdfEvaluator(design, by_cols, g, levels, variance)
+    cdf = _CdfEvaluator(design, data, by_cols, g, levels, variance)
     n_p = len(p_all)
     # point estimates (G, k, P)
     est = np.empty((g, k, n_p))

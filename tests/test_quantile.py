@@ -248,8 +248,16 @@ def test_bad_probs(probs):
 
 def test_non_numeric_column_is_named():
     d = _design(X, W, label=["a", "b", "c", "d", "e"])
-    with pytest.raises(SatsampleError, match=r"'label' is not numeric .*'a'"):
+    with pytest.raises(SatsampleError, match=r"y column 'label'.* non-numeric value\(s\) 'a'"):
         quantile(d, "label", 0.5)
+    with pytest.raises(SatsampleError, match=r"y column 'flag' is boolean"):
+        quantile(_design(X, W, flag=[True, False, True, True, False]), "flag", 0.5)
+
+
+def test_by_column_mixing_kinds_is_refused():
+    d = _design(X, W, g=pd.Series([1, "1", 2, 2, 1], dtype=object))
+    with pytest.raises(SatsampleError, match=r"domain \(by\) column 'g' mixes"):
+        quantile(d, "x", 0.5, by="g")
 
 
 def test_missing_column_and_bad_options():
