@@ -279,13 +279,21 @@ def check_choice(value: Any, *, name: str, allowed: Iterable[Any]) -> Any:
 
 def check_probability(value: float, *, name: str, closed_low: bool = False,
                       closed_high: bool = False) -> float:
-    """Raise unless ``value`` lies in (0, 1) (ends included when asked); return it."""
-    v = float(value)
+    """Raise unless ``value`` is a number in (0, 1) (ends included when asked); return it.
+
+    Text, booleans and ``None`` are refused (``"0.95"`` and ``True`` are not probabilities).
+    """
+    lo = "[" if closed_low else "("
+    hi = "]" if closed_high else ")"
+    if isinstance(value, (bool, np.bool_, str, bytes)) or value is None:
+        raise SatsampleError(f"{name}={plain(value)!r} must be a number in {lo}0, 1{hi}")
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        raise SatsampleError(f"{name}={plain(value)!r} must be a number in {lo}0, 1{hi}") from None
     low_ok = v >= 0 if closed_low else v > 0
     high_ok = v <= 1 if closed_high else v < 1
     if not (np.isfinite(v) and low_ok and high_ok):
-        lo = "[" if closed_low else "("
-        hi = "]" if closed_high else ")"
         raise SatsampleError(f"{name}={plain(value)!r} must lie in {lo}0, 1{hi}")
     return v
 

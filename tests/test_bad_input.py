@@ -397,3 +397,17 @@ def test_design_data_cannot_be_edited_to_change_later_estimates():
     # and the caller's frame stays the caller's
     df.loc[0, "y"] = 1e6
     np.testing.assert_array_equal(mean(d, "y").table[["estimate", "se"]].to_numpy(), first)
+
+
+# ------------------------------------------------------------------- review: option values
+@pytest.mark.parametrize("bad", ["x", "0.95", None, True, [0.9, 0.95]])
+def test_level_that_is_not_a_number_is_named(bad):
+    """A level given as text, None, a flag or a list: a SatsampleError naming the option."""
+    with pytest.raises(SatsampleError, match=r"^level=.* must be a number in \(0, 1\)$"):
+        check_probability(bad, name="level")
+    with pytest.raises(SatsampleError, match="level="):
+        mean(survey_design(_frame(), weights="w"), "y", level=bad)
+    # numbers of every kind still pass, and the value is returned as a float
+    assert check_probability(np.float32(0.5), name="level") == 0.5
+    assert check_probability(np.array(0.9), name="level") == pytest.approx(0.9)
+    assert check_probability(1, name="p", closed_high=True) == 1.0
