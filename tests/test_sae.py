@@ -393,6 +393,39 @@ def test_errors_name_the_column_and_area(toy):
         fay_herriot(new_level, area="area", covariates="level")
 
 
+def test_review_odd_inputs_are_named_errors(toy):
+    """Odd inputs found in review: each gives a SatsampleError naming the column and area."""
+    bad = toy.copy()
+    bad.loc[3, "prior"] = np.inf  # was scipy's "function value at x=0.0 is NaN"
+    with pytest.raises(SatsampleError, match=r"covariate 'prior' is infinite for area\(s\) A03"):
+        fay_herriot(bad, area="area", covariates="prior")
+    # one sampled area: too few areas, not "collinear"
+    with pytest.raises(SatsampleError, match="2 terms but only 1 sampled areas"):
+        fay_herriot(toy.head(1), area="area", covariates="prior")
+    # benchmark weights summing to 0 gave NaN estimates for every area, silently
+    with pytest.raises(SatsampleError, match="'zero' sums to 0"):
+        fay_herriot(toy.assign(zero=0.0), area="area", covariates="prior", benchmark="ratio",
+                    benchmark_weights="zero")
+    with pytest.raises(SatsampleError, match="tol='a' must be a positive number"):
+        fay_herriot(toy, area="area", covariates="prior", tol="a")
+    with pytest.raises(SatsampleError, match="deff='2' must be a positive number"):
+        smooth_variances(toy.assign(se=0.1, n=20), method="proportion", overall=0.7, deff="2")
+
+
+def test_small_area_estimates_never_drops_a_direct_estimate(toy):
+    """An area with a direct estimate and a missing n was silently made synthetic-only."""
+    est = toy[["area", "estimate"]].assign(se=np.sqrt(toy["psi"]), n=20.0)
+    est.loc[4, "n"] = np.nan
+    with pytest.raises(SatsampleError, match=r"area\(s\) A04 have a direct estimate but a "
+                                             "missing 'n'"):
+        small_area_estimates(est, toy[["area", "prior"]], area="area", covariates="prior",
+                             variances="direct")
+    est = est.assign(n=["20"] * len(est))  # numbers as text: read as numbers, not a TypeError
+    fit = small_area_estimates(est, toy[["area", "prior"]], area="area", covariates="prior",
+                               variances="direct")
+    assert fit.n_sampled == len(toy)
+
+
 def test_non_convergence_is_an_error(toy):
     with pytest.raises(ss.ConvergenceError, match=r"method='reml'.*1 iterations"):
         fay_herriot(toy, area="area", covariates="prior", max_iter=1)

@@ -293,6 +293,11 @@ def _prepare(data: pd.DataFrame, area: str, estimate: str, variance: str,
         miss = data[col].isna().to_numpy()
         if miss.any():
             raise SatsampleError(f"covariate {col!r} is missing for area(s) {_show(labels[miss])}")
+        if not _is_categorical(data[col]):
+            inf = np.isinf(data[col].to_numpy(dtype=np.float64))
+            if inf.any():
+                raise SatsampleError(f"covariate {col!r} is infinite for area(s) "
+                                     f"{_show(labels[inf])}")
     return y, psi, in_sample
 
 
@@ -548,7 +553,8 @@ def fay_herriot(
     check_probability(level, name="level")
     n_replicates = check_positive_int(n_replicates, name="n_replicates")
     max_iter = check_positive_int(max_iter, name="max_iter")
-    if not (np.isfinite(tol) and tol > 0):
+    if isinstance(tol, bool) or not isinstance(tol, (int, float, np.integer, np.floating)) \
+            or not (np.isfinite(tol) and tol > 0):
         raise SatsampleError(f"tol={plain(tol)!r} must be a positive number")
     y_all, psi_all, in_sample = _prepare(data, area, estimate, variance, covs)
     labels = data[area].to_numpy()
@@ -559,11 +565,11 @@ def fay_herriot(
     x_all = _design_matrix(data, covs, terms, intercept, labels)
     x_in, x_out = x_all[in_sample], x_all[~in_sample]
     y, psi = y_all[in_sample], psi_all[in_sample]
-    _check_rank(x_in, terms.names)
     d, p = x_in.shape
     if d <= p:
         raise SatsampleError(f"the model has {p} terms but only {d} sampled areas; it needs more "
                              "sampled areas than terms")
+    _check_rank(x_in, terms.names)
 
     fit = core.fit_variance(y, x_in, psi, method, tol=tol, max_iter=max_iter)
     m = core.moments(y, x_in, psi, fit.sigma2)
@@ -603,6 +609,10 @@ def fay_herriot(
         if bad.any():
             raise SatsampleError(f"benchmark_weights column {benchmark_weights!r} is missing or "
                                  f"negative for area(s) {_show(labels[bad])}")
+        if not wts[in_sample].sum() > 0:
+            raise SatsampleError(f"benchmark_weights column {benchmark_weights!r} sums to 0 over "
+                                 "the areas with a direct estimate; benchmarking needs positive "
+                                 "area sizes")
         w_in = wts[in_sample] / wts[in_sample].sum()
         target = float(np.sum(w_in * y)) if benchmark_target is None else float(benchmark_target)
         unbenchmarked = eblup
@@ -854,7 +864,13 @@ def small_area_estimates(
         raise SatsampleError(f"area_data: area(s) {_show(pd.unique(area_data.loc[dup, area]))} "
                              "appear on more than one row")
     direct = table[[area, "estimate", "se", "n"]].copy()
-    direct = direct[direct["estimate"].notna() & (direct["n"] > 0)]
+    y_direct = as_numbers(direct["estimate"], name="estimate", role="estimates")
+    n_direct = as_numbers(direct["n"], name="n", role="estimates")
+    no_n = np.isfinite(y_direct) & np.isnan(n_direct)
+    if no_n.any():
+        raise SatsampleError(f"estimates: area(s) {_show(direct[area].to_numpy()[no_n])} have a "
+                             "direct estimate but a missing 'n'; give the number of respondents")
+    direct = direct[np.isfinite(y_direct) & (n_direct > 0)]
     keys_area = set(area_data[area].astype(str))
     missing = [a for a in direct[area] if str(a) not in keys_area]
     if missing:

@@ -90,7 +90,8 @@ def compute_psi(
         fpc_text = ""
 
     if method == "proportion":
-        if not (np.isfinite(deff) and deff > 0):
+        if isinstance(deff, bool) or not isinstance(deff, (int, float, np.integer, np.floating)) \
+                or not (np.isfinite(deff) and deff > 0):
             raise SatsampleError(f"deff={plain(deff)!r} must be a positive number")
         if overall is None:
             p = float(np.sum(y[has] * nn[has]) / np.sum(nn[has]))
