@@ -426,6 +426,26 @@ def test_small_area_estimates_never_drops_a_direct_estimate(toy):
     assert fit.n_sampled == len(toy)
 
 
+def test_model_based_table_matches_area_labels_of_either_kind(toy):
+    """Integer agency codes in the table, text in the fit: rows were duplicated, none replaced."""
+    fit = fay_herriot(toy.assign(area=[str(i) for i in range(len(toy))]), area="area",
+                      covariates="prior")
+    direct = toy[["estimate"]].assign(area=range(len(toy)), se=np.sqrt(toy["psi"]),
+                                      n=[12, 45] * 12 + [50])
+    out = model_based_table(direct, fit)
+    assert len(out) == len(toy)
+    small = direct["n"].to_numpy() < 30
+    assert (out["source"] == np.where(small, "model-based", "direct")).all()
+    t = fit.to_frame()
+    np.testing.assert_array_equal(out.loc[small, "estimate"], t.loc[small, "estimate"])
+    np.testing.assert_array_equal(out.loc[small, "se"], t.loc[small, "rmse"])
+    np.testing.assert_array_equal(out.loc[~small, "estimate"], direct.loc[~small, "estimate"])
+    # labels that match nowhere are an error, not a table of appended rows
+    with pytest.raises(SatsampleError, match=r"no area of the fit \(0, 1, 2, 3, 4 \(and 20 "
+                                             r"more\)\) is in column 'area'"):
+        model_based_table(direct.assign(area=[f"X{i}" for i in range(len(toy))]), fit)
+
+
 def test_non_convergence_is_an_error(toy):
     with pytest.raises(ss.ConvergenceError, match=r"method='reml'.*1 iterations"):
         fay_herriot(toy, area="area", covariates="prior", max_iter=1)

@@ -14,6 +14,12 @@ from .unit_level import UnitLevelEstimate
 __all__ = ["model_based_table"]
 
 
+def _show(values: Any, limit: int = 5) -> str:
+    shown = [str(v) for v in list(values)[:limit]]
+    more = len(values) - len(shown)
+    return ", ".join(shown) + (f" (and {more} more)" if more > 0 else "")
+
+
 def model_based_table(
     table: Any,
     small_area: FayHerriotEstimate | UnitLevelEstimate,
@@ -89,9 +95,19 @@ def model_based_table(
     else:
         raise SatsampleError("model_based_table needs a 'status' column (publication_flags) or "
                              "an 'n' column with min_n to know which rows to replace")
-    model = small_area.table.set_index(small_area.area)
+    # areas are matched on their text, as small_area_estimates matches the estimates with
+    # area_data (an agency 7 in one table is agency "7" in the other)
+    fitted = small_area.table
+    model = fitted.set_index(fitted[small_area.area].astype(str).rename("_key"))
     keys = table[area]
-    known = keys.isin(model.index).to_numpy()
+    text_keys = keys.astype(str)
+    known = text_keys.isin(model.index).to_numpy()
+    sampled = model.index[fitted["in_sample"].to_numpy()]
+    if len(table) and len(sampled) and not known.any():
+        raise SatsampleError(
+            f"no area of the fit ({_show(sampled)}) is in column {area!r} of the table "
+            f"({_show(keys.unique())}): are they the same areas, labelled the same way?"
+        )
     replace = replace & known
     out = table.copy()
     out["direct_estimate"] = out["estimate"]
@@ -99,7 +115,7 @@ def model_based_table(
     for col in ("ci_low", "ci_high"):
         if col not in out.columns:
             out[col] = np.nan
-    idx = keys[replace]
+    idx = text_keys[replace]
     out.loc[replace, "estimate"] = model.loc[idx, "estimate"].to_numpy()
     out.loc[replace, "se"] = model.loc[idx, "rmse"].to_numpy()
     out.loc[replace, "ci_low"] = model.loc[idx, "ci_low"].to_numpy()
@@ -110,7 +126,7 @@ def model_based_table(
     if "status" in out.columns:
         out.loc[replace, "status"] = "model-based"
     if include_unsampled:
-        extra = model.loc[~model.index.isin(keys)].reset_index()
+        extra = model.loc[~model.index.isin(text_keys)].reset_index(drop=True)
         if len(extra):
             add = pd.DataFrame({
                 area: extra[small_area.area].to_numpy(),
