@@ -751,6 +751,23 @@ def test_bhf_inputs_errors_and_labels():
                               covariates=["online", "twice"], population_size="N")
 
 
+
+def test_bhf_infinite_covariate_is_named():
+    """An infinite covariate: was 'collinear' (sample) or an infinite estimate (population)."""
+    sample, pop = _nested_data(3)
+    bad = sample.copy()
+    bad.loc[0, "online"] = np.inf
+    with pytest.raises(SatsampleError, match=r"sample covariate 'online' is infinite for "
+                                             rf"area\(s\) {sample.loc[0, 'area']}$"):
+        battese_harter_fuller(bad, pop, y="y", area="area", covariates="online",
+                              population_size="N")
+    bad = pop.copy()
+    bad.loc[2, "online"] = -np.inf
+    with pytest.raises(SatsampleError, match=r"population covariate 'online' is infinite for "
+                                             rf"area\(s\) {pop.loc[2, 'area']}$"):
+        battese_harter_fuller(sample, bad, y="y", area="area", covariates="online",
+                              population_size="N")
+
 @pytest.mark.slow
 def test_bhf_mse_is_honest_in_a_monte_carlo():
     """Finite populations generated from the model: mean MSE ~ empirical MSE, coverage ~95 %."""

@@ -276,6 +276,11 @@ def battese_harter_fuller(
             miss = int(frame[col].isna().sum())
             if miss:
                 raise SatsampleError(f"{name} covariate {col!r} has {miss} missing value(s)")
+            inf = np.isinf(frame[col].to_numpy(dtype=np.float64))
+            if inf.any():
+                where = (f"area(s) {_show(pd.unique(frame.loc[inf, area]))}" if area in frame
+                         else "some rows")
+                raise SatsampleError(f"{name} covariate {col!r} is infinite for {where}")
     if population[area].duplicated().any():
         dup = pd.unique(population.loc[population[area].duplicated(keep=False), area])
         raise SatsampleError(f"population: area(s) {_show(dup)} appear on more than one row")
