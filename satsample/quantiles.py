@@ -246,7 +246,8 @@ def _numeric(data: pd.DataFrame, cols: list[str]) -> np.ndarray:
 
 
 def _check_probs(probs: float | Sequence[float]) -> tuple[float, ...]:
-    seq = [probs] if np.ndim(probs) == 0 else list(np.asarray(probs, dtype=object).ravel())
+    # a 0-d array (np.array(0.5), a numpy reduction) is one probability, like a scalar
+    seq = list(np.asarray(probs, dtype=object).ravel())
     if not seq:
         raise SatsampleError("probs: give at least one probability in [0, 1]")
     out = []

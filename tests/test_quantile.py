@@ -246,6 +246,13 @@ def test_bad_probs(probs):
         quantile(_design(X, W), "x", probs)
 
 
+@pytest.mark.parametrize("scalar", [0.5, np.float64(0.5), np.array(0.5), np.array([0.5])])
+def test_one_probability_in_any_scalar_form(scalar):
+    """F(3) = 5/8 >= 0.5 > F(1): the median is 3 whether 0.5 comes as a float or a 0-d array."""
+    res = quantile(_design(X, W), "x", scalar)
+    assert res.probs == (0.5,)
+    assert res.table["estimate"].tolist() == [3.0]
+
 def test_non_numeric_column_is_named():
     d = _design(X, W, label=["a", "b", "c", "d", "e"])
     with pytest.raises(SatsampleError, match=r"y column 'label'.* non-numeric value\(s\) 'a'"):
