@@ -12,21 +12,13 @@ import numpy as np
 from scipy import stats
 
 from .._validation import SatsampleError
+from ..plotting import _axes
 from .area_level import FayHerriotEstimate
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
 
 __all__ = ["plot_residuals_qq", "plot_shrinkage", "plot_small_area"]
-
-
-def _axes(ax: Any, figsize: tuple[float, float]) -> Axes:
-    if ax is not None:
-        return ax
-    import matplotlib.pyplot as plt
-
-    _, new_ax = plt.subplots(figsize=figsize)
-    return new_ax
 
 
 def _check(result: Any) -> FayHerriotEstimate:

@@ -8,16 +8,10 @@ import numpy as np
 import pandas as pd
 
 from .._validation import SatsampleError, check_columns
-from .area_level import FayHerriotEstimate
+from .area_level import FayHerriotEstimate, _show
 from .unit_level import UnitLevelEstimate
 
 __all__ = ["model_based_table"]
-
-
-def _show(values: Any, limit: int = 5) -> str:
-    shown = [str(v) for v in list(values)[:limit]]
-    more = len(values) - len(shown)
-    return ", ".join(shown) + (f" (and {more} more)" if more > 0 else "")
 
 
 def model_based_table(

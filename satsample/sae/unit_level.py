@@ -30,14 +30,9 @@ from .._validation import (
     check_probability,
 )
 from ..results import Summary
+from .area_level import _show
 
 __all__ = ["UnitLevelEstimate", "battese_harter_fuller"]
-
-
-def _show(values: Sequence[Any], limit: int = 5) -> str:
-    shown = [str(v) for v in list(values)[:limit]]
-    more = len(values) - len(shown)
-    return ", ".join(shown) + (f" (and {more} more)" if more > 0 else "")
 
 
 @dataclass(frozen=True, kw_only=True)
