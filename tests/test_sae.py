@@ -426,6 +426,21 @@ def test_small_area_estimates_never_drops_a_direct_estimate(toy):
     assert fit.n_sampled == len(toy)
 
 
+def test_small_area_estimates_area_labels_mixing_kinds(toy):
+    """1 and "1" in an area column: was pandas' MergeError (area_data) or 'no row for 1, 1'."""
+    est = toy[["area", "estimate"]].assign(se=np.sqrt(toy["psi"]), n=20).astype({"area": object})
+    cov = toy[["area", "prior"]].astype({"area": object})
+    mixed = cov.copy()
+    mixed.loc[0, "area"], mixed.loc[1, "area"] = 1, "1"
+    with pytest.raises(SatsampleError, match=r"area_data area column 'area' mixes number and "
+                                             r"text values \(1 and '1'\)"):
+        small_area_estimates(est, mixed, area="area", covariates="prior", variances="direct")
+    mixed = est.copy()
+    mixed.loc[0, "area"], mixed.loc[1, "area"] = 1, "1"
+    with pytest.raises(SatsampleError, match=r"estimates area column 'area' mixes number and "
+                                             r"text values \(1 and '1'\)"):
+        small_area_estimates(mixed, cov, area="area", covariates="prior", variances="direct")
+
 def test_model_based_table_matches_area_labels_of_either_kind(toy):
     """Integer agency codes in the table, text in the fit: rows were duplicated, none replaced."""
     fit = fay_herriot(toy.assign(area=[str(i) for i in range(len(toy))]), area="area",

@@ -853,6 +853,9 @@ def small_area_estimates(
     check_columns(table, [area, "estimate", "se", "n"], role="estimates")
     extra = [c for c in (population_size,) if c is not None]
     check_columns(area_data, [area, *covs, *extra], role="area_data")
+    # labels are matched on their text: 1 and "1" in one column would be one area twice
+    check_grouping(table[area], name=area, role="estimates area")
+    check_grouping(area_data[area], name=area, role="area_data area")
     dup = table[area].duplicated(keep=False)
     if dup.any():
         raise SatsampleError(
