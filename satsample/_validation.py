@@ -135,9 +135,12 @@ def check_grouping(values: pd.Series, *, name: str, role: str) -> None:
     of value: numbers, text, booleans, or dates.  Mixed kinds either give two
     groups printed alike (``1`` and ``"1"``) or depend on how each function
     turns labels into text, so they are refused; the message names the column
-    and one value of each kind.  Only object columns are inspected (typed
-    columns hold one kind by construction); missing values are ignored.
+    and one value of each kind.  Object columns and the categories of a
+    categorical column are inspected (other typed columns hold one kind by
+    construction); missing values are ignored.
     """
+    if isinstance(values.dtype, pd.CategoricalDtype):
+        values = pd.Series(np.asarray(values.cat.categories, dtype=object))
     if values.dtype != object:
         return
     if pd.api.types.infer_dtype(values, skipna=True) in _ONE_KIND:  # fast, no Python loop

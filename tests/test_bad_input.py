@@ -210,6 +210,25 @@ def test_case06_grouping_column_mixing_types():
     assert len(mean(ok, "y", by="g").table) == 1
 
 
+
+def test_case06_categorical_column_mixing_types():
+    """A categorical whose categories are 1 and "1" gave two domains both printed "1"."""
+    df = _frame().assign(g=pd.Categorical([1, "1", 2] * 20))
+    d = survey_design(df, weights="w")
+    msg = r"column 'g' mixes number and text values \(1 and '1'\)"
+    with pytest.raises(SatsampleError, match=msg):
+        mean(d, "y", by="g")
+    with pytest.raises(SatsampleError, match=msg):
+        survey_design(df, strata="g", weights="w")
+    # categories of one kind are fine, unused ones included
+    ok = df.assign(g=pd.Categorical(["1", "2", "2"] * 20, categories=["1", "2", "3"]))
+    got = mean(survey_design(ok, weights="w"), "y", by="g").table
+    y, g = ok["y"].to_numpy(), ok["g"].to_numpy()
+    w = ok["w"].to_numpy()
+    for level, est in zip(got["g"], got["estimate"]):
+        sel = g == level
+        assert est == pytest.approx(np.sum(w[sel] * y[sel]) / np.sum(w[sel]), rel=1e-12)
+
 # ------------------------------------------------------------------------------ case 7
 @pytest.mark.parametrize("bad", [True, False, 1.5, -1, "7", np.bool_(True)])
 def test_case07_one_rng_validator_everywhere(bad):
