@@ -291,8 +291,7 @@ def battese_harter_fuller(
         raise SatsampleError(f"population has no row for area(s) {_show(unknown)} of the sample")
 
     keys = population[area].astype(str).to_numpy()
-    pos = {k: i for i, k in enumerate(keys)}
-    g = np.array([pos[k] for k in data[area].astype(str)], dtype=np.int64)
+    g = pd.Index(keys).get_indexer(data[area].astype(str)).astype(np.int64)  # no loop over rows
     n_areas = len(population)
     n_d = np.bincount(g, minlength=n_areas).astype(np.float64)
     big_n = as_numbers(population[population_size], name=population_size,
