@@ -408,6 +408,9 @@ def test_review_odd_inputs_are_named_errors(toy):
                     benchmark_weights="zero")
     with pytest.raises(SatsampleError, match="tol='a' must be a positive number"):
         fay_herriot(toy, area="area", covariates="prior", tol="a")
+    for bad_rng in (True, -1, 1.5):  # refused whether or not the bootstrap draws
+        with pytest.raises(SatsampleError, match=r"rng=.*a seed|rng=.* must be None"):
+            fay_herriot(toy, area="area", covariates="prior", rng=bad_rng)
     with pytest.raises(SatsampleError, match="deff='2' must be a positive number"):
         smooth_variances(toy.assign(se=0.1, n=20), method="proportion", overall=0.7, deff="2")
 

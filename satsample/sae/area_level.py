@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from .._random import RNGLike, as_generator
+from .._random import RNGLike, as_generator, check_rng
 from .._tables import TableField
 from .._validation import (
     ConvergenceError,
@@ -553,6 +553,7 @@ def fay_herriot(
     check_probability(level, name="level")
     n_replicates = check_positive_int(n_replicates, name="n_replicates")
     max_iter = check_positive_int(max_iter, name="max_iter")
+    check_rng(rng)  # also when mse="analytic" does not draw: a wrong rng is a mistake either way
     if isinstance(tol, bool) or not isinstance(tol, (int, float, np.integer, np.floating)) \
             or not (np.isfinite(tol) and tol > 0):
         raise SatsampleError(f"tol={plain(tol)!r} must be a positive number")
