@@ -35,7 +35,7 @@ from .._validation import (
     check_probability,
     plain,
 )
-from ..results import Summary
+from ..results import Summary, _frozen_mapping
 from . import _fh_core as core
 from .variances import VARIANCE_METHODS, compute_psi, describe_psi
 
@@ -139,10 +139,6 @@ def _check_rank(x: np.ndarray, names: Sequence[str]) -> None:
 
 
 # ------------------------------------------------------------------------ result
-def _frozen(m: Mapping[str, Any] | None) -> Mapping[str, Any]:
-    return MappingProxyType(dict(m or {}))
-
-
 @dataclass(frozen=True, kw_only=True)
 class FayHerriotEstimate:
     """Fay-Herriot (area-level) small-area estimates with their MSE.
@@ -202,8 +198,8 @@ class FayHerriotEstimate:
     options: Mapping[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "sampling_variances", _frozen(self.sampling_variances))
-        object.__setattr__(self, "options", _frozen(self.options))
+        object.__setattr__(self, "sampling_variances", _frozen_mapping(self.sampling_variances))
+        object.__setattr__(self, "options", _frozen_mapping(self.options))
 
     @property
     def n_areas(self) -> int:

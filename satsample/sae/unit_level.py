@@ -12,7 +12,6 @@ from __future__ import annotations
 import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from types import MappingProxyType
 from typing import Any
 
 import numpy as np
@@ -29,7 +28,7 @@ from .._validation import (
     check_grouping,
     check_probability,
 )
-from ..results import Summary
+from ..results import Summary, _frozen_mapping
 from .area_level import _show
 
 __all__ = ["UnitLevelEstimate", "battese_harter_fuller"]
@@ -74,7 +73,7 @@ class UnitLevelEstimate:
     options: Mapping[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "options", MappingProxyType(dict(self.options)))
+        object.__setattr__(self, "options", _frozen_mapping(self.options))
 
     @property
     def model(self) -> str:
