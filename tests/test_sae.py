@@ -452,6 +452,14 @@ def test_model_based_table_matches_area_labels_of_either_kind(toy):
                                       n=[12, 45] * 12 + [50])
     out = model_based_table(direct, fit)
     assert len(out) == len(toy)
+    # an area of the fit without a row in the table is appended, as a number like the others
+    with_new = fay_herriot(pd.concat([toy.assign(area=[str(i) for i in range(len(toy))]),
+                                      pd.DataFrame({"area": ["99"], "prior": [0.6]})]),
+                           area="area", covariates="prior")
+    out = model_based_table(direct, with_new)
+    assert out["area"].tolist() == [*range(len(toy)), 99] and out["area"].dtype == np.int64
+    assert out["source"].iloc[-1] == "model-based" and out["n"].iloc[-1] == 0
+    out = model_based_table(direct, fit)
     small = direct["n"].to_numpy() < 30
     assert (out["source"] == np.where(small, "model-based", "direct")).all()
     t = fit.to_frame()

@@ -122,8 +122,15 @@ def model_based_table(
     if include_unsampled:
         extra = model.loc[~model.index.isin(text_keys)].reset_index(drop=True)
         if len(extra):
+            labels = extra[small_area.area]
+            if pd.api.types.is_numeric_dtype(keys.dtype) and not pd.api.types.is_numeric_dtype(
+                    labels.dtype):
+                # the table codes areas as numbers, the fit as text: append them as numbers
+                as_num = pd.to_numeric(labels, errors="coerce")
+                if as_num.notna().all():
+                    labels = as_num.astype(keys.dtype)
             add = pd.DataFrame({
-                area: extra[small_area.area].to_numpy(),
+                area: labels.to_numpy(),
                 "estimate": extra["estimate"].to_numpy(),
                 "se": extra["rmse"].to_numpy(),
                 "ci_low": extra["ci_low"].to_numpy(),
