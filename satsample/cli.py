@@ -1,9 +1,29 @@
-"""Command-line entry point: ``satsample demo --out DIR`` (also ``python -m satsample``).
+"""Command-line entry point (also ``python -m satsample``).
 
-Errors in the user's input (options, paths, definitions) end with a one-line
-message on stderr and exit status 2, never a traceback.  Outputs are written
-to a temporary folder inside ``DIR`` and moved into place only when every
-file is complete, so a failed run leaves nothing that looks like a result.
+Commands::
+
+    satsample plan CONFIG [--force]     allocate, draw the sample and reserves, field lists
+    satsample validate CONFIG [--strict] data-quality report of the returned forms
+    satsample run CONFIG                 weighting, indices, flags, league table, report
+    satsample demo --out DIR             the same path on synthetic data
+
+Exit status (documented in docs/your_own_survey.md):
+
+====  ======================================================================
+0     success (``validate`` without ``--strict`` also when checks fail)
+1     ``validate --strict``: at least one check failed
+2     usage or configuration error (bad option, bad TOML, unknown key, bad value)
+3     input data error (file missing or unreadable, missing column, bad values;
+      ``run`` stopped by a failing check with ``checks.on_error = "stop"``)
+4     output error (an existing plan without ``--force``, a folder not writable)
+5     estimation error (e.g. a weighting class without respondents, raking that
+      does not converge)
+130   interrupted
+====  ======================================================================
+
+Errors are one line on stderr, never a traceback.  Outputs are written to a temporary
+folder and moved into place only when every file is complete, so a failure leaves nothing
+that looks like a result.
 """
 
 from __future__ import annotations
@@ -17,7 +37,10 @@ from pathlib import Path
 from ._validation import SatsampleError
 from ._version import __version__
 
-__all__ = ["main"]
+__all__ = ["EXIT_CODES", "main"]
+
+EXIT_CODES = {"ok": 0, "checks_failed": 1, "usage": 2, "data": 3, "output": 4,
+              "estimation": 5, "interrupted": 130}
 
 
 class _Parser(argparse.ArgumentParser):
@@ -55,17 +78,44 @@ def _build_parser() -> _Parser:
     parser = _Parser(
         prog="satsample",
         description="Design, weight and estimate a satisfaction survey of public-service users.",
+        epilog="Exit status: 0 ok, 1 validate --strict found problems, 2 usage or "
+               "configuration error, 3 input data error, 4 output error, 5 estimation "
+               "error, 130 interrupted.",
     )
     parser.add_argument("--version", action="version", version=f"satsample {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    p_plan = sub.add_parser(
+        "plan", help="allocate, draw the sample and the reserves, write the field lists",
+        description="Read CONFIG's frame, allocate the sample (no agency below the "
+                    "publication minimum), draw the sample and the ordered reserves and write "
+                    "plan/ (design.json, field_lists.xlsx, field_list.csv, allocation.csv).")
+    p_plan.add_argument("config", metavar="CONFIG", help="the survey's TOML configuration")
+    p_plan.add_argument("--force", action="store_true",
+                        help="replace an existing plan (field lists already handed out would "
+                             "no longer match)")
+    p_plan.add_argument("--quiet", action="store_true", help="no progress messages")
+    p_val = sub.add_parser(
+        "validate", help="data-quality report of the returned forms",
+        description="Check the response files against the plan and the questionnaire and "
+                    "write validation/ (quality_report.html and tables).")
+    p_val.add_argument("config", metavar="CONFIG")
+    p_val.add_argument("--strict", action="store_true",
+                       help="exit with status 1 when any check fails")
+    p_val.add_argument("--quiet", action="store_true", help="no progress messages")
+    p_run = sub.add_parser(
+        "run", help="weight, estimate, flag, rank and report",
+        description="Dispositions and response rates, weighting replayed on every replicate, "
+                    "the index per item, element and overall for every domain, flags, the "
+                    "league table and the report, written to results/.")
+    p_run.add_argument("config", metavar="CONFIG")
+    p_run.add_argument("--quiet", action="store_true", help="no progress messages")
     demo = sub.add_parser(
         "demo",
-        help="run the whole yearly survey on the built-in synthetic data",
+        help="run a whole survey year on synthetic data (files, plan, validate, run)",
         description=(
-            "Build the synthetic population, plan and draw a stratified sample per agency, "
-            "simulate answers and nonresponse, weight, estimate the satisfaction index per "
-            "item, element and overall (national and per agency, with bootstrap intervals) "
-            "and write a CSV table, a PNG chart and a summary (text and HTML) to --out."
+            "Build a synthetic population, write its frame and a configuration, run plan, "
+            "simulate the field work into Excel and CSV files (with a few planted problems), "
+            "run validate and run, and compare the results with the known truth."
         ),
     )
     demo.add_argument("--out", required=True, metavar="DIR", help="output folder (created)")
@@ -99,40 +149,82 @@ def _check_out_dir(path: str) -> Path:
     return out
 
 
+def _one_line(text: str) -> str:
+    return " ".join(str(text).split())
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit status."""
+    from .survey.errors import ConfigError, DataError, OutputError
+
     parser = _build_parser()
     try:
         args = parser.parse_args(argv)
         if args.command is None:
             parser.print_help()
-            return 2
+            return EXIT_CODES["usage"]
         if args.command == "demo":
             if not 0 < args.moe < 1:
-                raise SatsampleError(f"--moe {args.moe!r} must lie in (0, 1)")
-            out = _check_out_dir(args.out)
+                raise _UsageError(f"satsample demo: --moe {args.moe!r} must lie in (0, 1)")
+            try:
+                out = _check_out_dir(args.out)
+            except SatsampleError as exc:
+                raise _UsageError(f"satsample demo: {exc}") from None
             from .demo import run_demo
 
-            run_demo(
-                out=out,
-                seed=args.seed,
-                population_seed=args.population_seed,
-                n_users=args.n_users,
-                n_replicates=args.replicates,
-                questionnaire=args.questionnaire,
-                moe=args.moe,
-                progress=not args.quiet,
-            )
-        return 0
+            try:
+                run_demo(out=out, seed=args.seed, population_seed=args.population_seed,
+                         n_users=args.n_users, n_replicates=args.replicates,
+                         questionnaire=args.questionnaire, moe=args.moe,
+                         progress=not args.quiet)
+            except (ConfigError, DataError, OutputError):
+                raise
+            except SatsampleError as exc:  # a bad --questionnaire definition
+                raise ConfigError(str(exc)) from None
+            return EXIT_CODES["ok"]
+        from .survey import pipeline
+
+        progress = pipeline.Progress(enabled=not args.quiet)
+        if args.command == "plan":
+            res = pipeline.plan(args.config, force=args.force, progress=progress)
+            print(f"plan: {res.n_main:,} people to interview in {len(res.allocation)} "
+                  f"agencies, {res.n_reserve:,} on reserve lists; field lists in {res.folder}")
+            return EXIT_CODES["ok"]
+        if args.command == "validate":
+            val = pipeline.validate(args.config, progress=progress)
+            qr = val.quality
+            print(f"validate: {len(qr.errors)} error(s), {len(qr.warnings)} warning(s); "
+                  f"report in {val.folder / 'quality_report.html'}")
+            for f in qr.findings[:10]:
+                print(f"  {f.severity}: {_one_line(f.message)}")
+            if len(qr.findings) > 10:
+                print(f"  ... and {len(qr.findings) - 10} more (see quality_findings.csv)")
+            return EXIT_CODES["checks_failed"] if (args.strict and val.failed) else 0
+        res_run = pipeline.run(args.config, progress=progress)
+        nat = res_run.estimates["all"].overall.iloc[0]
+        print(f"run: overall index {100 * nat['estimate']:.2f} (95% CI "
+              f"{100 * nat['ci_low']:.2f} to {100 * nat['ci_high']:.2f}); "
+              f"{len(res_run.quality.errors)} data problem(s) resolved; results in "
+              f"{res_run.folder}")
+        return EXIT_CODES["ok"]
     except _UsageError as exc:
-        print(str(exc), file=sys.stderr)
-        return 2
+        print(_one_line(str(exc)), file=sys.stderr)
+        return EXIT_CODES["usage"]
+    except ConfigError as exc:
+        print(f"satsample: configuration error: {_one_line(str(exc))}", file=sys.stderr)
+        return EXIT_CODES["usage"]
+    except DataError as exc:
+        print(f"satsample: data error: {_one_line(str(exc))}", file=sys.stderr)
+        return EXIT_CODES["data"]
+    except OutputError as exc:
+        print(f"satsample: output error: {_one_line(str(exc))}", file=sys.stderr)
+        return EXIT_CODES["output"]
     except SatsampleError as exc:
-        print(f"satsample: error: {exc}", file=sys.stderr)
-        return 2
+        print(f"satsample: error: {_one_line(str(exc))}", file=sys.stderr)
+        return EXIT_CODES["estimation"]
     except KeyboardInterrupt:
         print("satsample: interrupted", file=sys.stderr)
-        return 130
+        return EXIT_CODES["interrupted"]
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -1,79 +1,246 @@
-"""The main job on the built-in synthetic data: one whole yearly survey, end to end.
+"""The main job on synthetic data, through the same files and commands as a real survey year.
 
 ``satsample demo --out DIR`` runs :func:`run_demo`:
 
-1. build the synthetic population of service users (:mod:`satsample.datasets`);
-2. plan: per-agency sample sizes reaching a target margin of error of each
-   agency's index, given an expected response rate (:func:`allocate_for_precision`);
-3. draw a stratified simple random sample per agency (:func:`select`);
-4. simulate the field work: answers and nonresponse that depends on the
-   respondent's characteristics;
-5. declare the design, create Rao-Wu bootstrap replicates, adjust for
-   nonresponse within agencies and rake to the frame's agency, sex,
-   age-group and channel counts (every step replayed on every replicate);
-6. estimate the index per item, element and overall, nationally and per
-   agency, with bootstrap standard errors and intervals, and flag agencies
-   whose estimates are too unreliable to publish;
-7. write ``agency_index.csv``, ``agency_index.png``, ``summary.txt`` and
-   ``summary.html``.
+1. build the synthetic population of service users (:mod:`satsample.datasets`) and write
+   the frame as ``DIR/inputs/frame.csv``;
+2. write the year's configuration ``DIR/survey.toml``;
+3. ``plan``: allocation with the publication minimum, the sample and ordered reserves, the
+   field lists (``DIR/results/../plan/``);
+4. simulate the field work from the plan: who responds (depending on age, channel, sex and
+   level), refusals, non-contacts, people who moved away (not eligible), questionnaires
+   never returned, reserves released for refusals and non-contacts, partial forms; the paper
+   forms go to ``inputs/responses_paper.xlsx`` (answers keyed as Vietnamese labels,
+   dispositions as office codes), the online forms to ``inputs/responses_online.csv``
+   (answer codes), the office's record of released reserves to ``inputs/releases.csv``.
+   A few problems are planted for ``validate`` to find: an answer code 7, an unknown
+   label, a form keyed twice, a form from someone never sampled, a "refused" form full of
+   answers, a reserve used beyond those released and straight-lining in one agency;
+5. ``validate``: the data-quality report (``DIR/validation/``);
+6. ``run`` (with ``checks.on_error = "resolve"``): dispositions and AAPOR rates,
+   weighting replayed on every Rao-Wu replicate, indices per item, element and overall for
+   the whole province, per agency and per tier, flags, league table, report
+   (``DIR/results/``);
+7. compare with the known truth of the synthetic population: ``DIR/truth_check.csv``.
 """
 
 from __future__ import annotations
 
-import html
-import shutil
+import json
 import sys
-import tempfile
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 
-from ._spreadsheet import csv_safe
 from ._validation import SatsampleError
 
 if TYPE_CHECKING:
     from .datasets import Population
-    from .design import SurveyDesign
     from .questionnaire import Questionnaire
-    from .results import IndexEstimate
 
 __all__ = ["MIN_RESPONDENTS", "run_demo"]
 
-#: Agencies with fewer respondents than this are flagged "too few to publish"
-#: (:func:`satsample.flags.publication_flags` also flags a relative SE above 30 %,
-#: a Korn-Graubard effective sample size below 30 and fewer than 8 degrees of freedom).
+#: Publication minimum of respondents per agency used by the demo.
 MIN_RESPONDENTS = 30
 
-
-@contextmanager
-def _step(label: str, progress: bool) -> Iterator[None]:
-    start = time.perf_counter()
-    if progress:
-        print(f"  {label} ...", end="", file=sys.stderr, flush=True)
-    yield
-    if progress:
-        print(f" done ({time.perf_counter() - start:.1f} s)", file=sys.stderr, flush=True)
+_OFFICE_CODES = {"Hoàn thành": "I", "Trả lời một phần": "P", "Từ chối": "R",
+                 "Không liên lạc được": "NC", "Không thuộc đối tượng": "NE"}
+_LABELS_VI = {1: "Rất không hài lòng", 2: "Không hài lòng", 3: "Bình thường", 4: "Hài lòng",
+              5: "Rất hài lòng", 9: "Không ý kiến"}
 
 
-def _load_questionnaire(spec: str) -> Questionnaire:
-    from .questionnaire import available_questionnaires, load_questionnaire
+def _load_questionnaire(spec: str) -> tuple[Questionnaire, str]:
+    from .questionnaire import Questionnaire, available_questionnaires, load_questionnaire
 
     if spec in available_questionnaires():
-        return load_questionnaire(spec)
+        return load_questionnaire(spec), f'name = "{spec}"'
     path = Path(spec)
     if not path.exists():
         raise SatsampleError(
             f"--questionnaire {spec!r} is neither a built-in ({', '.join(available_questionnaires())}) "
             "nor an existing JSON file"
         )
-    from .questionnaire import Questionnaire
+    return Questionnaire.from_json(path), f"file = {json.dumps(str(path.resolve()))}"
 
-    return Questionnaire.from_json(path)
+
+def _config_text(*, seed: int, q_line: str, moe: float, n_replicates: int) -> str:
+    codes = ", ".join(f'"{k}" = "{v}"' for k, v in _OFFICE_CODES.items())
+    return f"""# satsample demo: one survey year of a synthetic province (see docs: Your own survey)
+[survey]
+name = "SIPAS demo (synthetic province)"
+year = 2026
+seed = {seed}
+
+[frame]
+file = "inputs/frame.csv"
+id = "user_id"
+agency = "agency_id"
+agency_name = "agency_name"
+tier = "agency_level"
+auxiliary = ["sex", "age_group", "channel"]
+contact = ["channel", "procedure_field"]
+
+[questionnaire]
+{q_line}
+value_labels = {{ "Bình thường" = 3 }}
+
+[design]
+method = "srswor"
+allocation = "precision"
+moe = {moe!r}
+p = 0.8
+deff = 1.3
+expected_response = 0.6
+min_respondents = {MIN_RESPONDENTS}
+reserves = 0.5
+
+[field]
+disposition = "disposition"
+agency = "agency_id"
+releases = "inputs/releases.csv"
+
+[[field.responses]]
+file = "inputs/responses_paper.xlsx"
+mode = "paper"
+
+[[field.responses]]
+file = "inputs/responses_online.csv"
+mode = "online"
+
+[dispositions]
+codes = {{ {codes} }}
+not_returned = "UO"
+e = "proportional"
+
+[checks]
+on_error = "resolve"
+
+[[weighting.steps]]
+type = "nonresponse"
+classes = ["agency_id"]
+
+[[weighting.steps]]
+type = "rake"
+margins = ["agency_id", "sex", "age_group", "channel"]
+max_iter = 50
+epsilon = 1e-8
+
+[variance]
+method = "bootstrap"
+replicates = {n_replicates}
+
+[estimation]
+domains = [["agency_id"], ["agency_level"]]
+
+[flags]
+min_n = {MIN_RESPONDENTS}
+
+[output]
+folder = "."
+language = "vi"
+scale = 100
+"""
+
+
+def _field_work(pop: Population, units: pd.DataFrame, *, rng: np.random.Generator
+                ) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Simulate who answers what; return (forms with dispositions, releases per agency)."""
+    from .datasets import response_propensity
+
+    units = units.copy()
+    units["row"] = units["id"].astype(np.int64) - 1
+    units["p"] = response_propensity(pop, units["row"].to_numpy())
+    rows_out = []
+    releases = {}
+    for agency, g in units.groupby("agency", sort=True):
+        main = g[g["reserve_rank"] == 0]
+        res = g[g["reserve_rank"] > 0].sort_values("reserve_rank")
+        queue = list(main.itertuples(index=False))
+        used_res = 0
+        k = 0
+        while k < len(queue):
+            u = queue[k]
+            k += 1
+            if rng.random() < u.p:
+                disp = "I"
+            else:
+                disp = rng.choice(["R", "NC", "NE", "UO"], p=[0.3, 0.3, 0.08, 0.32])
+            rows_out.append((u.id, agency, disp))
+            if disp in ("R", "NC", "NE") and u.reserve_rank == 0 and used_res < len(res) \
+                    and rng.random() < 0.5:
+                queue.append(res.iloc[used_res])
+                used_res += 1
+        releases[agency] = used_res
+    forms = pd.DataFrame(rows_out, columns=["user_id", "agency_id", "class"])
+    return forms, pd.DataFrame({"agency": list(releases), "released": list(releases.values())})
+
+
+def _write_returns(pop: Population, forms: pd.DataFrame, releases: pd.DataFrame,
+                   inputs: Path, sampled: set[str], *, rng: np.random.Generator) -> None:
+    """Answers, planted problems, and the paper / online / releases files."""
+    q = pop.questionnaire
+    items = list(q.items)
+    forms = forms[forms["class"] != "UO"].reset_index(drop=True)  # nothing ever returned
+    rows = forms["user_id"].astype(np.int64).to_numpy() - 1
+    ans = pop.codes[rows].astype(np.float64)
+    ans[pop.codes[rows] == 0] = np.nan
+    resp = (forms["class"] == "I").to_numpy()
+    ans[~resp] = np.nan
+    # partial forms: 3% of respondents stop after 60% of the items
+    partial = resp & (rng.random(len(forms)) < 0.03)
+    ans[np.ix_(partial, np.arange(int(0.6 * len(items)), len(items)))] = np.nan
+    channel = pop.frame["channel"].astype(str).to_numpy()[rows]
+    online = (channel == "online") & resp
+    # planted: straight-lining in the agency with most respondents among communes
+    counts = forms[resp].groupby("agency_id").size()
+    communes = counts[counts.index.str.startswith("COM")]
+    target = communes.idxmax() if len(communes) else counts.idxmax()
+    in_target = np.flatnonzero(resp & (forms["agency_id"] == target).to_numpy())
+    ans[in_target[: max(3, len(in_target) // 4)]] = 5.0
+    # the office codes what it sees: the share of items answered decides complete/partial
+    share = (~np.isnan(ans)).sum(axis=1) / len(items)
+    derived = np.where(share >= 0.8, "I", np.where(share >= 0.5, "P", "R"))
+    forms.loc[resp, "class"] = derived[resp]
+    code_of = {v: k for k, v in _OFFICE_CODES.items()}
+    disp = forms["class"].map(code_of).to_numpy(dtype=object)
+    # planted: a "refused" paper form with answers
+    paper_resp = np.flatnonzero(resp & ~online & ~np.isin(np.arange(len(forms)), in_target))
+    disp[paper_resp[0]] = "Từ chối"
+    base = forms[["user_id", "agency_id"]].copy()
+    base["disposition"] = disp
+    paper = base[~online].copy()
+    web = base[online].copy()
+    paper_ans = pd.DataFrame(ans[~online], columns=items, index=paper.index)
+    labelled = paper_ans.apply(lambda col: col.map(
+        lambda v: None if np.isnan(v) else _LABELS_VI.get(int(v), int(v))))
+    paper = pd.concat([paper, labelled], axis=1)
+    # planted: an unknown label on a paper form
+    first_paper = paper.index[(paper["disposition"] == "Hoàn thành").to_numpy()][1]
+    paper.loc[first_paper, items[2]] = "Hơi hài lòng"
+    web_ans = pd.DataFrame(ans[online], columns=items, index=web.index)
+    web = pd.concat([web, web_ans], axis=1)
+    # planted: an out-of-range code, a form keyed twice, a form from someone never sampled
+    web.iloc[0, web.columns.get_loc(items[4])] = 7.0
+    dup = web.iloc[[1]].copy()
+    never = sorted(set(pop.frame["user_id"].astype(str)) - sampled)[0]
+    stranger = web.iloc[[2]].copy()
+    stranger["user_id"] = int(never)
+    stranger["agency_id"] = str(pop.frame.loc[int(never) - 1, "agency_id"])
+    web = pd.concat([web, dup, stranger], ignore_index=True)
+    # planted: a reserve used beyond those released (the office recorded one fewer)
+    rel = releases.copy()
+    used = rel.index[rel["released"] > 0]
+    if len(used):
+        rel.loc[used[0], "released"] -= 1
+    from .survey.io import write_csv, write_excel
+
+    write_excel({"Phieu": paper}, inputs / "responses_paper.xlsx")
+    web["user_id"] = web["user_id"].astype(str)
+    write_csv(web, inputs / "responses_online.csv", float_format="%g")
+    write_csv(rel, inputs / "releases.csv")
 
 
 def run_demo(
@@ -87,17 +254,18 @@ def run_demo(
     moe: float = 0.10,
     progress: bool = True,
 ) -> pd.DataFrame:
-    """Run the whole survey on synthetic data and write the outputs to ``out``.
+    """Run a whole survey year on synthetic data through files, ``plan``, ``validate``, ``run``.
 
     Parameters
     ----------
     out : pathlib.Path
-        Existing, writable output folder.
+        Existing, writable folder: it receives ``inputs/``, ``survey.toml``, ``plan/``,
+        ``validation/``, ``results/`` and ``truth_check.csv``.  An earlier demo in the
+        same folder is replaced.
     seed : int, default=2026
-        Seed of the sample draw, the field work and the bootstrap.
+        Seed of the survey (draw and replicates) and of the simulated field work.
     population_seed : int, default=20240611
-        Seed of the synthetic population (kept fixed so that ``seed`` alone
-        changes the sample).
+        Seed of the synthetic population.
     n_users : int, default=200_000
         Size of the synthetic population.
     n_replicates : int, default=500
@@ -112,166 +280,72 @@ def run_demo(
     Returns
     -------
     pandas.DataFrame
-        The per-agency table written to ``agency_index.csv``.
+        The per-agency comparison with the truth written to ``truth_check.csv``.
     """
-    q = _load_questionnaire(questionnaire)
-    from .allocation import allocate_for_precision
-    from .datasets import make_population, simulate_responses
-    from .design import survey_design
-    from .index import satisfaction_index
-    from .replicate import bootstrap
-    from .selection import select
-    from .weighting import adjust_nonresponse, rake
+    from .datasets import make_population
+    from .survey import load_config, plan, run, validate
+    from .survey.io import write_csv
+    from .survey.pipeline import Progress
 
-    seeds = np.random.SeedSequence(seed).spawn(3)
+    q, q_line = _load_questionnaire(questionnaire)
     t0 = time.perf_counter()
+    pg = Progress(enabled=progress)
     if progress:
         print(f"satsample demo: seed {seed}, {n_users:,} service users", file=sys.stderr)
-
-    with _step("building the synthetic population", progress):
+    inputs = out / "inputs"
+    inputs.mkdir(parents=True, exist_ok=True)
+    with pg.step("building the synthetic population and writing the frame"):
         pop = make_population(n_users=n_users, questionnaire=q, rng=population_seed)
-    frame = pop.frame
-    agencies = pop.agencies.set_index("agency_id")
+        frame = pop.frame.copy()
+        write_csv(frame, inputs / "frame.csv")
+    cfg_path = out / "survey.toml"
+    cfg_path.write_text(_config_text(seed=seed, q_line=q_line, moe=moe,
+                                     n_replicates=n_replicates), encoding="utf-8")
+    cfg = load_config(cfg_path)
+    if progress:
+        print("satsample plan", file=sys.stderr)
+    planned = plan(cfg, force=True, progress=pg)
+    design_doc = json.loads((planned.folder / "design.json").read_text(encoding="utf-8"))
+    units = pd.DataFrame(design_doc["units"])
+    with pg.step("simulating the field work and writing the returned forms"):
+        gen = np.random.default_rng(np.random.SeedSequence([seed, 1]))
+        forms, releases = _field_work(pop, units, rng=gen)
+        _write_returns(pop, forms, releases, inputs, set(units["id"].astype(str)), rng=gen)
+    if progress:
+        print("satsample validate", file=sys.stderr)
+    checked = validate(cfg, progress=pg)
+    if progress:
+        print("satsample run", file=sys.stderr)
+    result = run(cfg, progress=pg)
 
-    with _step("planning the per-agency sample sizes", progress):
-        expected_rr = 0.6
-        plan = allocate_for_precision(
-            agencies["N_h"], moe=moe, p=agencies["p_prior"].clip(0.05, 0.95),
-            deff=1.3, response_rate=expected_rr, min_n=10,
-        )
-
-    with _step("drawing the stratified sample", progress):
-        drawn = select(frame, id="user_id", stratum="agency_id", n=plan, method="srswor",
-                       rng=seeds[0])
-        sample = drawn.sample
-
-    with _step("simulating answers and nonresponse", progress):
-        fielded = simulate_responses(pop, sample, rng=seeds[1])
-
-    with _step(f"weighting ({n_replicates} Rao-Wu replicates)", progress):
-        design = survey_design(fielded, strata="agency_id", weights="design_weight", fpc="fpc")
-        design = bootstrap(design, replicates=n_replicates, rng=seeds[2])
-        design = adjust_nonresponse(design, "responded", classes="agency_id")
-        margins = {
-            var: frame[var].value_counts().rename("Freq").rename_axis(var).reset_index()
-            for var in ("agency_id", "sex", "age_group", "channel")
-        }
-        design = rake(design, [(var, tab) for var, tab in margins.items()], max_iter=50,
-                      epsilon=1e-8)
-
-    with _step("estimating the indices", progress):
-        respondents = np.asarray(design.data["responded"], dtype=bool)
-        national = satisfaction_index(design, q)
-        by_agency = satisfaction_index(design, q, by="agency_id")
-
-    table = _agency_table(by_agency, agencies, pop)
-    nat = national.overall.iloc[0]
+    est = result.estimates
+    nat = est["all"].overall.iloc[0]
     truth = float(pop.truth.overall_index)
     covered = bool(nat["ci_low"] <= truth <= nat["ci_high"])
-
-    with _step("writing the outputs", progress):
-        _write_outputs(out, table=table, by_agency=by_agency, national=nat, truth=truth, covered=covered,
-                       design=design, seed=seed, n_users=n_users, q=q,
-                       n_replicates=n_replicates, sample_size=len(sample),
-                       respondents=int(respondents.sum()))
-
+    by = est["agency_id"].overall.set_index("agency_id")
+    table = pd.DataFrame({
+        "agency_id": by.index.astype(str),
+        "index": 100 * by["estimate"].to_numpy(),
+        "ci_low": 100 * by["ci_low"].to_numpy(),
+        "ci_high": 100 * by["ci_high"].to_numpy(),
+        "respondents": by["n"].to_numpy().astype(int),
+        "true_index": 100 * pop.truth.agencies.loc[by.index, "index"].to_numpy(),
+    })
+    table["covered"] = (table["ci_low"] <= table["true_index"]) & \
+        (table["true_index"] <= table["ci_high"])
+    write_csv(table.round(4), out / "truth_check.csv")
+    n_err, n_warn = len(checked.quality.errors), len(checked.quality.warnings)
+    rr = result.rates
+    rr1 = float(rr[(rr["grouping"] == "all") & (rr["basis"] == "cases")]["RR1"].iloc[0])
     print(
         f"National satisfaction index: {100 * nat['estimate']:.2f} "
         f"(95% CI {100 * nat['ci_low']:.2f} to {100 * nat['ci_high']:.2f}); "
         f"true population value {100 * truth:.2f} "
         f"({'inside' if covered else 'OUTSIDE'} the interval)"
     )
-    n_flag = int(table["status"].ne("publish").sum())
     print(
-        f"{len(table)} agencies, {int(respondents.sum()):,} respondents of {len(sample):,} "
-        f"selected; {n_flag} agencies flagged; outputs in {out} "
+        f"{len(table)} agencies; AAPOR RR1 {100 * rr1:.1f}%; validate found {n_err} error(s) "
+        f"and {n_warn} warning(s) (planted), resolved by run; results in {out / 'results'} "
         f"({time.perf_counter() - t0:.0f} s)"
     )
     return table
-
-
-def _agency_table(est: IndexEstimate, agencies: pd.DataFrame, pop: Population) -> pd.DataFrame:
-    from .flags import publication_flags
-
-    flagged = publication_flags(est.overall, min_n=MIN_RESPONDENTS)
-    overall = flagged.set_index("agency_id")
-    ids = overall.index
-    tab = pd.DataFrame({
-        "agency_id": ids.astype(str),
-        "agency_name": agencies.loc[ids, "name"].to_numpy(),
-        "level": agencies.loc[ids, "level"].astype(str).to_numpy(),
-        "index": 100 * overall["estimate"].to_numpy(),
-        "se": 100 * overall["se"].to_numpy(),
-        "ci_low": 100 * overall["ci_low"].to_numpy(),
-        "ci_high": 100 * overall["ci_high"].to_numpy(),
-        "respondents": overall["n"].to_numpy().astype(int),
-        "true_index": 100 * pop.truth.agencies.loc[ids, "index"].to_numpy(),
-        "status": overall["status"].to_numpy(),
-        "flag": overall["reason"].fillna("").to_numpy(),
-    })
-    tab = tab.sort_values(["index", "agency_id"], ascending=[False, True], kind="mergesort")
-    tab.insert(0, "rank", np.arange(1, len(tab) + 1))
-    return tab.reset_index(drop=True).round(
-        {"index": 4, "se": 4, "ci_low": 4, "ci_high": 4, "true_index": 4})
-
-
-def _write_outputs(out: Path, *, table: pd.DataFrame, by_agency: IndexEstimate,
-                   national: pd.Series, truth: float,
-                   covered: bool, design: SurveyDesign, seed: int, n_users: int,
-                   q: Questionnaire, n_replicates: int,
-                   sample_size: int, respondents: int) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
-
-    tmp = Path(tempfile.mkdtemp(prefix=".satsample-", dir=out))
-    try:
-        csv_safe(table).to_csv(tmp / "agency_index.csv", index=False, float_format="%.4f",
-                     lineterminator="\n")
-        # chart
-        from .plotting import plot_index
-
-        fig, ax = plt.subplots(figsize=(8, max(6, 0.16 * len(table))))
-        plot_index(by_agency, reference=float(national["estimate"]), ax=ax)
-        ax.tick_params(axis="y", labelsize=5)
-        ax.set_title(f"Satisfaction index by agency, 95% bootstrap intervals (synthetic data, seed {seed})",
-                     fontsize=9)
-        fig.tight_layout()
-        fig.savefig(tmp / "agency_index.png", dpi=120)
-        plt.close(fig)
-        # summary
-        flagged = table[table["status"] != "publish"]
-        lines = [
-            "satsample demo - synthetic SIPAS-like survey",
-            f"questionnaire: {q.name} ({len(q.items)} criteria in {len(q.elements)} elements)",
-            f"population: {n_users:,} service users in {len(table)} agencies; seed {seed}",
-            f"selected: {sample_size:,}; respondents: {respondents:,} "
-            f"({100 * respondents / sample_size:.1f}%)",
-            f"weighting: {' -> '.join(step.method for step in design.history)}",
-            f"variance: Rao-Wu bootstrap, {n_replicates} replicates (weighting replayed on each)",
-            f"national index: {100 * national['estimate']:.2f} (SE {100 * national['se']:.2f}; "
-            f"95% CI {100 * national['ci_low']:.2f} - {100 * national['ci_high']:.2f})",
-            f"true population index: {100 * truth:.2f} ({'covered' if covered else 'NOT covered'})",
-            f"agencies not cleared for publication (fewer than {MIN_RESPONDENTS} respondents, "
-            f"relative SE > 30%, effective n < 30 or df < 8): {len(flagged)}",
-            "",
-            "top 5: " + ", ".join(f"{r.agency_id} {r.index:.2f}" for r in table.head(5).itertuples()),
-            "bottom 5: " + ", ".join(f"{r.agency_id} {r.index:.2f}" for r in table.tail(5).itertuples()),
-        ]
-        (tmp / "summary.txt").write_text("\n".join(lines) + "\n", encoding="utf-8")
-        body = "".join(f"<p>{html.escape(line)}</p>" for line in lines if line)
-        tab_html = table.to_html(index=False, escape=True, float_format=lambda v: f"{v:.2f}")
-        (tmp / "summary.html").write_text(
-            "<!DOCTYPE html><html><head><meta charset='utf-8'><title>satsample demo</title>"
-            "<style>body{font-family:sans-serif;max-width:60em;margin:2em auto}"
-            "table{border-collapse:collapse;font-size:0.8em}td,th{border:1px solid #ccc;"
-            "padding:2px 6px}</style></head><body><h1>satsample demo</h1>"
-            f"{body}<img src='agency_index.png' alt='agency indices' style='max-width:100%'>"
-            f"{tab_html}</body></html>\n",
-            encoding="utf-8",
-        )
-        for name in ("agency_index.csv", "agency_index.png", "summary.txt", "summary.html"):
-            (tmp / name).replace(out / name)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)

@@ -1,0 +1,1061 @@
+"""The three steps of a survey year: ``plan``, ``validate`` and ``run``.
+
+``plan(config)``
+    Reads the frame, allocates the sample across agencies (no agency below the publication
+    minimum ``ceil(min_respondents / expected_response)``, capped at ``N_h``), draws the
+    sample and the ordered reserves and writes ``plan/``: ``design.json`` (what ``run``
+    reads back), ``field_lists.xlsx`` (one sheet per agency, reserves in release order),
+    ``field_list.csv`` and ``allocation.csv``.  An existing plan is never overwritten
+    unless ``force=True``.
+``validate(config)``
+    Reads the response files and writes ``validation/``: ``quality_report.html``,
+    ``quality_findings.csv``, ``quality_by_agency.csv`` and ``response_rates.csv``.
+``run(config)``
+    design -> validation -> dispositions -> weighting (replayed on every replicate) ->
+    index per item, element and overall for every domain -> flags -> league table ->
+    report and files in ``results/``.
+
+Every step writes into a temporary folder beside its target and moves it into place only
+when every file is complete, so a failure leaves no half-written output.
+
+Randomness: ``numpy.random.SeedSequence(survey.seed).spawn(2)``; the first child draws the
+sample (``plan``), the second the bootstrap replicates (``run``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import html
+import json
+import math
+import os
+import shutil
+import sys
+import time
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from .._validation import SatsampleError
+from .._version import __version__
+from ..questionnaire import Questionnaire
+from .config import SurveyConfig, load_config
+from .dispositions import ELIGIBLE, UNKNOWN, outcome_rates
+from .errors import ConfigError, DataError, OutputError
+from .io import (
+    answers_to_codes,
+    label_mapping,
+    normalise_ids,
+    read_table,
+    require_columns,
+    rows_text,
+    write_csv,
+    write_excel,
+)
+from .quality import QualityResult, check_returns
+
+__all__ = ["PlanResult", "RunResult", "ValidationResult", "plan", "run", "validate"]
+
+_DESIGN_FILE = "design.json"
+
+
+# ============================================================================ progress
+class Progress:
+    """A plain stderr progress bar shown for steps that last more than a second.
+
+    ``step(label, total)`` is a context manager; ``advance(k)`` moves the bar.  On a
+    terminal the bar redraws in place; otherwise one line per step is printed at its end
+    (with its duration) so logs stay short.
+    """
+
+    def __init__(self, enabled: bool = True, stream: Any = None) -> None:
+        self.enabled = enabled
+        self.stream = stream if stream is not None else sys.stderr
+        self.tty = bool(getattr(self.stream, "isatty", lambda: False)())
+        self._label = ""
+        self._total = 0
+        self._done = 0
+        self._start = 0.0
+        self._shown = False
+        self._last = 0.0
+
+    @contextmanager
+    def step(self, label: str, total: int = 0) -> Iterator[Progress]:
+        self._label, self._total, self._done = label, int(total), 0
+        self._start = time.perf_counter()
+        self._shown = False
+        try:
+            yield self
+        finally:
+            pass
+        if self.enabled:
+            dt = time.perf_counter() - self._start
+            if self._shown and self.tty:
+                self._draw(final=True)
+                self.stream.write("\n")
+            elif dt >= 1.0 or not self.tty:
+                self.stream.write(f"  {label} ... done ({dt:.1f} s)\n")
+            self.stream.flush()
+
+    def advance(self, k: int = 1) -> None:
+        self._done += int(k)
+        if not self.enabled or not self.tty:
+            return
+        now = time.perf_counter()
+        if now - self._start >= 1.0 and now - self._last >= 0.1:
+            self._draw()
+            self._last = now
+
+    def _draw(self, final: bool = False) -> None:
+        width = 30
+        total = max(self._total, 1)
+        done = min(self._done, total) if not final else total
+        fill = int(width * done / total)
+        dt = time.perf_counter() - self._start
+        self.stream.write(f"\r  {self._label} [{'#' * fill}{'.' * (width - fill)}] "
+                          f"{done}/{total} {dt:.1f} s")
+        self.stream.flush()
+        self._shown = True
+
+
+@dataclass(frozen=True, eq=False)
+class _ProgressReplay:
+    """Wraps the last weighting step replayed on replicate blocks to move a progress bar.
+
+    The replicate engine replays ``replicates.steps`` block by block (see
+    :class:`satsample.design.ReplicateWeights`); this wrapper calls the wrapped step and
+    counts the replicates of each block, so the bar follows the real work.
+    """
+
+    inner: Any
+    progress: Progress
+
+    def apply(self, block: np.ndarray, replicate_index: np.ndarray) -> np.ndarray:
+        out = self.inner.apply(block, replicate_index)
+        self.progress.advance(int(np.asarray(replicate_index).size))
+        return out
+
+
+def _with_progress(design: Any, progress: Progress) -> Any:
+    reps = getattr(design, "replicates", None)
+    if reps is None or getattr(reps, "weights", 1) is not None or not getattr(reps, "steps", ()):
+        return design
+    steps = tuple(reps.steps)
+    wrapped = dataclasses.replace(reps, steps=(*steps[:-1], _ProgressReplay(steps[-1], progress)))
+    return design.with_replicates(wrapped)
+
+
+# ============================================================================ staging
+@contextmanager
+def _staging(target: Path, *, overwrite: bool) -> Iterator[Path]:
+    """A temporary folder moved to ``target`` when the block succeeds (removed otherwise)."""
+    parent = target.parent
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OutputError(f"output folder {str(parent)!r} cannot be created: "
+                          f"{exc.strerror or exc}") from None
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise OutputError(f"output folder {str(parent)!r} is not writable")
+    if target.exists() and not overwrite:
+        raise OutputError(f"{str(target)!r} already exists; pass --force to replace it")
+    tmp = parent / f".{target.name}.tmp-{os.getpid()}-{time.time_ns()}"
+    tmp.mkdir()
+    try:
+        yield tmp
+        old = None
+        if target.exists():
+            old = parent / f".{target.name}.old-{os.getpid()}-{time.time_ns()}"
+            target.rename(old)
+        tmp.rename(target)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _seeds(cfg: SurveyConfig) -> list[np.random.SeedSequence]:
+    return np.random.SeedSequence(int(cfg["survey"]["seed"])).spawn(2)
+
+
+# ============================================================================ inputs
+def _questionnaire(cfg: SurveyConfig) -> Questionnaire:
+    from ..questionnaire import available_questionnaires, load_questionnaire
+
+    q = cfg["questionnaire"]
+    try:
+        if q["name"] is not None:
+            if q["name"] not in available_questionnaires():
+                raise ConfigError(f"key questionnaire.name = {q['name']!r} is not a built-in "
+                                  f"questionnaire; allowed values: "
+                                  f"{', '.join(map(repr, available_questionnaires()))}")
+            return load_questionnaire(q["name"])
+        return Questionnaire.from_json(q["file"])
+    except ConfigError:
+        raise
+    except SatsampleError as exc:
+        raise ConfigError(f"questionnaire: {exc}") from None
+
+
+def _read_frame(cfg: SurveyConfig) -> pd.DataFrame:
+    fr = cfg["frame"]
+    df, _ = read_table(fr["file"], sheet=fr["sheet"], what="frame")
+    name = Path(fr["file"]).name
+    roles = {"frame.id": fr["id"], "frame.agency": fr["agency"],
+             "frame.agency_name": fr["agency_name"], "frame.tier": fr["tier"],
+             "frame.size": fr["size"]}
+    roles.update({f"frame.auxiliary {c}": c for c in fr["auxiliary"]})
+    roles.update({f"frame.contact {c}": c for c in fr["contact"]})
+    for dom in cfg.domains:
+        roles.update({f"estimation.domains {c}": c for c in dom})
+    require_columns(df, roles, what="frame", file=name)
+    ids = normalise_ids(df[fr["id"]])
+    miss = ids.isna().to_numpy()
+    if miss.any():
+        raise DataError(f"frame {name!r}, column {fr['id']!r}: {int(miss.sum())} empty id(s) "
+                        f"({rows_text(df.loc[miss, '_row'])})")
+    dup = ids.duplicated(keep=False).to_numpy()
+    if dup.any():
+        first = ids[dup].iloc[0]
+        rows = df.loc[(ids == first).to_numpy(), "_row"]
+        raise DataError(f"frame {name!r}, column {fr['id']!r}: id {first!r} appears more than "
+                        f"once ({rows_text(rows)}; {int(dup.sum())} rows with duplicated ids)")
+    ag = df[fr["agency"]]
+    miss = ag.isna().to_numpy() | (ag.astype(str).str.strip() == "").to_numpy()
+    if miss.any():
+        raise DataError(f"frame {name!r}, column {fr['agency']!r}: {int(miss.sum())} empty "
+                        f"agency value(s) ({rows_text(df.loc[miss, '_row'])})")
+    out = df.copy()
+    out[fr["id"]] = ids
+    out[fr["agency"]] = normalise_ids(ag)
+    if fr["size"]:
+        size = pd.to_numeric(out[fr["size"]], errors="coerce")
+        bad = size.isna().to_numpy() | (size <= 0).to_numpy()
+        if bad.any():
+            v = out.loc[bad, fr["size"]].iloc[0]
+            raise DataError(f"frame {name!r}, column {fr['size']!r}: value {v!r} is not a "
+                            f"positive number ({rows_text(out.loc[bad, '_row'])})")
+        out[fr["size"]] = size.astype(float)
+    return out
+
+
+# ============================================================================ plan
+@dataclass(frozen=True, kw_only=True, eq=False)
+class PlanResult:
+    """What :func:`plan` wrote: the plan folder, the allocation table and the sample size."""
+
+    folder: Path
+    allocation: pd.DataFrame
+    n_main: int
+    n_reserve: int
+
+
+def _allocation(cfg: SurveyConfig, frame: pd.DataFrame) -> pd.DataFrame:
+    from ..allocation import allocate, allocate_for_precision
+
+    fr, d = cfg["frame"], cfg["design"]
+    counts = frame[fr["agency"]].value_counts().sort_index()
+    counts.index.name = "agency"
+    N = counts.astype(np.int64)
+    rr = d["expected_response"]
+    if rr <= 0:
+        raise ConfigError("key design.expected_response = 0 is out of range: it must be > 0")
+    rule = d["allocation"]
+    try:
+        if rule == "precision":
+            alloc = allocate_for_precision(N, moe=d["moe"], p=d["p"], deff=d["deff"],
+                                           response_rate=rr, level=d["level"])
+            n_h = pd.Series(alloc.n_h, index=N.index)
+        elif rule == "fixed":
+            n_h = pd.Series(np.minimum(d["n_per_agency"], N.to_numpy()), index=N.index)
+        else:
+            kw: dict[str, Any] = {"rule": rule}
+            if rule == "neyman":
+                kw["p"] = d["p"]
+            alloc = allocate(N, int(d["n"]), take_all=True, **kw)
+            n_h = pd.Series(alloc.n_h, index=N.index)
+    except ConfigError:
+        raise
+    except SatsampleError as exc:
+        raise ConfigError(f"design: the allocation failed: {exc}") from None
+    minimum = math.ceil(d["min_respondents"] / rr - 1e-9)
+    floor = np.minimum(minimum, N.to_numpy())
+    planned = np.maximum(n_h.to_numpy(dtype=np.int64), floor)
+    res = d["reserves"]
+    if isinstance(res, int):
+        reserves = np.full(len(N), res, dtype=np.int64)
+    else:
+        reserves = np.ceil(res * planned - 1e-9).astype(np.int64)
+    reserves = np.minimum(reserves, N.to_numpy() - planned)
+    out = pd.DataFrame({"agency": N.index.astype(str), "N_h": N.to_numpy(),
+                        "n_rule": n_h.to_numpy(dtype=np.int64),
+                        "publication_minimum": floor, "n_h": planned,
+                        "raised_to_minimum": planned > n_h.to_numpy(),
+                        "expected_respondents": planned * rr, "n_reserve": reserves})
+    return out
+
+
+def plan(config: str | Path | SurveyConfig, *, force: bool = False,
+         progress: Progress | None = None) -> PlanResult:
+    """Allocate, draw the sample and the reserves, and write the field lists.
+
+    Parameters
+    ----------
+    config : str, Path or SurveyConfig
+        The survey configuration (see :func:`satsample.survey.load_config`).
+    force : bool, default=False
+        Replace an existing plan (the field lists handed out would no longer match).
+    progress : Progress, optional
+        Progress reporting (default: none).
+
+    Returns
+    -------
+    PlanResult
+
+    Raises
+    ------
+    ConfigError, DataError, OutputError
+    """
+    from ..selection import select
+
+    cfg = config if isinstance(config, SurveyConfig) else load_config(config)
+    pg = progress or Progress(enabled=False)
+    target = cfg.folder / "plan"
+    if target.exists() and not force:
+        raise OutputError(f"a plan already exists in {str(target)!r}; pass --force to replace "
+                          "it (the field lists already handed out would no longer match)")
+    fr, d = cfg["frame"], cfg["design"]
+    _questionnaire(cfg)  # a bad questionnaire is reported before anything is drawn
+    with pg.step("reading the frame"):
+        frame = _read_frame(cfg)
+    with pg.step("allocating and drawing the sample"):
+        alloc = _allocation(cfg, frame)
+        sizes = dict(zip(alloc["agency"], alloc["n_h"].astype(int), strict=True))
+        reserves = dict(zip(alloc["agency"], alloc["n_reserve"].astype(int), strict=True))
+        try:
+            drawn = select(frame.drop(columns=["_file", "_row"]), id=fr["id"],
+                           stratum=fr["agency"], n=sizes, method=d["method"],
+                           size=fr["size"], sort=list(d["sort"]) or None, n_reserve=reserves,
+                           take_all=True, rng=_seeds(cfg)[0])
+        except SatsampleError as exc:
+            raise DataError(f"frame: the draw failed: {exc}") from None
+    draws = drawn.draws
+    units = pd.DataFrame({
+        "id": draws[fr["id"]].astype(str).to_numpy(),
+        "agency": draws["stratum"].astype(str).to_numpy(),
+        "reserve_rank": draws["reserve_rank"].to_numpy(dtype=np.int64),
+        "selection_order": draws["selection_order"].to_numpy(dtype=np.int64),
+        "pi_full": draws["_pi_full"].to_numpy(dtype=np.float64),
+        "certainty": draws["_certainty"].to_numpy(dtype=bool),
+    })
+    rec = drawn.record
+    design_doc = {
+        "satsample": __version__, "survey": cfg["survey"]["name"], "year": cfg["survey"]["year"],
+        "config_sha256": cfg.sha256,
+        "frame": {"file": str(fr["file"]), "sha256": _sha256(Path(fr["file"])),
+                  "rows": len(frame)},
+        "seed": int(cfg["survey"]["seed"]),
+        "selection": {"method": rec.method, "id": fr["id"], "stratum": fr["agency"],
+                      "size": fr["size"], "sort": list(rec.sort),
+                      "N": {str(k): int(v) for k, v in rec.N.items()},
+                      "n": {str(k): int(v) for k, v in rec.n.items()},
+                      "n_reserve": {str(k): int(v) for k, v in rec.n_reserve.items()},
+                      "rng": rec.rng},
+        "units": {c: units[c].tolist() for c in units.columns},
+    }
+    with pg.step("writing the field lists"), _staging(target, overwrite=force) as tmp:
+        (tmp / _DESIGN_FILE).write_text(json.dumps(design_doc, ensure_ascii=False),
+                                        encoding="utf-8")
+        write_csv(alloc, tmp / "allocation.csv")
+        lists = _field_lists(cfg, frame, units)
+        write_csv(pd.concat(lists.values(), ignore_index=True), tmp / "field_list.csv")
+        write_excel({"README": _field_readme(cfg), **lists}, tmp / "field_lists.xlsx")
+    return PlanResult(folder=target, allocation=alloc,
+                      n_main=int((units["reserve_rank"] == 0).sum()),
+                      n_reserve=int((units["reserve_rank"] > 0).sum()))
+
+
+_TEXT = {
+    "en": {"order": "order", "role": "role", "main": "main sample", "reserve": "reserve",
+           "rank": "reserve_rank", "disposition": "disposition (fill in)",
+           "note": "note (fill in)",
+           "readme": [
+               "Field lists: one sheet per agency.",
+               "Interview the main sample first (role 'main sample').",
+               "Use a reserve only when the office releases it, strictly in reserve_rank "
+               "order: reserve 1, then 2, ...; never skip one.",
+               "Record a disposition for every person contacted (main sample and released "
+               "reserves), also when nobody answered.",
+               "Text from the frame is shown as is; a leading ' protects it from being read "
+               "as a spreadsheet formula."]},
+    "vi": {"order": "thu_tu", "role": "vai_tro", "main": "mẫu chính", "reserve": "mẫu dự phòng",
+           "rank": "thu_tu_du_phong", "disposition": "kết quả tiếp xúc (điền)",
+           "note": "ghi chú (điền)",
+           "readme": [
+               "Danh sách điều tra: mỗi cơ quan một trang tính.",
+               "Phỏng vấn mẫu chính trước (vai_tro 'mẫu chính').",
+               "Chỉ dùng mẫu dự phòng khi được cấp, đúng thứ tự thu_tu_du_phong: 1, rồi 2, ...; "
+               "không bỏ qua số nào.",
+               "Ghi kết quả tiếp xúc cho mọi người đã liên hệ (mẫu chính và mẫu dự phòng đã "
+               "cấp), kể cả khi không trả lời.",
+               "Dữ liệu từ danh sách được giữ nguyên; dấu ' ở đầu ngăn bảng tính hiểu nhầm là "
+               "công thức."]},
+}
+
+
+def _field_readme(cfg: SurveyConfig) -> pd.DataFrame:
+    t = _TEXT[cfg["output"]["language"]]
+    return pd.DataFrame({cfg["survey"]["name"]: t["readme"]})
+
+
+def _field_lists(cfg: SurveyConfig, frame: pd.DataFrame, units: pd.DataFrame
+                 ) -> dict[str, pd.DataFrame]:
+    fr = cfg["frame"]
+    t = _TEXT[cfg["output"]["language"]]
+    cols = [c for c in (fr["agency_name"], fr["tier"], *fr["contact"]) if c]
+    info = frame.set_index(fr["id"])[cols] if cols else None
+    out: dict[str, pd.DataFrame] = {}
+    for a, g in units.sort_values(["agency", "selection_order"]).groupby("agency", sort=True):
+        tab = pd.DataFrame({
+            t["order"]: g["selection_order"].to_numpy(),
+            t["role"]: np.where(g["reserve_rank"].to_numpy() == 0, t["main"], t["reserve"]),
+            t["rank"]: g["reserve_rank"].to_numpy(),
+            fr["id"]: g["id"].to_numpy(), fr["agency"]: a})
+        if info is not None:
+            extra = info.loc[g["id"].to_numpy()].reset_index(drop=True)
+            tab = pd.concat([tab.reset_index(drop=True), extra], axis=1)
+        tab[t["disposition"]] = ""
+        tab[t["note"]] = ""
+        out[str(a)] = tab
+    return out
+
+
+# ============================================================================ read back
+def _read_plan(cfg: SurveyConfig, frame: pd.DataFrame) -> dict[str, Any]:
+    path = cfg.folder / "plan" / _DESIGN_FILE
+    if not path.exists():
+        raise DataError(f"no plan in {str(path.parent)!r}: run 'satsample plan "
+                        f"{cfg.path}' first")
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+        units = pd.DataFrame(doc["units"])
+        sel = doc["selection"]
+    except (OSError, ValueError, KeyError) as exc:
+        raise DataError(f"design file {str(path)!r} cannot be read: {exc}") from None
+    fr = cfg["frame"]
+    now = _sha256(Path(fr["file"]))
+    if now != doc["frame"]["sha256"]:
+        raise DataError(f"frame {str(fr['file'])!r} has changed since the plan was drawn "
+                        f"(sha256 {now[:12]}... instead of {doc['frame']['sha256'][:12]}...); "
+                        "the sample no longer matches it")
+    if sel["id"] != fr["id"] or sel["stratum"] != fr["agency"]:
+        raise ConfigError(f"frame.id/frame.agency ({fr['id']!r}, {fr['agency']!r}) differ from "
+                          f"those of the plan ({sel['id']!r}, {sel['stratum']!r})")
+    units["id"] = units["id"].astype(str)
+    units["agency"] = units["agency"].astype(str)
+    missing = ~units["id"].isin(frame[fr["id"]])
+    if missing.any():
+        raise DataError(f"design file {str(path)!r}: id {units['id'][missing].iloc[0]!r} is not "
+                        "in the frame")
+    doc["units_frame"] = units
+    return doc
+
+
+def _selected_sample(cfg: SurveyConfig, frame: pd.DataFrame, doc: Mapping[str, Any]) -> Any:
+    """Rebuild the drawn sample of the plan (a SelectedSample with nothing released)."""
+    from ..selection import SelectedSample, SelectionRecord
+
+    fr = cfg["frame"]
+    sel = doc["selection"]
+    units = doc["units_frame"]
+    rows = frame.drop(columns=["_file", "_row"]).set_index(fr["id"], drop=False)
+    draws = rows.loc[units["id"].to_numpy()].reset_index(drop=True)
+    draws["stratum"] = units["agency"].to_numpy()
+    draws["fpc"] = units["agency"].map(lambda a: float(sel["N"][a])).to_numpy()
+    draws["reserve_rank"] = units["reserve_rank"].to_numpy(dtype=np.int64)
+    draws["selection_order"] = units["selection_order"].to_numpy(dtype=np.int64)
+    draws["_pi_full"] = units["pi_full"].to_numpy(dtype=np.float64)
+    draws["_certainty"] = units["certainty"].to_numpy(dtype=bool)
+    record = SelectionRecord(method=sel["method"], id=fr["id"], stratum=fr["agency"],
+                             size=sel["size"], sort=tuple(sel["sort"]),
+                             N=dict(sel["N"]), n=dict(sel["n"]),
+                             n_reserve=dict(sel["n_reserve"]), released={},
+                             rng=str(sel.get("rng", "")))
+    return SelectedSample(sample=draws.iloc[:0], reserves=draws.iloc[:0], record=record,
+                          draws=draws)
+
+
+def _read_releases(cfg: SurveyConfig, agencies: set[str]) -> dict[str, int] | None:
+    path = cfg["field"]["releases"]
+    if path is None:
+        return None
+    df, _ = read_table(path, what="releases file")
+    name = Path(path).name
+    require_columns(df, {"agency": "agency", "released": "released"}, what="releases file",
+                    file=name)
+    out: dict[str, int] = {}
+    for a, v, r in zip(normalise_ids(df["agency"]), df["released"], df["_row"], strict=True):
+        if a not in agencies:
+            raise DataError(f"releases file {name!r}, column 'agency': agency {a!r} is not in "
+                            f"the plan (row {int(r)})")
+        try:
+            k = float(v)
+        except (TypeError, ValueError):
+            k = float("nan")
+        if not np.isfinite(k) or k < 0 or not k.is_integer():
+            raise DataError(f"releases file {name!r}, column 'released': value {v!r} is not a "
+                            f"count >= 0 (row {int(r)})")
+        out[a] = int(k)
+    return out
+
+
+@dataclass(frozen=True, kw_only=True, eq=False)
+class _Returns:
+    forms: pd.DataFrame
+    unreadable: pd.DataFrame
+    raw: pd.DataFrame
+
+
+def _read_responses(cfg: SurveyConfig, q: Questionnaire) -> _Returns:
+    fld = cfg["field"]
+    qc = cfg["questionnaire"]
+    mapping = label_mapping(q, qc["value_labels"], qc["blank_labels"])
+    id_col = fld["id"] or cfg["frame"]["id"]
+    col_of = {item: str(fld["columns"].get(item, item)) for item in q.items}
+    unknown = sorted(set(fld["columns"]) - set(q.items))
+    if unknown:
+        raise ConfigError(f"key field.columns.{unknown[0]}: {unknown[0]!r} is not an item of "
+                          f"questionnaire {q.name!r}; items: {', '.join(q.items)}")
+    parts, unread, raws = [], [], []
+    for entry in fld["responses"]:
+        df, _ = read_table(entry["file"], sheet=entry["sheet"], what="response file")
+        name = Path(entry["file"]).name
+        roles: dict[str, str | None] = {"field.id": id_col,
+                                        "field.disposition": fld["disposition"],
+                                        "field.agency": fld["agency"]}
+        roles.update({f"item {item}": col for item, col in col_of.items()})
+        require_columns(df, roles, what="response file", file=name)
+        part = pd.DataFrame({"_file": df["_file"], "_row": df["_row"],
+                             "id": normalise_ids(df[id_col])})
+        if fld["agency"]:
+            part["agency_reported"] = normalise_ids(df[fld["agency"]])
+        if fld["disposition"]:
+            part["disposition_raw"] = df[fld["disposition"]].astype(object).where(
+                df[fld["disposition"]].notna(), None)
+        part["mode"] = entry["mode"]
+        un = pd.DataFrame(index=df.index)
+        rw = pd.DataFrame(index=df.index)
+        for item, col in col_of.items():
+            codes, bad = answers_to_codes(df[col], mapping)
+            part[item] = codes
+            un[item] = bad
+            rw[item] = df[col].astype(object)
+        parts.append(part)
+        unread.append(un)
+        raws.append(rw)
+    return _Returns(forms=pd.concat(parts, ignore_index=True),
+                    unreadable=pd.concat(unread, ignore_index=True),
+                    raw=pd.concat(raws, ignore_index=True))
+
+
+def _check(cfg: SurveyConfig, q: Questionnaire, frame: pd.DataFrame, doc: Mapping[str, Any],
+           returns: _Returns) -> QualityResult:
+    units = doc["units_frame"]
+    agencies = sorted(set(frame[cfg["frame"]["agency"]]))
+    released = _read_releases(cfg, set(units["agency"]))
+    disp, ch, fld = cfg["dispositions"], cfg["checks"], cfg["field"]
+    from .dispositions import classify_dispositions
+
+    classify_dispositions([], disp["codes"])  # validates the office codes
+    return check_returns(
+        returns.forms, unreadable=returns.unreadable, raw=returns.raw, units=units,
+        agencies=agencies, released_record=released, questionnaire=q,
+        disposition_codes=disp["codes"], not_returned=disp["not_returned"],
+        respondents=disp["respondents"], complete_min=disp["complete_min"],
+        partial_min=disp["partial_min"], straight_min_items=ch["straightlining_min_items"],
+        straight_max_share=ch["straightlining_max_share"],
+        has_disposition=bool(fld["disposition"]), has_agency=bool(fld["agency"]),
+        disposition_column=fld["disposition"], agency_column=fld["agency"])
+
+
+def _rates(cfg: SurveyConfig, cases: pd.DataFrame, frame: pd.DataFrame,
+           weights: np.ndarray | None = None) -> pd.DataFrame:
+    fr = cfg["frame"]
+    tab = cases.copy()
+    by: list[Any] = ["agency"]
+    if fr["tier"]:
+        tier = frame.set_index(fr["id"])[fr["tier"]]
+        tab["tier"] = tier.loc[tab["id"].to_numpy()].astype(str).to_numpy()
+        by.append("tier")
+    parts = [outcome_rates(tab, by=by, e=cfg["dispositions"]["e"])]
+    if weights is not None:
+        tab["_w"] = weights
+        parts.append(outcome_rates(tab, by=by, weights="_w", e=cfg["dispositions"]["e"]))
+    return pd.concat(parts, ignore_index=True)
+
+
+# ============================================================================ validate
+@dataclass(frozen=True, kw_only=True, eq=False)
+class ValidationResult:
+    """What :func:`validate` found and wrote."""
+
+    folder: Path
+    quality: QualityResult
+    rates: pd.DataFrame
+
+    @property
+    def failed(self) -> bool:
+        """True when any check failed (an error or a warning)."""
+        return bool(self.quality.findings)
+
+
+def validate(config: str | Path | SurveyConfig, *, progress: Progress | None = None
+             ) -> ValidationResult:
+    """Check the returned data and write the data-quality report (HTML and tables).
+
+    Parameters
+    ----------
+    config : str, Path or SurveyConfig
+    progress : Progress, optional
+
+    Returns
+    -------
+    ValidationResult
+        ``failed`` tells whether any check failed (``satsample validate --strict`` then
+        exits with status 1).
+    """
+    cfg = config if isinstance(config, SurveyConfig) else load_config(config)
+    pg = progress or Progress(enabled=False)
+    q = _questionnaire(cfg)
+    with pg.step("reading the frame, the plan and the response files"):
+        frame = _read_frame(cfg)
+        doc = _read_plan(cfg, frame)
+        returns = _read_responses(cfg, q)
+    with pg.step("checking the returned data"):
+        qr = _check(cfg, q, frame, doc, returns)
+        rates = _rates(cfg, qr.cases, frame)
+    target = cfg.folder / "validation"
+    with pg.step("writing the data-quality report"), _staging(target, overwrite=True) as tmp:
+        write_csv(qr.table(), tmp / "quality_findings.csv")
+        write_csv(qr.by_agency, tmp / "quality_by_agency.csv")
+        write_csv(rates, tmp / "response_rates.csv")
+        (tmp / "quality_report.html").write_text(_quality_html(cfg, qr, rates),
+                                                 encoding="utf-8")
+    return ValidationResult(folder=target, quality=qr, rates=rates)
+
+
+_QTEXT = {
+    "en": {"title": "Data-quality report", "summary": "Summary", "findings": "Problems found",
+           "agencies": "By agency", "rates": "Response rates (AAPOR, cases)",
+           "none": "No problem found.", "errors": "errors", "warnings": "warnings"},
+    "vi": {"title": "Báo cáo chất lượng dữ liệu", "summary": "Tóm tắt",
+           "findings": "Các vấn đề phát hiện", "agencies": "Theo cơ quan",
+           "rates": "Tỷ lệ phản hồi (AAPOR, số phiếu)", "none": "Không phát hiện vấn đề nào.",
+           "errors": "lỗi", "warnings": "cảnh báo"},
+}
+
+
+def _html_table(df: pd.DataFrame) -> str:
+    head = "".join(f"<th>{html.escape(str(c))}</th>" for c in df.columns)
+    body = []
+    for row in df.itertuples(index=False):
+        cells = []
+        for v in row:
+            if isinstance(v, float):
+                txt = "" if np.isnan(v) else f"{v:.3f}"
+            else:
+                txt = "" if v is None else str(v)
+            cells.append(f"<td>{html.escape(txt)}</td>")
+        body.append("<tr>" + "".join(cells) + "</tr>")
+    return f"<table><tr>{head}</tr>{''.join(body)}</table>"
+
+
+def _quality_html(cfg: SurveyConfig, qr: QualityResult, rates: pd.DataFrame) -> str:
+    t = _QTEXT[cfg["output"]["language"]]
+    title = f"{t['title']}: {cfg['survey']['name']}"
+    parts = [f"<h1>{html.escape(title)}</h1>", f"<h2>{t['summary']}</h2>",
+             f"<p>{len(qr.errors)} {t['errors']}, {len(qr.warnings)} {t['warnings']}; "
+             f"satsample {html.escape(__version__)}</p>"]
+    parts.append(f"<h2>{t['findings']}</h2>")
+    tab = qr.table()
+    parts.append(_html_table(tab.drop(columns=["rows", "ids"])) if len(tab) else
+                 f"<p>{t['none']}</p>")
+    parts.append(f"<h2>{t['agencies']}</h2>")
+    parts.append(_html_table(qr.by_agency))
+    parts.append(f"<h2>{t['rates']}</h2>")
+    cols = ["grouping", "group", "sampled", "I", "P", "R", "NC", "O", "UH", "UO", "NE", "e",
+            "RR1", "RR3", "RR5", "COOP1", "REF1", "CON1"]
+    parts.append(_html_table(rates[rates["basis"] == "cases"][cols]))
+    style = ("body{font-family:sans-serif;max-width:75em;margin:2em auto}table{border-collapse:"
+             "collapse;font-size:.8em}td,th{border:1px solid #ccc;padding:2px 6px}")
+    lang = cfg["output"]["language"]
+    return (f"<!DOCTYPE html><html lang='{lang}'><head><meta charset='utf-8'><title>"
+            f"{html.escape(title)}</title><style>{style}</style></head><body>"
+            + "".join(parts) + "</body></html>\n")
+
+
+# ============================================================================ run
+@dataclass(frozen=True, kw_only=True, eq=False)
+class RunResult:
+    """What :func:`run` estimated and wrote.
+
+    Attributes
+    ----------
+    folder : pathlib.Path
+        ``results/``.
+    design : SurveyDesign
+        The final weighted design.
+    estimates : dict
+        Domain-set name (``"all"`` or the columns joined by ``"_"``) -> IndexEstimate.
+    league : LeagueTable or None
+    rates : pandas.DataFrame
+    quality : QualityResult
+    """
+
+    folder: Path
+    design: Any
+    estimates: Mapping[str, Any]
+    league: Any
+    rates: pd.DataFrame
+    quality: QualityResult
+
+
+def _margin_tables(cfg: SurveyConfig, step: Mapping[str, Any], frame: pd.DataFrame,
+                   variables: tuple[str, ...]) -> pd.DataFrame:
+    """Tidy table variable, level, Freq from a file or from the frame's counts."""
+    if step["file"] is not None:
+        df, _ = read_table(step["file"], what="margins file")
+        require_columns(df, {"variable": "variable", "level": "level", "Freq": "Freq"},
+                        what="margins file", file=Path(step["file"]).name)
+        tab = pd.DataFrame({"variable": df["variable"].astype(str),
+                            "level": df["level"].astype(str),
+                            "Freq": pd.to_numeric(df["Freq"], errors="coerce")})
+        bad = tab["Freq"].isna() | (tab["Freq"] < 0)
+        if bad.any():
+            r = df.loc[bad.to_numpy(), "_row"]
+            raise DataError(f"margins file {Path(step['file']).name!r}, column 'Freq': value "
+                            f"{df.loc[bad.to_numpy(), 'Freq'].iloc[0]!r} is not a count "
+                            f"({rows_text(r)})")
+        missing = [v for v in variables if v not in set(tab["variable"])]
+        if missing:
+            raise DataError(f"margins file {Path(step['file']).name!r}: no rows for "
+                            f"variable(s) {missing}")
+        return tab[tab["variable"].isin(variables)].reset_index(drop=True)
+    rows = []
+    for v in variables:
+        if v not in frame.columns:
+            raise ConfigError(f"weighting step {step['type']!r}: variable {v!r} is not a column "
+                              "of the frame (list it under frame.auxiliary)")
+        vc = frame[v].astype(str).value_counts().sort_index()
+        rows += [{"variable": v, "level": lv, "Freq": float(c)} for lv, c in vc.items()]
+    return pd.DataFrame(rows)
+
+
+def _weighting(cfg: SurveyConfig, design: Any, frame: pd.DataFrame) -> Any:
+    from ..weighting import adjust_nonresponse, calibrate, poststratify, rake, trim
+
+    agency = cfg["frame"]["agency"]
+    elig = cfg["weighting"]["eligibility_classes"] or (agency,)
+    design = adjust_nonresponse(design, "eligibility_known", classes=list(elig))
+    n_frame = float(len(frame))
+    for st in cfg["weighting"]["steps"]:
+        kind = st["type"]
+        if kind == "nonresponse":
+            cls = list(st["classes"] or (agency,))
+            design = adjust_nonresponse(design, "respondent", classes=cls, method=st["method"],
+                                        covariates=list(st["covariates"]) or None,
+                                        n_classes=st["n_classes"])
+            continue
+        if kind == "trim":
+            design = trim(design, lower=st["lower"], upper=st["upper"],
+                          relative=st["relative"], strict=st["strict"])
+            continue
+        variables = tuple(st["margins"] if kind == "rake" else st["variables"])
+        tab = _margin_tables(cfg, st, frame, variables)
+        if st["rescale"]:
+            totals = tab.groupby("variable", sort=False)["Freq"].sum()
+            base = n_frame if st["file"] is None else float(totals.iloc[0])
+            tab = tab.assign(Freq=tab["Freq"] * float(np.sum(design.weights)) / base)
+        if kind == "rake":
+            margins = [(v, tab[tab["variable"] == v][["level", "Freq"]].rename(
+                columns={"level": v})) for v in variables]
+            design = rake(design, margins, max_iter=st["max_iter"], epsilon=st["epsilon"])
+        elif kind == "poststratify":
+            if len(variables) != 1 and st["file"] is None:
+                cells = frame.groupby(list(variables), observed=True).size().rename("Freq")
+                pop = cells.reset_index()
+                for v in variables:
+                    pop[v] = pop[v].astype(str)
+                if st["rescale"]:
+                    pop["Freq"] = pop["Freq"] * float(np.sum(design.weights)) / n_frame
+            else:
+                v = variables[0]
+                pop = tab[tab["variable"] == v][["level", "Freq"]].rename(columns={"level": v})
+            design = poststratify(design, list(variables), pop)
+        else:
+            design = calibrate(design, tab, variables=list(variables), distance=st["distance"],
+                               bounds=None if st["bounds"] is None else tuple(st["bounds"]),
+                               max_iter=st["max_iter"])
+    return design
+
+
+def _design_data(cfg: SurveyConfig, q: Questionnaire, frame: pd.DataFrame,
+                 doc: Mapping[str, Any], qr: QualityResult) -> pd.DataFrame:
+    """One row per case in the sample: frame columns, design weight, disposition, answers."""
+    from ..selection import release_reserves
+
+    fr = cfg["frame"]
+    selected = release_reserves(_selected_sample(cfg, frame, doc),
+                                {a: int(k) for a, k in qr.released.items() if k > 0})
+    smp = selected.sample.copy()
+    smp["id"] = smp[fr["id"]].astype(str)
+    cases = qr.cases.set_index("id")
+    if set(smp["id"]) != set(cases.index):  # pragma: no cover - both come from the plan
+        raise DataError("the sample rebuilt from the plan differs from the cases checked")
+    smp["disposition_class"] = cases.loc[smp["id"].to_numpy(), "disposition_class"].to_numpy()
+    resp = smp["disposition_class"].isin(list(cfg["dispositions"]["respondents"])).to_numpy()
+    smp["respondent"] = resp
+    smp["eligibility_known"] = ~smp["disposition_class"].isin(UNKNOWN).to_numpy()
+    forms = qr.forms.set_index("id")
+    items = list(q.items)
+    ans = np.full((len(smp), len(items)), np.nan)
+    have = smp["id"].isin(forms.index).to_numpy() & resp
+    if have.any():
+        ans[have] = forms.loc[smp.loc[have, "id"].to_numpy(), items].to_numpy(dtype=np.float64)
+    for k, item in enumerate(items):
+        smp[item] = ans[:, k]
+    # eligibility factor: 0 not eligible, e unknown, 1 known eligible
+    e = cfg["dispositions"]["e"]
+    cls = smp["disposition_class"].to_numpy()
+    d = smp["design_weight"].to_numpy(dtype=np.float64)
+    fac = np.where(np.isin(cls, ELIGIBLE), 1.0, 0.0)
+    unknown = np.isin(cls, UNKNOWN)
+    if e == "proportional":
+        classes = list(cfg["weighting"]["eligibility_classes"] or (fr["agency"],))
+        key = smp[classes].astype(str).agg("\x1f".join, axis=1)
+        for _, idx in smp.groupby(key, sort=False).indices.items():
+            c = cls[idx]
+            el = d[idx][np.isin(c, ELIGIBLE)].sum()
+            known = el + d[idx][c == "NE"].sum()
+            fac[idx[unknown[idx]]] = 1.0 if known <= 0 else el / known
+    else:
+        fac[unknown] = float(e)
+    smp["eligibility_factor"] = fac
+    smp["eligibility_weight"] = d * fac
+    # not-eligible cases (and unknowns when e = 0) leave the population: they are not part
+    # of the design; weights.csv lists them with a final weight of 0
+    smp["in_design"] = fac > 0
+    return smp
+
+
+def _estimate(cfg: SurveyConfig, q: Questionnaire, data: pd.DataFrame, frame: pd.DataFrame,
+              pg: Progress) -> tuple[Any, dict[str, Any], Any]:
+    from ..design import survey_design
+    from ..index import satisfaction_index
+    from ..ranking import league_table
+    from ..replicate import bootstrap, jackknife
+
+    agency = cfg["frame"]["agency"]
+    var = cfg["variance"]
+    data = data[data["in_design"].to_numpy()].reset_index(drop=True)
+    if not len(data):
+        raise DataError("no case of known or possible eligibility is left in the sample")
+    counts = data.groupby(agency).size()
+    lonely = counts[counts < 2]
+    census = all(int(frame[agency].eq(a).sum()) == int(n) for a, n in lonely.items())
+    with pg.step("declaring the design and weighting"):
+        design = survey_design(data, strata=agency, weights="eligibility_weight", fpc="fpc",
+                               lonely_psu="certainty" if len(lonely) and census else "fail")
+        if var["method"] == "bootstrap":
+            design = bootstrap(design, replicates=var["replicates"], rng=_seeds(cfg)[1],
+                               materialize=False)
+        elif var["method"] == "jackknife":
+            design = jackknife(design, materialize=False)
+        design = _weighting(cfg, design, frame)
+    sets: list[tuple[str, tuple[str, ...] | None]] = [("all", None)]
+    sets += [("_".join(dom), dom) for dom in cfg.domains]
+    estimates: dict[str, Any] = {}
+    n_rep = design.replicates.n_replicates if design.replicates is not None else 0
+    replayed = _with_progress(design, pg)
+    for k, (name, by) in enumerate(sets):
+        label = f"estimating the index ({k + 1}/{len(sets)}: {name})"
+        with pg.step(label, total=n_rep):
+            estimates[name] = satisfaction_index(
+                replayed, q, by=None if by is None else list(by),
+                measure=cfg["estimation"]["measure"], level=var["level"],
+                variance="taylor" if var["method"] == "taylor" else "replicate",
+                ci_method=var["ci_method"])
+    rank_by = cfg["estimation"]["rank_by"] or agency
+    key = next((n for n, by in sets if by == (rank_by,)), None)
+    if key is None:
+        raise ConfigError(f"key estimation.rank_by = {rank_by!r} is not one of the domain sets "
+                          f"of estimation.domains ({[list(b) for _, b in sets if b]})")
+    est = estimates[key]
+    rk = cfg["ranking"]
+    with pg.step("league table"):
+        league = league_table(est, top_k=rk["top_k"], bottom_k=rk["bottom_k"],
+                              adjust=rk["adjust"],
+                              rank_intervals=est.replicate_estimates is not None)
+    return design, estimates, league
+
+
+def _flagged(cfg: SurveyConfig, table: pd.DataFrame) -> pd.DataFrame:
+    from ..flags import publication_flags
+
+    fl = cfg["flags"]
+    return publication_flags(table, min_n=fl["min_n"], max_rse=fl["max_rse"],
+                             min_effective_n=fl["min_effective_n"], min_df=fl["min_df"],
+                             conf_level=cfg["variance"]["level"])
+
+
+def index_table(cfg: SurveyConfig, est: Any) -> pd.DataFrame:
+    """One long table of an IndexEstimate: overall, element and item rows with flags, scaled."""
+    scale = float(cfg["output"]["scale"])
+    parts = []
+    for level, tab in (("overall", est.overall), ("element", est.elements), ("item", est.items)):
+        t = _flagged(cfg, tab)
+        t.insert(0, "level", level)
+        parts.append(t)
+    out = pd.concat(parts, ignore_index=True)
+    front = ["level", *[c for c in est.by or ()], "element", "item"]
+    for c in ("element", "item"):
+        if c not in out.columns:
+            out[c] = None
+    out = out[[*front, *[c for c in out.columns if c not in front]]]
+    for c in ("estimate", "se", "ci_low", "ci_high"):
+        out[c] = out[c] * scale
+    return out
+
+
+def _write_results(cfg: SurveyConfig, tmp: Path, *, design: Any, estimates: Mapping[str, Any],
+                   league: Any, rates: pd.DataFrame, qr: QualityResult, data: pd.DataFrame,
+                   report: Callable[..., Any] | None = None) -> None:
+    """The output step: every file of ``results/`` (the one place that calls the report)."""
+    from .. import report as report_mod
+
+    fr = cfg["frame"]
+    for name, est in estimates.items():
+        write_csv(index_table(cfg, est), tmp / f"index_{name}.csv", float_format="%.6f")
+    lt = league.to_frame()
+    for c in ("estimate", "se", "reference", "diff", "diff_se"):
+        if c in lt.columns:
+            lt[c] = lt[c] * float(cfg["output"]["scale"])
+    write_csv(lt, tmp / "league_table.csv", float_format="%.6f")
+    write_csv(rates, tmp / "response_rates.csv", float_format="%.6f")
+    write_csv(qr.table(), tmp / "quality_findings.csv")
+    final = pd.Series(np.asarray(design.weights), index=design.data["id"].to_numpy())
+    weights = pd.DataFrame({fr["id"]: data["id"], fr["agency"]: data[fr["agency"]],
+                            "reserve_rank": data["reserve_rank"],
+                            "disposition_class": data["disposition_class"],
+                            "design_weight": data["design_weight"],
+                            "eligibility_factor": data["eligibility_factor"],
+                            "final_weight": data["id"].map(final).fillna(0.0).to_numpy()})
+    write_csv(weights, tmp / "weights.csv", float_format="%.8g")
+    (tmp / "survey.toml").write_text(cfg.text, encoding="utf-8")
+    rank_key = next(iter(k for k in estimates if k != "all"), "all")
+    build = report or report_mod.build_report
+    import inspect
+
+    kwargs: dict[str, Any] = {
+        "estimate": estimates.get("_".join((cfg["estimation"]["rank_by"] or fr["agency"],)),
+                                  estimates[rank_key]),
+        "design": design, "league": league, "path": tmp / "report.html",
+        "title": str(cfg["survey"]["name"]), "excel_path": tmp / "report.xlsx",
+        "scale": float(cfg["output"]["scale"]),
+        "flag_options": {"min_n": cfg["flags"]["min_n"], "max_rse": cfg["flags"]["max_rse"],
+                         "min_effective_n": cfg["flags"]["min_effective_n"],
+                         "min_df": cfg["flags"]["min_df"]},
+    }
+    params = inspect.signature(build).parameters
+    if "language" in params:
+        kwargs["language"] = cfg["output"]["language"]
+    if "response_rates" in params:
+        kwargs["response_rates"] = rates
+    build(**kwargs)
+    manifest = {
+        "satsample": __version__, "survey": cfg["survey"]["name"], "year": cfg["survey"]["year"],
+        "config_sha256": cfg.sha256, "seed": int(cfg["survey"]["seed"]),
+        "variance": dict(cfg["variance"]),
+        "weighting": [s.method for s in design.history],
+        "cases": len(data), "respondents": int(data["respondent"].sum()),
+        "problems": {"errors": len(qr.errors), "warnings": len(qr.warnings)},
+        "files": [*sorted(p.name for p in tmp.iterdir()), "run.json"],
+    }
+    (tmp / "run.json").write_text(json.dumps(manifest, ensure_ascii=False, indent=2,
+                                             default=str), encoding="utf-8")
+
+
+def run(config: str | Path | SurveyConfig, *, progress: Progress | None = None) -> RunResult:
+    """Weight and estimate a survey year from its files and write ``results/``.
+
+    Parameters
+    ----------
+    config : str, Path or SurveyConfig
+    progress : Progress, optional
+
+    Returns
+    -------
+    RunResult
+
+    Raises
+    ------
+    ConfigError, DataError, OutputError, SatsampleError
+        ``DataError`` also when a data-quality check fails and ``checks.on_error`` is
+        ``"stop"``: the message names the first problem (file, column, value, rows).
+
+    Notes
+    -----
+    Weights.  With :math:`d_i` the design weight of case :math:`i` (main sample and released
+    reserves, :func:`satsample.release_reserves`), the declared weight is
+    :math:`d_i a_i` with :math:`a_i = 1` for known eligible cases (I, P, R, NC, O),
+    :math:`a_i = 0` for not-eligible cases (NE: they leave the population) and
+    :math:`a_i = e` for unknown eligibility (UH, UO), :math:`e` the configured number or,
+    by default, :math:`\\hat e_c = \\sum_{E_c} d / \\sum_{E_c \\cup NE_c} d` in each
+    eligibility class.  Then, replayed on every replicate, the unknowns' weight goes to the
+    known eligible cases of their class (:func:`satsample.adjust_nonresponse` with the
+    indicator "eligibility known"), so that the eligible cases carry
+    :math:`\\sum_{E_c} d + e \\sum_{U_c} d`; then the configured steps (nonresponse among
+    the eligible, raking, calibration, trimming).
+    """
+    cfg = config if isinstance(config, SurveyConfig) else load_config(config)
+    pg = progress or Progress(enabled=False)
+    q = _questionnaire(cfg)
+    with pg.step("reading the frame, the plan and the response files"):
+        frame = _read_frame(cfg)
+        doc = _read_plan(cfg, frame)
+        returns = _read_responses(cfg, q)
+    with pg.step("checking the returned data"):
+        qr = _check(cfg, q, frame, doc, returns)
+    if qr.errors and cfg["checks"]["on_error"] == "stop":
+        first = qr.errors[0]
+        more = f" ({len(qr.errors) - 1} more problem(s))" if len(qr.errors) > 1 else ""
+        raise DataError(f"{first.message}{more}; run 'satsample validate {cfg.path}' for the "
+                        "full report, fix the files or set checks.on_error = \"resolve\"")
+    data = _design_data(cfg, q, frame, doc, qr)
+    try:
+        design, estimates, league = _estimate(cfg, q, data, frame, pg)
+    except (ConfigError, DataError):
+        raise
+    rates = _rates(cfg, qr.cases, frame, weights=data.set_index("id").loc[
+        qr.cases["id"].to_numpy(), "design_weight"].to_numpy())
+    target = cfg.folder / "results"
+    with pg.step("writing the results"), _staging(target, overwrite=True) as tmp:
+        _write_results(cfg, tmp, design=design, estimates=estimates, league=league,
+                       rates=rates, qr=qr, data=data)
+    return RunResult(folder=target, design=design, estimates=estimates, league=league,
+                     rates=rates, quality=qr)
