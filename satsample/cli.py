@@ -18,6 +18,7 @@ Exit status (documented in docs/your_own_survey.md):
 4     output error (an existing plan without ``--force``, a folder not writable)
 5     estimation error (e.g. a weighting class without respondents, raking that
       does not converge)
+70    internal error (a bug: please report it; ``SATSAMPLE_DEBUG=1`` shows the traceback)
 130   interrupted
 ====  ======================================================================
 
@@ -40,7 +41,7 @@ from ._version import __version__
 __all__ = ["EXIT_CODES", "main"]
 
 EXIT_CODES = {"ok": 0, "checks_failed": 1, "usage": 2, "data": 3, "output": 4,
-              "estimation": 5, "interrupted": 130}
+              "estimation": 5, "internal": 70, "interrupted": 130}
 
 
 class _Parser(argparse.ArgumentParser):
@@ -80,7 +81,7 @@ def _build_parser() -> _Parser:
         description="Design, weight and estimate a satisfaction survey of public-service users.",
         epilog="Exit status: 0 ok, 1 validate --strict found problems, 2 usage or "
                "configuration error, 3 input data error, 4 output error, 5 estimation "
-               "error, 130 interrupted.",
+               "error, 70 internal error, 130 interrupted.",
     )
     parser.add_argument("--version", action="version", version=f"satsample {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
@@ -225,6 +226,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("satsample: interrupted", file=sys.stderr)
         return EXIT_CODES["interrupted"]
+    except Exception as exc:
+        if os.environ.get("SATSAMPLE_DEBUG"):
+            raise
+        print(f"satsample: internal error ({type(exc).__name__}): {_one_line(str(exc))}; "
+              "please report it (set SATSAMPLE_DEBUG=1 for the traceback)", file=sys.stderr)
+        return EXIT_CODES["internal"]
 
 
 if __name__ == "__main__":  # pragma: no cover

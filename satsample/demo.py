@@ -66,7 +66,8 @@ def _load_questionnaire(spec: str) -> tuple[Questionnaire, str]:
     return Questionnaire.from_json(path), f"file = {json.dumps(str(path.resolve()))}"
 
 
-def _config_text(*, seed: int, q_line: str, moe: float, n_replicates: int) -> str:
+def _config_text(*, seed: int, q_line: str, moe: float, n_replicates: int,
+                 paper: str = "inputs/responses_paper.xlsx") -> str:
     codes = ", ".join(f'"{k}" = "{v}"' for k, v in _OFFICE_CODES.items())
     return f"""# satsample demo: one survey year of a synthetic province (see docs: Your own survey)
 [survey]
@@ -103,7 +104,7 @@ agency = "agency_id"
 releases = "inputs/releases.csv"
 
 [[field.responses]]
-file = "inputs/responses_paper.xlsx"
+file = "{paper}"
 mode = "paper"
 
 [[field.responses]]
@@ -235,9 +236,12 @@ def _write_returns(pop: Population, forms: pd.DataFrame, releases: pd.DataFrame,
     used = rel.index[rel["released"] > 0]
     if len(used):
         rel.loc[used[0], "released"] -= 1
-    from .survey.io import write_csv, write_excel
+    from .survey.io import have_excel, write_csv, write_excel
 
-    write_excel({"Phieu": paper}, inputs / "responses_paper.xlsx")
+    if have_excel():
+        write_excel({"Phieu": paper}, inputs / "responses_paper.xlsx")
+    else:  # pragma: no cover - without the io extra the paper forms are a CSV file
+        write_csv(paper, inputs / "responses_paper.csv")
     web["user_id"] = web["user_id"].astype(str)
     write_csv(web, inputs / "responses_online.csv", float_format="%g")
     write_csv(rel, inputs / "releases.csv")
@@ -299,8 +303,11 @@ def run_demo(
         frame = pop.frame.copy()
         write_csv(frame, inputs / "frame.csv")
     cfg_path = out / "survey.toml"
+    from .survey.io import have_excel
+
+    paper = "inputs/responses_paper.xlsx" if have_excel() else "inputs/responses_paper.csv"
     cfg_path.write_text(_config_text(seed=seed, q_line=q_line, moe=moe,
-                                     n_replicates=n_replicates), encoding="utf-8")
+                                     n_replicates=n_replicates, paper=paper), encoding="utf-8")
     cfg = load_config(cfg_path)
     if progress:
         print("satsample plan", file=sys.stderr)

@@ -366,6 +366,15 @@ def sheet_names(labels: Sequence[str]) -> list[str]:
     return out
 
 
+def have_excel() -> bool:
+    """Whether openpyxl (the ``io`` extra) is installed, so Excel files can be written."""
+    try:
+        import openpyxl  # noqa: F401
+    except ImportError:  # pragma: no cover - installed with the io and test extras
+        return False
+    return True
+
+
 def write_excel(sheets: Mapping[str, pd.DataFrame], path: Path) -> Path:
     """Write several tables to one ``.xlsx`` workbook, every text cell made safe."""
     try:

@@ -50,6 +50,7 @@ from .dispositions import ELIGIBLE, UNKNOWN, outcome_rates
 from .errors import ConfigError, DataError, OutputError
 from .io import (
     answers_to_codes,
+    have_excel,
     label_mapping,
     normalise_ids,
     read_table,
@@ -384,7 +385,11 @@ def plan(config: str | Path | SurveyConfig, *, force: bool = False,
         write_csv(alloc, tmp / "allocation.csv")
         lists = _field_lists(cfg, frame, units)
         write_csv(pd.concat(lists.values(), ignore_index=True), tmp / "field_list.csv")
-        write_excel({"README": _field_readme(cfg), **lists}, tmp / "field_lists.xlsx")
+        if have_excel():
+            write_excel({"README": _field_readme(cfg), **lists}, tmp / "field_lists.xlsx")
+        else:  # pragma: no cover - openpyxl comes with the io and test extras
+            for a, tab in lists.items():
+                write_csv(tab, tmp / f"field_list_{a}.csv")
     return PlanResult(folder=target, allocation=alloc,
                       n_main=int((units["reserve_rank"] == 0).sum()),
                       n_reserve=int((units["reserve_rank"] > 0).sum()))
@@ -427,7 +432,8 @@ def _field_lists(cfg: SurveyConfig, frame: pd.DataFrame, units: pd.DataFrame
                  ) -> dict[str, pd.DataFrame]:
     fr = cfg["frame"]
     t = _TEXT[cfg["output"]["language"]]
-    cols = [c for c in (fr["agency_name"], fr["tier"], *fr["contact"]) if c]
+    cols = list(dict.fromkeys(c for c in (fr["agency_name"], fr["tier"], *fr["contact"])
+                              if c and c not in (fr["id"], fr["agency"])))
     info = frame.set_index(fr["id"])[cols] if cols else None
     out: dict[str, pd.DataFrame] = {}
     for a, g in units.sort_values(["agency", "selection_order"]).groupby("agency", sort=True):
@@ -950,13 +956,13 @@ def _write_results(cfg: SurveyConfig, tmp: Path, *, design: Any, estimates: Mapp
 
     fr = cfg["frame"]
     for name, est in estimates.items():
-        write_csv(index_table(cfg, est), tmp / f"index_{name}.csv", float_format="%.6f")
+        write_csv(index_table(cfg, est), tmp / f"index_{name}.csv")
     lt = league.to_frame()
     for c in ("estimate", "se", "reference", "diff", "diff_se"):
         if c in lt.columns:
             lt[c] = lt[c] * float(cfg["output"]["scale"])
-    write_csv(lt, tmp / "league_table.csv", float_format="%.6f")
-    write_csv(rates, tmp / "response_rates.csv", float_format="%.6f")
+    write_csv(lt, tmp / "league_table.csv")
+    write_csv(rates, tmp / "response_rates.csv")
     write_csv(qr.table(), tmp / "quality_findings.csv")
     final = pd.Series(np.asarray(design.weights), index=design.data["id"].to_numpy())
     weights = pd.DataFrame({fr["id"]: data["id"], fr["agency"]: data[fr["agency"]],
@@ -965,7 +971,7 @@ def _write_results(cfg: SurveyConfig, tmp: Path, *, design: Any, estimates: Mapp
                             "design_weight": data["design_weight"],
                             "eligibility_factor": data["eligibility_factor"],
                             "final_weight": data["id"].map(final).fillna(0.0).to_numpy()})
-    write_csv(weights, tmp / "weights.csv", float_format="%.8g")
+    write_csv(weights, tmp / "weights.csv")
     (tmp / "survey.toml").write_text(cfg.text, encoding="utf-8")
     rank_key = next(iter(k for k in estimates if k != "all"), "all")
     build = report or report_mod.build_report
@@ -975,7 +981,8 @@ def _write_results(cfg: SurveyConfig, tmp: Path, *, design: Any, estimates: Mapp
         "estimate": estimates.get("_".join((cfg["estimation"]["rank_by"] or fr["agency"],)),
                                   estimates[rank_key]),
         "design": design, "league": league, "path": tmp / "report.html",
-        "title": str(cfg["survey"]["name"]), "excel_path": tmp / "report.xlsx",
+        "title": str(cfg["survey"]["name"]),
+        "excel_path": tmp / "report.xlsx" if have_excel() else None,
         "scale": float(cfg["output"]["scale"]),
         "flag_options": {"min_n": cfg["flags"]["min_n"], "max_rse": cfg["flags"]["max_rse"],
                          "min_effective_n": cfg["flags"]["min_effective_n"],
