@@ -155,7 +155,8 @@ def classify_dispositions(codes: Sequence[Any] | pd.Series,
     s = codes if isinstance(codes, pd.Series) else pd.Series(list(codes), dtype=object)
     uniq = pd.unique(s)
     lut = {u: disposition_class(u, mapping) for u in uniq if not _isna(u)}
-    return s.map(lambda v: None if _isna(v) else lut.get(v)).astype(object)
+    return pd.Series([None if _isna(v) else lut.get(v) for v in s], index=s.index,
+                     dtype=object)
 
 
 def _isna(v: Any) -> bool:

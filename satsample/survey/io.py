@@ -115,6 +115,12 @@ def read_table(path: str | Path, *, sheet: str | None = None, what: str = "file"
                 raise DataError(f"{what} {str(p)!r} is not UTF-8 text (byte {exc.start}); save "
                                 "it as CSV UTF-8") from None
             df = df.replace({"": None})
+            import csv
+
+            with open(p, encoding="utf-8-sig", newline="") as fh:
+                header = next(csv.reader(fh), [])
+            if len(header) == df.shape[1]:
+                df.columns = header
         elif kind == "excel":
             try:
                 import openpyxl  # noqa: F401
@@ -190,7 +196,7 @@ def _read_xlsx(p: Path, sheet: str | None, what: str) -> pd.DataFrame:
         width = len(header)
         while width and header[width - 1] is None:
             width -= 1
-        body = [r[:width] for r in rows]
+        body = [tuple(r[:width]) + (None,) * (width - len(r[:width])) for r in rows]
     finally:
         wb.close()
     while body and all(v is None for v in body[-1]):

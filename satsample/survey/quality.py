@@ -143,6 +143,13 @@ class QualityResult:
         return pd.DataFrame([f.as_row() for f in self.findings], columns=cols)
 
 
+def _where(g: pd.DataFrame, limit: int = 5) -> str:
+    """``"a.csv row 3; b.xlsx row 9 and 4 more"`` for forms from several files."""
+    pairs = [f"{a} row {int(b)}" for a, b in zip(g["_file"], g["_row"], strict=True)]
+    more = f" and {len(pairs) - limit} more" if len(pairs) > limit else ""
+    return "; ".join(pairs[:limit]) + more
+
+
 def _derive(share: np.ndarray, complete_min: float, partial_min: float) -> np.ndarray:
     out = np.full(share.shape, "R", dtype=object)
     out[share >= partial_min - 1e-12] = "P"
@@ -311,7 +318,7 @@ def check_returns(
                     value=str(used), ids=tuple(map(str, g["id"])),
                     rows=tuple(int(r) for r in g["_row"]),
                     message=f"agency {a!r}: reserve(s) up to rank {used} were used but "
-                            f"{rec} released ({rows_text(g['_row'])})"))
+                            f"{rec} released ({_where(g)})"))
             released[str(a)] = max(used, rec)
         else:
             released[str(a)] = used
@@ -391,8 +398,7 @@ def check_returns(
                     rows=tuple(int(r) for r in g["_row"]), ids=tuple(map(str, g["id"])),
                     message=f"agency {a!r}: {int(straight[base].sum())} of {int(base.sum())} "
                             f"respondents ({100 * sh:.1f}%) gave the same answer to every item "
-                            f"(limit {100 * straight_max_share:.1f}%; "
-                            f"{rows_text(g['_row'])})"))
+                            f"(limit {100 * straight_max_share:.1f}%; {_where(g)})"))
         cand = m & eligible_sl & ~straight
         if cand.sum() > 1:
             key = pd.DataFrame(np.where(np.isnan(rc[cand]), -1.0, rc[cand]))
@@ -404,7 +410,7 @@ def check_returns(
                     rows=tuple(int(r) for r in g["_row"]),
                     message=f"agency {a!r}: ids {', '.join(map(str, g['id'][:6]))} have "
                             f"identical answers to every item (a form keyed twice?; "
-                            f"{rows_text(g['_row'])})"))
+                            f"{_where(g)})"))
 
     # -- cases -------------------------------------------------------------------------
     rel = units["agency"].map(released).to_numpy()
