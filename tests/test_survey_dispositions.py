@@ -86,7 +86,7 @@ def test_office_codes_map_to_classes():
     got = classify_dispositions(["Hoàn thành", "từ chối ", "2.20", "?"],
                                 {"Hoàn thành": "I", "Từ chối": "2.11"})
     assert got.tolist() == ["I", "R", "NC", None]
-    with pytest.raises(ConfigError, match="'Từ chối'.*'X'"):
+    with pytest.raises(ConfigError, match=r"'Từ chối'.*'X'"):
         classify_dispositions(["a"], {"Từ chối": "X"})
 
 
