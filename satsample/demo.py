@@ -10,9 +10,10 @@
 4. simulate the field work from the plan: who responds (depending on age, channel, sex and
    level), refusals, non-contacts, people who moved away (not eligible), questionnaires
    never returned, reserves released for refusals and non-contacts, partial forms; the paper
-   forms go to ``inputs/responses_paper.xlsx`` (answers keyed as Vietnamese labels,
-   dispositions as office codes), the online forms to ``inputs/responses_online.csv``
-   (answer codes), the office's record of released reserves to ``inputs/releases.csv``.
+   questionnaires returned by post go to ``inputs/responses_paper.xlsx`` (answers keyed as
+   Vietnamese labels, dispositions as office codes), the enumerators' tablets and the online
+   form to ``inputs/responses_online.csv`` (answer codes, every contact outcome), the
+   office's record of released reserves to ``inputs/releases.csv``.
    A few problems are planted for ``validate`` to find: an answer code 7, an unknown
    label, a form keyed twice, a form from someone never sampled, a "refused" form full of
    answers, a reserve used beyond those released and straight-lining in one agency;
@@ -194,7 +195,9 @@ def _write_returns(pop: Population, forms: pd.DataFrame, releases: pd.DataFrame,
     partial = resp & (rng.random(len(forms)) < 0.03)
     ans[np.ix_(partial, np.arange(int(0.6 * len(items)), len(items)))] = np.nan
     channel = pop.frame["channel"].astype(str).to_numpy()[rows]
-    online = (channel == "online") & resp
+    # paper questionnaires returned by post are keyed into Excel; the enumerators' tablets
+    # and the online form give a CSV export (answers and every contact outcome)
+    online = ~((channel == "postal") & resp)
     # planted: straight-lining in the agency with most respondents among communes
     counts = forms[resp].groupby("agency_id").size()
     communes = counts[counts.index.str.startswith("COM")]
