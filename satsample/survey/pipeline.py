@@ -244,6 +244,13 @@ def _read_frame(cfg: SurveyConfig) -> pd.DataFrame:
     out = df.copy()
     out[fr["id"]] = ids
     out[fr["agency"]] = normalise_ids(ag)
+    # categories used for weighting and domains are compared as text (a file read from
+    # Excel or SPSS may hold numbers where the margins files hold text)
+    cats = {fr["tier"], *fr["auxiliary"], *(c for dom in cfg.domains for c in dom)}
+    for c in cats - {None, fr["id"], fr["agency"], fr["size"]}:
+        if not pd.api.types.is_float_dtype(out[c].dtype) or out[c].dropna().map(
+                float.is_integer).all():
+            out[c] = normalise_ids(out[c])
     if fr["size"]:
         size = pd.to_numeric(out[fr["size"]], errors="coerce")
         bad = size.isna().to_numpy() | (size <= 0).to_numpy()
@@ -772,6 +779,35 @@ def _margin_tables(cfg: SurveyConfig, step: Mapping[str, Any], frame: pd.DataFra
     return pd.DataFrame(rows)
 
 
+def _cells(cfg: SurveyConfig, step: Mapping[str, Any], frame: pd.DataFrame,
+           variables: tuple[str, ...], total: float) -> pd.DataFrame:
+    """Post-stratification cells (the variables and ``Freq``) from a file or the frame."""
+    cols = list(variables)
+    if step["file"] is not None:
+        df, _ = read_table(step["file"], what="cells file")
+        name = Path(step["file"]).name
+        require_columns(df, {**{f"variable {v}": v for v in cols}, "counts": "Freq"},
+                        what="cells file", file=name)
+        pop = pd.DataFrame({v: normalise_ids(df[v]) for v in cols})
+        pop["Freq"] = pd.to_numeric(df["Freq"], errors="coerce")
+        bad = pop["Freq"].isna().to_numpy() | (pop["Freq"] < 0).to_numpy()
+        if bad.any():
+            raise DataError(f"cells file {name!r}, column 'Freq': value "
+                            f"{df.loc[bad, 'Freq'].iloc[0]!r} is not a count "
+                            f"({rows_text(df.loc[bad, '_row'])})")
+    else:
+        missing = [v for v in cols if v not in frame.columns]
+        if missing:
+            raise ConfigError(f"weighting step 'poststratify': variable {missing[0]!r} is not a "
+                              "column of the frame (list it under frame.auxiliary)")
+        pop = frame.groupby(cols, observed=True).size().rename("Freq").reset_index()
+        for v in cols:
+            pop[v] = pop[v].astype(str)
+    if step["rescale"]:
+        pop["Freq"] = pop["Freq"] * total / float(pop["Freq"].sum())
+    return pop
+
+
 def _weighting(cfg: SurveyConfig, design: Any, frame: pd.DataFrame) -> Any:
     from ..weighting import adjust_nonresponse, calibrate, poststratify, rake, trim
 
@@ -792,6 +828,10 @@ def _weighting(cfg: SurveyConfig, design: Any, frame: pd.DataFrame) -> Any:
                           relative=st["relative"], strict=st["strict"])
             continue
         variables = tuple(st["margins"] if kind == "rake" else st["variables"])
+        if kind == "poststratify":
+            design = poststratify(design, list(variables),
+                                  _cells(cfg, st, frame, variables, float(np.sum(design.weights))))
+            continue
         tab = _margin_tables(cfg, st, frame, variables)
         if st["rescale"]:
             totals = tab.groupby("variable", sort=False)["Freq"].sum()
@@ -801,18 +841,6 @@ def _weighting(cfg: SurveyConfig, design: Any, frame: pd.DataFrame) -> Any:
             margins = [(v, tab[tab["variable"] == v][["level", "Freq"]].rename(
                 columns={"level": v})) for v in variables]
             design = rake(design, margins, max_iter=st["max_iter"], epsilon=st["epsilon"])
-        elif kind == "poststratify":
-            if len(variables) != 1 and st["file"] is None:
-                cells = frame.groupby(list(variables), observed=True).size().rename("Freq")
-                pop = cells.reset_index()
-                for v in variables:
-                    pop[v] = pop[v].astype(str)
-                if st["rescale"]:
-                    pop["Freq"] = pop["Freq"] * float(np.sum(design.weights)) / n_frame
-            else:
-                v = variables[0]
-                pop = tab[tab["variable"] == v][["level", "Freq"]].rename(columns={"level": v})
-            design = poststratify(design, list(variables), pop)
         else:
             design = calibrate(design, tab, variables=list(variables), distance=st["distance"],
                                bounds=None if st["bounds"] is None else tuple(st["bounds"]),
@@ -878,6 +906,10 @@ def _estimate(cfg: SurveyConfig, q: Questionnaire, data: pd.DataFrame, frame: pd
 
     agency = cfg["frame"]["agency"]
     var = cfg["variance"]
+    rank_by = cfg["estimation"]["rank_by"] or agency
+    if (rank_by,) not in cfg.domains:
+        raise ConfigError(f"key estimation.rank_by = {rank_by!r} is not one of the domain sets "
+                          f"of estimation.domains ({[list(b) for b in cfg.domains]})")
     data = data[data["in_design"].to_numpy()].reset_index(drop=True)
     if not len(data):
         raise DataError("no case of known or possible eligibility is left in the sample")
@@ -906,12 +938,7 @@ def _estimate(cfg: SurveyConfig, q: Questionnaire, data: pd.DataFrame, frame: pd
                 measure=cfg["estimation"]["measure"], level=var["level"],
                 variance="taylor" if var["method"] == "taylor" else "replicate",
                 ci_method=var["ci_method"])
-    rank_by = cfg["estimation"]["rank_by"] or agency
-    key = next((n for n, by in sets if by == (rank_by,)), None)
-    if key is None:
-        raise ConfigError(f"key estimation.rank_by = {rank_by!r} is not one of the domain sets "
-                          f"of estimation.domains ({[list(b) for _, b in sets if b]})")
-    est = estimates[key]
+    est = estimates[next(n for n, by in sets if by == (rank_by,))]
     rk = cfg["ranking"]
     with pg.step("league table"):
         league = league_table(est, top_k=rk["top_k"], bottom_k=rk["bottom_k"],
