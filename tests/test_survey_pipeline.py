@@ -252,7 +252,11 @@ def test_field_lists_one_sheet_per_agency_with_reserve_order(survey):
     assert rank[: len(main)] == main and rank[len(main):] == list(range(1, 13))
     # a formula from the frame stays text in the workbook and the CSV
     names = {r[header.index("name")] for r in rows[1:]}
-    assert names == {"'=HYPERLINK(\"x\")"}
+    assert names == {"=HYPERLINK(\"x\")"}  # the text exactly, as a quoted text cell
+    ws = openpyxl.load_workbook(survey["base"] / "out" / "plan" / "field_lists.xlsx")["A3"]
+    col = next(c for c in ws[1] if c.value == "name").column
+    assert all(ws.cell(row=r, column=col).quotePrefix for r in range(2, ws.max_row + 1))
+    assert all(c.data_type != "f" for row in ws.iter_rows() for c in row)
     text = (survey["base"] / "out" / "plan" / "field_list.csv").read_text(encoding="utf-8-sig")
     assert "'=HYPERLINK" in text and "\n=HYPERLINK" not in text and ",=HYPERLINK" not in text
 

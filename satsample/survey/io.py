@@ -13,9 +13,10 @@ questionnaire's ``scale_labels``, each also split into its English and Vietnames
 plus the configuration's ``questionnaire.value_labels``).  Labels are compared after
 Unicode NFC normalisation, trimming, collapsing spaces and case folding.
 
-Writers (:func:`write_csv`, :func:`write_excel`) pass every text cell through
-:func:`safe_cell`: a text starting with ``=``, ``+``, ``-``, ``@``, a tab or a carriage
-return is prefixed with a single quote (OWASP's advice against CSV/formula injection).
+Writers never turn text from the data into a formula (OWASP's advice against CSV/formula
+injection, :mod:`satsample._spreadsheet`): in CSV files a text starting with ``=``, ``+``,
+``-``, ``@``, a tab or a carriage return gets a leading single quote; in ``.xlsx`` files it
+is kept exactly, as a text cell with Excel's quote prefix.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from .._spreadsheet import FORMULA_STARTS, csv_safe, escape_csv_text
 from ..questionnaire import Questionnaire
 from .errors import ConfigError, DataError
 
@@ -40,7 +42,6 @@ __all__ = [
     "read_table",
     "rows_text",
     "safe_cell",
-    "safe_frame",
     "write_csv",
     "write_excel",
 ]
@@ -48,7 +49,8 @@ __all__ = [
 READERS: dict[str, str] = {".csv": "csv", ".txt": "csv", ".xlsx": "excel", ".xlsm": "excel",
                            ".parquet": "parquet", ".pq": "parquet", ".sav": "spss",
                            ".zsav": "spss", ".dta": "stata"}
-_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+#: Escape of one CSV cell against formula injection (satsample._spreadsheet).
+safe_cell = escape_csv_text
 _SPACES = re.compile(r"\s+")
 
 
@@ -319,41 +321,10 @@ def answers_to_codes(values: pd.Series, mapping: Mapping[str, float]
     return out, unreadable
 
 
-def safe_cell(value: Any) -> Any:
-    """Escape a text cell that a spreadsheet would read as a formula (OWASP).
-
-    Examples
-    --------
-    >>> safe_cell("=HYPERLINK(1)"), safe_cell("-3 days"), safe_cell(-3), safe_cell("Hà Nội")
-    ("'=HYPERLINK(1)", "'-3 days", -3, 'Hà Nội')
-    """
-    if isinstance(value, str) and value.startswith(_FORMULA_START):
-        return "'" + value
-    return value
-
-
-def safe_frame(df: pd.DataFrame) -> pd.DataFrame:
-    """A copy with every text cell (and text column name) passed through :func:`safe_cell`."""
-    out = df.copy()
-    for c in out.columns:
-        col = out[c]
-        if col.dtype == object or isinstance(col.dtype, pd.CategoricalDtype) or \
-                pd.api.types.is_string_dtype(col.dtype):
-            col = col.astype(object)
-            risky = col.str.startswith(_FORMULA_START, na=False).to_numpy(dtype=bool) if \
-                len(col) else np.zeros(0, dtype=bool)
-            if risky.any():
-                col = col.copy()
-                col[risky] = "'" + col[risky]
-            out[c] = col
-    out.columns = [safe_cell(str(c)) for c in out.columns]
-    return out
-
-
 def write_csv(df: pd.DataFrame, path: Path, *, float_format: str | None = None) -> Path:
     """Write a table as UTF-8 CSV (with BOM, so Excel shows Vietnamese text) safely."""
-    safe_frame(df).to_csv(path, index=False, encoding="utf-8-sig", lineterminator="\n",
-                          float_format=float_format)
+    csv_safe(df).to_csv(path, index=False, encoding="utf-8-sig", lineterminator="\n",
+                        float_format=float_format)
     return path
 
 
@@ -388,16 +359,27 @@ def write_excel(sheets: Mapping[str, pd.DataFrame], path: Path) -> Path:
     except ImportError:  # pragma: no cover
         raise DataError("writing Excel needs openpyxl (pip install satsample[io])") from None
     import openpyxl
+    from openpyxl.cell import WriteOnlyCell
 
     names = sheet_names(list(sheets))
     wb = openpyxl.Workbook(write_only=True)
     for name, df in zip(names, sheets.values(), strict=True):
         ws = wb.create_sheet(title=name)
-        safe = safe_frame(df)
-        ws.append([str(c) for c in safe.columns])
-        cols = [safe[c].to_numpy(dtype=object) for c in safe.columns]
-        for i in range(len(safe)):
-            ws.append([_cell(col[i]) for col in cols])
+
+        def cell(v: Any, ws: Any = ws) -> Any:
+            v = _cell(v)
+            if isinstance(v, str) and v.startswith(FORMULA_STARTS):
+                # the text exactly, as a text cell with Excel's quote prefix (never a formula)
+                c = WriteOnlyCell(ws, value=v)
+                c.data_type = "s"
+                c.quotePrefix = True
+                return c
+            return v
+
+        ws.append([cell(str(c)) for c in df.columns])
+        cols = [df[c].to_numpy(dtype=object) for c in df.columns]
+        for i in range(len(df)):
+            ws.append([cell(col[i]) for col in cols])
     try:
         wb.save(path)
     except OSError as exc:

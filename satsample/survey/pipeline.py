@@ -413,8 +413,8 @@ _TEXT = {
                "order: reserve 1, then 2, ...; never skip one.",
                "Record a disposition for every person contacted (main sample and released "
                "reserves), also when nobody answered.",
-               "Text from the frame is shown as is; a leading ' protects it from being read "
-               "as a spreadsheet formula."]},
+               "Text from the frame is shown exactly as text: a spreadsheet never runs it as "
+               "a formula."]},
     "vi": {"order": "thu_tu", "role": "vai_tro", "main": "mẫu chính", "reserve": "mẫu dự phòng",
            "rank": "thu_tu_du_phong", "disposition": "kết quả tiếp xúc (điền)",
            "note": "ghi chú (điền)",
@@ -425,8 +425,8 @@ _TEXT = {
                "không bỏ qua số nào.",
                "Ghi kết quả tiếp xúc cho mọi người đã liên hệ (mẫu chính và mẫu dự phòng đã "
                "cấp), kể cả khi không trả lời.",
-               "Dữ liệu từ danh sách được giữ nguyên; dấu ' ở đầu ngăn bảng tính hiểu nhầm là "
-               "công thức."]},
+               "Dữ liệu từ danh sách được giữ nguyên dạng văn bản; bảng tính không bao giờ coi "
+               "đó là công thức."]},
 }
 
 
