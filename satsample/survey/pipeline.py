@@ -93,8 +93,11 @@ class Progress:
         self._shown = False
         try:
             yield self
-        finally:
-            pass
+        except BaseException:
+            if self.enabled and self._shown and self.tty:
+                self.stream.write("\n")  # the error message starts on its own line
+                self.stream.flush()
+            raise
         if self.enabled:
             dt = time.perf_counter() - self._start
             if self._shown and self.tty:
@@ -213,6 +216,11 @@ def _questionnaire(cfg: SurveyConfig) -> Questionnaire:
         raise ConfigError(f"questionnaire: {exc}") from None
 
 
+_RESERVED = ("id", "stratum", "inclusion_prob", "design_weight", "fpc", "reserve_rank",
+             "selection_order", "replaced", "disposition_class", "respondent",
+             "eligibility_known", "eligibility_factor", "eligibility_weight", "in_design")
+
+
 def _read_frame(cfg: SurveyConfig) -> pd.DataFrame:
     fr = cfg["frame"]
     df, _ = read_table(fr["file"], sheet=fr["sheet"], what="frame")
@@ -225,6 +233,12 @@ def _read_frame(cfg: SurveyConfig) -> pd.DataFrame:
     for dom in cfg.domains:
         roles.update({f"estimation.domains {c}": c for c in dom})
     require_columns(df, roles, what="frame", file=name)
+    q = _questionnaire(cfg)
+    reserved = sorted((set(_RESERVED) | set(q.items)) & set(df.columns) - {fr["id"]})
+    if reserved:
+        raise DataError(f"frame {name!r}: column {reserved[0]!r} has a name that satsample uses "
+                        "for the sample (or an item of the questionnaire); rename it in the "
+                        f"frame (reserved: {', '.join(_RESERVED)} and the item names)")
     ids = normalise_ids(df[fr["id"]])
     miss = ids.isna().to_numpy()
     if miss.any():
