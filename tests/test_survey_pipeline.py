@@ -442,6 +442,16 @@ def test_shipped_example_runs_as_the_docs_say(tmp_path):
     assert run.returncode == 0, run.stderr
     idx = pd.read_csv(work / "output" / "results" / "index_agency_id.csv")
     assert len(idx[idx["level"] == "overall"]) == 6
+    # e = "proportional": an unknown-eligibility case enters with the eligible share of the
+    # known cases of its agency (design weights are equal within an agency)
+    w = pd.read_csv(work / "output" / "results" / "weights.csv")
+    for _, g in w.groupby("agency_id"):
+        c = g["disposition_class"]
+        elig = c.isin(["I", "P", "R", "NC", "O"]).sum()
+        e_hand = elig / (elig + (c == "NE").sum())
+        assert np.allclose(g.loc[c.isin(["UH", "UO"]), "eligibility_factor"], e_hand, rtol=1e-12)
+        assert (g.loc[c == "NE", "final_weight"] == 0).all()
+        assert (g.loc[c.isin(["UH", "UO", "R", "NC", "O"]), "final_weight"] == 0).all()
     doc = (ROOT / "docs" / "your_own_survey.md").read_text(encoding="utf-8")
     toml = (src / "survey.toml").read_text(encoding="utf-8")
     # the configuration shown line by line is the shipped one (comments aside)
