@@ -61,7 +61,7 @@ def test_results_against_the_known_truth(demo_run):
 
 
 def _small(out, seed):
-    argv = ["demo", "--out", str(out), "--quiet", "--n-users", "10000", "--replicates", "30",
+    argv = ["demo", "--out", str(out), "--quiet", "--n-users", "5000", "--replicates", "20",
             "--seed", str(seed)]
     with contextlib.redirect_stdout(io.StringIO()):
         assert main(argv) == 0

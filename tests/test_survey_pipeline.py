@@ -459,3 +459,55 @@ def test_shipped_example_runs_as_the_docs_say(tmp_path):
 
     shown = doc.split("```toml\n", 1)[1].split("```", 1)[0]
     assert tomllib.loads(shown) == tomllib.loads(toml)
+
+
+def _copy(survey, tmp_path, names=("frame.csv", "q.json", "paper.xlsx", "web.csv", "web.sav",
+                                   "releases.csv"), plan=True):
+    import shutil
+
+    base = survey["base"]
+    for name in names:
+        (tmp_path / name).write_bytes((base / name).read_bytes())
+    (tmp_path / "survey.toml").write_text(CONFIG, encoding="utf-8")
+    if plan:
+        shutil.copytree(base / "out" / "plan", tmp_path / "out" / "plan")
+
+
+def _one_line(proc, code):
+    assert proc.returncode == code, proc.stderr
+    err = proc.stderr.strip()
+    assert len(err.splitlines()) == 1 and "Traceback" not in err
+    return err
+
+
+def test_bad_input_files_are_one_line_with_file_column_value_rows(survey, tmp_path):
+    _copy(survey, tmp_path, plan=False)
+    err = _one_line(cli("validate", "survey.toml", "--quiet", cwd=tmp_path), 3)
+    assert "no plan" in err and "satsample plan" in err
+    frame = pd.read_csv(tmp_path / "frame.csv")
+    frame.loc[5, "id"] = frame.loc[2, "id"]
+    frame.to_csv(tmp_path / "frame.csv", index=False)
+    err = _one_line(cli("plan", "survey.toml", "--quiet", cwd=tmp_path), 3)
+    assert "frame.csv" in err and "'id'" in err and str(frame.loc[2, "id"]) in err
+    assert "rows 4, 7" in err
+
+
+def test_changed_frame_and_missing_response_file_are_data_errors(survey, tmp_path):
+    _copy(survey, tmp_path)
+    (tmp_path / "web.sav").unlink()
+    err = _one_line(cli("run", "survey.toml", "--quiet", cwd=tmp_path), 3)
+    assert "web.sav" in err and "does not exist" in err
+    _copy(survey, tmp_path, plan=False)
+    with open(tmp_path / "frame.csv", "a", encoding="utf-8") as fh:
+        fh.write("9999,A1,Office A1,province,F\n")
+    err = _one_line(cli("run", "survey.toml", "--quiet", cwd=tmp_path), 3)
+    assert "frame.csv" in err and "changed since the plan" in err
+    assert not (tmp_path / "out" / "results").exists()
+
+
+def test_missing_item_column_names_the_file_and_column(survey, tmp_path):
+    _copy(survey, tmp_path)
+    web = pd.read_csv(tmp_path / "web.csv", encoding="utf-8-sig").drop(columns=["q4"])
+    web.to_csv(tmp_path / "web.csv", index=False)
+    err = _one_line(cli("validate", "survey.toml", "--quiet", cwd=tmp_path), 3)
+    assert "web.csv" in err and "'q4'" in err and "not found" in err
