@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 from importlib import resources
 from pathlib import Path
@@ -10,6 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+import satsample as ss
 from satsample.survey import load_config, plan, run
 
 EXAMPLES = Path(str(resources.files("satsample") / "survey" / "examples"))
@@ -87,3 +89,74 @@ rescale = false
     w = pd.Series(np.asarray(d.weights)).groupby(d.data["sex"].to_numpy()).sum()
     np.testing.assert_allclose(w.sort_index().to_numpy(),
                                0.9 * counts.sort_index().to_numpy(), rtol=1e-8)
+
+
+def test_agencies_divided_into_strata(tmp_path):
+    """frame.strata: each agency's sample split over its strata; weights N_hs / n_hs."""
+    from satsample.survey import DataError
+
+    gen = np.random.default_rng(5)
+    n = 600
+    frame = pd.DataFrame({"uid": np.arange(1, n + 1),
+                          "ag": np.repeat(["X", "Y", "Z"], [300, 200, 100]),
+                          "sex": gen.choice(["F", "M"], n)})
+    frame["st"] = frame["ag"] + "-" + frame["sex"]
+    frame.to_csv(tmp_path / "frame.csv", index=False)
+    cfg_text = '''[survey]
+name = "strata"
+seed = 3
+[frame]
+file = "frame.csv"
+id = "uid"
+agency = "ag"
+strata = "st"
+auxiliary = ["sex"]
+[questionnaire]
+name = "reference_22"
+[design]
+allocation = "fixed"
+n_per_agency = 41
+reserves = 2
+min_respondents = 5
+[field]
+disposition = "disp"
+[[field.responses]]
+file = "forms.csv"
+[variance]
+method = "taylor"
+[output]
+folder = "out"
+language = "en"
+'''
+    (tmp_path / "survey.toml").write_text(cfg_text, encoding="utf-8")
+    res = plan(load_config(tmp_path / "survey.toml"))
+    strata = pd.read_csv(res.folder / "allocation_strata.csv")
+    assert strata.groupby("agency")["n"].sum().to_dict() == {"X": 41, "Y": 41, "Z": 41}
+    assert (strata["n"] >= np.minimum(2, strata["N"])).all()
+    sizes = frame.groupby("st").size()
+    # the split is the public bounded proportional allocation of each agency's 41
+    for _, g in strata.groupby("agency"):
+        ref = ss.allocate(g.set_index("stratum")["N"], 41, rule="proportional", min_n=2)
+        assert g["n"].tolist() == ref.n_h.tolist()
+    units = pd.DataFrame(json.loads((res.folder / "design.json").read_text())["units"])
+    main = units[units["reserve_rank"] == 0]
+    assert main.groupby("stratum").size().to_dict() == strata.set_index("stratum")["n"].to_dict()
+    from satsample import load_questionnaire
+
+    q = load_questionnaire("reference_22")
+    forms = pd.DataFrame({"uid": main["id"], "disp": "I"})
+    for item in q.items:
+        forms[item] = gen.integers(1, 6, len(forms))
+    forms.to_csv(tmp_path / "forms.csv", index=False)
+    out = run(load_config(tmp_path / "survey.toml"))
+    w = pd.read_csv(out.folder / "weights.csv")
+    st = frame.set_index("uid").loc[w["uid"], "st"].to_numpy()
+    n_s = strata.set_index("stratum")["n"]
+    np.testing.assert_allclose(w["design_weight"], sizes.loc[st].to_numpy() / n_s.loc[st],
+                               rtol=1e-12)
+    assert out.design.n_strata == len(strata)
+    # a stratum spanning two agencies is refused, naming it
+    frame.loc[0, "st"] = "Y-F"
+    frame.to_csv(tmp_path / "frame.csv", index=False)
+    with pytest.raises(DataError, match=r"stratum 'Y-F' spans several agencies \('X', 'Y'\)"):
+        plan(load_config(tmp_path / "survey.toml"), force=True)

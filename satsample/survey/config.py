@@ -71,6 +71,7 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "agency": _k("str", REQ, "Column with the agency (the stratum)."),
         "agency_name": _k("str", None, "Column with the agency's name (field lists, reports)."),
         "tier": _k("str", None, "Column with the agency tier (province/district/commune)."),
+        "strata": _k("str", None, "Column dividing each agency into sampling strata."),
         "size": _k("str", None, "Size measure column (needed by the PPS methods)."),
         "auxiliary": _k("list[str]", (), "Columns used for weighting and domains."),
         "contact": _k("list[str]", (), "Columns printed on the field lists (name, phone...)."),

@@ -193,6 +193,11 @@ def _sha256(path: Path) -> str:
     return h.hexdigest()
 
 
+def _stratum_column(cfg: SurveyConfig) -> str:
+    """The sampling strata: the agency, or the frame.strata column dividing the agencies."""
+    return cfg["frame"]["strata"] or cfg["frame"]["agency"]
+
+
 def _seeds(cfg: SurveyConfig) -> list[np.random.SeedSequence]:
     return np.random.SeedSequence(int(cfg["survey"]["seed"])).spawn(2)
 
@@ -227,14 +232,15 @@ def _read_frame(cfg: SurveyConfig) -> pd.DataFrame:
     name = Path(fr["file"]).name
     roles = {"frame.id": fr["id"], "frame.agency": fr["agency"],
              "frame.agency_name": fr["agency_name"], "frame.tier": fr["tier"],
-             "frame.size": fr["size"]}
+             "frame.strata": fr["strata"], "frame.size": fr["size"]}
     roles.update({f"frame.auxiliary {c}": c for c in fr["auxiliary"]})
     roles.update({f"frame.contact {c}": c for c in fr["contact"]})
     for dom in cfg.domains:
         roles.update({f"estimation.domains {c}": c for c in dom})
     require_columns(df, roles, what="frame", file=name)
     q = _questionnaire(cfg)
-    reserved = sorted((set(_RESERVED) | set(q.items)) & set(df.columns) - {fr["id"]})
+    reserved = sorted((set(_RESERVED) | set(q.items)) & set(df.columns)
+                      - {fr["id"], fr["strata"]})
     if reserved:
         raise DataError(f"frame {name!r}: column {reserved[0]!r} has a name that satsample uses "
                         "for the sample (or an item of the questionnaire); rename it in the "
@@ -265,6 +271,20 @@ def _read_frame(cfg: SurveyConfig) -> pd.DataFrame:
         if not pd.api.types.is_float_dtype(out[c].dtype) or out[c].dropna().map(
                 float.is_integer).all():
             out[c] = normalise_ids(out[c])
+    if fr["strata"]:
+        st = normalise_ids(out[fr["strata"]])
+        miss = st.isna().to_numpy()
+        if miss.any():
+            raise DataError(f"frame {name!r}, column {fr['strata']!r}: {int(miss.sum())} empty "
+                            f"stratum value(s) ({rows_text(out.loc[miss, '_row'])})")
+        out[fr["strata"]] = st
+        spans = out.groupby(fr["strata"])[fr["agency"]].nunique()
+        if (spans > 1).any():
+            bad = spans.index[(spans > 1).to_numpy()][0]
+            ags = sorted(set(out.loc[st == bad, fr["agency"]]))
+            raise DataError(f"frame {name!r}, column {fr['strata']!r}: stratum {bad!r} spans "
+                            f"several agencies ({', '.join(map(repr, ags[:5]))}); strata must "
+                            "divide agencies (use a label per agency, e.g. agency + field)")
     if fr["size"]:
         size = pd.to_numeric(out[fr["size"]], errors="coerce")
         bad = size.isna().to_numpy() | (size <= 0).to_numpy()
@@ -332,6 +352,41 @@ def _allocation(cfg: SurveyConfig, frame: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
+def _strata_allocation(cfg: SurveyConfig, frame: pd.DataFrame, alloc: pd.DataFrame
+                       ) -> pd.DataFrame:
+    """Sample and reserve sizes per sampling stratum.
+
+    Without ``frame.strata`` the strata are the agencies.  With it, each agency's planned
+    ``n_h`` is split over its strata by :func:`satsample.allocate` (proportional to their
+    sizes, at least 2 units or all of them per stratum so that its variance can be
+    estimated, largest-remainder rounding keeping ``n_h``); a share of reserves applies per
+    stratum, an integer count to every stratum.
+    """
+    from ..allocation import allocate
+
+    fr = cfg["frame"]
+    if not fr["strata"]:
+        return pd.DataFrame({"stratum": alloc["agency"], "agency": alloc["agency"],
+                             "N": alloc["N_h"], "n": alloc["n_h"],
+                             "n_reserve": alloc["n_reserve"]})
+    res = cfg["design"]["reserves"]
+    rows = []
+    counts = frame.groupby([fr["agency"], fr["strata"]]).size()
+    for a, n_h in zip(alloc["agency"], alloc["n_h"], strict=True):
+        sub = counts.loc[a]
+        sizes = sub.to_numpy(dtype=np.int64)
+        floor = int(np.minimum(2, sizes).sum())
+        n_s = allocate(pd.Series(sizes, index=sub.index), max(int(n_h), floor),
+                       rule="proportional", min_n=2, take_all=True).n_h.astype(np.int64)
+        if isinstance(res, int):
+            r_s = np.minimum(res, sizes - n_s)
+        else:
+            r_s = np.minimum(np.ceil(res * n_s - 1e-9).astype(np.int64), sizes - n_s)
+        rows += [{"stratum": str(k), "agency": a, "N": int(N), "n": int(n), "n_reserve": int(r)}
+                 for k, N, n, r in zip(sub.index, sizes, n_s, r_s, strict=True)]
+    return pd.DataFrame(rows)
+
+
 def plan(config: str | Path | SurveyConfig, *, force: bool = False,
          progress: Progress | None = None) -> PlanResult:
     """Allocate, draw the sample and the reserves, and write the field lists.
@@ -365,13 +420,16 @@ def plan(config: str | Path | SurveyConfig, *, force: bool = False,
     _questionnaire(cfg)  # a bad questionnaire is reported before anything is drawn
     with pg.step("reading the frame"):
         frame = _read_frame(cfg)
+    strat = _stratum_column(cfg)
     with pg.step("allocating and drawing the sample"):
         alloc = _allocation(cfg, frame)
-        sizes = dict(zip(alloc["agency"], alloc["n_h"].astype(int), strict=True))
-        reserves = dict(zip(alloc["agency"], alloc["n_reserve"].astype(int), strict=True))
+        strata_tab = _strata_allocation(cfg, frame, alloc)
+        sizes = dict(zip(strata_tab["stratum"], strata_tab["n"].astype(int), strict=True))
+        reserves = dict(zip(strata_tab["stratum"], strata_tab["n_reserve"].astype(int),
+                            strict=True))
         try:
             drawn = select(frame.drop(columns=["_file", "_row"]), id=fr["id"],
-                           stratum=fr["agency"], n=sizes, method=d["method"],
+                           stratum=strat, n=sizes, method=d["method"],
                            size=fr["size"], sort=list(d["sort"]) or None, n_reserve=reserves,
                            take_all=True, rng=_seeds(cfg)[0])
         except SatsampleError as exc:
@@ -379,7 +437,8 @@ def plan(config: str | Path | SurveyConfig, *, force: bool = False,
     draws = drawn.draws
     units = pd.DataFrame({
         "id": draws[fr["id"]].astype(str).to_numpy(),
-        "agency": draws["stratum"].astype(str).to_numpy(),
+        "agency": draws[fr["agency"]].astype(str).to_numpy(),
+        "stratum": draws["stratum"].astype(str).to_numpy(),
         "reserve_rank": draws["reserve_rank"].to_numpy(dtype=np.int64),
         "selection_order": draws["selection_order"].to_numpy(dtype=np.int64),
         "pi_full": draws["_pi_full"].to_numpy(dtype=np.float64),
@@ -392,7 +451,8 @@ def plan(config: str | Path | SurveyConfig, *, force: bool = False,
         "frame": {"file": str(fr["file"]), "sha256": _sha256(Path(fr["file"])),
                   "rows": len(frame)},
         "seed": int(cfg["survey"]["seed"]),
-        "selection": {"method": rec.method, "id": fr["id"], "stratum": fr["agency"],
+        "selection": {"method": rec.method, "id": fr["id"], "stratum": strat,
+                      "agency": fr["agency"],
                       "size": fr["size"], "sort": list(rec.sort),
                       "N": {str(k): int(v) for k, v in rec.N.items()},
                       "n": {str(k): int(v) for k, v in rec.n.items()},
@@ -404,6 +464,8 @@ def plan(config: str | Path | SurveyConfig, *, force: bool = False,
         (tmp / _DESIGN_FILE).write_text(json.dumps(design_doc, ensure_ascii=False),
                                         encoding="utf-8")
         write_csv(alloc, tmp / "allocation.csv")
+        if fr["strata"]:
+            write_csv(strata_tab, tmp / "allocation_strata.csv")
         lists = _field_lists(cfg, frame, units)
         write_csv(pd.concat(lists.values(), ignore_index=True), tmp / "field_list.csv")
         if have_excel():
@@ -454,15 +516,18 @@ def _field_lists(cfg: SurveyConfig, frame: pd.DataFrame, units: pd.DataFrame
     fr = cfg["frame"]
     t = _TEXT[cfg["output"]["language"]]
     cols = list(dict.fromkeys(c for c in (fr["agency_name"], fr["tier"], *fr["contact"])
-                              if c and c not in (fr["id"], fr["agency"])))
+                              if c and c not in (fr["id"], fr["agency"], fr["strata"])))
     info = frame.set_index(fr["id"])[cols] if cols else None
     out: dict[str, pd.DataFrame] = {}
-    for a, g in units.sort_values(["agency", "selection_order"]).groupby("agency", sort=True):
+    for a, g in units.sort_values(["agency", "stratum", "selection_order"]).groupby(
+            "agency", sort=True):
         tab = pd.DataFrame({
             t["order"]: g["selection_order"].to_numpy(),
             t["role"]: np.where(g["reserve_rank"].to_numpy() == 0, t["main"], t["reserve"]),
             t["rank"]: g["reserve_rank"].to_numpy(),
             fr["id"]: g["id"].to_numpy(), fr["agency"]: a})
+        if fr["strata"]:
+            tab.insert(0, fr["strata"], g["stratum"].to_numpy())
         if info is not None:
             extra = info.loc[g["id"].to_numpy()].reset_index(drop=True)
             tab = pd.concat([tab.reset_index(drop=True), extra], axis=1)
@@ -490,11 +555,14 @@ def _read_plan(cfg: SurveyConfig, frame: pd.DataFrame) -> dict[str, Any]:
         raise DataError(f"frame {str(fr['file'])!r} has changed since the plan was drawn "
                         f"(sha256 {now[:12]}... instead of {doc['frame']['sha256'][:12]}...); "
                         "the sample no longer matches it")
-    if sel["id"] != fr["id"] or sel["stratum"] != fr["agency"]:
-        raise ConfigError(f"frame.id/frame.agency ({fr['id']!r}, {fr['agency']!r}) differ from "
-                          f"those of the plan ({sel['id']!r}, {sel['stratum']!r})")
+    strat = _stratum_column(cfg)
+    if sel["id"] != fr["id"] or sel["stratum"] != strat:
+        raise ConfigError(f"frame.id and the sampling strata ({fr['id']!r}, {strat!r}) differ "
+                          f"from those of the plan ({sel['id']!r}, {sel['stratum']!r})")
     units["id"] = units["id"].astype(str)
     units["agency"] = units["agency"].astype(str)
+    units["stratum"] = (units["stratum"] if "stratum" in units.columns
+                        else units["agency"]).astype(str)
     missing = ~units["id"].isin(frame[fr["id"]])
     if missing.any():
         raise DataError(f"design file {str(path)!r}: id {units['id'][missing].iloc[0]!r} is not "
@@ -512,13 +580,13 @@ def _selected_sample(cfg: SurveyConfig, frame: pd.DataFrame, doc: Mapping[str, A
     units = doc["units_frame"]
     rows = frame.drop(columns=["_file", "_row"]).set_index(fr["id"], drop=False)
     draws = rows.loc[units["id"].to_numpy()].reset_index(drop=True)
-    draws["stratum"] = units["agency"].to_numpy()
-    draws["fpc"] = units["agency"].map(lambda a: float(sel["N"][a])).to_numpy()
+    draws["stratum"] = units["stratum"].to_numpy()
+    draws["fpc"] = units["stratum"].map(lambda a: float(sel["N"][a])).to_numpy()
     draws["reserve_rank"] = units["reserve_rank"].to_numpy(dtype=np.int64)
     draws["selection_order"] = units["selection_order"].to_numpy(dtype=np.int64)
     draws["_pi_full"] = units["pi_full"].to_numpy(dtype=np.float64)
     draws["_certainty"] = units["certainty"].to_numpy(dtype=bool)
-    record = SelectionRecord(method=sel["method"], id=fr["id"], stratum=fr["agency"],
+    record = SelectionRecord(method=sel["method"], id=fr["id"], stratum=sel["stratum"],
                              size=sel["size"], sort=tuple(sel["sort"]),
                              N=dict(sel["N"]), n=dict(sel["n"]),
                              n_reserve=dict(sel["n_reserve"]), released={},
@@ -527,18 +595,18 @@ def _selected_sample(cfg: SurveyConfig, frame: pd.DataFrame, doc: Mapping[str, A
                           draws=draws)
 
 
-def _read_releases(cfg: SurveyConfig, agencies: set[str]) -> dict[str, int] | None:
+def _read_releases(cfg: SurveyConfig, strata: set[str]) -> dict[str, int] | None:
     path = cfg["field"]["releases"]
     if path is None:
         return None
     df, _ = read_table(path, what="releases file")
     name = Path(path).name
-    require_columns(df, {"agency": "agency", "released": "released"}, what="releases file",
-                    file=name)
+    key = "stratum" if cfg["frame"]["strata"] else "agency"
+    require_columns(df, {key: key, "released": "released"}, what="releases file", file=name)
     out: dict[str, int] = {}
-    for a, v, r in zip(normalise_ids(df["agency"]), df["released"], df["_row"], strict=True):
-        if a not in agencies:
-            raise DataError(f"releases file {name!r}, column 'agency': agency {a!r} is not in "
+    for a, v, r in zip(normalise_ids(df[key]), df["released"], df["_row"], strict=True):
+        if a not in strata:
+            raise DataError(f"releases file {name!r}, column {key!r}: {key} {a!r} is not in "
                             f"the plan (row {int(r)})")
         try:
             k = float(v)
@@ -604,7 +672,7 @@ def _check(cfg: SurveyConfig, q: Questionnaire, frame: pd.DataFrame, doc: Mappin
            returns: _Returns) -> QualityResult:
     units = doc["units_frame"]
     agencies = sorted(set(frame[cfg["frame"]["agency"]]))
-    released = _read_releases(cfg, set(units["agency"]))
+    released = _read_releases(cfg, set(units["stratum"]))
     disp, ch, fld = cfg["dispositions"], cfg["checks"], cfg["field"]
     from .dispositions import classify_dispositions
 
@@ -927,11 +995,12 @@ def _estimate(cfg: SurveyConfig, q: Questionnaire, data: pd.DataFrame, frame: pd
     data = data[data["in_design"].to_numpy()].reset_index(drop=True)
     if not len(data):
         raise DataError("no case of known or possible eligibility is left in the sample")
-    counts = data.groupby(agency).size()
+    strat = _stratum_column(cfg)
+    counts = data.groupby(strat).size()
     lonely = counts[counts < 2]
-    census = all(int(frame[agency].eq(a).sum()) == int(n) for a, n in lonely.items())
+    census = all(int(frame[strat].eq(a).sum()) == int(n) for a, n in lonely.items())
     with pg.step("declaring the design and weighting"):
-        design = survey_design(data, strata=agency, weights="eligibility_weight", fpc="fpc",
+        design = survey_design(data, strata=strat, weights="eligibility_weight", fpc="fpc",
                                lonely_psu="certainty" if len(lonely) and census else "fail")
         if var["method"] == "bootstrap":
             design = bootstrap(design, replicates=var["replicates"], rng=_seeds(cfg)[1],

@@ -117,7 +117,8 @@ class QualityResult:
         One row per case in the sample (main sample and released reserves): ``id``,
         ``agency``, ``reserve_rank``, ``returned`` and ``disposition_class``.
     released : dict
-        Reserves counted as released per agency.
+        Reserves counted as released per sampling stratum (the agency, or each of its
+        strata when ``frame.strata`` is set).
     by_agency : pandas.DataFrame
         Per agency: sampled, returned, respondents, straight-line share, errors, warnings.
     """
@@ -191,11 +192,13 @@ def check_returns(
     raw : pandas.DataFrame
         The item cells as read (for the messages).
     units : pandas.DataFrame
-        The plan: ``id``, ``agency``, ``reserve_rank`` (0 = main sample).
+        The plan: ``id``, ``agency``, ``reserve_rank`` (0 = main sample) and, when the
+        agencies are divided into strata, ``stratum`` (reserves are ordered per stratum).
     agencies : sequence of str
         Agencies of the frame.
     released_record : mapping or None
-        Reserves released per agency, from the office's record (None: not recorded).
+        Reserves released per sampling stratum (the agency unless it is divided into
+        strata), from the office's record (None: not recorded).
     questionnaire : Questionnaire
     disposition_codes : mapping
         Office codes -> AAPOR classes or codes.
@@ -301,23 +304,28 @@ def check_returns(
                         f"the agency the id was sampled in ({g['agency'].iloc[0]!r}; "
                         f"{rows_text(g['_row'])})"))
 
-    # -- reserves ----------------------------------------------------------------------
+    # -- reserves (ordered within each sampling stratum: the agency, or its strata) ----
+    strat_col = "stratum" if "stratum" in units.columns else "agency"
+    word = "stratum" if strat_col == "stratum" and not units["stratum"].astype(str).equals(
+        units["agency"].astype(str)) else "agency"
+    unit_stratum = dict(zip(units["id"], units[strat_col], strict=True))
     f["reserve_rank"] = f["id"].map(unit_rank)
+    f["_stratum"] = f["id"].map(unit_stratum)
     kept = f[keep]
-    used_max = kept.groupby("agency")["reserve_rank"].max().to_dict()
+    used_max = kept.groupby("_stratum")["reserve_rank"].max().to_dict()
     released: dict[str, int] = {}
-    n_res = units.groupby("agency")["reserve_rank"].max().to_dict()
-    for a in pd.unique(units["agency"]):
+    n_res = units.groupby(strat_col)["reserve_rank"].max().to_dict()
+    for a in pd.unique(units[strat_col]):
         used = int(used_max.get(a, 0) or 0)
         if released_record is not None:
             rec = int(released_record.get(a, 0))
             if used > rec:
-                g = kept[(kept["agency"] == a) & (kept["reserve_rank"] > rec)]
+                g = kept[(kept["_stratum"] == a) & (kept["reserve_rank"] > rec)]
                 findings.append(Finding(
-                    check="reserve_not_released", agency=str(a), file=str(g["_file"].iloc[0]),
-                    value=str(used), ids=tuple(map(str, g["id"])),
+                    check="reserve_not_released", agency=str(g["agency"].iloc[0]),
+                    file=str(g["_file"].iloc[0]), value=str(used), ids=tuple(map(str, g["id"])),
                     rows=tuple(int(r) for r in g["_row"]),
-                    message=f"agency {a!r}: reserve(s) up to rank {used} were used but "
+                    message=f"{word} {a!r}: reserve(s) up to rank {used} were used but "
                             f"{rec} released ({_where(g)})"))
             released[str(a)] = max(used, rec)
         else:
@@ -413,7 +421,7 @@ def check_returns(
                             f"{_where(g)})"))
 
     # -- cases -------------------------------------------------------------------------
-    rel = units["agency"].map(released).to_numpy()
+    rel = units[strat_col].map(released).to_numpy()
     in_sample = units["reserve_rank"].to_numpy() <= rel
     cases = units[in_sample][["id", "agency", "reserve_rank"]].copy()
     form_class = dict(zip(kept["id"], kept["disposition_class"], strict=True))
@@ -428,7 +436,8 @@ def check_returns(
     for a, g in cases.groupby("agency", sort=True):
         n_resp = int(g["disposition_class"].isin(list(respondents)).sum())
         elig = int(g["disposition_class"].isin(ELIGIBLE).sum())
-        rows.append({"agency": a, "sampled": len(g), "reserves_released": released.get(a, 0),
+        rel_a = int(g["reserve_rank"].gt(0).sum())
+        rows.append({"agency": a, "sampled": len(g), "reserves_released": rel_a,
                      "returned": int(g["returned"].sum()), "respondents": n_resp,
                      "known_eligible": elig,
                      "straightline_share": straight_share.get(str(a), np.nan),
