@@ -14,13 +14,13 @@
 6. estimate the index per item, element and overall, nationally and per
    agency, with bootstrap standard errors and intervals, and flag agencies
    whose estimates are too unreliable to publish;
-7. write ``agency_index.csv``, ``agency_index.png``, ``summary.txt`` and
-   ``summary.html``.
+7. write ``agency_index.csv`` (suppressed agencies without values), ``agency_index.png``
+   (the A4 figure grouped by tier), ``summary.txt``, ``summary.html`` (the self-contained
+   report of :func:`satsample.report.build_report`) and ``summary.xlsx``.
 """
 
 from __future__ import annotations
 
-import html
 import shutil
 import sys
 import tempfile
@@ -28,7 +28,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -135,10 +135,21 @@ def run_demo(
 
     with _step("planning the per-agency sample sizes", progress):
         expected_rr = 0.6
-        plan = allocate_for_precision(
-            agencies["N_h"], moe=moe, p=agencies["p_prior"].clip(0.05, 0.95),
-            deff=1.3, response_rate=expected_rr, min_n=10,
-        )
+        import warnings
+
+        from ._validation import SmallDomainWarning
+
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", SmallDomainWarning)
+            # the publication minimum is part of the plan: no agency is planned below the
+            # respondents its publication needs at the expected response rate
+            plan = allocate_for_precision(
+                agencies["N_h"], moe=moe, p=agencies["p_prior"].clip(0.05, 0.95),
+                deff=1.3, response_rate=expected_rr, min_n=10,
+                min_respondents=MIN_RESPONDENTS, min_effective_n=MIN_RESPONDENTS,
+            )
+        for w in caught:
+            print(f"satsample demo: note: {w.message}", file=sys.stderr)
 
     with _step("drawing the stratified sample", progress):
         drawn = select(frame, id="user_id", stratum="agency_id", n=plan, method="srswor",
@@ -164,16 +175,20 @@ def run_demo(
         national = satisfaction_index(design, q)
         by_agency = satisfaction_index(design, q, by="agency_id")
 
+    from .flags import flag_estimate
+
+    by_agency = flag_estimate(by_agency, min_n=MIN_RESPONDENTS)
     table = _agency_table(by_agency, agencies, pop)
     nat = national.overall.iloc[0]
     truth = float(pop.truth.overall_index)
     covered = bool(nat["ci_low"] <= truth <= nat["ci_high"])
 
     with _step("writing the outputs", progress):
-        _write_outputs(out, table=table, by_agency=by_agency, national=nat, truth=truth, covered=covered,
-                       design=design, seed=seed, n_users=n_users, q=q,
-                       n_replicates=n_replicates, sample_size=len(sample),
-                       respondents=int(respondents.sum()))
+        _write_outputs(out, table=table, by_agency=by_agency, national=national,
+                       truth=truth, covered=covered, design=design, seed=seed,
+                       n_users=n_users, q=q, n_replicates=n_replicates,
+                       sample_size=len(sample), respondents=int(respondents.sum()),
+                       agencies=agencies, plan=plan, fielded=fielded)
 
     print(
         f"National satisfaction index: {100 * nat['estimate']:.2f} "
@@ -191,87 +206,121 @@ def run_demo(
 
 
 def _agency_table(est: IndexEstimate, agencies: pd.DataFrame, pop: Population) -> pd.DataFrame:
-    from .flags import publication_flags
+    """One row per agency; a suppressed agency has no rank, index, SE or interval.
 
-    flagged = publication_flags(est.overall, min_n=MIN_RESPONDENTS)
-    overall = flagged.set_index("agency_id")
+    ``est`` is flagged (:func:`satsample.flags.flag_estimate`).  Published agencies are
+    ranked by index (rank 1 = highest); suppressed agencies follow, with their number of
+    respondents and the reason, so the reader sees that they exist.
+    """
+    overall = est.overall.set_index("agency_id")
     ids = overall.index
+    shown = (overall["status"] != "suppress").to_numpy()
+
+    def value(col: str) -> np.ndarray:
+        return np.where(shown, 100 * overall[col].to_numpy(dtype=float), np.nan)
+
     tab = pd.DataFrame({
         "agency_id": ids.astype(str),
         "agency_name": agencies.loc[ids, "name"].to_numpy(),
         "level": agencies.loc[ids, "level"].astype(str).to_numpy(),
-        "index": 100 * overall["estimate"].to_numpy(),
-        "se": 100 * overall["se"].to_numpy(),
-        "ci_low": 100 * overall["ci_low"].to_numpy(),
-        "ci_high": 100 * overall["ci_high"].to_numpy(),
+        "index": value("estimate"),
+        "se": value("se"),
+        "ci_low": value("ci_low"),
+        "ci_high": value("ci_high"),
         "respondents": overall["n"].to_numpy().astype(int),
         "true_index": 100 * pop.truth.agencies.loc[ids, "index"].to_numpy(),
         "status": overall["status"].to_numpy(),
         "flag": overall["reason"].fillna("").to_numpy(),
     })
-    tab = tab.sort_values(["index", "agency_id"], ascending=[False, True], kind="mergesort")
-    tab.insert(0, "rank", np.arange(1, len(tab) + 1))
+    tab["_sup"] = ~shown
+    tab = tab.sort_values(["_sup", "index", "agency_id"], ascending=[True, False, True],
+                          kind="mergesort").drop(columns="_sup")
+    n_pub = int(shown.sum())
+    tab.insert(0, "rank", pd.array(list(range(1, n_pub + 1)) + [pd.NA] * (len(tab) - n_pub),
+                                   dtype="Int64"))
     return tab.reset_index(drop=True).round(
         {"index": 4, "se": 4, "ci_low": 4, "ci_high": 4, "true_index": 4})
 
 
 def _write_outputs(out: Path, *, table: pd.DataFrame, by_agency: IndexEstimate,
-                   national: pd.Series, truth: float,
+                   national: IndexEstimate, truth: float,
                    covered: bool, design: SurveyDesign, seed: int, n_users: int,
                    q: Questionnaire, n_replicates: int,
-                   sample_size: int, respondents: int) -> None:
+                   sample_size: int, respondents: int, agencies: pd.DataFrame,
+                   plan: Any, fielded: pd.DataFrame) -> None:
+    """Write the CSV, the A4 agency figure, the text summary, the HTML report, the workbook.
+
+    No suppressed value is written: the CSV leaves the rank, index, SE and interval of a
+    suppressed agency empty, and the figure, the report and the workbook honour the flags
+    of ``by_agency``.
+    """
     import matplotlib
 
     matplotlib.use("Agg", force=False)
     import matplotlib.pyplot as plt
 
+    from .plotting import plot_agency_index
+    from .report import build_report
+
+    names = agencies["name"].astype(str)
+    tier = agencies["level"].astype(str)
+    nat = national.overall.iloc[0]
     tmp = Path(tempfile.mkdtemp(prefix=".satsample-", dir=out))
     try:
         csv_safe(table).to_csv(tmp / "agency_index.csv", index=False, float_format="%.4f",
                      lineterminator="\n")
-        # chart
-        from .plotting import plot_index
-
-        fig, ax = plt.subplots(figsize=(8, max(6, 0.16 * len(table))))
-        plot_index(by_agency, reference=float(national["estimate"]), ax=ax)
-        ax.tick_params(axis="y", labelsize=5)
-        ax.set_title(f"Satisfaction index by agency, 95% bootstrap intervals (synthetic data, seed {seed})",
-                     fontsize=9)
-        fig.tight_layout()
-        fig.savefig(tmp / "agency_index.png", dpi=120)
+        fig = plot_agency_index(
+            by_agency, names=names, tier=tier, reference=national,
+            title=f"Satisfaction index by agency, 95 % bootstrap intervals "
+                  f"(synthetic data, seed {seed})")
+        fig.savefig(tmp / "agency_index.png", dpi=150)
         plt.close(fig)
-        # summary
-        flagged = table[table["status"] != "publish"]
+        shown = table[table["status"] != "suppress"]
+        hidden = table[table["status"] == "suppress"]
+        status = ("RECONSTRUCTED: the list of criteria is not confirmed by an official text"
+                  if q.reconstructed else "as published")
         lines = [
             "satsample demo - synthetic SIPAS-like survey",
-            f"questionnaire: {q.name} ({len(q.items)} criteria in {len(q.elements)} elements)",
+            f"questionnaire: {q.name} ({len(q.items)} criteria in {len(q.elements)} elements); "
+            f"status: {status}",
             f"population: {n_users:,} service users in {len(table)} agencies; seed {seed}",
+            f"plan: {int(plan.n):,} selected so that every agency expects at least "
+            f"{MIN_RESPONDENTS} respondents (and an effective sample of {MIN_RESPONDENTS}) "
+            f"at a {100 * float(np.mean(plan.options['response_rate'])):.0f} % response rate",
             f"selected: {sample_size:,}; respondents: {respondents:,} "
             f"({100 * respondents / sample_size:.1f}%)",
             f"weighting: {' -> '.join(step.method for step in design.history)}",
             f"variance: Rao-Wu bootstrap, {n_replicates} replicates (weighting replayed on each)",
-            f"national index: {100 * national['estimate']:.2f} (SE {100 * national['se']:.2f}; "
-            f"95% CI {100 * national['ci_low']:.2f} - {100 * national['ci_high']:.2f})",
-            f"true population index: {100 * truth:.2f} ({'covered' if covered else 'NOT covered'})",
-            f"agencies not cleared for publication (fewer than {MIN_RESPONDENTS} respondents, "
-            f"relative SE > 30%, effective n < 30 or df < 8): {len(flagged)}",
+            f"national index: {100 * nat['estimate']:.1f} (95% CI {100 * nat['ci_low']:.1f} to "
+            f"{100 * nat['ci_high']:.1f}; SE {100 * nat['se']:.2f})",
+            f"true population index: {100 * truth:.1f} ({'covered' if covered else 'NOT covered'})",
+            f"agencies published: {len(shown)} of {len(table)} "
+            f"({int((table['status'] == 'review').sum())} marked for review)",
+        ]
+        why = hidden["flag"].map(lambda t: "; ".join(part.split(":")[0]
+                                                      for part in str(t).split("; ")))
+        for reason, group in hidden.groupby(why, sort=True):
+            lines.append(f"not published ({reason}): " + ", ".join(
+                f"{r.agency_id} (n = {r.respondents})" for r in group.itertuples()))
+        lines += [
             "",
-            "top 5: " + ", ".join(f"{r.agency_id} {r.index:.2f}" for r in table.head(5).itertuples()),
-            "bottom 5: " + ", ".join(f"{r.agency_id} {r.index:.2f}" for r in table.tail(5).itertuples()),
+            "top 5: " + ", ".join(f"{r.agency_id} {r.index:.1f}"
+                                  for r in shown.head(5).itertuples()),
+            "bottom 5: " + ", ".join(f"{r.agency_id} {r.index:.1f}"
+                                     for r in shown.tail(5).itertuples()),
         ]
         (tmp / "summary.txt").write_text("\n".join(lines) + "\n", encoding="utf-8")
-        body = "".join(f"<p>{html.escape(line)}</p>" for line in lines if line)
-        tab_html = table.to_html(index=False, escape=True, float_format=lambda v: f"{v:.2f}")
-        (tmp / "summary.html").write_text(
-            "<!DOCTYPE html><html><head><meta charset='utf-8'><title>satsample demo</title>"
-            "<style>body{font-family:sans-serif;max-width:60em;margin:2em auto}"
-            "table{border-collapse:collapse;font-size:0.8em}td,th{border:1px solid #ccc;"
-            "padding:2px 6px}</style></head><body><h1>satsample demo</h1>"
-            f"{body}<img src='agency_index.png' alt='agency indices' style='max-width:100%'>"
-            f"{tab_html}</body></html>\n",
-            encoding="utf-8",
-        )
-        for name in ("agency_index.csv", "agency_index.png", "summary.txt", "summary.html"):
+        rates = (fielded.groupby("agency_id", observed=True)["responded"].mean()
+                 .rename("rate").rename_axis("agency").reset_index())
+        rates["agency"] = rates["agency"].astype(str)
+        rates["tier"] = rates["agency"].map(tier)
+        rates["name"] = rates["agency"].map(names)
+        build_report(by_agency, national=national, design=design, allocation=plan,
+                     response_rates=rates, names=names, tier=tier,
+                     title=f"satsample demo: synthetic SIPAS-like survey (seed {seed})",
+                     html_path=tmp / "summary.html", excel_path=tmp / "summary.xlsx")
+        for name in ("agency_index.csv", "agency_index.png", "summary.txt", "summary.html",
+                     "summary.xlsx"):
             (tmp / name).replace(out / name)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

@@ -44,7 +44,6 @@ from .plotting import (
     TIER_LABELS,
     _check_scale,
     _element_names,
-    _legibility_problems,
     _num,
 )
 from .ranking import _level_data
@@ -307,6 +306,26 @@ _W: dict[str, dict[str, str]] = {
 }
 
 
+_KIND_WORDS = {
+    "en": {"subbootstrap": "Rao-Wu bootstrap", "bootstrap": "bootstrap",
+           "JK1": "jackknife (JK1)", "JKn": "stratified jackknife (JKn)",
+           "BRR": "balanced repeated replication", "Fay": "Fay's balanced repeated replication"},
+    "vi": {"subbootstrap": "bootstrap Rao-Wu", "bootstrap": "bootstrap",
+           "JK1": "jackknife (JK1)", "JKn": "jackknife phân tầng (JKn)",
+           "BRR": "lặp lại cân bằng (BRR)", "Fay": "lặp lại cân bằng Fay"},
+}
+_CI_WORDS = {
+    "en": {"mean": "Student t intervals", "logit": "logit intervals",
+           "xlogit": "logit intervals (svyciprop)", "likelihood": "likelihood intervals",
+           "asin": "arcsine intervals", "beta": "Korn-Graubard (beta) intervals",
+           "wilson": "Wilson intervals"},
+    "vi": {"mean": "khoảng Student t", "logit": "khoảng logit",
+           "xlogit": "khoảng logit (svyciprop)", "likelihood": "khoảng hợp lý",
+           "asin": "khoảng arcsin", "beta": "khoảng Korn-Graubard (beta)",
+           "wilson": "khoảng Wilson"},
+}
+
+
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class ReportFiles:
     """The files written by :func:`build_report` (None for a format not asked for).
@@ -378,8 +397,6 @@ def _figure(draw: Callable[[], Any], *, caption: str, notes: list[str]) -> str:
         notes.append(f"{caption}: {exc}")
         return ""
     fig = obj if hasattr(obj, "savefig") else obj.figure
-    for problem in _legibility_problems(fig):
-        notes.append(f"{caption}: {problem}")
     buf = io.BytesIO()
     try:
         fig.savefig(buf, format="png", dpi=150)
@@ -913,7 +930,8 @@ def _agencies_html(ctx: _Context) -> str:
     out = [f"<h2>{_e(w['agencies_h'])}</h2>"]
     for _, r in rows.iterrows():
         dom = r["domain"]
-        head = f"{r['name']}" + (f" — {ctx.tier_label(r['tier'])}" if r["tier"] else "")
+        head = (f"{r['name']}" + (f" ({dom})" if r["name"] != dom else "")
+                + (f" — {ctx.tier_label(r['tier'])}" if r["tier"] else ""))
         out.append(f'<section class="agency"><h3>{_e(head)}</h3>')
         if r["status"] == "suppress":
             out.append("<p>" + _e(w["agency_not_pub"].format(
@@ -1040,10 +1058,13 @@ def _methods_html(ctx: _Context, design: Any, allocation: Any,
         r = next(iter(reps.values())).shape[0] if reps else (
             design.replicates.n_replicates if design is not None and design.replicates
             else "–")
+        kind = str(opts.get("replicate_kind") or "")
         out.append("<p>" + _e(w["var_replicate"].format(
-            r=r, kind=opts.get("replicate_kind") or "", ci=ci, pct=ctx.pct)) + "</p>")
+            r=r, kind=_KIND_WORDS[lang].get(kind, kind), ci=_CI_WORDS[lang].get(ci, ci),
+            pct=ctx.pct)) + "</p>")
     else:
-        out.append("<p>" + _e(w["var_taylor"].format(ci=ci, pct=ctx.pct)) + "</p>")
+        out.append("<p>" + _e(w["var_taylor"].format(ci=_CI_WORDS[lang].get(ci, ci),
+                                                      pct=ctx.pct)) + "</p>")
     out.append(f"<h3>{_e(w['rule_h'])}</h3><p>" + _e(_rule_sentence(ctx)) + "</p>")
     if q is not None:
         codes = ", ".join(str(c) for c in getattr(q, "satisfied_codes", ()))
@@ -1177,8 +1198,9 @@ def _write_excel(path: Path, sheets: Mapping[str, pd.DataFrame]) -> None:
                 out = frame.copy()
                 out.columns = [_cell(str(c)) for c in out.columns]
                 for c in out.columns:
-                    if out[c].dtype == object:
-                        out[c] = out[c].map(_cell)
+                    if not (pd.api.types.is_numeric_dtype(out[c])
+                            or pd.api.types.is_bool_dtype(out[c])):
+                        out[c] = out[c].astype(object).map(_cell)
                 out.to_excel(writer, sheet_name=name[:31], index=False)
                 ws = writer.sheets[name[:31]]
                 protect_worksheet(ws)  # data text never becomes a formula

@@ -415,7 +415,7 @@ def test_plot_response_rates_values_axis_and_errors():
     keys = [t.get_text() for t in ax.get_legend().get_texts()]
     assert keys == ["response rate", "mean of agencies 67.0"]
     _legible(ax.figure)
-    with pytest.raises(SatsampleError, match="agency B .*shares in"):
+    with pytest.raises(SatsampleError, match=r"agency B .*shares in"):
         plot_response_rates(table.assign(rate=[0.5, 80, 0.6, 0.7]))
     with pytest.raises(SatsampleError, match="rate"):
         plot_response_rates(table.drop(columns="rate"))
