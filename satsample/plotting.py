@@ -784,9 +784,12 @@ def plot_element_heatmap(
                  + _t(language, "not_published_short"), fontsize=_SMALL)
     cb.ax.tick_params(labelsize=_SMALL)
     if any(k != c for k, c in zip(element_key, codes, strict=True)):
-        fig.text(0.0, 0.0, textwrap.fill(" · ".join(element_key), 130), fontsize=_SMALL,
-                 ha="left", va="bottom", color="0.2")
-        fig.get_layout_engine().set(rect=(0, 0.035, 1, 0.965))
+        chars = int(figsize[0] * 72 * 0.95 / (0.58 * _SMALL))
+        key_text = textwrap.fill(" · ".join(element_key), chars)
+        n_lines = key_text.count("\n") + 1
+        frac = (n_lines * 1.35 * _SMALL + 4) / 72 / figsize[1]
+        fig.text(0.0, 0.0, key_text, fontsize=_SMALL, ha="left", va="bottom", color="0.2")
+        fig.get_layout_engine().set(rect=(0, frac, 1, 1 - frac))
     return fig
 
 
@@ -1014,12 +1017,15 @@ def plot_allocation(
             m = tab["take_all"].to_numpy(dtype=bool)
             ax.plot(N[m], nh[m], "s", mfc="none", color="#cb181d", markersize=8,
                     label="take all")
-        lo = float(max(1.0, min(N.min(), nh.min()) / 1.5)) if N.size else 1.0
-        top = float(max(N.max(), nh.max()) * 1.5) if N.size else 10.0
-        ax.plot([lo, top], [lo, top], ":", color="0.5", label="n = N")
+        need = None
         if "respondents_needed" in tab.columns and "expected_respondents" in tab.columns:
             rr = np.asarray(allocation.options.get("response_rate", 1.0), dtype=float)
-            need = np.max(np.asarray(tab["respondents_needed"], dtype=float) / rr)
+            need = float(np.max(np.asarray(tab["respondents_needed"], dtype=float) / rr))
+        small = min(N.min(), nh.min(), need if need is not None else np.inf) if N.size else 1.5
+        lo = float(max(1.0, small / 1.5))
+        top = float(max(N.max(), nh.max()) * 1.5) if N.size else 10.0
+        ax.plot([lo, top], [lo, top], ":", color="0.5", label="n = N")
+        if need is not None:
             ax.axhline(need, color="#cb181d", lw=1, ls="--", label="publication minimum")
         ax.set_xscale("log")
         ax.set_yscale("log")
@@ -1262,6 +1268,30 @@ def _legibility_problems(fig: Figure, *, min_size: float = MIN_FONT_PT) -> list[
             continue
         if t.get_fontsize() < min_size - 1e-9:
             out.append(f"text {t.get_text()!r} is {t.get_fontsize():g} pt < {min_size:g} pt")
+    # free text (figure texts, titles, axis labels, keys, notes in the axes) must not overlap
+    free: list[Any] = list(fig.texts)
+    for obj in (getattr(fig, "_suptitle", None), getattr(fig, "_supxlabel", None),
+                getattr(fig, "_supylabel", None)):
+        if obj is not None:
+            free.append(obj)
+    for leg in fig.legends:
+        free.extend(leg.get_texts())
+    for ax in fig.axes:
+        free += [ax.xaxis.label, ax.yaxis.label, ax.title, *ax.texts]
+        if ax.get_legend() is not None:
+            free.extend(ax.get_legend().get_texts())
+    seen: set[int] = set()
+    free = [t for t in free if t.get_visible() and t.get_text().strip()
+            and not (id(t) in seen or seen.add(id(t)))]
+    if len(free) > 1:
+        ext = np.array([tuple(t.get_window_extent(renderer).extents) for t in free])
+        x0, y0, x1, y1 = (ext[:, k][:, None] for k in range(4))
+        inter = ((np.minimum(x1, x1.T) - np.maximum(x0, x0.T) > 0.5)
+                 & (np.minimum(y1, y1.T) - np.maximum(y0, y0.T) > 0.5))
+        i_idx, j_idx = np.nonzero(np.triu(inter, k=1))
+        for i, j in zip(i_idx[:10], j_idx[:10], strict=True):
+            out.append(f"texts {free[i].get_text()[:40]!r} and {free[j].get_text()[:40]!r} "
+                       "overlap")
     for ax in fig.axes:
         for axis_name, labels in (("x", ax.get_xticklabels()), ("y", ax.get_yticklabels())):
             boxes = [(t.get_text(), t.get_window_extent(renderer)) for t in labels

@@ -114,9 +114,12 @@ def test_the_legibility_checker_finds_small_text_and_overlapping_labels():
     ax.set_yticks(range(60))
     ax.set_yticklabels([f"agency {i}" for i in range(60)], fontsize=8)
     ax.set_title("tiny", fontsize=5)
+    ax.text(0.5, 0.5, "a note", fontsize=8)
+    ax.text(0.5, 0.5, "another note", fontsize=8)
     problems = _legibility_problems(fig)
-    assert any("overlap" in p for p in problems)
+    assert any("tick labels" in p and "overlap" in p for p in problems)
     assert any("'tiny' is 5 pt" in p for p in problems)
+    assert any("texts 'a note' and 'another note' overlap" in p for p in problems)
 
 
 def test_vietnamese_labels_render_with_the_default_font():
