@@ -220,7 +220,7 @@ def flag_estimate(
     min_df: float | None = 8.0,
     max_ci_width: float | None = None,
     conf_level: float = 0.95,
-    source: str = "design-based",
+    source: str = "direct",
 ) -> Any:
     """Make publication a property of an index estimate: flag every row of every table.
 
@@ -230,11 +230,11 @@ def flag_estimate(
         Result of :func:`satsample.index.satisfaction_index` (any ``by``).  Not modified.
     min_n, max_rse, min_effective_n, min_df, max_ci_width, conf_level
         The rules of :func:`publication_flags` (same defaults).
-    source : str, default="design-based"
-        Written to the ``source`` column of rows that do not have one yet.  A later
-        estimator (e.g. a model-based small-area estimate) can replace a suppressed row by
-        its own, with ``status="publish"`` and ``source="model-based"``; every output shows
-        the source of a row that is not design-based.
+    source : str, default="direct"
+        Written to the ``source`` column of rows that do not have one yet (the design-based
+        direct estimate).  A model-based small-area estimate can replace a suppressed row
+        (:func:`satsample.sae.model_based_table`: ``source="model-based"``, status
+        ``"model-based"``); every output shows such a row, marked as model-based.
 
     Returns
     -------

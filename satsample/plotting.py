@@ -12,7 +12,7 @@ Conventions shared by every figure:
 * **Suppression**: rows of an estimate flagged ``"suppress"``
   (:func:`satsample.flags.flag_estimate`) are never drawn: the agency keeps its place as a
   marked gap with "not published (n = ...)"; ``"review"`` rows are drawn with an open
-  marker.  Rows from another source than the design-based estimator (e.g.
+  marker.  Rows from another source than the direct (design-based) estimator (e.g.
   ``"model-based"``) are drawn with a square marker.
 * **Reference**: a reference line always says what it is, in the key: "national estimate
   80.8 (80.4-81.2)" (an :class:`~satsample.results.IndexEstimate` without ``by``, drawn
@@ -164,6 +164,7 @@ TIER_LABELS: dict[str, dict[str, str]] = {
            "commune": "UBND cấp xã"},
 }
 _TIER_ORDER = ("province", "district", "commune")
+_DIRECT = ("direct", "design-based")
 
 
 def _t(language: str, key: str, **kw: Any) -> str:
@@ -242,9 +243,9 @@ def _status_cols(tab: pd.DataFrame) -> pd.DataFrame:
     if "reason" not in out.columns:
         out["reason"] = ""
     if "source" not in out.columns:
-        out["source"] = "design-based"
+        out["source"] = "direct"
     out["status"] = out["status"].astype(str)
-    out["source"] = out["source"].fillna("design-based").astype(str)
+    out["source"] = out["source"].fillna("direct").astype(str)
     return out
 
 
@@ -368,7 +369,7 @@ def _draw_index_panel(ax: Axes, rows: pd.DataFrame, items: list[tuple[str, Any]]
         row_y[val] = y
         if r["status"] == "suppress":
             kinds["gap"].append(val)
-        elif r["source"] != "design-based":
+        elif r["source"] not in _DIRECT:
             kinds["model"].append(val)
         elif r["status"] == "review":
             kinds["review"].append(val)

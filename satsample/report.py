@@ -830,7 +830,7 @@ def _index_html(ctx: _Context, national: Any) -> str:
             classes.append("suppress")
             continue
         note = w["review"] if r["status"] == "review" else ""
-        if str(r.get("source", "design-based")) not in ("design-based", "nan"):
+        if str(r.get("source", "direct")) not in ("direct", "design-based", "nan"):
             note = (note + "; " if note else "") + w["model"]
         rint = (f"{_int(r['rank_low'], lang)}-{_int(r['rank_high'], lang)}"
                 if pd.notna(r.get("rank_low")) else "–")
@@ -1120,8 +1120,10 @@ def _sheets(ctx: _Context, design: Any, allocation: Any,
             w["rank_int"] + " +": None if not shown or pd.isna(r.get("rank_high"))
             else int(r["rank_high"]),
             w["n"]: None if pd.isna(r.get("n")) else int(r["n"]),
-            w["status"]: w["not_pub"] if not shown else (w["review"] if r["status"] == "review"
-                                                         else ""),
+            w["status"]: w["not_pub"] if not shown else (
+                w["review"] if r["status"] == "review" else (
+                    w["model"] if str(r.get("source", "direct")) not in (
+                        "direct", "design-based", "nan") else "")),
         })
     sheets[w["sheet_agencies"]] = pd.DataFrame(recs)
     sup_agency = set(rows.loc[rows["status"] == "suppress", "domain"])

@@ -130,7 +130,7 @@ def test_flag_estimate_makes_publication_a_property_of_the_estimate():
         expect = publication_flags(ref)
         assert tab["status"].tolist() == expect["status"].tolist()
         assert tab["reason"].tolist() == expect["reason"].tolist()
-        assert set(tab["source"]) == {"design-based"}
+        assert set(tab["source"]) == {"direct"}
     sup = flagged.overall.loc[flagged.overall["status"] == "suppress", "agency_id"]
     assert set(sup) == {a for a in SMALL if a in set(est.overall["agency_id"])}
     assert flagged.options["publication_rule"]["min_n"] == 30

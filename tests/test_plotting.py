@@ -444,3 +444,21 @@ def test_flag_estimate_then_plot_real_data_suppresses_small_agencies(pipeline):
     ax = plot_index(flagged)
     assert_no_suppressed_plotted(ax.figure, flagged)
     assert len(ax.texts) == int((n < cut).sum()) >= 1
+
+
+def test_a_model_based_row_replaces_a_suppressed_one_and_is_marked(hundred):
+    import dataclasses
+
+    ov = hundred.overall.copy()
+    i = ov.index[ov["agency_id"] == "COM23"][0]
+    ov.loc[i, ["estimate", "ci_low", "ci_high"]] = [0.7712, 0.7301, 0.8123]
+    ov.loc[i, ["status", "source"]] = ["model-based", "model-based"]
+    est = dataclasses.replace(hundred, overall=ov)
+    ax = plot_index(est, names=AG["name"], tier=AG["tier"])
+    model = _line(ax, "model")
+    assert model.get_marker() == "s"
+    assert model.get_xdata().tolist() == pytest.approx([77.12])
+    assert _tick_row(ax, model.get_ydata()[0]) == AG.loc["COM23", "name"]
+    keys = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert "model-based estimate" in keys
+    assert len(ax.texts) == len(SMALL) - 1  # one gap fewer

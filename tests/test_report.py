@@ -250,9 +250,14 @@ def test_report_on_a_real_round_escapes_text_and_states_the_methods(survey, tmp_
     book = pd.read_excel(files.excel, sheet_name=None)
     assert {"Weighting", "Response rates", "Sample plan"} <= set(book)
     agencies = book["Agencies"]
-    # a name that a spreadsheet would run as a formula is stored as text
-    assert ("'" + FORMULA) in set(agencies["Agency"])
+    # a name that a spreadsheet would run as a formula is stored as text, unchanged
+    assert FORMULA in set(agencies["Agency"])
     assert EVIL in set(agencies["Agency"])
+    import openpyxl
+
+    ws = openpyxl.load_workbook(files.excel)["Agencies"]
+    (cell,) = [c for row in ws.iter_rows() for c in row if c.value == FORMULA]
+    assert cell.data_type == "s" and cell.quotePrefix
 
 
 def test_report_in_vietnamese(survey, tmp_path):
