@@ -134,8 +134,9 @@ _W: dict[str, dict[str, str]] = {
         "agency_n_norank": "{n} respondents. Index {est} ({lo} to {hi}).",
         "methods_h": "Methods",
         "design_h": "Design",
-        "design_txt": "{n} respondents in {strata} strata (agencies) and {psu} primary "
-                      "units; {df} degrees of freedom.",
+        "design_txt": "{n} sampled units in {strata} strata (agencies) and {psu} primary "
+                      "units, of which {r} respondents carry a weight after the last "
+                      "weighting step; {df} degrees of freedom.",
         "rr_h": "Response rates",
         "rr_txt": "Response rate by agency: mean of agencies {mean} %, lowest {low} %, "
                   "highest {high} %.",
@@ -247,8 +248,9 @@ _W: dict[str, dict[str, str]] = {
         "agency_n_norank": "{n} người trả lời. Chỉ số {est} ({lo} đến {hi}).",
         "methods_h": "Phương pháp",
         "design_h": "Thiết kế mẫu",
-        "design_txt": "{n} người trả lời trong {strata} tầng (cơ quan) và {psu} đơn vị mẫu "
-                      "cấp một; {df} bậc tự do.",
+        "design_txt": "{n} đơn vị mẫu trong {strata} tầng (cơ quan) và {psu} đơn vị mẫu "
+                      "cấp một, trong đó {r} người trả lời có trọng số sau bước gia trọng "
+                      "cuối; {df} bậc tự do.",
         "rr_h": "Tỷ lệ trả lời",
         "rr_txt": "Tỷ lệ trả lời theo cơ quan: trung bình {mean} %, thấp nhất {low} %, "
                   "cao nhất {high} %.",
@@ -332,8 +334,7 @@ class ReportFiles:
 
     Attributes
     ----------
-    html : pathlib.Path or None
-    excel : pathlib.Path or None
+    html, excel, pdf : pathlib.Path or None
     notes : tuple of str
         Problems met while building (a figure that could not be drawn...); also listed at
         the end of the HTML report.
@@ -341,6 +342,7 @@ class ReportFiles:
 
     html: Path | None = None
     excel: Path | None = None
+    pdf: Path | None = None
     notes: tuple[str, ...] = ()
 
 
@@ -389,8 +391,12 @@ def _table(header: list[str], rows: list[list[Any]], *, classes: list[str] | Non
     return "".join(out)
 
 
-def _figure(draw: Callable[[], Any], *, caption: str, notes: list[str]) -> str:
-    """Draw a figure (Axes or Figure returned), embed it as a base64 PNG at its own size."""
+def _figure(draw: Callable[[], Any], *, caption: str, notes: list[str],
+            pdf: Any = None) -> str:
+    """Draw a figure (Axes or Figure returned), embed it as a base64 PNG at its own size.
+
+    With ``pdf`` (a PdfPages), the figure is also a page of the PDF, its caption on top.
+    """
     try:
         obj = draw()
     except SatsampleError as exc:
@@ -400,6 +406,8 @@ def _figure(draw: Callable[[], Any], *, caption: str, notes: list[str]) -> str:
     buf = io.BytesIO()
     try:
         fig.savefig(buf, format="png", dpi=150)
+        if pdf is not None:
+            _pdf_page(pdf, buf.getvalue(), caption)
     finally:
         import matplotlib.pyplot as plt
 
@@ -409,6 +417,52 @@ def _figure(draw: Callable[[], Any], *, caption: str, notes: list[str]) -> str:
     return (f'<figure><img alt="{_e(caption)}" width="{width}" '
             f'src="data:image/png;base64,{data}"/>'
             f"<figcaption>{_e(caption)}</figcaption></figure>")
+
+
+def _pdf_page(pdf: Any, png: bytes, caption: str) -> None:
+    """A4 page(s) of the PDF: the caption, then the figure (its 150 dpi image) at its size.
+
+    A figure taller than the page (the ranks of 100 agencies) continues on the next pages,
+    cut at the whitest pixel row near each page end, so no text is cut or shrunk.
+    """
+    import textwrap
+
+    import matplotlib.image as mpimg
+    import matplotlib.pyplot as plt
+
+    from .plotting import A4_PORTRAIT
+
+    W, H = A4_PORTRAIT
+    img = mpimg.imread(io.BytesIO(png), format="png")
+    h_px, w_px = img.shape[:2]
+    scale = min((W - 0.6) / (w_px / 150), 1.0)
+    size = 8.5
+    text = textwrap.fill(caption, int((W - 1.0) * 72 / (0.55 * size)))
+    band = ((text.count("\n") + 1) * size * 1.4 + 10) / 72  # inches
+    ink = 1.0 - img[..., :3].mean(axis=2) if img.ndim == 3 else 1.0 - img
+    busy = (ink > 0.1).mean(axis=1)
+    start = 0
+    first = True
+    while start < h_px:
+        avail_in = H - 0.7 - (band if first else 0.0)
+        stop = min(h_px, start + int(avail_in * 150 / scale))
+        if stop < h_px:  # cut at the whitest row of the last 8 % of the page
+            lo = max(start + 1, stop - int(0.08 * (stop - start)))
+            stop = lo + int(np.argmin(busy[lo:stop]))
+        part = img[start:stop]
+        page = plt.figure(figsize=A4_PORTRAIT)
+        top = 1 - 0.4 / H
+        if first:
+            page.text(0.5 / W, top, text, fontsize=size, va="top", ha="left", color="0.2")
+            top -= band / H
+        w_in, h_in = scale * w_px / 150, scale * part.shape[0] / 150
+        ax = page.add_axes((0.3 / W, top - h_in / H, w_in / W, h_in / H))
+        ax.imshow(part, interpolation="lanczos", aspect="auto")
+        ax.set_axis_off()
+        pdf.savefig(page, dpi=150)
+        plt.close(page)
+        start = stop
+        first = False
 
 
 def _mapping(values: Any, what: str) -> dict[str, str] | None:
@@ -478,6 +532,7 @@ def build_report(
     title: str | None = None,
     html_path: str | Path | None = None,
     excel_path: str | Path | None = None,
+    pdf_path: str | Path | None = None,
 ) -> ReportFiles:
     """Write the report of a survey round: one self-contained HTML file and an Excel workbook.
 
@@ -526,8 +581,11 @@ def build_report(
         Decimals of the indices shown.
     title : str or None, default=None
         Title; a standard title in the report's language when None.
-    html_path, excel_path : str, Path or None, default=None
-        Files to write (at least one).  The workbook needs openpyxl.
+    html_path, excel_path, pdf_path : str, Path or None, default=None
+        Files to write (at least one).  The workbook needs openpyxl.  The PDF (matplotlib's
+        PDF backend, fonts embedded) has the executive summary, every figure on its own
+        page with its caption, and the methods; the tables and agency pages are in the HTML
+        and the workbook.
 
     Returns
     -------
@@ -564,11 +622,11 @@ def build_report(
     """
     check_choice(language, name="language", allowed=LANGUAGES)
     scale = _check_scale(scale)
-    if html_path is None and excel_path is None:
-        raise SatsampleError("build_report needs html_path= and/or excel_path=")
+    if html_path is None and excel_path is None and pdf_path is None:
+        raise SatsampleError("build_report needs html_path=, excel_path= and/or pdf_path=")
     paths: dict[str, Path | None] = {}
-    for key, p, what in (("html", html_path, "html_path"), ("excel", excel_path,
-                                                             "excel_path")):
+    for key, p, what in (("html", html_path, "html_path"), ("excel", excel_path, "excel_path"),
+                         ("pdf", pdf_path, "pdf_path")):
         paths[key] = None if p is None else Path(p)
         if paths[key] is not None:
             _check_writable(paths[key], what)  # type: ignore[arg-type]
@@ -595,16 +653,36 @@ def build_report(
         if ne is not None and len(ne):
             ctx.national_elements = ne.set_index(ne["element"].astype(str))["estimate"]
 
-    sections = [
-        f"<h1>{_e(title or w['title'])}</h1>",
-        _summary_html(ctx),
-        _index_html(ctx, national),
-        _elements_html(ctx),
-        _ranks_html(ctx),
-        _change_html(ctx),
-        _agencies_html(ctx),
-        _methods_html(ctx, design, allocation, response_rates),
-    ]
+    import contextlib
+
+    with contextlib.ExitStack() as stack:
+        if paths["pdf"] is not None:
+            import matplotlib
+            from matplotlib.backends.backend_pdf import PdfPages
+
+            stack.enter_context(matplotlib.rc_context({"pdf.fonttype": 42}))
+            try:
+                ctx.pdf = stack.enter_context(PdfPages(paths["pdf"], metadata={
+                    "Title": title or w["title"], "Creator": "satsample"}))
+            except OSError as exc:
+                raise SatsampleError(f"pdf_path {str(paths['pdf'])!r} cannot be written: "
+                                     f"{exc}") from exc
+        summary = _summary_html(ctx)
+        if ctx.pdf is not None:
+            _text_pages(ctx.pdf, title or w["title"],
+                        [("h3", w["summary"]), *ctx.text["summary"]])
+        sections = [
+            f"<h1>{_e(title or w['title'])}</h1>",
+            summary,
+            _index_html(ctx, national),
+            _elements_html(ctx),
+            _ranks_html(ctx),
+            _change_html(ctx),
+            _agencies_html(ctx),
+            _methods_html(ctx, design, allocation, response_rates),
+        ]
+        if ctx.pdf is not None:
+            _text_pages(ctx.pdf, w["methods_h"], ctx.text["methods"])
     if notes:
         sections.append(f"<h2>{_e(w['notes_h'])}</h2><ul>"
                         + "".join(f"<li>{_e(n)}</li>" for n in notes) + "</ul>")
@@ -620,7 +698,8 @@ def build_report(
                                  f"{exc}") from exc
     if paths["excel"] is not None:
         _write_excel(paths["excel"], _sheets(ctx, design, allocation, response_rates))
-    return ReportFiles(html=paths["html"], excel=paths["excel"], notes=tuple(notes))
+    return ReportFiles(html=paths["html"], excel=paths["excel"], pdf=paths["pdf"],
+                       notes=tuple(notes))
 
 
 # --------------------------------------------------------------------------- context
@@ -640,6 +719,8 @@ class _Context:
     change: Any = None
     prev_suppressed: set[str] = dataclasses.field(default_factory=set)
     national_elements: pd.Series | None = None
+    pdf: Any = None
+    text: dict[str, list[tuple[str, str]]] = dataclasses.field(default_factory=dict)
     _rows: pd.DataFrame | None = None
 
     def num(self, x: Any, decimals: int | None = None) -> str:
@@ -750,56 +831,115 @@ def _change_shown(ctx: _Context) -> pd.DataFrame:
 
 
 # --------------------------------------------------------------------------- sections
+def _blocks_html(blocks: list[tuple[str, str]]) -> str:
+    """Render (kind, text) blocks: big, p, h (bold line), li (grouped in a list), note."""
+    out: list[str] = []
+    in_list = False
+    for kind, text in blocks:
+        if kind == "li" and not in_list:
+            out.append("<ul>")
+            in_list = True
+        elif kind != "li" and in_list:
+            out.append("</ul>")
+            in_list = False
+        if kind == "li":
+            out.append(f"<li>{_e(text)}</li>")
+        elif kind == "h":
+            out.append(f"<p><strong>{_e(text)}</strong></p>")
+        elif kind == "h3":
+            out.append(f"<h3>{_e(text)}</h3>")
+        elif kind == "strong":
+            out.append(f"<p><strong>{_e(text)}</strong></p>")
+        else:
+            cls = {"big": ' class="big"', "note": ' class="note"'}.get(kind, "")
+            out.append(f"<p{cls}>{_e(text)}</p>")
+    if in_list:
+        out.append("</ul>")
+    return "".join(out)
+
+
 def _summary_html(ctx: _Context) -> str:
     w = _W[ctx.language]
     rows = ctx.rows
-    out = [f'<h2>{_e(w["summary"])}</h2><div class="summary">']
+    b: list[tuple[str, str]] = []
     if ctx.national is not None:
         nat = ctx.national
-        out.append('<p class="big">' + _e(w["national"].format(
+        b.append(("big", w["national"].format(
             est=ctx.num(nat["estimate"]), lo=ctx.num(nat.get("ci_low")),
             hi=ctx.num(nat.get("ci_high")), pct=ctx.pct,
-            n=_int(nat.get("n"), ctx.language))) + "</p>")
+            n=_int(nat.get("n"), ctx.language))))
     else:
         pub = rows.loc[rows["status"] != "suppress", "estimate"]
-        out.append('<p class="big">' + _e(w["mean_only"].format(est=ctx.num(pub.mean())))
-                   + "</p>")
+        b.append(("big", w["mean_only"].format(est=ctx.num(pub.mean()))))
     n_sup = int((rows["status"] == "suppress").sum())
     n_rev = int((rows["status"] == "review").sum())
-    out.append("<p>" + _e(w["published"].format(
+    b.append(("p", w["published"].format(
         pub=len(rows) - n_sup, tot=len(rows), sup=n_sup,
-        rev=w["review_part"].format(n=n_rev) if n_rev else "")) + "</p>")
+        rev=w["review_part"].format(n=n_rev) if n_rev else "")))
     if ctx.league is not None:
         lt = ctx.league.to_frame().sort_values(["rank", "domain"], kind="stable")
         k = min(int(ctx.league.options.get("top_k", 5)), max(1, len(lt) // 2))
         for head, part in ((w["best"], lt.head(k)), (w["worst"], lt.tail(k))):
-            items = [w["rank_line"].format(
+            b.append(("h", head))
+            b += [("li", w["rank_line"].format(
                 rank=_int(r["rank"], ctx.language), name=ctx.name(r["domain"]),
                 est=ctx.num(r["estimate"]), lo=_int(r["rank_low"], ctx.language),
-                hi=_int(r["rank_high"], ctx.language)) for _, r in part.iterrows()]
-            out.append(f"<p><strong>{_e(head)}</strong></p><ul>"
-                       + "".join(f"<li>{_e(s)}</li>" for s in items) + "</ul>")
+                hi=_int(r["rank_high"], ctx.language))) for _, r in part.iterrows()]
     if ctx.change is not None:
         ch = _change_shown(ctx)
         sig = ch[(ch["ci_low"] > 0) | (ch["ci_high"] < 0)].sort_values("change",
                                                                       ascending=False)
-        out.append(f"<p><strong>{_e(w['changes'])}</strong></p>")
+        b.append(("h", w["changes"]))
         if sig.empty:
-            out.append("<p>" + _e(w["changes_none"].format(pct=ctx.pct)) + "</p>")
-        else:
-            out.append("<ul>" + "".join("<li>" + _e(w["change_line"].format(
-                name=ctx.name(r["domain"]), prev=ctx.num(r["estimate_1"]),
-                cur=ctx.num(r["estimate_2"]), sign="+" if r["change"] > 0 else "",
-                d=ctx.num(r["change"]), lo=ctx.num(r["ci_low"]), hi=ctx.num(r["ci_high"])))
-                + "</li>" for _, r in sig.iterrows()) + "</ul>")
+            b.append(("p", w["changes_none"].format(pct=ctx.pct)))
+        b += [("li", w["change_line"].format(
+            name=ctx.name(r["domain"]), prev=ctx.num(r["estimate_1"]),
+            cur=ctx.num(r["estimate_2"]), sign="+" if r["change"] > 0 else "",
+            d=ctx.num(r["change"]), lo=ctx.num(r["ci_low"]), hi=ctx.num(r["ci_high"])))
+            for _, r in sig.iterrows()]
         if len(ch) >= 10:
-            out.append('<p class="note">' + _e(w["chance"].format(
+            b.append(("note", w["chance"].format(
                 pct=ctx.pct, m=len(ch), e=_num(len(ch) * (1 - ctx.pct / 100), 0,
-                                               ctx.language))) + "</p>")
-    out.append('<p class="note">' + _e(w["scale_note"].format(top=f"{ctx.scale:g}",
-                                                              d=ctx.decimals)) + "</p>")
-    out.append("</div>")
-    return "".join(out)
+                                               ctx.language))))
+    b.append(("note", w["scale_note"].format(top=f"{ctx.scale:g}", d=ctx.decimals)))
+    ctx.text["summary"] = b
+    return (f'<h2>{_e(w["summary"])}</h2><div class="summary">' + _blocks_html(b)
+            + "</div>")
+
+
+def _text_pages(pdf: Any, title: str, blocks: list[tuple[str, str]]) -> None:
+    """Pages of text (A4 portrait) for the PDF: a title, then the blocks, wrapped."""
+    import textwrap
+
+    import matplotlib.pyplot as plt
+
+    from .plotting import A4_PORTRAIT
+
+    sizes = {"title": 14.0, "big": 11.0, "h": 10.0, "h3": 10.5, "strong": 9.5, "p": 9.5,
+             "li": 9.5, "note": 8.5}
+    items = [("title", title), *blocks]
+    width_pt = (A4_PORTRAIT[0] - 1.2) * 72
+    fig = None
+    y = 0.0
+    for kind, text in items:
+        size = sizes.get(kind, 9.5)
+        chars = max(30, int(width_pt / (0.55 * size)))
+        prefix = "•  " if kind == "li" else ""
+        wrapped = textwrap.fill(prefix + text, chars, subsequent_indent="   " if prefix else "")
+        height = (wrapped.count("\n") + 1) * size * 1.35 / 72 / A4_PORTRAIT[1]
+        if fig is None or y - height < 0.06:
+            if fig is not None:
+                pdf.savefig(fig)
+                plt.close(fig)
+            fig = plt.figure(figsize=A4_PORTRAIT)
+            y = 0.95
+        fig.text(0.07, y, wrapped, fontsize=size, va="top", ha="left",
+                 fontweight="bold" if kind in ("title", "h", "h3", "strong", "big") else
+                 "normal", color="0.35" if kind == "note" else "0.1")
+        y -= height + (0.012 if kind in ("title", "h3") else 0.006)
+    if fig is not None:
+        pdf.savefig(fig)
+        plt.close(fig)
 
 
 def _index_html(ctx: _Context, national: Any) -> str:
@@ -813,7 +953,7 @@ def _index_html(ctx: _Context, national: Any) -> str:
         ctx.flagged, names=ctx.names, tier=ctx.tier,
         reference=national if national is not None else "mean_of_domains",
         scale=ctx.scale, language=lang, decimals=ctx.decimals),
-        caption=w["index_cap"].format(pct=ctx.pct, ref=ref_words), notes=ctx.notes))
+        caption=w["index_cap"].format(pct=ctx.pct, ref=ref_words), notes=ctx.notes, pdf=ctx.pdf))
     header = [w["rank"], w["agency"], w["index"], w["ci"].format(pct=ctx.pct),
               w["rank_int"], w["n"], w["status"]]
     body: list[list[Any]] = []
@@ -881,7 +1021,7 @@ def _elements_html(ctx: _Context) -> str:
             + _figure(lambda: plot_element_heatmap(
                 ctx.flagged, names=ctx.names, tier=ctx.tier, scale=ctx.scale,
                 language=ctx.language, decimals=ctx.decimals),
-                caption=w["elements_cap"], notes=ctx.notes))
+                caption=w["elements_cap"], notes=ctx.notes, pdf=ctx.pdf))
 
 
 def _ranks_html(ctx: _Context) -> str:
@@ -894,7 +1034,7 @@ def _ranks_html(ctx: _Context) -> str:
     pct = round(100 * (1 - float(ctx.league.options.get("alpha", 0.05))))
     return (f"<h2>{_e(w['ranks_h'])}</h2>"
             + _figure(lambda: plot_ranks(ctx.league, names=ctx.names, language=ctx.language),
-                      caption=w["ranks_cap"].format(pct=pct), notes=ctx.notes))
+                      caption=w["ranks_cap"].format(pct=pct), notes=ctx.notes, pdf=ctx.pdf))
 
 
 def _change_html(ctx: _Context) -> str:
@@ -908,7 +1048,7 @@ def _change_html(ctx: _Context) -> str:
     return (f"<h2>{_e(w['change_h'])}</h2>"
             + _figure(lambda: plot_change(ctx.change, names=ctx.names, suppressed=hidden,
                                           scale=ctx.scale, language=ctx.language),
-                      caption=w["change_cap"].format(pct=ctx.pct), notes=ctx.notes))
+                      caption=w["change_cap"].format(pct=ctx.pct), notes=ctx.notes, pdf=ctx.pdf))
 
 
 def _agencies_html(ctx: _Context) -> str:
@@ -983,7 +1123,7 @@ def _agencies_html(ctx: _Context) -> str:
                        f"{ctx.num(x['ci_low'])}-{ctx.num(x['ci_high'])}" if shown else "–",
                        _int(x.get("n"), lang)])
             icls.append("" if shown else "suppress")
-        out.append("<details><summary>" + _e(w["criterion"]) + "</summary>"
+        out.append("<details open><summary>" + _e(w["criterion"]) + "</summary>"
                    + _table([w["criterion"], w["index"], w["ci"].format(pct=ctx.pct), w["n"]],
                             ib, classes=icls, text_cols={0}) + "</details></section>")
     return "".join(out)
@@ -1019,18 +1159,19 @@ def _methods_html(ctx: _Context, design: Any, allocation: Any,
     if design is not None:
         out.append(f"<h3>{_e(w['design_h'])}</h3><p>" + _e(w["design_txt"].format(
             n=_int(design.n, lang), strata=_int(design.n_strata, lang),
-            psu=_int(design.n_psu, lang), df=_int(design.degf, lang))) + "</p>")
+            psu=_int(design.n_psu, lang), df=_int(design.degf, lang),
+            r=_int(_weighted_rows(design), lang))) + "</p>")
     if allocation is not None:
         moe = getattr(allocation, "national_moe", None)
         out.append(f"<h3>{_e(w['alloc_h'])}</h3><p>" + _e(w["alloc_txt"].format(
             n=_int(allocation.n, lang), h=_int(len(allocation.strata), lang),
             moe=w["alloc_moe"].format(m=_num(100 * moe, 1, lang)) if moe else "")) + "</p>")
         out.append(_figure(lambda: plot_allocation(allocation, language=lang),
-                           caption=w["alloc_cap"], notes=ctx.notes))
+                           caption=w["alloc_cap"], notes=ctx.notes, pdf=ctx.pdf))
     if response_rates is not None:
         out.append(f"<h3>{_e(w['rr_h'])}</h3>")
         fig_html = _figure(lambda: plot_response_rates(response_rates, language=lang),
-                           caption=w["rr_cap"], notes=ctx.notes)
+                           caption=w["rr_cap"], notes=ctx.notes, pdf=ctx.pdf)
         if fig_html:
             r = 100 * pd.to_numeric(response_rates["rate"]).to_numpy(dtype=float)
             out.append("<p>" + _e(w["rr_txt"].format(mean=_num(r.mean(), 1, lang),
@@ -1049,7 +1190,7 @@ def _methods_html(ctx: _Context, design: Any, allocation: Any,
                          _num(st.weight_max, 2, lang), _int(st.n_rows, lang)])
         out.append(_table(header, body, text_cols={1, 2}))
         out.append(_figure(lambda: plot_weights(design, language=lang),
-                           caption=w["weight_cap"], notes=ctx.notes))
+                           caption=w["weight_cap"], notes=ctx.notes, pdf=ctx.pdf))
     opts = dict(getattr(ctx.flagged, "options", {}) or {})
     out.append(f"<h3>{_e(w['var_h'])}</h3>")
     ci = str(opts.get("ci_method", "t"))
@@ -1072,7 +1213,44 @@ def _methods_html(ctx: _Context, design: Any, allocation: Any,
             name=q.name, k=len(q.items), e=len(q.elements), codes=codes)) + "</p>")
         out.append("<p><strong>" + _e(w["q_recon"] if getattr(q, "reconstructed", False)
                                       else w["q_conf"]) + "</strong></p>")
-    return "".join(out)
+    doc = "".join(out)
+    ctx.text["methods"] = _text_blocks(doc)
+    return doc
+
+
+def _weighted_rows(design: Any) -> int:
+    history = tuple(getattr(design, "history", ()) or ())
+    if history:
+        return int(history[-1].n_rows)
+    w = np.asarray(design.weights, dtype=float)
+    return int((w > 0).sum())
+
+
+def _text_blocks(doc: str) -> list[tuple[str, str]]:
+    """Headings and paragraphs of an HTML fragment (figures and tables left out) as blocks."""
+    import re
+
+    bare = re.sub(r"<figure>.*?</figure>|<h2>.*?</h2>", "", doc, flags=re.S)
+    blocks: list[tuple[str, str]] = []
+    pattern = (r"<h3>(.*?)</h3>|<p><strong>(.*?)</strong></p>|<p>(.*?)</p>"
+               r"|<table>(.*?)</table>")
+    for m in re.finditer(pattern, bare, flags=re.S):
+        if m.group(1) is not None:
+            blocks.append(("h3", html.unescape(m.group(1))))
+        elif m.group(2) is not None:
+            blocks.append(("strong", html.unescape(m.group(2))))
+        elif m.group(3) is not None:
+            blocks.append(("p", html.unescape(re.sub(r"<[^>]+>", "", m.group(3)))))
+        else:  # a table: one line per row, "header: value" pairs
+            rows = re.findall(r"<tr[^>]*>(.*?)</tr>", m.group(4), flags=re.S)
+            cells = [[html.unescape(c) for c in re.findall(r"<t[hd][^>]*>(.*?)</t[hd]>", r)]
+                     for r in rows]
+            if cells:
+                head = cells[0]
+                for row in cells[1:]:
+                    blocks.append(("li", "; ".join(f"{h}: {v}" for h, v in zip(head, row,
+                                                                               strict=False))))
+    return blocks
 
 
 # --------------------------------------------------------------------------- workbook

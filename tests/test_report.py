@@ -306,3 +306,40 @@ def test_report_errors_name_the_path(survey, tmp_path):
         build_report(est, html_path=tmp_path / "x.html", language="fr")
     assert not (tmp_path / "x.html").exists()
     np.testing.assert_equal(len(est.overall), 8)
+
+
+def test_pdf_report_pages_render_and_print_no_suppressed_value(tmp_path):
+    import shutil
+    import subprocess
+
+    est = flag_estimate(agencies_estimate(0))
+    files = build_report(est, national=national_estimate(), previous=agencies_estimate(1),
+                         names=AG["name"], tier=AG["tier"], pdf_path=tmp_path / "r.pdf")
+    assert files.pdf == tmp_path / "r.pdf" and files.html is None
+    raw = files.pdf.read_bytes()
+    assert raw.startswith(b"%PDF")
+    n_pages = len(re.findall(rb"/Type\s*/Page[^s]", raw))
+    # summary, agency index, heat map, ranks (continued over pages), change, methods
+    assert n_pages >= 6
+    gs = shutil.which("gs")
+    if gs is None:
+        pytest.skip("ghostscript (gs) is not installed: the PDF pages are not rendered")
+    subprocess.run([gs, "-q", "-dNOPAUSE", "-dBATCH", "-sDEVICE=png16m", "-r40",
+                    f"-sOutputFile={tmp_path / 'p%02d.png'}", str(files.pdf)], check=True,
+                   timeout=300)
+    pages = sorted(tmp_path.glob("p*.png"))
+    assert len(pages) == n_pages
+    for page in pages:
+        img = matplotlib.image.imread(page)
+        assert (img[..., :3].mean(axis=2) < 0.8).mean() > 0.002, page.name  # not blank
+    text = subprocess.run([gs, "-q", "-dNOPAUSE", "-dBATCH", "-sDEVICE=txtwrite",
+                           "-sOutputFile=-", str(files.pdf)], capture_output=True, check=True,
+                          timeout=300).stdout.decode("utf-8", "replace")
+    flat = " ".join(text.split())
+    assert "National satisfaction index" in flat and "RECONSTRUCTED" in flat
+    ov = est.overall.set_index("agency_id")
+    for agency in SMALL:
+        secret = {f"{100 * v:.1f}" for v in ov.loc[agency, ["estimate", "ci_low", "ci_high"]]}
+        for line in text.splitlines():
+            if AG.loc[agency, "name"] in line:
+                assert not set(re.findall(r"\d+\.\d", line)) & secret, line
