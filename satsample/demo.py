@@ -286,7 +286,9 @@ def _write_outputs(out: Path, *, table: pd.DataFrame, by_agency: IndexEstimate,
             f"population: {n_users:,} service users in {len(table)} agencies; seed {seed}",
             f"plan: {int(plan.n):,} selected so that every agency expects at least "
             f"{MIN_RESPONDENTS} respondents (and an effective sample of {MIN_RESPONDENTS}) "
-            f"at a {100 * float(np.mean(plan.options['response_rate'])):.0f} % response rate",
+            f"at a {100 * float(np.mean(plan.options['response_rate'])):.0f} % response rate"
+            + (f"; {n_short} agencies too small to reach it even with a census are taken whole"
+               if (n_short := int((~plan.to_frame()["publishable"]).sum())) else ""),
             f"selected: {sample_size:,}; respondents: {respondents:,} "
             f"({100 * respondents / sample_size:.1f}%)",
             f"weighting: {' -> '.join(step.method for step in design.history)}",

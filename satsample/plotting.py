@@ -641,10 +641,9 @@ def plot_agency_index(
         ax.set_ylim(len(col) - longest - 0.7, len(col) - 0.3)
         ax.set_xlabel(_t(language, "index_axis", top=_scale_top(scale)), fontsize=_NORMAL)
     handles = _handles(axes[0], language, _conf_pct(estimate))
+    # the title heads the key (a suptitle would sit on top of an "outside" key)
     fig.legend(handles=handles, loc="outside upper left", ncol=2, frameon=False,
-               fontsize=_SMALL)
-    if title:
-        fig.suptitle(title, fontsize=10)
+               fontsize=_SMALL, title=title or None, title_fontsize=10, alignment="left")
     return fig
 
 

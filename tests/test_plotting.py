@@ -211,7 +211,9 @@ def test_plot_index_on_real_pipeline_output(pipeline):
 # --------------------------------------------------------------------------- A4 page
 def test_agency_index_fits_100_agencies_on_an_a4_page(hundred):
     fig = plot_agency_index(hundred, names=AG["name"], tier=AG["tier"],
-                            reference=national_estimate())
+                            reference=national_estimate(),
+                            title="Satisfaction index by agency, 95 % intervals")
+    assert fig.legends[0].get_title().get_text().startswith("Satisfaction index by agency")
     w, h = fig.get_size_inches()
     assert w == pytest.approx(8.27) and h <= 11.69
     assert len(fig.axes) == 2  # two columns of about 52 rows
