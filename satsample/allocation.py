@@ -605,7 +605,8 @@ def allocate_for_precision(
     strata_sizes : pandas.Series or mapping
         ``N_h`` per stratum.
     moe : float, Series or mapping
-        Target margin of error of each stratum's proportion (index), in (0, 1).
+        Target margin of error of each stratum's proportion (index), in (0, 1): the 0-1
+        scale of the results (``moe=0.10`` is 10 points on the published 0-100 scale).
     p : float, Series or mapping, default=0.5
         Expected proportion per stratum (e.g. last year's satisfied share).
     deff : float, Series or mapping, default=1.0
@@ -710,8 +711,11 @@ def allocate_for_precision(
         bad = (arr <= 0) | (arr >= 1)
         if bad.any():
             i = int(np.flatnonzero(bad)[0])
+            hint = ("; margins of error are on the 0-1 scale of the results (moe=0.10 is "
+                    "10 points on the published 0-100 scale)" if name == "moe" and arr[i] >= 1
+                    else "")
             raise SatsampleError(f"{name}: value {plain(arr[i])!r} for stratum {plain(index[i])!r} must lie "
-                                 f"in (0, 1)")
+                                 f"in (0, 1){hint}")
     deff_a = _per_stratum(deff, index, "deff", positive=True)
     rr = _per_stratum(response_rate, index, "response_rate", positive=True)
     if (rr > 1).any():

@@ -302,3 +302,8 @@ def test_precision_plans_no_agency_below_the_publication_minimum():
     assert tight.options["relaxation"] > 1
     with pytest.raises(SatsampleError, match="min_respondents"):
         allocate_for_precision(N, moe=0.1, min_respondents=-1)
+
+
+def test_a_margin_of_error_on_the_published_scale_is_explained():
+    with pytest.raises(SatsampleError, match=r"moe=0.10 is 10 points"):
+        allocate_for_precision(pd.Series({"A": 500}), moe=10)
