@@ -97,9 +97,13 @@ _EXPORTS: dict[str, str] = {
     "SIPAS_2017_2022_ITEMS": "change",
     # flags
     "publication_flags": "flags",
+    "flag_estimate": "flags",
     # plotting
     "plot_index": "plotting",
-    "plot_element_profile": "plotting",
+    "plot_agency_index": "plotting",
+    "plot_element_heatmap": "plotting",
+    "plot_change": "plotting",
+    "plot_response_rates": "plotting",
     "plot_ranks": "plotting",
     "plot_weights": "plotting",
     "plot_allocation": "plotting",

@@ -115,8 +115,13 @@ class Allocation:
             out["sd"] = self.sd
         if self.cost is not None:
             out["cost"] = self.cost
-        rr = float(self.options.get("response_rate", 1.0))
+        rr = np.asarray(self.options.get("response_rate", 1.0), dtype=float)
         out["expected_respondents"] = np.asarray(self.n_h, dtype=float) * rr
+        needed = self.options.get("respondents_needed")
+        if needed is not None:
+            out["respondents_needed"] = np.asarray(needed, dtype=float)
+            out["publishable"] = (out["expected_respondents"].to_numpy()
+                                  >= out["respondents_needed"].to_numpy() * (1 - 1e-9))
         if self.expected_moe is not None:
             out["expected_moe"] = self.expected_moe
         if self.target_moe is not None:
@@ -542,6 +547,10 @@ def allocate(
                             deff_a, rr, level, None)
 
 
+def _fmt_num(x: float) -> str:
+    return f"{x:g}"
+
+
 def _make_allocation(index: pd.Index, N: np.ndarray, n_h: np.ndarray, x: np.ndarray,
                      L: np.ndarray, U: np.ndarray, cons: dict[str, np.ndarray], rule: str,
                      opts: dict[str, Any], S: np.ndarray | None, from_p: bool,
@@ -586,6 +595,8 @@ def allocate_for_precision(
     national_moe: float | None = None,
     cost: Any = None,
     min_n: Any = 2,
+    min_respondents: float | None = None,
+    min_effective_n: float | None = None,
 ) -> Allocation:
     """Smallest allocation giving every stratum (agency) a target margin of error.
 
@@ -594,7 +605,8 @@ def allocate_for_precision(
     strata_sizes : pandas.Series or mapping
         ``N_h`` per stratum.
     moe : float, Series or mapping
-        Target margin of error of each stratum's proportion (index), in (0, 1).
+        Target margin of error of each stratum's proportion (index), in (0, 1): the 0-1
+        scale of the results (``moe=0.10`` is 10 points on the published 0-100 scale).
     p : float, Series or mapping, default=0.5
         Expected proportion per stratum (e.g. last year's satisfied share).
     deff : float, Series or mapping, default=1.0
@@ -612,12 +624,32 @@ def allocate_for_precision(
         Cost per selected unit (default 1).
     min_n : scalar, Series or mapping, default=2
         Minimum number selected per stratum (capped at N_h).
+    min_respondents : float or None, default=None
+        The publication minimum: respondents an agency needs for its estimate to be
+        published (``min_n`` of :func:`satsample.flags.publication_flags`, 30 by
+        default there).  Every stratum is then planned to at least
+        ``⌈needed_h / rr_h⌉`` selected units (capped at ``N_h``), so that the expected
+        respondents reach it; see Notes.  None: no publication minimum.
+    min_effective_n : float or None, default=None
+        The Korn-Graubard effective-sample-size rule of the publication flags
+        (``min_effective_n``, 30 there).  Under the planning model the effective sample
+        size is ``m_h / deff_h``, so it asks for ``min_effective_n · deff_h`` expected
+        respondents.  None: not planned for.
 
     Returns
     -------
     Allocation
         ``rule="precision"``; ``target_moe`` holds the targets, ``expected_moe`` the
-        margins expected at ``n_h``, ``options["relaxation"]`` the factor ``r``.
+        margins expected at ``n_h``, ``options["relaxation"]`` the factor ``r``.  With a
+        publication minimum, ``to_frame()`` adds ``respondents_needed`` and
+        ``publishable`` (expected respondents reach the minimum) and the constraint
+        ``"publication"`` marks the strata it raised.
+
+    Warns
+    -----
+    SmallDomainWarning
+        When some strata cannot reach the publication minimum even with a census at their
+        expected response rate (they are planned as take-all and named in the message).
 
     Notes
     -----
@@ -646,6 +678,28 @@ def allocate_for_precision(
     constrained by take-all or ``min_n`` may do better than ``r``.
     If the budget exceeds what the targets need, the surplus is not spent
     (the result is the smallest design) and is reported in ``options``.
+
+    *Publication minimum.* With ``min_respondents`` = a and ``min_effective_n`` = b,
+    stratum h needs ``q_h = max(a, b deff_h)`` expected respondents, so its lower bound
+    becomes ``L_h = min(N_h, max(min_n_h, ⌈q_h / rr_h⌉))``.  The bound is part of every
+    design above (also under a budget), so no agency is planned
+    below what its publication needs; a budget below the cost of the bounds raises.
+    Realised response varies around :math:`rr_h`, so an agency planned at the minimum
+    can still fall short; plan a margin by raising ``min_respondents``.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> from satsample.allocation import allocate_for_precision
+    >>> N_h = pd.Series({"A": 2000, "B": 120, "C": 60})
+    >>> plan = allocate_for_precision(N_h, moe=0.10, p=0.9, response_rate=0.6,
+    ...                               min_respondents=30)
+    >>> plan.to_frame()[["n_h", "expected_respondents", "publishable", "binds"]]
+             n_h  expected_respondents  publishable        binds
+    stratum
+    A         57                  34.2         True
+    B         50                  30.0         True  publication
+    C         50                  30.0         True  publication
     """
     counts = _as_counts(strata_sizes)
     index = counts.index
@@ -657,8 +711,11 @@ def allocate_for_precision(
         bad = (arr <= 0) | (arr >= 1)
         if bad.any():
             i = int(np.flatnonzero(bad)[0])
+            hint = ("; margins of error are on the 0-1 scale of the results (moe=0.10 is "
+                    "10 points on the published 0-100 scale)" if name == "moe" and arr[i] >= 1
+                    else "")
             raise SatsampleError(f"{name}: value {plain(arr[i])!r} for stratum {plain(index[i])!r} must lie "
-                                 f"in (0, 1)")
+                                 f"in (0, 1){hint}")
     deff_a = _per_stratum(deff, index, "deff", positive=True)
     rr = _per_stratum(response_rate, index, "response_rate", positive=True)
     if (rr > 1).any():
@@ -670,6 +727,32 @@ def allocate_for_precision(
     mn = _per_stratum(min_n, index, "min_n", nonneg=True)
     mn = np.zeros(len(N)) if mn is None else mn
     Lmin = np.minimum(np.ceil(mn), Nf)
+    needed: np.ndarray | None = None
+    pub_floor = np.zeros(len(N))
+    for name, val in (("min_respondents", min_respondents),
+                      ("min_effective_n", min_effective_n)):
+        if val is not None and not (isinstance(val, (int, float, np.integer, np.floating))
+                                    and np.isfinite(val) and val >= 0):
+            raise SatsampleError(f"{name}={val!r} must be a non-negative number or None")
+    if min_respondents is not None or min_effective_n is not None:
+        needed = np.maximum(float(min_respondents or 0.0),
+                            float(min_effective_n or 0.0) * deff_a)
+        x_pub = needed / rr
+        pub_floor = np.minimum(np.ceil(x_pub - _TOL * np.maximum(1.0, x_pub)), Nf)
+        Lmin = np.maximum(Lmin, pub_floor)
+        short = Nf * rr < needed * (1 - 1e-12)
+        if short.any():
+            import warnings
+
+            from ._validation import SmallDomainWarning
+
+            names = [str(index[i]) for i in np.flatnonzero(short)]
+            warnings.warn(
+                f"{len(names)} stratum/strata cannot reach the publication minimum of "
+                f"{_fmt_num(needed[short].max())} respondents even with a census at the "
+                f"expected response rate (planned as take-all): {names[:10]}"
+                + (" ..." if len(names) > 10 else ""),
+                SmallDomainWarning, stacklevel=2)
     if national_moe is not None:
         check_probability(national_moe, name="national_moe")
     if budget is not None and not (np.isfinite(budget) and budget > 0):
@@ -754,8 +837,14 @@ def allocate_for_precision(
         "budget": np.full(len(N), r > 1.0) & (n_int < N),
         "national": n_h > base,
     }
+    if needed is not None:
+        req = np.minimum(np.ceil(np.minimum(exact_base, Nf) - _TOL), Nf)
+        cons["publication"] = (n_int == pub_floor) & (pub_floor > req)
+        cons["min"] = cons["min"] & ~cons["publication"]
     opts = dict(rule="precision", moe=moe, p=p, deff=deff, level=level, budget=budget,
                 national_moe=national_moe, cost=cost, min_n=min_n, relaxation=r,
+                min_respondents=min_respondents, min_effective_n=min_effective_n,
+                respondents_needed=None if needed is None else needed.copy(),
                 budget_unused=None if budget is None else budget - total_cost(n_h),
                 required_cost_unconstrained=total_cost(design(1.0)[0]))
     alloc = _make_allocation(index, N, n_int, np.minimum(exact_base, Nf), Lmin, Nf, cons,

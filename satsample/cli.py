@@ -131,8 +131,10 @@ def _build_parser() -> _Parser:
                       help="Rao-Wu bootstrap replicates (default 500)")
     demo.add_argument("--questionnaire", default="sipas_2017",
                       help="built-in questionnaire name or path to a JSON definition")
-    demo.add_argument("--moe", type=float, default=0.10,
-                      help="target margin of error of each agency's index (default 0.10)")
+    demo.add_argument("--moe", type=float, default=10.0, metavar="POINTS",
+                      help="target margin of error (95 %%) of each agency's index, in points "
+                           "on the 0-100 scale of the outputs, from 1 to 50 (default 10, "
+                           "i.e. ±10 points; 0.10 is refused, not read as a share)")
     demo.add_argument("--quiet", action="store_true", help="no progress messages")
     return parser
 
@@ -165,8 +167,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             parser.print_help()
             return EXIT_CODES["usage"]
         if args.command == "demo":
-            if not 0 < args.moe < 1:
-                raise _UsageError(f"satsample demo: --moe {args.moe!r} must lie in (0, 1)")
+            from .demo import check_moe_points
+
+            try:
+                check_moe_points(args.moe)
+            except SatsampleError as exc:
+                raise _UsageError(f"satsample demo: {exc}") from None
             try:
                 out = _check_out_dir(args.out)
             except SatsampleError as exc:
@@ -190,6 +196,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             res = pipeline.plan(args.config, force=args.force, progress=progress)
             print(f"plan: {res.n_main:,} people to interview in {len(res.allocation)} "
                   f"agencies, {res.n_reserve:,} on reserve lists; field lists in {res.folder}")
+            for note in res.notes:
+                print(f"  note: {_one_line(note)}")
             return EXIT_CODES["ok"]
         if args.command == "validate":
             val = pipeline.validate(args.config, progress=progress)

@@ -20,9 +20,12 @@
 5. ``validate``: the data-quality report (``DIR/validation/``);
 6. ``run`` (with ``checks.on_error = "resolve"``): dispositions and AAPOR rates,
    weighting replayed on every Rao-Wu replicate, indices per item, element and overall for
-   the whole province, per agency and per tier, flags, league table, report
-   (``DIR/results/``);
-7. compare with the known truth of the synthetic population: ``DIR/truth_check.csv``.
+   the whole province, per agency and per tier, flags, league table, the figures and the
+   self-contained report of :func:`satsample.report.build_report` (``DIR/results/``:
+   ``report.html``, ``report.xlsx``, ``agency_index.png``, ``response_rates.png``, the
+   CSV tables); no output holds the value of a suppressed agency;
+7. compare with the known truth of the synthetic population: ``DIR/truth_check.csv``
+   (suppressed agencies without estimates) and ``DIR/summary.txt``.
 """
 
 from __future__ import annotations
@@ -31,7 +34,7 @@ import json
 import sys
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -42,7 +45,7 @@ if TYPE_CHECKING:
     from .datasets import Population
     from .questionnaire import Questionnaire
 
-__all__ = ["MIN_RESPONDENTS", "run_demo"]
+__all__ = ["MIN_RESPONDENTS", "check_moe_points", "run_demo"]
 
 #: Publication minimum of respondents per agency used by the demo.
 MIN_RESPONDENTS = 30
@@ -92,11 +95,12 @@ value_labels = {{ "Bình thường" = 3 }}
 [design]
 method = "srswor"
 allocation = "precision"
-moe = {moe!r}
+moe = {moe / 100!r}             # share: {moe:g} points on the 0-100 scale
 p = 0.8
 deff = 1.3
 expected_response = 0.6
 min_respondents = {MIN_RESPONDENTS}
+min_effective_n = {MIN_RESPONDENTS}   # Korn-Graubard effective n of the flags
 reserves = 0.5
 
 [field]
@@ -258,7 +262,7 @@ def run_demo(
     n_users: int = 200_000,
     n_replicates: int = 500,
     questionnaire: str = "sipas_2017",
-    moe: float = 0.10,
+    moe: float = 10.0,
     progress: bool = True,
 ) -> pd.DataFrame:
     """Run a whole survey year on synthetic data through files, ``plan``, ``validate``, ``run``.
@@ -279,8 +283,9 @@ def run_demo(
         Rao-Wu bootstrap replicates.
     questionnaire : str, default="sipas_2017"
         Built-in questionnaire name or path to a JSON definition.
-    moe : float, default=0.10
-        Target margin of error (95 %) of each agency's index.
+    moe : float, default=10.0
+        Target margin of error (95 %) of each agency's index in points on the 0-100 scale
+        of the outputs (10 = ±10 points); from 1 to 50.
     progress : bool, default=True
         Print progress to stderr.
 
@@ -294,6 +299,7 @@ def run_demo(
     from .survey.io import write_csv
     from .survey.pipeline import Progress
 
+    check_moe_points(moe, name="moe")
     q, q_line = _load_questionnaire(questionnaire)
     t0 = time.perf_counter()
     pg = Progress(enabled=progress)
@@ -333,29 +339,103 @@ def run_demo(
     truth = float(pop.truth.overall_index)
     covered = bool(nat["ci_low"] <= truth <= nat["ci_high"])
     by = est["agency_id"].overall.set_index("agency_id")
+    shown = (by["status"] != "suppress").to_numpy()
+
+    def value(col: str) -> np.ndarray:  # no suppressed value in any output
+        return np.where(shown, 100 * by[col].to_numpy(dtype=float), np.nan)
+
     table = pd.DataFrame({
         "agency_id": by.index.astype(str),
-        "index": 100 * by["estimate"].to_numpy(),
-        "ci_low": 100 * by["ci_low"].to_numpy(),
-        "ci_high": 100 * by["ci_high"].to_numpy(),
+        "index": value("estimate"),
+        "ci_low": value("ci_low"),
+        "ci_high": value("ci_high"),
         "respondents": by["n"].to_numpy().astype(int),
         "true_index": 100 * pop.truth.agencies.loc[by.index, "index"].to_numpy(),
+        "status": by["status"].to_numpy(),
     })
-    table["covered"] = (table["ci_low"] <= table["true_index"]) & \
-        (table["true_index"] <= table["ci_high"])
+    table["covered"] = pd.array(np.where(
+        shown, (table["ci_low"] <= table["true_index"]) & (table["true_index"] <= table["ci_high"]),
+        pd.NA), dtype="boolean")
     write_csv(table.round(4), out / "truth_check.csv")
     n_err, n_warn = len(checked.quality.errors), len(checked.quality.warnings)
     rr = result.rates
     rr1 = float(rr[(rr["grouping"] == "all") & (rr["basis"] == "cases")]["RR1"].iloc[0])
+    _write_summary(out / "summary.txt", q=q, seed=seed, n_users=n_users, planned=planned,
+                   table=table, by=by, nat=nat, truth=truth, covered=covered, rr1=rr1,
+                   n_replicates=n_replicates, weighting=[s.method for s in
+                                                         result.design.history])
     print(
-        f"National satisfaction index: {100 * nat['estimate']:.2f} "
-        f"(95% CI {100 * nat['ci_low']:.2f} to {100 * nat['ci_high']:.2f}); "
-        f"true population value {100 * truth:.2f} "
+        f"National satisfaction index: {100 * nat['estimate']:.1f} "
+        f"(95% CI {100 * nat['ci_low']:.1f} to {100 * nat['ci_high']:.1f}); "
+        f"true population value {100 * truth:.1f} "
         f"({'inside' if covered else 'OUTSIDE'} the interval)"
     )
     print(
-        f"{len(table)} agencies; AAPOR RR1 {100 * rr1:.1f}%; validate found {n_err} error(s) "
-        f"and {n_warn} warning(s) (planted), resolved by run; results in {out / 'results'} "
-        f"({time.perf_counter() - t0:.0f} s)"
+        f"{len(table)} agencies ({int(shown.sum())} published); AAPOR RR1 {100 * rr1:.1f}%; "
+        f"validate found {n_err} error(s) and {n_warn} warning(s) (planted), resolved by run; "
+        f"report in {out / 'results' / 'report.html'} ({time.perf_counter() - t0:.0f} s)"
     )
     return table
+
+
+def check_moe_points(moe: float, *, name: str = "--moe") -> float:
+    """A margin of error in points on the 0-100 scale of the outputs: 1 to 50.
+
+    A value below 1 is refused rather than read as a share, so ``0.10`` (the 0-1 scale)
+    cannot silently mean a tenth of a point.
+    """
+    ok = isinstance(moe, (int, float, np.integer, np.floating)) and not isinstance(moe, bool) \
+        and np.isfinite(moe) and 1 <= moe <= 50
+    if not ok:
+        hint = (f"; {float(moe):g} looks like a share on the 0-1 scale: write "
+                f"{name} {100 * float(moe):g} for ±{100 * float(moe):g} points"
+                if isinstance(moe, (int, float)) and 0 < moe < 1 else "")
+        raise SatsampleError(f"{name} {moe!r} must be a margin of error in points on the 0-100 "
+                             f"scale of the outputs, from 1 to 50 (10 = ±10 points){hint}")
+    return float(moe)
+
+
+def _write_summary(path: Path, *, q: Questionnaire, seed: int, n_users: int, planned: Any,
+                   table: pd.DataFrame, by: pd.DataFrame, nat: pd.Series, truth: float,
+                   covered: bool, rr1: float, n_replicates: int, weighting: list[str]) -> None:
+    """``summary.txt``: what the demo did, in a few lines; no suppressed value."""
+    alloc = planned.allocation
+    short = alloc[~alloc["publishable"]]
+    status = ("RECONSTRUCTED: the list of criteria is not confirmed by an official text"
+              if q.reconstructed else "as published")
+    pub = table[table["status"] != "suppress"].sort_values(
+        ["index", "agency_id"], ascending=[False, True], kind="mergesort")
+    hidden = table[table["status"] == "suppress"]
+    lines = [
+        "satsample demo - synthetic SIPAS-like survey through plan, validate and run",
+        f"questionnaire: {q.name} ({len(q.items)} criteria in {len(q.elements)} elements); "
+        f"status: {status}",
+        f"population: {n_users:,} service users in {len(table)} agencies; seed {seed}",
+        f"plan: {planned.n_main:,} selected (+{planned.n_reserve:,} reserves) so that every "
+        f"agency expects at least {MIN_RESPONDENTS} respondents and an effective sample of "
+        f"{MIN_RESPONDENTS} at a 60 % response rate"
+        + (f"; {len(short)} agencies too small to reach it even with a census are taken whole "
+           f"({', '.join(short['agency'].astype(str))})" if len(short) else ""),
+        f"AAPOR RR1: {100 * rr1:.1f} %",
+        f"weighting: {' -> '.join(weighting)}",
+        f"variance: Rao-Wu bootstrap, {n_replicates} replicates (weighting replayed on each)",
+        f"national index: {100 * nat['estimate']:.1f} (95% CI {100 * nat['ci_low']:.1f} to "
+        f"{100 * nat['ci_high']:.1f}; SE {100 * nat['se']:.2f})",
+        f"true population index: {100 * truth:.1f} ({'covered' if covered else 'NOT covered'})",
+        f"agencies published: {len(pub)} of {len(table)} "
+        f"({int((table['status'] == 'review').sum())} marked for review)",
+    ]
+    reason = by["reason"].fillna("").astype(str)
+    why = hidden["agency_id"].map(lambda a: "; ".join(
+        part.split(":")[0] for part in reason.loc[a].split("; ")))
+    for text, group in hidden.groupby(why, sort=True):
+        lines.append(f"not published ({text}): " + ", ".join(
+            f"{r.agency_id} (n = {r.respondents})" for r in group.itertuples()))
+    lines += [
+        "",
+        "top 5: " + ", ".join(f"{r.agency_id} {r.index:.1f}" for r in pub.head(5).itertuples()),
+        "bottom 5: " + ", ".join(f"{r.agency_id} {r.index:.1f}"
+                                 for r in pub.tail(5).itertuples()),
+        "report: results/report.html (and results/report.xlsx)",
+    ]
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")

@@ -17,7 +17,10 @@ from scipy import stats
 
 from ._validation import SatsampleError, check_columns, check_probability
 
-__all__ = ["publication_flags"]
+__all__ = ["flag_estimate", "publication_flags", "published"]
+
+#: Columns :func:`flag_estimate` adds to every table of an estimate.
+FLAG_COLUMNS: tuple[str, ...] = ("effective_n", "status", "reason", "source")
 
 
 def _fmt(x: float) -> str:
@@ -79,7 +82,9 @@ def publication_flags(
         A copy of the table plus ``rse``, ``effective_n``, ``flag_n``, ``flag_rse``,
         ``flag_effective_n``, ``flag_df``, ``flag_ci_width``, ``status`` (``"publish"``,
         ``"review"`` or ``"suppress"``) and ``reason`` (``"; "``-joined text, empty when
-        publishable).
+        publishable; each cause once: since :math:`n_{\\text{eff}} \\le n`, the effective-n
+        reason is not repeated when ``n < min_n`` already suppresses the row, although
+        ``flag_effective_n`` is still True).
 
     Notes
     -----
@@ -181,7 +186,8 @@ def publication_flags(
             r.append(f"too few respondents: n = {int(nn[i])} < {min_n}")
         if flag_rse[i]:
             r.append(f"relative SE too high: {rse[i]:.2f} > {max_rse:.2f}")
-        if flag_eff[i]:
+        if flag_eff[i] and not flag_n[i]:
+            # n_eff <= n, so n < min_n already implies this rule: state the reason once
             r.append(f"Korn-Graubard effective n too small: {_fmt(neff[i])} < "
                      f"{_fmt(float(min_effective_n or 0))}")
         if flag_w[i]:
@@ -203,3 +209,104 @@ def publication_flags(
 
         out = model_based_table(out, small_area)
     return out
+
+
+def flag_estimate(
+    estimate: Any,
+    *,
+    min_n: int | None = 30,
+    max_rse: float | None = 0.30,
+    min_effective_n: float | None = 30.0,
+    min_df: float | None = 8.0,
+    max_ci_width: float | None = None,
+    conf_level: float = 0.95,
+    source: str = "direct",
+) -> Any:
+    """Make publication a property of an index estimate: flag every row of every table.
+
+    Parameters
+    ----------
+    estimate : IndexEstimate
+        Result of :func:`satsample.index.satisfaction_index` (any ``by``).  Not modified.
+    min_n, max_rse, min_effective_n, min_df, max_ci_width, conf_level
+        The rules of :func:`publication_flags` (same defaults).
+    source : str, default="direct"
+        Written to the ``source`` column of rows that do not have one yet (the design-based
+        direct estimate).  A model-based small-area estimate can replace a suppressed row
+        (:func:`satsample.sae.model_based_table`: ``source="model-based"``, status
+        ``"model-based"``); every output shows such a row, marked as model-based.
+
+    Returns
+    -------
+    IndexEstimate
+        A new estimate whose ``overall``, ``elements`` and ``items`` tables carry the
+        columns ``effective_n``, ``status`` (``"publish"``, ``"review"``, ``"suppress"``),
+        ``reason`` and ``source``; ``options["publication_rule"]`` records the rules.
+        Every output of satsample (:func:`satsample.ranking.league_table`, the figures of
+        :mod:`satsample.plotting`, :func:`satsample.report.build_report`) honours
+        ``status``: a suppressed value is not printed, plotted, ranked or counted in
+        P(top k) / P(bottom k); it is listed with its reason and ``n``.
+
+    Notes
+    -----
+    The rules are those of :func:`publication_flags`, applied to each table separately: an
+    agency can be published overall and have a criterion suppressed.  Rows already flagged
+    (a ``status`` column present) keep their flags, so flagging twice changes nothing.
+
+    Examples
+    --------
+    >>> import satsample as ss
+    >>> from satsample.flags import flag_estimate
+    >>> pop = ss.make_population(n_users=3000, n_agencies=6, rng=1)
+    >>> sel = ss.select(pop.frame, id="user_id", stratum="agency_id", n=40, rng=2)
+    >>> d = ss.survey_design(ss.simulate_responses(pop, sel.sample, rng=3),
+    ...                      strata="agency_id", weights="design_weight", fpc="fpc")
+    >>> d = ss.adjust_nonresponse(d, "responded", classes="agency_id")
+    >>> est = flag_estimate(ss.satisfaction_index(d, pop.questionnaire, by="agency_id"))
+    >>> sorted(set(est.overall["status"]) | {"publish"})[-1]
+    'suppress'
+    """
+    import dataclasses
+
+    if not dataclasses.is_dataclass(estimate) or not all(
+            hasattr(estimate, a) for a in ("overall", "elements", "items")):
+        raise SatsampleError(
+            f"flag_estimate needs an IndexEstimate, got {type(estimate).__name__}; for a "
+            "plain table use publication_flags(table)"
+        )
+    rule = {"min_n": min_n, "max_rse": max_rse, "min_effective_n": min_effective_n,
+            "min_df": min_df, "max_ci_width": max_ci_width, "conf_level": conf_level}
+
+    def one(tab: pd.DataFrame) -> pd.DataFrame:
+        if "status" in tab.columns:
+            out = tab.copy()
+        else:
+            has_n = "n" in tab.columns
+            has_df = "df" in tab.columns
+            flagged = publication_flags(tab, n="n" if has_n else None,
+                                        df="df" if has_df else None, **rule)
+            out = tab.copy()
+            for c in ("effective_n", "status", "reason"):
+                out[c] = flagged[c].to_numpy()
+        if "source" not in out.columns:
+            out["source"] = source
+        else:
+            out["source"] = out["source"].fillna(source)
+        return out
+
+    opts = dict(getattr(estimate, "options", {}) or {})
+    opts.setdefault("publication_rule", rule)
+    return dataclasses.replace(estimate, overall=one(estimate.overall),
+                               elements=one(estimate.elements), items=one(estimate.items),
+                               options=opts)
+
+
+def published(table: pd.DataFrame) -> np.ndarray:
+    """Boolean mask of the rows of a flagged table whose value may be shown.
+
+    Rows without a ``status`` column are all shown (the table was not flagged); otherwise
+    every row whose status is not ``"suppress"`` (``"review"`` is shown, marked).
+    """
+    if "status" not in table.columns:
+        return np.ones(len(table), dtype=bool)
+    return (table["status"].astype(str) != "suppress").to_numpy()

@@ -385,12 +385,18 @@ class LeagueTable:
         Domains left out of the ranking because they have no usable estimate (no usable
         answer): ``domain``, [``element``/``item``], ``n`` (when reported) and ``reason``.
         Empty when every domain is ranked.
+    suppressed : pandas.DataFrame
+        Domains left out of the ranking because the estimate flags them ``"suppress"``
+        (:func:`satsample.flags.flag_estimate`): ``domain``, [``element``/``item``], ``n``,
+        ``reason``.  They have no rank, are not counted in P(top k) / P(bottom k) nor in
+        the mean of domains, and their value is not in :attr:`table`.
     """
 
     table: pd.DataFrame = TableField()
     level: str
     options: Any = field(default_factory=dict)
     excluded: pd.DataFrame = field(default=TableField(optional=True), repr=False)
+    suppressed: pd.DataFrame = field(default=TableField(optional=True), repr=False)
 
     def to_frame(self) -> pd.DataFrame:
         """A copy of :attr:`table`."""
@@ -441,7 +447,11 @@ def league_table(
     estimate : IndexEstimate
         Result of :func:`satsample.index.satisfaction_index` with ``by=`` domains.  Rank
         intervals and top/bottom probabilities need its ``replicate_estimates`` (a replicate
-        design).
+        design).  When its tables carry publication flags
+        (:func:`satsample.flags.flag_estimate`), the domains flagged ``"suppress"`` are
+        not ranked: they are left out of the ranks, the rank intervals, P(top k),
+        P(bottom k) and the mean of domains, and listed in ``LeagueTable.suppressed``;
+        ``"review"`` rows are ranked and keep their ``status`` column.
     level : {"overall", "element", "item"}, default="overall"
         Which index to rank; at ``"element"``/``"item"`` the domains are ranked within each
         element/item.
@@ -515,6 +525,7 @@ def league_table(
     check_positive_int(top_k, name="top_k")
     check_positive_int(bottom_k, name="bottom_k")
     tab, reps = _level_data(estimate, level)
+    tab, reps, suppressed = _drop_suppressed(tab, reps, _GROUP_COL[level])
     for col in ("estimate", "se"):
         if col not in tab.columns:
             raise SatsampleError(f"the {level!r} table of the estimate has no {col!r} column")
@@ -643,8 +654,7 @@ def league_table(
     sig = np.where(p_adj < alpha, np.where(cols["diff"] > 0, "above", "below"), "")
 
     keep = ["domain"] + ([group_col] if group_col else []) + ["estimate", "se"]
-    if "n" in tab.columns:
-        keep.append("n")
+    keep += [c for c in ("n", "status", "reason", "source") if c in tab.columns]
     out = tab[keep].copy()
     for c in ("rank", "rank_low", "rank_high", "p_top", "p_bottom", "reference", "diff",
               "diff_se"):
@@ -666,9 +676,10 @@ def league_table(
         "alpha": float(alpha), "ties": ties, "reference": ref_kind, "adjust": adjust,
         "rank_intervals": bool(rank_intervals), "contrast_variance": contrast_method,
         "n_replicates_used": int(n_used), "n_replicates_excluded": int(n_excl),
-        "n_excluded": len(excluded),
+        "n_excluded": len(excluded), "n_suppressed": len(suppressed),
     })
-    return LeagueTable(table=out, level=level, options=options, excluded=excluded)
+    return LeagueTable(table=out, level=level, options=options, excluded=excluded,
+                       suppressed=suppressed)
 
 
 def _drop_unusable(tab: pd.DataFrame, reps: np.ndarray | None, group_col: str | None
@@ -697,6 +708,27 @@ def _drop_unusable(tab: pd.DataFrame, reps: np.ndarray | None, group_col: str | 
         SmallDomainWarning, stacklevel=3)
     tab = tab.loc[~bad].reset_index(drop=True)
     return tab, (None if reps is None else reps[:, ~bad]), excluded
+
+
+def _drop_suppressed(tab: pd.DataFrame, reps: np.ndarray | None, group_col: str | None
+                     ) -> tuple[pd.DataFrame, np.ndarray | None, pd.DataFrame]:
+    """Remove the rows flagged ``"suppress"`` (and their replicate columns); list them."""
+    cols = ["domain"] + ([group_col] if group_col else []) + ["n", "reason"]
+    if "status" not in tab.columns:
+        empty = pd.DataFrame({c: pd.Series(dtype=float if c == "n" else object) for c in cols})
+        return tab, reps, empty
+    drop = (tab["status"].astype(str) == "suppress").to_numpy()
+    listed = tab.loc[drop, [c for c in cols if c in tab.columns]].reset_index(drop=True)
+    if not drop.any():
+        return tab, reps, listed
+    if drop.all():
+        raise SatsampleError(
+            f"every one of the {len(tab)} domain estimates is flagged 'suppress': there is "
+            "nothing to rank"
+        )
+    keep = ~drop
+    return (tab.loc[keep].reset_index(drop=True),
+            None if reps is None else reps[:, keep], listed)
 
 
 _rank_intervals_impl = rank_intervals

@@ -267,3 +267,43 @@ def test_precision_allocation_by_simulation():
     assert met.sum() >= 8
     assert abs(ratio.mean() - 1) < 0.2
     assert (ratio < 1.4).all()
+
+
+def test_precision_plans_no_agency_below_the_publication_minimum():
+    import warnings
+
+    from satsample._validation import SmallDomainWarning
+
+    N = pd.Series({"big": 5000, "mid": 300, "small": 90, "tiny": 40})
+    rr = pd.Series({"big": 0.6, "mid": 0.5, "small": 0.7, "tiny": 0.6})
+    base = allocate_for_precision(N, moe=0.2, p=0.85, response_rate=rr)
+    # a loose target plans agencies below 30 expected respondents
+    assert (base.to_frame()["expected_respondents"] < 30).any()
+    with pytest.warns(SmallDomainWarning, match=r"tiny"):
+        plan = allocate_for_precision(N, moe=0.2, p=0.85, response_rate=rr,
+                                      min_respondents=30, min_effective_n=30, deff=1.2)
+    f = plan.to_frame()
+    need = np.maximum(30, 30 * 1.2)  # Korn-Graubard n_eff = m / deff under the plan
+    # by hand: ceil(36 / rr), capped at N
+    expect = np.minimum(np.ceil(need / rr.to_numpy()), N.to_numpy())
+    assert (f["n_h"] >= expect).all()
+    assert (f["n_h"] >= base.to_frame()["n_h"]).all()  # precision targets still met
+    assert f.loc["mid", "n_h"] == 72 and f.loc["small", "n_h"] == 52
+    assert f.loc["tiny", "n_h"] == 40 and not f.loc["tiny", "publishable"]
+    assert f.loc[["big", "mid", "small"], "publishable"].all()
+    assert f.loc["mid", "binds"] == "publication"
+    assert (f["respondents_needed"] == 36).all()
+    # under a budget the publication floor is kept and the targets relaxed instead
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", SmallDomainWarning)
+        tight = allocate_for_precision(N, moe=0.05, p=0.85, response_rate=rr,
+                                       min_respondents=30, budget=400)
+    assert (tight.n_h >= np.minimum(np.ceil(30 / rr.to_numpy()), N.to_numpy())).all()
+    assert tight.options["relaxation"] > 1
+    with pytest.raises(SatsampleError, match="min_respondents"):
+        allocate_for_precision(N, moe=0.1, min_respondents=-1)
+
+
+def test_a_margin_of_error_on_the_published_scale_is_explained():
+    with pytest.raises(SatsampleError, match=r"moe=0.10 is 10 points"):
+        allocate_for_precision(pd.Series({"A": 500}), moe=10)

@@ -91,8 +91,8 @@ def test_case02_report_excel_and_csv_never_hold_formulas(tmp_path):
     e = np.array([0.8, 0.7, 0.9, 0.75, 0.6, 0.65])
     rng = np.random.default_rng(2)
     res = simple_standin(e, e + rng.normal(0, 0.02, size=(60, 6)), domains=labels)
-    build_report(estimate=res, league=league_table(res, top_k=2, bottom_k=2),
-                 path=tmp_path / "r.html", excel_path=tmp_path / "r.xlsx")
+    build_report(res, league=league_table(res, top_k=2, bottom_k=2),
+                 html_path=tmp_path / "r.html", excel_path=tmp_path / "r.xlsx")
     _write_excel(tmp_path / "t.xlsx", {"s": pd.DataFrame({"agency": FORMULAS})})
 
     def cells(path):
@@ -108,7 +108,7 @@ def test_case02_report_excel_and_csv_never_hold_formulas(tmp_path):
         return out
 
     texts = cells(tmp_path / "r.xlsx")
-    for label in labels:  # the text is kept exactly, in the overall and league sheets
+    for label in labels:  # the text is kept exactly, in the agency and element sheets
         assert texts.count(label) >= 2, label
     # XML turns a CR into LF (openpyxl keeps no _x000D_ escape); the cell is still text
     assert cells(tmp_path / "t.xlsx") == ["agency", *FORMULAS[:6], "\nReturn"]

@@ -56,10 +56,32 @@ def test_out_that_is_a_file(capsys, tmp_path):
     assert "is not a folder" in err
 
 
-def test_moe_out_of_range(capsys, tmp_path):
-    code, _, err = _run(capsys, "demo", "--out", str(tmp_path), "--moe", "1.5")
+@pytest.mark.parametrize("value", ["0.10", "0", "-5", "60", "nan"])
+def test_moe_is_in_points_on_the_0_100_scale(capsys, tmp_path, value):
+    """One rule: --moe is in points (1 to 50); a share such as 0.10 is refused, not guessed."""
+    code, _, err = _run(capsys, "demo", "--out", str(tmp_path), "--moe", value)
     assert code == 2
-    assert "--moe" in err and "(0, 1)" in err
+    assert "--moe" in err and "points on the 0-100 scale" in err and "from 1 to 50" in err
+    if value == "0.10":
+        assert "--moe 10 for ±10 points" in err
+    assert not any(tmp_path.iterdir())  # refused before anything is written
+
+
+def test_moe_help_names_the_scale(capsys):
+    with pytest.raises(SystemExit):
+        main(["demo", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "in points on the 0-100 scale of the outputs" in text and "±10 points" in text
+
+
+def test_moe_points_become_the_configuration_share(tmp_path):
+    """--moe 12 plans for a ±12-point margin: design.moe = 0.12 in the written survey.toml."""
+    import tomllib
+
+    from satsample.demo import _config_text
+
+    text = _config_text(seed=1, q_line='name = "sipas_2017"', moe=12.0, n_replicates=10)
+    assert tomllib.loads(text)["design"]["moe"] == pytest.approx(0.12, abs=1e-15)
 
 
 @pytest.mark.parametrize(

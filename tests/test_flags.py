@@ -104,3 +104,45 @@ def test_flags_bad_input_and_non_proportions():
     assert out["status"].tolist() == ["publish", "suppress"]
     nodf = publication_flags(_table().drop(columns="df"), df=None)
     assert not nodf["flag_df"].any()
+
+
+def test_each_reason_is_stated_once():
+    # n = 26 < 30 also makes n_eff <= 26 < 30: the reason is given once, the flag kept
+    tab = pd.DataFrame({"estimate": [0.8], "se": [0.02], "n": [26], "df": [40]})
+    out = publication_flags(tab)
+    assert out.loc[0, "reason"] == "too few respondents: n = 26 < 30"
+    assert bool(out.loc[0, "flag_effective_n"])
+
+
+def test_flag_estimate_makes_publication_a_property_of_the_estimate():
+    from outputs_data import SMALL, agencies_estimate
+
+    from satsample.flags import flag_estimate
+
+    est = agencies_estimate(0, n_agencies=40)
+    flagged = flag_estimate(est)
+    assert est.overall.columns.tolist() == [c for c in flagged.overall.columns
+                                            if c not in ("effective_n", "status", "reason",
+                                                         "source")]
+    assert "status" not in est.overall.columns  # input untouched
+    for tab, ref in ((flagged.overall, est.overall), (flagged.elements, est.elements),
+                     (flagged.items, est.items)):
+        expect = publication_flags(ref)
+        assert tab["status"].tolist() == expect["status"].tolist()
+        assert tab["reason"].tolist() == expect["reason"].tolist()
+        assert set(tab["source"]) == {"direct"}
+    sup = flagged.overall.loc[flagged.overall["status"] == "suppress", "agency_id"]
+    assert set(sup) == {a for a in SMALL if a in set(est.overall["agency_id"])}
+    assert flagged.options["publication_rule"]["min_n"] == 30
+    # flagging twice keeps the first flags; a model-based row keeps its source
+    again = flag_estimate(flagged, min_n=5)
+    assert again.overall["status"].tolist() == flagged.overall["status"].tolist()
+    ov = flagged.overall.copy()
+    i = ov.index[ov["agency_id"] == sup.iloc[0]][0]
+    ov.loc[i, ["status", "source"]] = ["publish", "model-based"]
+    import dataclasses
+
+    replaced = flag_estimate(dataclasses.replace(flagged, overall=ov))
+    assert replaced.overall.loc[i, "source"] == "model-based"
+    with pytest.raises(SatsampleError, match="IndexEstimate"):
+        flag_estimate(est.overall)

@@ -297,3 +297,33 @@ def test_league_table_element_level_ranks_within_elements():
     li = league_table(res, level="item", rank_intervals=True)
     assert li.table.groupby("item")["rank"].apply(sorted).tolist() == [[1, 2, 3]] * 3
     assert sorted(lt.bottom["domain"]) == ["X", "Z"]
+
+
+def test_suppressed_domains_are_not_ranked_nor_counted_in_top_k():
+    from outputs_data import SMALL, agencies_estimate
+
+    from satsample.flags import flag_estimate
+
+    est = flag_estimate(agencies_estimate(3, n_agencies=40))
+    lt = league_table(est, top_k=5, bottom_k=5)
+    sup = sorted(a for a in SMALL if a in set(est.overall["agency_id"]))
+    assert sorted(lt.suppressed["domain"]) == sup
+    assert set(lt.suppressed.columns) == {"domain", "n", "reason"}
+    t = lt.table
+    assert not set(t["domain"]) & set(sup)
+    G = 40 - len(sup)
+    assert sorted(t["rank"]) == list(range(1, G + 1))
+    assert t["p_top"].sum() == pytest.approx(5) and t["p_bottom"].sum() == pytest.approx(5)
+    # same numbers as ranking only the published domains
+    keep = ~est.overall["agency_id"].isin(sup).to_numpy()
+    ref = rank_intervals(est.overall["estimate"].to_numpy()[keep],
+                         est.replicate_estimates["overall"][:, keep],
+                         labels=est.overall["agency_id"][keep])
+    got = t.set_index("domain")
+    for c in ("rank", "rank_low", "rank_high", "p_top", "p_bottom"):
+        np.testing.assert_allclose(got.loc[ref.index, c], ref[c])
+    # the mean of domains is that of the ranked domains
+    assert t["reference"].iloc[0] == pytest.approx(est.overall["estimate"][keep].mean())
+    assert set(t["status"]) <= {"publish", "review"}
+    plain = league_table(agencies_estimate(3, n_agencies=40))
+    assert len(plain.table) == 40 and plain.suppressed.empty

@@ -84,3 +84,12 @@ def test_unreadable_configuration(tmp_path):
     p.write_bytes("name = 'Hà'".encode("latin-1"))
     with pytest.raises(ConfigError, match="not UTF-8"):
         load_config(p)
+
+
+def test_a_margin_of_error_in_points_is_refused_with_the_scale_explained(tmp_path):
+    text = EXAMPLE.read_text(encoding="utf-8").replace("moe = 0.12", "moe = 10")
+    path = tmp_path / "survey.toml"
+    path.write_text(text, encoding="utf-8")
+    with pytest.raises(ConfigError, match=r"design\.moe = 10 is out of range.*0-1 scale.*"
+                                          r"write 0\.1 for ±10 points"):
+        load_config(path)

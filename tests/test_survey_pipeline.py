@@ -511,3 +511,59 @@ def test_missing_item_column_names_the_file_and_column(survey, tmp_path):
     web.to_csv(tmp_path / "web.csv", index=False)
     err = _one_line(cli("validate", "survey.toml", "--quiet", cwd=tmp_path), 3)
     assert "web.csv" in err and "'q4'" in err and "not found" in err
+
+
+def test_run_report_uses_the_aapor_rates_names_and_the_plan(survey):
+    """The output step: build_report with RR4 per agency, names/tiers of the frame, the plan."""
+    res = survey["base"] / "out" / "results"
+    for png in ("agency_index.png", "response_rates.png"):
+        assert (res / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    rates = pd.read_csv(res / "response_rates.csv")
+    rr4 = rates[(rates["grouping"] == "agency") & (rates["basis"] == "cases")].set_index(
+        "group")["RR4"]
+    book = pd.read_excel(res / "report.xlsx", sheet_name=None)
+    sheet = book["Response rates"].set_index("Code")
+    np.testing.assert_allclose(sheet["Response rate (%)"].sort_index().to_numpy(),
+                               np.round(100 * rr4.sort_index().to_numpy(), 1), atol=1e-9)
+    names = survey["frame"].drop_duplicates("agency").set_index("agency")["name"]
+    assert (sheet["Agency"] == sheet.index.map(names)).all()
+    alloc = pd.read_csv(survey["base"] / "out" / "plan" / "allocation.csv")
+    plan = book["Sample plan"].set_index("Code")
+    assert plan.loc[alloc["agency"], "Units to select"].tolist() == alloc["n_h"].tolist()
+    html = (res / "report.html").read_text(encoding="utf-8")
+    assert '<html lang="en">' in html and "Test survey 2025" in html
+
+
+def test_the_precision_plan_is_allocate_for_precision_with_the_publication_minimum(survey):
+    alloc = pd.read_csv(survey["base"] / "out" / "plan" / "allocation.csv")
+    ref = ss.allocate_for_precision(alloc.set_index("agency")["N_h"], moe=0.15, p=0.8,
+                                    response_rate=0.6, min_respondents=40)
+    assert alloc["n_h"].tolist() == ref.n_h.tolist()
+    assert alloc["publishable"].tolist() == ref.to_frame()["publishable"].tolist()
+
+
+def test_suppressed_rows_have_no_value_in_the_index_files(tmp_path):
+    """A suppressed domain keeps its n, status and reason; estimate, SE, interval are empty."""
+    from satsample.survey.config import load_config
+    from satsample.survey.pipeline import index_table
+
+    pop = ss.make_population(n_users=3000, n_agencies=6, rng=1)
+    sel = ss.select(pop.frame, id="user_id", stratum="agency_id", n=40, rng=2)
+    d = ss.survey_design(ss.simulate_responses(pop, sel.sample, rng=3), strata="agency_id",
+                         weights="design_weight", fpc="fpc")
+    d = ss.adjust_nonresponse(d, "responded", classes="agency_id")
+    est = ss.satisfaction_index(d, pop.questionnaire, by="agency_id")
+    cfg_path = tmp_path / "survey.toml"
+    (tmp_path / "frame.csv").write_text("id,agency\n1,A\n", encoding="utf-8")
+    (tmp_path / "q.json").write_text(json.dumps(_questionnaire()), encoding="utf-8")
+    cfg_path.write_text(CONFIG, encoding="utf-8")
+    cfg = load_config(cfg_path)
+    tab = index_table(cfg, est)
+    hidden = tab["status"] == "suppress"
+    assert hidden.any() and (~hidden).any()
+    assert tab.loc[hidden, ["estimate", "se", "ci_low", "ci_high"]].isna().all().all()
+    assert (tab.loc[hidden, "n"] > 0).all() and (tab.loc[hidden, "reason"] != "").all()
+    shown = tab[~hidden & (tab["level"] == "overall")].set_index("agency_id")
+    ov = est.overall.set_index("agency_id")
+    np.testing.assert_allclose(shown["estimate"], 100 * ov.loc[shown.index, "estimate"],
+                               rtol=1e-12)

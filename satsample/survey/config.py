@@ -88,13 +88,18 @@ SCHEMA: dict[str, dict[str, Key]] = {
                               "pps_sampford")),
         "allocation": _k("str", "precision", "Allocation rule across agencies.",
                          allowed=("precision", "proportional", "equal", "neyman", "fixed")),
-        "moe": _k("float", 0.10, "Target margin of error of each agency's index (precision).",
+        "moe": _k("float", 0.10, "Target margin of error of each agency's index (precision), "
+                  "as a share on the 0-1 scale (0.10 = 10 points on the 0-100 scale).",
                   low=0.0, high=1.0),
         "p": _k("float", 0.8, "Expected satisfied share (precision, neyman).", low=0.0, high=1.0),
         "deff": _k("float", 1.0, "Expected design effect (precision).", low=0.0),
         "expected_response": _k("float", 0.7, "Expected response rate.", low=0.0, high=1.0),
         "min_respondents": _k("int", 30, "Publication minimum of respondents per agency.",
                               low=0),
+        "min_effective_n": _k("float", None,
+                              "Publication minimum of effective sample size per agency "
+                              "(planned as min_effective_n x deff expected respondents).",
+                              low=0.0),
         "n": _k("int", None, "Total sample size (proportional, equal, neyman).", low=1),
         "n_per_agency": _k("int", None, "Sample size of every agency (fixed).", low=1),
         "reserves": _k("int_or_float", 0.5,
@@ -255,7 +260,10 @@ def _check(where: str, key: str, spec: Key, value: Any, base: Path) -> Any:
         if (lo is not None and value < lo) or (hi is not None and value > hi):
             rng = (f"between {lo:g} and {hi:g}" if lo is not None and hi is not None
                    else f">= {lo:g}" if lo is not None else f"<= {hi:g}")
-            raise ConfigError(f"key {name} = {value!r} is out of range: it must be {rng}")
+            hint = (f"; a margin of error is a share on the 0-1 scale (0.10 = ±10 points on "
+                    f"the 0-100 scale): write {value / 100:g} for ±{value:g} points"
+                    if name == "design.moe" and value > hi else "")
+            raise ConfigError(f"key {name} = {value!r} is out of range: it must be {rng}{hint}")
         if kind == "float":
             return float(value)
         return value

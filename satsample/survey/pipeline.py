@@ -33,7 +33,7 @@ import os
 import shutil
 import sys
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -305,9 +305,21 @@ class PlanResult:
     allocation: pd.DataFrame
     n_main: int
     n_reserve: int
+    #: Planning notes, e.g. agencies too small to reach the publication minimum even by census.
+    notes: tuple[str, ...] = ()
 
 
-def _allocation(cfg: SurveyConfig, frame: pd.DataFrame) -> pd.DataFrame:
+def _allocation(cfg: SurveyConfig, frame: pd.DataFrame) -> tuple[pd.DataFrame, Any, list[str]]:
+    """The allocation table, the Allocation behind it (or None) and the planning notes.
+
+    With ``allocation = "precision"`` the publication minimum is a bound of
+    :func:`satsample.allocate_for_precision` (``min_respondents``, ``min_effective_n``):
+    ``n_h = max(n_rule, min(N_h, ceil(q_h / rr)))`` with ``q_h = max(a, b deff)``.  The
+    other rules are raised to the same floor here.
+    """
+    import warnings
+
+    from .._validation import SmallDomainWarning
     from ..allocation import allocate, allocate_for_precision
 
     fr, d = cfg["frame"], cfg["design"]
@@ -318,26 +330,44 @@ def _allocation(cfg: SurveyConfig, frame: pd.DataFrame) -> pd.DataFrame:
     if rr <= 0:
         raise ConfigError("key design.expected_response = 0 is out of range: it must be > 0")
     rule = d["allocation"]
+    min_eff = d["min_effective_n"]
+    needed = max(float(d["min_respondents"]), float(min_eff or 0.0) * float(d["deff"]))
+    notes: list[str] = []
+    alloc: Any = None
     try:
         if rule == "precision":
-            alloc = allocate_for_precision(N, moe=d["moe"], p=d["p"], deff=d["deff"],
-                                           response_rate=rr, level=d["level"])
-            n_h = pd.Series(alloc.n_h, index=N.index)
+            opts = {"moe": d["moe"], "p": d["p"], "deff": d["deff"], "response_rate": rr,
+                    "level": d["level"]}
+            n_rule = pd.Series(allocate_for_precision(N, **opts).n_h, index=N.index)
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always", SmallDomainWarning)
+                alloc = allocate_for_precision(N, **opts, min_respondents=d["min_respondents"],
+                                               min_effective_n=min_eff)
+            notes += [str(w.message) for w in caught
+                      if issubclass(w.category, SmallDomainWarning)]
         elif rule == "fixed":
-            n_h = pd.Series(np.minimum(d["n_per_agency"], N.to_numpy()), index=N.index)
+            n_rule = pd.Series(np.minimum(d["n_per_agency"], N.to_numpy()), index=N.index)
         else:
             kw: dict[str, Any] = {"rule": rule}
             if rule == "neyman":
                 kw["p"] = d["p"]
-            alloc = allocate(N, int(d["n"]), take_all=True, **kw)
-            n_h = pd.Series(alloc.n_h, index=N.index)
+            n_rule = pd.Series(allocate(N, int(d["n"]), take_all=True, **kw).n_h, index=N.index)
     except ConfigError:
         raise
     except SatsampleError as exc:
         raise ConfigError(f"design: the allocation failed: {exc}") from None
-    minimum = math.ceil(d["min_respondents"] / rr - 1e-9)
-    floor = np.minimum(minimum, N.to_numpy())
-    planned = np.maximum(n_h.to_numpy(dtype=np.int64), floor)
+    floor = np.minimum(math.ceil(needed / rr - 1e-9), N.to_numpy())
+    if alloc is not None:
+        planned = np.asarray(alloc.n_h, dtype=np.int64)
+    else:
+        planned = np.maximum(n_rule.to_numpy(dtype=np.int64), floor)
+        short = N.to_numpy() * rr < needed * (1 - 1e-12)
+        if short.any():
+            names = [str(a) for a in N.index[short]]
+            notes.append(f"{len(names)} agencies cannot reach the publication minimum of "
+                         f"{needed:g} respondents even with a census at the expected "
+                         f"response rate (planned as take-all): {names[:10]}"
+                         + (" ..." if len(names) > 10 else ""))
     res = d["reserves"]
     if isinstance(res, int):
         reserves = np.full(len(N), res, dtype=np.int64)
@@ -345,11 +375,13 @@ def _allocation(cfg: SurveyConfig, frame: pd.DataFrame) -> pd.DataFrame:
         reserves = np.ceil(res * planned - 1e-9).astype(np.int64)
     reserves = np.minimum(reserves, N.to_numpy() - planned)
     out = pd.DataFrame({"agency": N.index.astype(str), "N_h": N.to_numpy(),
-                        "n_rule": n_h.to_numpy(dtype=np.int64),
+                        "n_rule": n_rule.to_numpy(dtype=np.int64),
                         "publication_minimum": floor, "n_h": planned,
-                        "raised_to_minimum": planned > n_h.to_numpy(),
-                        "expected_respondents": planned * rr, "n_reserve": reserves})
-    return out
+                        "raised_to_minimum": planned > n_rule.to_numpy(),
+                        "expected_respondents": planned * rr,
+                        "publishable": planned * rr >= needed * (1 - 1e-9),
+                        "n_reserve": reserves})
+    return out, alloc, notes
 
 
 def _strata_allocation(cfg: SurveyConfig, frame: pd.DataFrame, alloc: pd.DataFrame
@@ -422,7 +454,7 @@ def plan(config: str | Path | SurveyConfig, *, force: bool = False,
         frame = _read_frame(cfg)
     strat = _stratum_column(cfg)
     with pg.step("allocating and drawing the sample"):
-        alloc = _allocation(cfg, frame)
+        alloc, _, notes = _allocation(cfg, frame)
         strata_tab = _strata_allocation(cfg, frame, alloc)
         sizes = dict(zip(strata_tab["stratum"], strata_tab["n"].astype(int), strict=True))
         reserves = dict(zip(strata_tab["stratum"], strata_tab["n_reserve"].astype(int),
@@ -475,7 +507,7 @@ def plan(config: str | Path | SurveyConfig, *, force: bool = False,
                 write_csv(tab, tmp / f"field_list_{a}.csv")
     return PlanResult(folder=target, allocation=alloc,
                       n_main=int((units["reserve_rank"] == 0).sum()),
-                      n_reserve=int((units["reserve_rank"] > 0).sum()))
+                      n_reserve=int((units["reserve_rank"] > 0).sum()), notes=tuple(notes))
 
 
 _TEXT = {
@@ -1021,6 +1053,9 @@ def _estimate(cfg: SurveyConfig, q: Questionnaire, data: pd.DataFrame, frame: pd
                 measure=cfg["estimation"]["measure"], level=var["level"],
                 variance="taylor" if var["method"] == "taylor" else "replicate",
                 ci_method=var["ci_method"])
+    # publication is a property of every estimate: each output (CSV, league table, report,
+    # figures) reads the same status and leaves suppressed values out
+    estimates = {name: _flag(cfg, e) for name, e in estimates.items()}
     est = estimates[next(n for n, by in sets if by == (rank_by,))]
     rk = cfg["ranking"]
     with pg.step("league table"):
@@ -1030,21 +1065,37 @@ def _estimate(cfg: SurveyConfig, q: Questionnaire, data: pd.DataFrame, frame: pd
     return design, estimates, league
 
 
-def _flagged(cfg: SurveyConfig, table: pd.DataFrame) -> pd.DataFrame:
-    from ..flags import publication_flags
-
+def _flag_options(cfg: SurveyConfig) -> dict[str, Any]:
     fl = cfg["flags"]
-    return publication_flags(table, min_n=fl["min_n"], max_rse=fl["max_rse"],
-                             min_effective_n=fl["min_effective_n"], min_df=fl["min_df"],
-                             conf_level=cfg["variance"]["level"])
+    return {"min_n": fl["min_n"], "max_rse": fl["max_rse"],
+            "min_effective_n": fl["min_effective_n"], "min_df": fl["min_df"],
+            "conf_level": cfg["variance"]["level"]}
+
+
+def _flag(cfg: SurveyConfig, est: Any) -> Any:
+    from ..flags import flag_estimate
+
+    return flag_estimate(est, **_flag_options(cfg))
+
+
+_VALUES = ("estimate", "se", "ci_low", "ci_high")
 
 
 def index_table(cfg: SurveyConfig, est: Any) -> pd.DataFrame:
-    """One long table of an IndexEstimate: overall, element and item rows with flags, scaled."""
+    """One long table of an IndexEstimate: overall, element and item rows with flags, scaled.
+
+    The estimate is flagged (:func:`satsample.flags.flag_estimate` with the ``[flags]``
+    options) unless it already is; a suppressed row keeps its domain, ``n``, ``status``
+    and ``reason`` but has no estimate, SE or interval.
+    """
+    from ..flags import flag_estimate
+
     scale = float(cfg["output"]["scale"])
+    if "status" not in est.overall.columns:
+        est = flag_estimate(est, **_flag_options(cfg))
     parts = []
     for level, tab in (("overall", est.overall), ("element", est.elements), ("item", est.items)):
-        t = _flagged(cfg, tab)
+        t = tab.copy()
         t.insert(0, "level", level)
         parts.append(t)
     out = pd.concat(parts, ignore_index=True)
@@ -1053,24 +1104,93 @@ def index_table(cfg: SurveyConfig, est: Any) -> pd.DataFrame:
         if c not in out.columns:
             out[c] = None
     out = out[[*front, *[c for c in out.columns if c not in front]]]
-    for c in ("estimate", "se", "ci_low", "ci_high"):
-        out[c] = out[c] * scale
+    hidden = (out["status"] == "suppress").to_numpy()
+    for c in out.columns:
+        if c in _VALUES or c in ("rse", "ci_width", "df", "effective_n", "deff"):
+            vals = out[c].to_numpy(dtype=float) * (scale if c in _VALUES else 1.0)
+            out[c] = np.where(hidden, np.nan, vals)
     return out
+
+
+def _names_tiers(cfg: SurveyConfig, frame: pd.DataFrame
+                 ) -> tuple[pd.Series | None, pd.Series | None]:
+    fr = cfg["frame"]
+    first = frame.drop_duplicates(fr["agency"]).set_index(
+        frame.drop_duplicates(fr["agency"])[fr["agency"]].astype(str))
+    names = first[fr["agency_name"]].astype(str) if fr["agency_name"] else None
+    tier = first[fr["tier"]].astype(str) if fr["tier"] else None
+    return names, tier
+
+
+def _respondents_rate_table(cfg: SurveyConfig, rates: pd.DataFrame,
+                            names: pd.Series | None, tier: pd.Series | None) -> pd.DataFrame:
+    """Per agency: the AAPOR response rate that matches the configured respondents.
+
+    RR4 (completes and partials over the eligible and ``e`` times the unknowns) when
+    partials count as respondents, RR3 when only completes do; by cases (unweighted).
+    """
+    col = "RR4" if "P" in cfg["dispositions"]["respondents"] else "RR3"
+    sub = rates[(rates["grouping"] == "agency") & (rates["basis"] == "cases")]
+    out = pd.DataFrame({"agency": sub["group"].astype(str).to_numpy(),
+                        "rate": pd.to_numeric(sub[col]).to_numpy(dtype=float)})
+    out["rate"] = out["rate"].fillna(0.0).clip(0.0, 1.0)
+    if tier is not None:
+        out["tier"] = out["agency"].map(tier).fillna("").to_numpy()
+    if names is not None:
+        out["name"] = out["agency"].map(names).fillna(out["agency"]).to_numpy()
+    return out
+
+
+def _plan_allocation(cfg: SurveyConfig, frame: pd.DataFrame, doc: Mapping[str, Any]) -> Any:
+    """The plan's Allocation when it can be rebuilt exactly (the sizes drawn), else None."""
+    try:
+        _, alloc, _ = _allocation(cfg, frame)
+    except SatsampleError:
+        return None
+    if alloc is None:
+        return None
+    drawn: dict[str, int] = {}
+    units = doc.get("units", {})
+    for a, r in zip(units.get("agency", []), units.get("reserve_rank", []), strict=False):
+        if r == 0:
+            drawn[str(a)] = drawn.get(str(a), 0) + 1
+    mine = dict(zip(alloc.strata.astype(str), (int(v) for v in alloc.n_h), strict=True))
+    return alloc if mine == drawn else None
 
 
 def _write_results(cfg: SurveyConfig, tmp: Path, *, design: Any, estimates: Mapping[str, Any],
                    league: Any, rates: pd.DataFrame, qr: QualityResult, data: pd.DataFrame,
-                   report: Callable[..., Any] | None = None) -> None:
-    """The output step: every file of ``results/`` (the one place that calls the report)."""
-    from .. import report as report_mod
+                   frame: pd.DataFrame | None = None, allocation: Any = None) -> None:
+    """The output step: every file of ``results/`` (the one place that calls the report).
+
+    No suppressed value is written: the index CSVs leave it empty, the league table and
+    the figures leave the agency out (listed with its reason), and the report
+    (:func:`satsample.report.build_report`) honours the same flags.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    from ..plotting import plot_agency_index, plot_response_rates
+    from ..report import build_report
 
     fr = cfg["frame"]
+    scale = float(cfg["output"]["scale"])
+    language = cfg["output"]["language"]
     for name, est in estimates.items():
         write_csv(index_table(cfg, est), tmp / f"index_{name}.csv")
     lt = league.to_frame()
     for c in ("estimate", "se", "reference", "diff", "diff_se"):
         if c in lt.columns:
-            lt[c] = lt[c] * float(cfg["output"]["scale"])
+            lt[c] = lt[c] * scale
+    sup = getattr(league, "suppressed", None)
+    if sup is not None and len(sup):
+        # suppressed domains are listed (no rank, no value) so the reader sees they exist
+        lt = pd.concat([lt, sup.assign(status="suppress")], ignore_index=True)
+        for c in ("rank", "rank_low", "rank_high"):
+            if c in lt.columns:
+                lt[c] = lt[c].round().astype("Int64")
     write_csv(lt, tmp / "league_table.csv")
     write_csv(rates, tmp / "response_rates.csv")
     write_csv(qr.table(), tmp / "quality_findings.csv")
@@ -1083,27 +1203,25 @@ def _write_results(cfg: SurveyConfig, tmp: Path, *, design: Any, estimates: Mapp
                             "final_weight": data["id"].map(final).fillna(0.0).to_numpy()})
     write_csv(weights, tmp / "weights.csv")
     (tmp / "survey.toml").write_text(cfg.text, encoding="utf-8")
-    rank_key = next(iter(k for k in estimates if k != "all"), "all")
-    build = report or report_mod.build_report
-    import inspect
-
-    kwargs: dict[str, Any] = {
-        "estimate": estimates.get("_".join((cfg["estimation"]["rank_by"] or fr["agency"],)),
-                                  estimates[rank_key]),
-        "design": design, "league": league, "path": tmp / "report.html",
-        "title": str(cfg["survey"]["name"]),
-        "excel_path": tmp / "report.xlsx" if have_excel() else None,
-        "scale": float(cfg["output"]["scale"]),
-        "flag_options": {"min_n": cfg["flags"]["min_n"], "max_rse": cfg["flags"]["max_rse"],
-                         "min_effective_n": cfg["flags"]["min_effective_n"],
-                         "min_df": cfg["flags"]["min_df"]},
-    }
-    params = inspect.signature(build).parameters
-    if "language" in params:
-        kwargs["language"] = cfg["output"]["language"]
-    if "response_rates" in params:
-        kwargs["response_rates"] = rates
-    build(**kwargs)
+    names, tier = _names_tiers(cfg, frame) if frame is not None else (None, None)
+    rank_by = cfg["estimation"]["rank_by"] or fr["agency"]
+    est = estimates.get(rank_by, estimates[next(iter(k for k in estimates if k != "all"),
+                                                "all")])
+    national = estimates.get("all")
+    rr_table = _respondents_rate_table(cfg, rates, names, tier)
+    if est.by:
+        fig = plot_agency_index(est, names=names, tier=tier, reference=national, scale=scale,
+                                language=language, title=str(cfg["survey"]["name"]))
+        fig.savefig(tmp / "agency_index.png", dpi=150)
+        plt.close(fig)
+    ax = plot_response_rates(rr_table, language=language)
+    ax.figure.savefig(tmp / "response_rates.png", dpi=150)
+    plt.close(ax.figure)
+    build_report(est, national=national, league=league, design=design, allocation=allocation,
+                 response_rates=rr_table, flags=_flag_options(cfg), names=names, tier=tier,
+                 language=language, scale=scale, title=str(cfg["survey"]["name"]),
+                 html_path=tmp / "report.html",
+                 excel_path=tmp / "report.xlsx" if have_excel() else None)
     manifest = {
         "satsample": __version__, "survey": cfg["survey"]["name"], "year": cfg["survey"]["year"],
         "config_sha256": cfg.sha256, "seed": int(cfg["survey"]["seed"]),
@@ -1173,6 +1291,7 @@ def run(config: str | Path | SurveyConfig, *, progress: Progress | None = None) 
     target = cfg.folder / "results"
     with pg.step("writing the results"), _staging(target, overwrite=True) as tmp:
         _write_results(cfg, tmp, design=design, estimates=estimates, league=league,
-                       rates=rates, qr=qr, data=data)
+                       rates=rates, qr=qr, data=data, frame=frame,
+                       allocation=_plan_allocation(cfg, frame, doc))
     return RunResult(folder=target, design=design, estimates=estimates, league=league,
                      rates=rates, quality=qr)
