@@ -72,7 +72,7 @@ _EXPORTS: dict[str, str] = {
     "quantile": "quantiles",
     "QuantileEstimate": "quantiles",
     # index
-    "satisfaction_index": "index",
+    "satisfaction_index": "estimation",
     # replicate
     "jackknife": "replicate",
     "brr": "replicate",

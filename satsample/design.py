@@ -246,6 +246,24 @@ class ReplicateWeights:
         rs = self.rscales.reshape((-1,) + (1,) * (theta_r.ndim - 1))
         return self.scale * np.sum(rs * dev * dev, axis=0)
 
+    def covariance(self, theta_r: np.ndarray, theta: np.ndarray) -> np.ndarray:
+        """Replicate covariance matrix of a vector of estimates.
+
+        Parameters
+        ----------
+        theta_r : ndarray of shape (R, m)
+        theta : ndarray of shape (m,)
+
+        Returns
+        -------
+        ndarray of shape (m, m)
+            :math:`\\text{scale} \\sum_r \\text{rscales}_r (\\theta_r - c)(\\theta_r - c)^T`.
+        """
+        theta_r = np.asarray(theta_r, dtype=np.float64)
+        centre = np.asarray(theta, dtype=np.float64) if self.mse else theta_r.mean(axis=0)
+        dev = theta_r - centre
+        return self.scale * (dev.T * self.rscales[None, :]) @ dev
+
 
 @dataclass(frozen=True, kw_only=True, eq=False)
 class SurveyDesign:
@@ -537,34 +555,20 @@ def survey_design(
     parents = s_codes
     nested_clusters: list[np.ndarray] = []
     stage_strata: list[np.ndarray] = []
+    n_sampled_list = []
     for k, cl in enumerate(stage_clusters):
-        pair = pd.MultiIndex.from_arrays([parents, cl])
-        pair_codes = pd.factorize(pair, sort=True)[0].astype(np.int64)
-        n_pairs = int(pair_codes.max()) + 1
-        n_cl = int(cl.max()) + 1
-        if n_pairs != n_cl and not nest:
-            # find an example
-            tab = pd.DataFrame({"p": parents, "c": cl}).drop_duplicates()
-            dup = tab[tab["c"].duplicated(keep=False)]
-            c_code = int(dup["c"].iloc[0])
-            col = stage_names[k]
-            label = df[col].iloc[int(np.flatnonzero(cl == c_code)[0])] if col != "(row)" else c_code
-            parent_role = "strata" if k == 0 else f"stage-{k} clusters"
-            raise DesignError(
-                f"cluster {label!r} of column {col!r} appears in {dup['c'].eq(c_code).sum()} "
-                f"different {parent_role}: clusters are not nested; pass nest=True to relabel "
-                "them within each stratum"
-            )
+        col = stage_names[k]
+
+        def label_of(code: int, cl: np.ndarray = cl, col: str = col) -> Any:
+            return df[col].iloc[int(np.flatnonzero(cl == code)[0])] if col != "(row)" else code
+
+        pair_codes, n_sampled = nested_codes(
+            parents, cl, nest=nest, column=col, label_of=label_of,
+            parent_role="strata" if k == 0 else f"stage-{k} clusters")
         nested_clusters.append(pair_codes)
         stage_strata.append(parents)
+        n_sampled_list.append(n_sampled)
         parents = pair_codes
-
-    # sampled clusters per stratum at every stage
-    n_sampled_list = []
-    for st, cl in zip(stage_strata, nested_clusters, strict=True):
-        tab = pd.DataFrame({"s": st, "c": cl}).drop_duplicates()
-        counts = tab.groupby("s")["c"].size()
-        n_sampled_list.append(counts.reindex(st).to_numpy(dtype=np.int64))
 
     # fpc per stage
     popsizes: list[np.ndarray | None] = []
@@ -604,12 +608,7 @@ def survey_design(
 
     # weights
     if weights is not None:
-        w = check_weights(df[weights], name=weights)
-        if (w == 0).any():
-            raise SatsampleError(
-                f"weights {weights!r}: {int((w == 0).sum())} value(s) are zero; a design weight "
-                "is 1/probability and cannot be 0 (drop those rows and report them, or use a domain)"
-            )
+        w = check_design_weights(df[weights], name=weights)
     elif probs is not None:
         p = check_weights(df[probs], name=probs, allow_zero=False)
         if (p > 1).any():
@@ -664,6 +663,67 @@ def survey_design(
         columns={"ids": tuple(id_cols), "strata": strata, "weights": weights, "probs": probs,
                  "fpc": tuple(fpc_cols), "nest": nest},
     )
+
+
+def check_design_weights(values: Any, *, name: str) -> np.ndarray:
+    """Design weights as float64: finite and positive (a weight is 1/probability, never 0)."""
+    w = check_weights(values, name=name)
+    if (w == 0).any():
+        raise SatsampleError(
+            f"weights {name!r}: {int((w == 0).sum())} value(s) are zero; a design weight "
+            "is 1/probability and cannot be 0 (drop those rows and report them, or use a domain)"
+        )
+    return w
+
+
+def nested_codes(parents: np.ndarray, clusters: np.ndarray, *, nest: bool, column: str,
+                 label_of: Callable[[int], Any], parent_role: str = "strata"
+                 ) -> tuple[np.ndarray, np.ndarray]:
+    """Codes of the (parent, cluster) pairs and, per row, the clusters sampled in its parent.
+
+    Parameters
+    ----------
+    parents, clusters : ndarray of int64, shape (n,)
+        Dense codes (``0..P-1``, ``0..C-1``) of the stratum (or earlier-stage
+        cluster) and of the cluster of every row.
+    nest : bool
+        Relabel clusters within parents (R's ``nest = TRUE``); otherwise a
+        cluster found in two parents raises.
+    column : str
+        Name of the cluster column, for the message.
+    label_of : callable
+        Cluster code -> label shown in the message.
+    parent_role : str, default="strata"
+
+    Returns
+    -------
+    pair_codes : (n,) int64
+        Codes of the pairs, sorted by (parent, cluster).
+    n_sampled : (n,) int64
+        Distinct clusters in the row's parent.
+
+    Raises
+    ------
+    DesignError
+        A cluster in several parents with ``nest=False``.
+    """
+    parents = np.asarray(parents, dtype=np.int64)
+    clusters = np.asarray(clusters, dtype=np.int64)
+    m = int(clusters.max()) + 1 if clusters.size else 1
+    key = parents * m + clusters
+    ukey, pair_codes = np.unique(key, return_inverse=True)
+    pair_codes = pair_codes.reshape(-1).astype(np.int64)
+    u_parent, u_cluster = ukey // m, ukey % m
+    if ukey.size != m and not nest:
+        per_cluster = np.bincount(u_cluster, minlength=m)
+        c_code = int(np.flatnonzero(per_cluster > 1)[0])
+        raise DesignError(
+            f"cluster {label_of(c_code)!r} of column {column!r} appears in "
+            f"{int(per_cluster[c_code])} different {parent_role}: clusters are not nested; pass "
+            "nest=True to relabel them within each stratum"
+        )
+    counts = np.bincount(u_parent, minlength=int(parents.max()) + 1 if parents.size else 1)
+    return pair_codes, counts[parents].astype(np.int64)
 
 
 def _stratum_label(k: int, code: int, s_labels: np.ndarray, stage_strata: list[np.ndarray],

@@ -115,7 +115,7 @@ def jackknife(
     materialize : bool, default=True
         Store the ``(R, n)`` replicate weights.  ``False`` stores nothing:
         the replicates are implied by the design
-        (:func:`satsample._replicate_totals.lazy_jackknife_replicates`), and
+        (:func:`satsample.variance.replicate.lazy_jackknife_replicates`), and
         :func:`~satsample.estimation.mean`, :func:`~satsample.estimation.proportion`,
         :func:`~satsample.estimation.ratio` and
         :func:`~satsample.index.satisfaction_index` compute the jackknife
@@ -241,7 +241,7 @@ def jackknife(
 
 def _lazy_jackknife(design: SurveyDesign, kind: str, mse: bool) -> SurveyDesign:
     """Attach jackknife replicates that are not stored (see ``jackknife(materialize=False)``)."""
-    from ._replicate_totals import lazy_jackknife_replicates
+    from .variance.replicate import lazy_jackknife_replicates
 
     return design.with_replicates(
         lazy_jackknife_replicates(design, kind=kind, mse=mse)  # type: ignore[arg-type]
@@ -370,7 +370,7 @@ def bootstrap(
     if not materialize:
         if kind != "subbootstrap":
             raise SatsampleError("materialize=False is available for kind='subbootstrap' only")
-        from ._replicate_totals import lazy_raowu_replicates
+        from .variance.replicate import lazy_raowu_replicates
 
         return design.with_replicates(
             lazy_raowu_replicates(design, replicates=replicates, rng=rng, mse=mse)

@@ -10,7 +10,7 @@ rule, replicate kind), the rows excluded and why, and renders a
 from __future__ import annotations
 
 import html
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, Literal
@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 
 from ._tables import TableField
-from ._validation import check_choice
+from ._validation import SatsampleError, check_choice
 
 __all__ = ["Estimate", "IndexEstimate", "Summary"]
 
@@ -90,6 +90,26 @@ class Summary:
         return self.as_text()
 
 
+def _cell_labels(table: pd.DataFrame, by: Sequence[str], variable: str | None) -> list[str]:
+    parts = [table[c].astype(str) for c in by]
+    if variable is not None:
+        parts.append(table[variable].astype(str))
+    if not parts:
+        return ["estimate"] * len(table)
+    out = parts[0]
+    for p in parts[1:]:
+        out = out + ":" + p
+    return list(out)
+
+
+def _vcov_frame(fn: Callable[[], np.ndarray] | None, labels: list[str]) -> pd.DataFrame:
+    if fn is None:
+        raise SatsampleError("this estimate carries no covariance (it was not built by an estimator)")
+    v = np.array(fn(), dtype=np.float64)
+    v.setflags(write=False)
+    return pd.DataFrame(v, index=labels, columns=labels)
+
+
 def _options_info(options: Mapping[str, Any], excluded: Mapping[str, int]) -> list[tuple[str, str]]:
     info = [(str(k), str(v)) for k, v in options.items()]
     for reason, count in excluded.items():
@@ -140,6 +160,7 @@ class Estimate:
     n_cells_possible: int = 0
     replicate_estimates: np.ndarray | None = None
     design_summary: Mapping[str, Any] = field(default_factory=dict)
+    vcov_fn: Callable[[], np.ndarray] | None = field(default=None, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "options", _frozen_mapping(self.options))
@@ -151,6 +172,26 @@ class Estimate:
     def to_frame(self) -> pd.DataFrame:
         """Return a copy of :attr:`table`."""
         return self.table.copy()
+
+    @property
+    def labels(self) -> list[str]:
+        """One label per row of :attr:`table`: ``"<domain>:<variable>"`` as R's ``svyby`` names them."""
+        return _cell_labels(self.table, self.by, "variable")
+
+    def vcov(self) -> pd.DataFrame:
+        """Covariance matrix of all the estimates, across variables and domains.
+
+        R's ``vcov(svyby(..., covmat = TRUE))``: Taylor linearisation of every
+        (domain, variable) estimate on the full design, or the replicate
+        covariance of the replicate estimates.  Rows and columns follow
+        :attr:`table` and are labelled by :attr:`labels`.
+
+        Returns
+        -------
+        pandas.DataFrame
+            Square, symmetric; its diagonal is ``table["se"] ** 2``.
+        """
+        return _vcov_frame(self.vcov_fn, self.labels)
 
     def summary(self) -> Summary:
         """A :class:`Summary` of the estimate (text and HTML)."""
@@ -211,6 +252,8 @@ class IndexEstimate:
     empty_cells: int = 0
     replicate_estimates: Mapping[str, np.ndarray] | None = None
     design_summary: Mapping[str, Any] = field(default_factory=dict)
+    vcov_fn: Callable[[np.ndarray], np.ndarray] | None = field(default=None, repr=False,
+                                                                compare=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "options", _frozen_mapping(self.options))
@@ -227,6 +270,25 @@ class IndexEstimate:
         check_choice(level, name="level", allowed=("overall", "element", "item"))
         table = {"overall": self.overall, "element": self.elements, "item": self.items}[level]
         return table.copy()
+
+    def vcov(self, level: Literal["overall", "element", "item"] = "overall") -> pd.DataFrame:
+        """Covariance matrix of the estimates of one table, across domains (and elements/items).
+
+        Taylor linearisation on the full design (R's ``svyby(..., covmat =
+        TRUE)``) or the replicate covariance.  Rows and columns follow the
+        table of :meth:`to_frame` (``"<domain>:<element or item>"`` labels).
+        """
+        check_choice(level, name="level", allowed=("overall", "element", "item"))
+        if self.vcov_fn is None:
+            raise SatsampleError("this estimate carries no covariance")
+        q = self.questionnaire
+        k, n_el = q.n_items, len(q.elements)
+        outputs = {"overall": np.array([k + n_el]), "element": k + np.arange(n_el),
+                   "item": np.arange(k)}[level]
+        table = self.to_frame(level)
+        col = {"overall": None, "element": "element", "item": "item"}[level]
+        fn = self.vcov_fn
+        return _vcov_frame(lambda: fn(outputs), _cell_labels(table, self.by, col))
 
     def summary(self, *, level: Literal["overall", "element", "item"] = "overall") -> Summary:
         """A :class:`Summary` of one level of the index."""

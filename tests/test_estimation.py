@@ -9,10 +9,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from satsample._validation import SatsampleError
-from satsample._variance import taylor_variance
 from satsample.design import survey_design
 from satsample.estimation import mean, proportion, ratio, total
 from satsample.results import Estimate, Summary
+from satsample.variance.taylor import taylor_variance
 
 
 def _toy(seed: int = 0, n: int = 40) -> pd.DataFrame:

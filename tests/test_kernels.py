@@ -24,8 +24,8 @@ from satsample._kernels._rng import _draw_index, _stream
 from satsample._kernels.bootstrap import _raowu_multipliers, _raowu_totals
 from satsample._kernels.totals import _dense_replicate_totals
 from satsample._validation import SatsampleError
-from satsample._variance import taylor_variance
 from satsample.design import ReplicateWeights, survey_design
+from satsample.variance.taylor import taylor_variance
 
 REF = Path(__file__).resolve().parent / "reference"
 HYP = settings(deadline=None, max_examples=25,

@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 
 import satsample as ss
-from satsample._replicate_totals import iter_replicate_weight_blocks
+from satsample.variance.replicate import iter_replicate_weight_blocks
 
 
 @pytest.fixture(scope="module")

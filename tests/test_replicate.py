@@ -9,8 +9,7 @@ from conftest import ITEMS, add_indicator_columns, assert_rel, load_case, load_c
 
 from satsample._validation import DesignError, SatsampleError, SatsampleWarning
 from satsample.design import survey_design
-from satsample.estimation import mean, proportion, ratio, total
-from satsample.index import satisfaction_index
+from satsample.estimation import mean, proportion, ratio, satisfaction_index, total
 from satsample.replicate import bootstrap, brr, declare_replicates, jackknife
 
 S_ITEMS = [f"s{i[1:]}" for i in ITEMS]

@@ -19,8 +19,8 @@ from satsample._validation import SatsampleError
 from satsample.allocation import allocate_for_precision
 from satsample.datasets import make_population, simulate_responses
 from satsample.design import survey_design
+from satsample.estimation import satisfaction_index
 from satsample.flags import flag_estimate
-from satsample.index import satisfaction_index
 from satsample.ranking import league_table
 from satsample.replicate import bootstrap
 from satsample.report import ReportFiles, build_report

@@ -16,10 +16,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from satsample._replicate_totals import iter_replicate_weight_blocks
 from satsample._validation import ConvergenceError, ConvergenceWarning, DesignError, SatsampleError
 from satsample.design import WeightStep, survey_design
 from satsample.replicate import bootstrap
+from satsample.variance.replicate import iter_replicate_weight_blocks
 from satsample.weighting import (
     CalibrationStep,
     NonresponseStep,

@@ -15,8 +15,8 @@ import pandas as pd
 import pytest
 
 from satsample._validation import ConvergenceError, ConvergenceWarning
-from satsample._variance import taylor_variance
 from satsample.design import survey_design
+from satsample.variance.taylor import taylor_variance
 from satsample.weighting import (
     calibrate,
     calibration_check,

@@ -30,13 +30,13 @@ from __future__ import annotations
 import weakref
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 
-from ._random import RNGLike, stream_key
-from ._validation import DesignError, SatsampleError, check_choice, check_positive_int
-from .design import ReplicateWeights, SurveyDesign
+from .._random import RNGLike, stream_key
+from .._validation import DesignError, SatsampleError, check_choice, check_positive_int
+from ..design import ReplicateWeights, SurveyDesign
 
 __all__ = [
     "iter_replicate_weight_blocks",
@@ -176,7 +176,7 @@ def _compact(v: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     0/1 numerators and denominators, half of them identical).  One pass of a
     Numba kernel over ``v`` gives every column's signature and range.
     """
-    from ._kernels.totals import _column_summary, _columns_equal, _take_columns_uint8
+    from .._kernels.totals import _column_summary, _columns_equal, _take_columns_uint8
 
     k = v.shape[1]
     if v.shape[0] == 0:
@@ -268,13 +268,8 @@ def lazy_raowu_replicates(
     if replicates < 2:
         raise SatsampleError(f"replicates={replicates}: need at least 2")
     lay = _layout(design)
-    lonely = lay.strat_npsu < 2
-    if lonely.any() and design.lonely_psu not in ("remove", "certainty"):
-        label = design.strata_labels[lay.strat_code[np.flatnonzero(lonely)[0]]]
-        raise DesignError(
-            f"stratum {label!r} has a single PSU: the Rao-Wu bootstrap needs n_h >= 2 "
-            f"(lonely_psu={design.lonely_psu!r}; use 'remove' or 'certainty' to keep it fixed)"
-        )
+    check_raowu_strata(lay.strat_npsu, lambda h: design.strata_labels[lay.strat_code[h]],
+                       design.lonely_psu)
     return ReplicateWeights(
         kind="subbootstrap",
         weights=None,
@@ -361,15 +356,41 @@ def _task_block(n_rep: int, target: int = 48) -> int:
     return max(1, -(-block // 4) * 4)
 
 
-def _raowu_kernel_totals(design: SurveyDesign, values: np.ndarray, domain: np.ndarray,
-                         n_domains: int, r0: int, n_rep: int) -> np.ndarray:
-    from ._kernels.bootstrap import _raowu_totals
+def _expand(out: np.ndarray, where: np.ndarray) -> np.ndarray:
+    """Columns of the compact totals back in the caller's order (see :func:`_compact`)."""
+    if where.size == out.shape[2] and bool((where == np.arange(where.size)).all()):
+        return out
+    return out[:, :, where]
 
-    lay = _layout(design)
-    w = np.ascontiguousarray(design.weights, dtype=np.float64)
-    return _raowu_totals(np.uint64(design.replicates.seed), w, values, domain, lay.order,
-                         lay.psu_local, lay.strat_start, lay.strat_code, lay.strat_npsu,
-                         r0, n_rep, n_domains, _task_block(n_rep))
+
+def raowu_totals(key: int, w: np.ndarray, values: np.ndarray, domain: np.ndarray,
+                 n_domains: int, lay: _Layout, r0: int, n_rep: int) -> np.ndarray:
+    """Rao-Wu replicate totals (n_rep, G, k) of rows laid out by ``lay`` (whole strata).
+
+    The one call of the on-the-fly kernel: a design in memory and a Dask
+    partition both come here, with the same key and global stratum codes.
+    """
+    from .._kernels.bootstrap import _raowu_totals
+
+    vc, where = _compact(_as_values(values, w.shape[0]))
+    out = _raowu_totals(np.uint64(key), np.ascontiguousarray(w, dtype=np.float64), vc, domain,
+                        lay.order, lay.psu_local, lay.strat_start, lay.strat_code,
+                        lay.strat_npsu, r0, n_rep, n_domains, _task_block(n_rep))
+    return _expand(out, where)
+
+
+def check_raowu_strata(npsu: np.ndarray, label_of: Any, lonely_psu: str) -> None:
+    """A stratum with one PSU is an error for the Rao-Wu bootstrap unless the rule keeps it fixed.
+
+    ``npsu`` holds the PSUs per stratum, ``label_of(position)`` the stratum label.
+    """
+    lonely = np.flatnonzero(np.asarray(npsu) < 2)
+    if lonely.size and lonely_psu not in ("remove", "certainty"):
+        raise DesignError(
+            f"stratum {label_of(int(lonely[0]))!r} has a single PSU: the Rao-Wu bootstrap needs "
+            f"n_h >= 2 (lonely_psu={lonely_psu!r}; use 'remove' or 'certainty' to keep it "
+            "fixed with multiplier 1)"
+        )
 
 
 def _jk_multiplier_block(lay: _Layout, r0: int, nb: int, n: int) -> np.ndarray:
@@ -459,7 +480,7 @@ def iter_replicate_weight_blocks(
             yield wb / design.weights if multipliers else wb
         return
     if reps.kind == "subbootstrap":
-        from ._kernels.bootstrap import _raowu_multipliers
+        from .._kernels.bootstrap import _raowu_multipliers
 
         lay = _layout(design)
 
@@ -542,7 +563,7 @@ def _jk_totals(design: SurveyDesign, values: np.ndarray, domain: np.ndarray, n_d
 def _stepped_totals(design: SurveyDesign, v: np.ndarray, domain: np.ndarray,
                     n_domains: int) -> np.ndarray:
     """Totals of lazy replicates that replay weighting steps, one block of weights at a time."""
-    from ._kernels.totals import _dense_replicate_totals
+    from .._kernels.totals import _dense_replicate_totals
 
     vc, where = _compact(v)
     out = np.empty((design.replicates.n_replicates, n_domains, vc.shape[1]))
@@ -551,8 +572,7 @@ def _stepped_totals(design: SurveyDesign, v: np.ndarray, domain: np.ndarray,
         out[r0:r0 + wb.shape[0]] = _dense_replicate_totals(
             np.ascontiguousarray(wb), vc, domain, n_domains, 8, _CHUNK)
         r0 += wb.shape[0]
-    return out if where.size == out.shape[2] and (where == np.arange(where.size)).all() \
-        else out[:, :, where]
+    return _expand(out, where)
 
 
 def replicate_totals(
@@ -597,20 +617,31 @@ def replicate_totals(
     domain, n_domains = _as_domain(design, domain, n_domains)
     if reps.weights is None and reps.steps:
         return _stepped_totals(design, v, domain, n_domains)
-    if reps.weights is not None or reps.kind == "subbootstrap":
-        vc, where = _compact(v)
-        if reps.weights is not None:
-            from ._kernels.totals import _dense_replicate_totals
+    if reps.weights is None and reps.kind == "subbootstrap":
+        return raowu_totals(reps.seed, design.weights, v, domain, n_domains, _layout(design), 0,
+                            reps.n_replicates)
+    if reps.weights is not None:
+        from .._kernels.totals import _dense_replicate_totals
 
-            out = _dense_replicate_totals(np.ascontiguousarray(reps.weights, dtype=np.float64),
-                                          vc, domain, n_domains, 8, _CHUNK)
-        else:
-            out = _raowu_kernel_totals(design, vc, domain, n_domains, 0, reps.n_replicates)
-        return out if where.size == out.shape[2] and (where == np.arange(where.size)).all() \
-            else out[:, :, where]
+        vc, where = _compact(v)
+        out = _dense_replicate_totals(np.ascontiguousarray(reps.weights, dtype=np.float64),
+                                      vc, domain, n_domains, 8, _CHUNK)
+        return _expand(out, where)
     if reps.kind in ("JKn", "JK1"):
         return _jk_totals(design, v.astype(np.float64), domain, n_domains, reps.kind == "JK1")
     raise SatsampleError(f"replicates of kind {reps.kind!r} without weights are not supported")
+
+
+def closed_form(design: SurveyDesign) -> bool:
+    """True when the replicate variance of ratios is computed in closed form.
+
+    A jackknife whose replicates are not stored and replay no weighting step:
+    its replicate estimates follow from PSU totals, so linear combinations of
+    ratios get their variance without forming any replicate.
+    """
+    reps = design.replicates
+    return (reps is not None and reps.weights is None and reps.kind in ("JKn", "JK1")
+            and not reps.steps)
 
 
 # --------------------------------------------------- ratio variances
@@ -723,7 +754,7 @@ def replicate_ratio_variance(
 
 def _jk_ratio_variance(design: SurveyDesign, num: np.ndarray, den: np.ndarray, coef: np.ndarray,
                        domain: np.ndarray, n_domains: int, single: bool, mse: bool) -> np.ndarray:
-    from ._kernels.jackknife import _jkn_ratio_variance
+    from .._kernels.jackknife import _jkn_ratio_variance
 
     K = num.shape[1]
     wv = np.hstack([num, den]) * design.weights[:, None]

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .design import Stage, SurveyDesign
+from ..design import Stage, SurveyDesign
 
 __all__ = ["taylor_variance", "taylor_vcov"]
 
@@ -106,21 +106,8 @@ def _stage_contrib(
     np.add.at(contrib, s_domain, scale[:, None] * ss)
 
     if lonely_psu == "average" and first_stage:
-        lonely_row = stage.n_sampled == 1
-        if stage.popsize is not None:
-            lonely_row = lonely_row & (stage.popsize > 1)
-        if lonely_row.any():
-            # R's svyby/subset drops the rows outside a domain, so H and the lonely
-            # strata are counted among the strata present in each domain
-            is_lonely = np.zeros(n_strata_codes, dtype=bool)
-            is_lonely[stage.stratum[lonely_row]] = True
-            pres = np.unique(stage.stratum[keep] * n_domains + g)
-            p_stratum, p_domain = pres // n_domains, pres % n_domains
-            n_all = np.bincount(p_domain, minlength=n_domains)
-            n_lonely = np.bincount(p_domain[is_lonely[p_stratum]], minlength=n_domains)
-            n_ok = n_all - n_lonely
-            with np.errstate(invalid="ignore", divide="ignore"):
-                factor = np.where(n_ok > 0, n_all / np.maximum(n_ok, 1), np.nan)
+        factor = _average_factor(stage, domain, n_domains, keep)
+        if factor is not None:
             contrib *= factor[:, None]
     return contrib
 
@@ -208,36 +195,138 @@ def taylor_variance(
     return out[:, 0] if squeeze else out
 
 
-def taylor_vcov(design: SurveyDesign, x: np.ndarray) -> np.ndarray:
-    """Variance-covariance matrix of the weighted totals of the columns of ``x``.
+def _average_factor(stage: Stage, domain: np.ndarray, n_domains: int,
+                    keep: np.ndarray) -> np.ndarray | None:
+    """Per domain, R's ``"average"`` factor: strata present over strata without a lonely PSU.
+
+    R's svyby/subset drops the rows outside a domain, so the strata and the
+    lonely strata are counted among the strata present in each domain.
+    ``None`` when no stratum is lonely.
+    """
+    lonely_row = stage.n_sampled == 1
+    if stage.popsize is not None:
+        lonely_row = lonely_row & (stage.popsize > 1)
+    if not lonely_row.any():
+        return None
+    n_strata_codes = int(stage.stratum.max()) + 1
+    is_lonely = np.zeros(n_strata_codes, dtype=bool)
+    is_lonely[stage.stratum[lonely_row]] = True
+    pres = np.unique(stage.stratum[keep] * n_domains + domain[keep])
+    p_stratum, p_domain = pres // n_domains, pres % n_domains
+    n_all = np.bincount(p_domain, minlength=n_domains)
+    n_lonely = np.bincount(p_domain[is_lonely[p_stratum]], minlength=n_domains)
+    n_ok = n_all - n_lonely
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(n_ok > 0, n_all / np.maximum(n_ok, 1), np.nan)
+
+
+def _stage_cov(x: np.ndarray, domain: np.ndarray, n_domains: int, stage: Stage,
+               parent_fraction: np.ndarray, lonely_psu: str, first_stage: bool) -> np.ndarray:
+    """Covariance contribution of one stage, (G k, G k), columns ordered (domain, column)."""
+    from scipy import sparse
+
+    k = x.shape[1]
+    n_cols = n_domains * k
+    keep = domain >= 0
+    rows = np.flatnonzero(keep)
+    n_clusters = int(stage.cluster.max()) + 1
+    # cluster totals T (clusters x G k), sparse: a row adds x[i, j] to column g_i k + j
+    coo = sparse.coo_matrix(
+        (x[rows].ravel(), (np.repeat(stage.cluster[rows], k),
+                           (domain[rows][:, None] * k + np.arange(k)[None, :]).ravel())),
+        shape=(n_clusters, n_cols))
+    t = coo.tocsr()
+    t.sum_duplicates()
+    n_strata_codes = int(stage.stratum.max()) + 1
+    n_h, f_h = _per_stratum(stage, n_strata_codes)
+    mult = np.ones(n_strata_codes)
+    mult[stage.stratum] = parent_fraction
+    cluster_stratum = np.zeros(n_clusters, dtype=np.int64)
+    cluster_stratum[stage.cluster] = stage.stratum
+    lonely = n_h == 1
+    scale = (1.0 - f_h) * np.where(lonely, 1.0, n_h / np.maximum(n_h - 1.0, 1.0))
+    scale = np.where(1.0 - f_h < 1e-7, 0.0, scale)  # certainty strata contribute nothing
+    if lonely_psu in ("remove", "certainty", "average"):
+        scale = np.where(lonely, 0.0, scale)
+    scale = scale * mult
+    # stratum means M (strata x G k); "adjust" centres a lonely PSU at 0
+    a = sparse.csr_matrix((np.ones(n_clusters), (cluster_stratum, np.arange(n_clusters))),
+                          shape=(n_strata_codes, n_clusters))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        inv_n = np.where(n_h > 0, 1.0 / np.maximum(n_h, 1.0), 0.0)
+    if lonely_psu == "adjust":
+        inv_n = np.where(lonely, 0.0, inv_n)
+    m = sparse.diags(inv_n) @ (a @ t)
+    centred = t - a.T @ m  # T_i - m_h(i)
+    s = sparse.diags(scale[cluster_stratum])
+    cov = np.asarray((centred.T @ (s @ centred)).todense())
+    if lonely_psu == "average" and first_stage:
+        factor = _average_factor(stage, domain, n_domains, keep)
+        if factor is not None:
+            f = np.sqrt(np.repeat(factor, k))
+            cov = cov * f[:, None] * f[None, :]
+    return cov
+
+
+def taylor_vcov(
+    design: SurveyDesign,
+    x: np.ndarray,
+    *,
+    domain: np.ndarray | None = None,
+    n_domains: int = 1,
+) -> np.ndarray:
+    """Covariance matrix of the weighted totals of every column in every domain.
 
     Parameters
     ----------
     design : SurveyDesign
     x : ndarray of shape (n, k)
-        Weighted scores.
+        Weighted scores, ``w_i z_i``.
+    domain : ndarray of int of shape (n,), optional
+        Domain code of each row (``-1``: no domain); ``None``: one domain.
+    n_domains : int, default=1
 
     Returns
     -------
-    ndarray of shape (k, k)
+    ndarray of shape (n_domains * k, n_domains * k)
+        Rows and columns ordered domain-major: ``g * k + j``.
 
     Notes
     -----
-    Uses the polarisation identity on :func:`taylor_variance`:
-    :math:`\\operatorname{cov}(a, b) = (V(a + b) - V(a - b)) / 4`, so the
-    covariance follows exactly the same stage, fpc and lonely-PSU rules.
+    With :math:`t_{hi}` the vector of cluster totals of every (domain,
+    column) pair, each stage adds
+
+    .. math:: \\sum_h F_h (1 - f_h) \\frac{n_h}{n_h - 1}
+              \\sum_i (t_{hi} - \\bar t_h)(t_{hi} - \\bar t_h)^T,
+
+    whose diagonal is :func:`taylor_variance` (R's ``svyrecvar`` on the
+    influence functions of all domains, ``svyby(..., covmat = TRUE)``).  Lonely
+    PSUs follow the design's rule; for ``"average"`` the per-domain factor
+    :math:`c_g` of :func:`taylor_variance` scales entry :math:`(g, g')` by
+    :math:`\\sqrt{c_g c_{g'}}`, so the diagonal equals the variances.  After
+    calibration the scores are first replaced by their calibration residuals.
     """
     x = np.asarray(x, dtype=np.float64)
     if x.ndim == 1:
         x = x[:, None]
+    if domain is None:
+        domain = np.zeros(design.n, dtype=np.int64)
+        n_domains = 1
+    domain = np.asarray(domain, dtype=np.int64)
     k = x.shape[1]
-    var = taylor_variance(design, x)[0]
-    out = np.diag(var)
-    if k > 1:
-        iu, ju = np.triu_indices(k, 1)
-        plus = taylor_variance(design, x[:, iu] + x[:, ju])[0]
-        minus = taylor_variance(design, x[:, iu] - x[:, ju])[0]
-        cov = (plus - minus) / 4.0
-        out[iu, ju] = cov
-        out[ju, iu] = cov
+    if design.calibrations:
+        keep = domain >= 0
+        dense = np.zeros((design.n, n_domains * k))
+        rows = np.flatnonzero(keep)
+        cols = domain[rows][:, None] * k + np.arange(k)[None, :]
+        dense[rows[:, None], cols] = x[rows]
+        x = _residualize(design, dense)
+        domain = np.zeros(design.n, dtype=np.int64)
+        n_domains, k = 1, x.shape[1]
+    out = np.zeros((n_domains * k, n_domains * k))
+    parent_fraction = np.ones(design.n)
+    for s, stage in enumerate(design.stages):
+        out += _stage_cov(x, domain, n_domains, stage, parent_fraction, design.lonely_psu,
+                          first_stage=(s == 0))
+        parent_fraction = parent_fraction * stage.sampling_fraction
     return out
