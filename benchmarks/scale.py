@@ -12,7 +12,7 @@ replicates) through ``replicate.bootstrap(materialize=False)`` then
 proportion``, on 22 uint8 0/1 columns) or ``index.satisfaction_index(by="agency",
 variance="replicate")`` (``--api index``, the 22 five-point items of the
 ``reference_22`` questionnaire: index, 5 elements and 22 criteria per agency).
-``--api kernel`` is the internal path for comparison (``_replicate_totals.replicate_totals``
+``--api kernel`` is the internal path for comparison (``satsample.variance.replicate.replicate_totals``
 on the lazy design, no estimation layer).  ``big`` is ``t5d`` at 10M x 1,000.
 ``t6e``: element JKn (every response its own PSU, R = n) through
 ``replicate.jackknife(materialize=False)`` + ``proportion`` (closed form); with
@@ -105,7 +105,7 @@ def _t5d_call(d, reps: int, api: str):
         tabs = [_numeric(e.overall), _numeric(e.elements), _numeric(e.items)]
         return tabs, float(np.median(e.items["se"]))
     # internal kernel path (no estimation layer), for comparison only
-    from satsample import _replicate_totals as rt
+    from satsample.variance import replicate as rt
 
     vals = np.empty((d.n, len(ITEMS) + 1), dtype=np.uint8)
     vals[:, :-1] = d.data[ITEMS].to_numpy() >= 4

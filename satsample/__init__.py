@@ -71,6 +71,8 @@ _EXPORTS: dict[str, str] = {
     "proportion": "estimation",
     "quantile": "quantiles",
     "QuantileEstimate": "quantiles",
+    "contrast": "estimation",
+    "with_replicates": "estimation",
     # index
     "satisfaction_index": "estimation",
     # replicate

@@ -206,6 +206,13 @@ class ReplicateWeights:
         ``apply(block: ndarray (b, n), replicate_index: ndarray (b,)) -> ndarray (b, n)``
         that turn a block of replicate weights before the step into the block
         after it.  Materialised replicate weights already include every step.
+    scheme : ReplicateScheme or None
+        The replication method (:mod:`satsample.replicate`): how to generate
+        the replicates, their totals and a closed-form variance, whether or
+        not the weights are stored.
+    origin : ndarray or None
+        The analysis weights stored replicates were generated from (see
+        :meth:`regenerates`).
     base_weights : ndarray of float64, shape (n,) or None
         For replicates generated on the fly with ``steps``: the analysis
         weights the replicate multipliers apply to (the full-sample weights
@@ -225,6 +232,20 @@ class ReplicateWeights:
     fay_rho: float | None = None
     steps: tuple[Any, ...] = ()
     base_weights: np.ndarray | None = None
+    scheme: Any = None
+    origin: np.ndarray | None = None
+
+    def regenerates(self, weights: np.ndarray) -> bool:
+        """True when the scheme can recompute these replicates for a design with ``weights``.
+
+        Replicates that are not stored, or stored replicates the scheme
+        generated from exactly these analysis weights (no weighting step
+        since): their totals then come from the scheme, so storing them changes
+        nothing in the numbers.
+        """
+        if self.scheme is None or self.steps:
+            return False
+        return self.weights is None or (self.scheme.generates and self.origin is weights)
 
     def variance(self, theta_r: np.ndarray, theta: np.ndarray) -> np.ndarray:
         """Replicate variance of estimates.
@@ -262,7 +283,8 @@ class ReplicateWeights:
         theta_r = np.asarray(theta_r, dtype=np.float64)
         centre = np.asarray(theta, dtype=np.float64) if self.mse else theta_r.mean(axis=0)
         dev = theta_r - centre
-        return self.scale * (dev.T * self.rscales[None, :]) @ dev
+        out = self.scale * (dev.T * self.rscales[None, :]) @ dev
+        return (out + out.T) / 2.0  # exactly symmetric
 
 
 @dataclass(frozen=True, kw_only=True, eq=False)

@@ -56,8 +56,9 @@ from .estimation import engine
 from .estimation.domains import Domains, Groups, column_codes, combine_codes, levels_frame, lookup
 from .estimation.index import IndexCombination, check_index_options, index_estimate, indicators
 from .questionnaire import Questionnaire
+from .replicate._common import Layout, layout_from_codes
+from .replicate.bootstrap import check_raowu_strata, raowu_totals
 from .results import IndexEstimate
-from .variance.replicate import _Layout, check_raowu_strata, layout_from_codes, raowu_totals
 
 if TYPE_CHECKING:  # pragma: no cover
     import dask.dataframe as dd
@@ -84,10 +85,10 @@ def _require_dask() -> Any:
 
 
 # ------------------------------------------------------------------- layout
-def _partition_layout(strata: np.ndarray, psu: np.ndarray) -> _Layout:
+def _partition_layout(strata: np.ndarray, psu: np.ndarray) -> Layout:
     """Layout of a partition's rows: grouped by stratum, PSUs ranked by code within their stratum.
 
-    :func:`satsample._replicate_totals.layout_from_codes`, the construction the
+    :func:`satsample.replicate._common.layout_from_codes`, the construction the
     in-memory path uses: with the global stratum codes and PSU codes ordered as
     the in-memory design orders them, every row gets the PSU rank, hence the
     Rao-Wu counts, it gets in memory.

@@ -12,7 +12,7 @@ dd = pytest.importorskip("dask.dataframe")
 import satsample as ss  # noqa: E402
 from satsample._validation import DesignError, SatsampleError  # noqa: E402
 from satsample.distributed import _partition_layout, satisfaction_index_dask  # noqa: E402
-from satsample.variance.replicate import _layout  # noqa: E402
+from satsample.replicate._common import design_layout as _layout  # noqa: E402
 
 R = 40
 LEVELS = ("overall", "elements", "items")

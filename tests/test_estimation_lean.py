@@ -21,7 +21,7 @@ from satsample.estimation import statistics as est_mod
 from satsample.estimation.domains import distinct_counts as _distinct_counts
 from satsample.estimation.domains import domain_df as _domain_df
 from satsample.questionnaire import load_questionnaire
-from satsample.variance.replicate import lazy_raowu_replicates
+from satsample.replicate.bootstrap import lazy_raowu_replicates
 
 
 def _data(seed: int = 0, n: int = 600) -> pd.DataFrame:

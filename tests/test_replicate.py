@@ -273,14 +273,26 @@ def test_lazy_jk1_equals_reference(case_d, key, reference_questionnaire):
 
 
 @pytest.mark.reference
-def test_lazy_jackknife_two_stage(reference_questionnaire):
+@pytest.mark.parametrize("mse", [False, True])
+def test_lazy_jackknife_two_stage_certainty_stratum(case_d, reference_questionnaire, mse):
+    """Case D's two-stage design has a stratum sampled with certainty: closed form = R."""
+    ref = case_d["JKn_two_stage"]
     data = add_indicator_columns(load_data("sample_twostage"))
-    # case D's two-stage design has a stratum sampled with certainty: only materialised
-    design = survey_design(data, ids=["commune_id", "user_id"], strata="district_id", fpc=["M_h", "N_hi"])
-    with pytest.warns(SatsampleWarning, match="after the first stage"), \
-            pytest.raises(SatsampleError, match="certainty"):
-        jackknife(design, materialize=False)
-    # without fpc: closed form = stored replicates
+    design = survey_design(data, ids=["commune_id", "user_id"], strata="district_id",
+                           fpc=["M_h", "N_hi"])
+    with pytest.warns(SatsampleWarning, match="after the first stage"):
+        lazy = jackknife(design, materialize=False, mse=mse)
+    with pytest.warns(SatsampleWarning, match="after the first stage"):
+        mat = jackknife(design, mse=mse)
+    assert lazy.replicates.n_replicates == mat.replicates.n_replicates == ref["n_replicates"]
+    assert lazy.degf == mat.degf == ref["degf"]
+    assert_rel(lazy.replicates.rscales, mat.replicates.rscales, rtol=1e-15)
+    if not mse:
+        _check(lazy, ref["items"], ref["index"], reference_questionnaire)
+    for lv in ("overall", "element", "item"):
+        _same(satisfaction_index(lazy, reference_questionnaire).to_frame(level=lv),
+              satisfaction_index(mat, reference_questionnaire).to_frame(level=lv))
+    # without fpc: no certainty stratum
     design = survey_design(data, ids=["commune_id", "user_id"], strata="district_id",
                            weights="design_weight")
     lazy, mat = jackknife(design, materialize=False), jackknife(design)
@@ -290,20 +302,61 @@ def test_lazy_jackknife_two_stage(reference_questionnaire):
               satisfaction_index(mat, reference_questionnaire).to_frame(level=lv))
 
 
-def test_lazy_jackknife_refuses_what_it_cannot_do():
+@pytest.mark.parametrize("rule", ["adjust", "average", "remove", "certainty"])
+@pytest.mark.parametrize("mse", [False, True])
+def test_lazy_jackknife_lonely_psu_rules(rule, mse, reference_questionnaire):
+    """Every lonely-PSU rule: the closed form equals the stored replicates (case B_lonely data)."""
     data = add_indicator_columns(load_data("sample_twostage_lonely"))
     base = dict(ids="commune_id", strata="district_id", weights="design_weight")
-    for rule in ("adjust", "average"):
-        with pytest.raises(SatsampleError, match=f"lonely_psu='{rule}'"):
-            jackknife(survey_design(data, **base, lonely_psu=rule), materialize=False)
+    design = survey_design(data, **base, lonely_psu=rule)
+    lazy, mat = jackknife(design, materialize=False, mse=mse), jackknife(design, mse=mse)
+    for attr in ("n_replicates", "scale", "degf"):
+        assert getattr(lazy.replicates, attr) == getattr(mat.replicates, attr), attr
+    assert_rel(lazy.replicates.rscales, mat.replicates.rscales, rtol=1e-15)
+    for by in (None, "sex"):
+        for fn in (mean, proportion):
+            a = fn(lazy, S_ITEMS, by=by, na="drop")
+            b = fn(mat, S_ITEMS, by=by, na="drop")
+            _same(a.table, b.table)
+            assert a.replicate_estimates is None
+        _same(total(lazy, "n01", by=by).table, total(mat, "n01", by=by).table)
+        for lv in ("overall", "element", "item"):
+            _same(satisfaction_index(lazy, reference_questionnaire, by=by).to_frame(level=lv),
+                  satisfaction_index(mat, reference_questionnaire, by=by).to_frame(level=lv))
     with pytest.raises(DesignError, match="only one PSU"):
         jackknife(survey_design(data, **base), materialize=False)
-    rem = survey_design(data, **base, lonely_psu="remove")
-    assert_rel(mean(jackknife(rem, materialize=False), "s01", na="drop").table["se"],
-               mean(jackknife(rem), "s01", na="drop").table["se"])
-    # a stratum sampled with certainty (f_h = 1)
+
+
+def test_lazy_jackknife_certainty_stratum():
     strat = add_indicator_columns(load_data("sample_strat"))
     first = strat["agency_id"] == strat["agency_id"].iloc[0]
     strat.loc[first, "N_h"] = int(first.sum())
-    with pytest.raises(SatsampleError, match="certainty"):
-        jackknife(survey_design(strat, strata="agency_id", fpc="N_h"), materialize=False)
+    design = survey_design(strat, strata="agency_id", fpc="N_h")
+    lazy, mat = jackknife(design, materialize=False), jackknife(design)
+    assert lazy.replicates.n_replicates == mat.replicates.n_replicates == 717 - int(first.sum())
+    _same(mean(lazy, S_ITEMS, by="agency_level", na="drop").table,
+          mean(mat, S_ITEMS, by="agency_level", na="drop").table)
+
+
+def test_bootstrap_storage_is_bit_identical(design_a, reference_questionnaire):
+    """materialize=True/False: the same rng gives the same replicate weights and SEs, bit for bit."""
+    from satsample.variance.replicate import iter_replicate_weight_blocks
+
+    a = bootstrap(design_a, replicates=40, rng=11)
+    b = bootstrap(design_a, replicates=40, rng=11, materialize=False)
+    assert b.replicates.weights is None and a.degf == b.degf
+    np.testing.assert_array_equal(a.replicates.weights,
+                                  np.vstack(list(iter_replicate_weight_blocks(b, block=7))))
+    for fn in (mean, proportion, total):
+        ta = fn(a, S_ITEMS[:4], by="agency_level", na="drop")
+        tb = fn(b, S_ITEMS[:4], by="agency_level", na="drop")
+        for c in ("estimate", "se", "ci_low", "ci_high", "df", "deff"):
+            np.testing.assert_array_equal(ta.table[c], tb.table[c], err_msg=c)
+        np.testing.assert_array_equal(ta.replicate_estimates, tb.replicate_estimates)
+    for lv in ("overall", "element", "item"):
+        np.testing.assert_array_equal(
+            satisfaction_index(a, reference_questionnaire, by="sex").to_frame(lv)["se"],
+            satisfaction_index(b, reference_questionnaire, by="sex").to_frame(lv)["se"])
+    c = bootstrap(design_a, replicates=40, rng=12)
+    assert not np.array_equal(c.replicates.weights, a.replicates.weights)
+

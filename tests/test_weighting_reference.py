@@ -1,7 +1,7 @@
 """Case C of ../shared/reference: post-stratification, raking and calibration equal to R survey.
 
 Point estimates and Taylor SEs are computed here by hand linearisation on top of
-``satsample._variance.taylor_variance`` (which applies the residualizers stored by
+``satsample.variance.taylor.taylor_variance`` (which applies the residualizers stored by
 the weighting steps), so these tests check the weights *and* the variance rules.
 """
 

@@ -7,9 +7,16 @@
   :func:`proportion` (adapters on the engine).
 * :mod:`.index` -- :func:`satisfaction_index` (adapter; the aggregation rule is
   the combination).
+* :mod:`.contrasts` -- :func:`contrast`: linear and nonlinear contrasts of any
+  result's estimates by the delta method on its :meth:`vcov`.
+* :mod:`.replicates` -- :func:`with_replicates`: any statistic of the weights
+  with its replicate variance.
 """
 
+from .contrasts import contrast
 from .index import satisfaction_index
+from .replicates import with_replicates
 from .statistics import mean, proportion, ratio, total
 
-__all__ = ["mean", "proportion", "ratio", "satisfaction_index", "total"]
+__all__ = ["contrast", "mean", "proportion", "ratio", "satisfaction_index", "total",
+           "with_replicates"]

@@ -329,4 +329,4 @@ def taylor_vcov(
         out += _stage_cov(x, domain, n_domains, stage, parent_fraction, design.lonely_psu,
                           first_stage=(s == 0))
         parent_fraction = parent_fraction * stage.sampling_fraction
-    return out
+    return (out + out.T) / 2.0  # exactly symmetric
