@@ -18,7 +18,7 @@ from typing import Any, Literal, Protocol
 import numpy as np
 import pandas as pd
 
-from ._tables import TableField
+from ._tables import TableField, _copy_on_write
 from ._validation import (
     DesignError,
     SatsampleError,
@@ -554,7 +554,9 @@ def survey_design(
         if role != "fpc":
             check_grouping(data[col], name=col, role=role)
 
-    df = data.copy()
+    # with Copy-on-Write (pandas 3) a shallow copy shares the columns and no later edit of the
+    # caller's frame reaches it: no column is copied (pandas 2 without CoW: a deep copy)
+    df = data.copy(deep=not _copy_on_write())
     df.index = pd.RangeIndex(len(df)) if not isinstance(df.index, pd.RangeIndex) else df.index
     n = len(df)
 
@@ -604,9 +606,11 @@ def survey_design(
             bad = int((np.isnan(vals) | (vals <= 0)).sum())
             raise DesignError(f"fpc column {col!r}: {bad} value(s) are not positive numbers")
         st = stage_strata[k]
-        spread = pd.Series(vals).groupby(st).agg(lambda s: s.max() - s.min())
-        if (spread > 1e-9 * pd.Series(vals).groupby(st).max()).any():
-            bad_s = int(spread.index[spread.to_numpy() > 0][0])
+        ref = np.empty(int(st.max()) + 1)
+        ref[st] = vals  # one value of each stratum (the last row's)
+        varies = np.abs(vals - ref[st]) > 1e-9 * ref[st]
+        if varies.any():
+            bad_s = int(st[np.flatnonzero(varies)[0]])
             where = _stratum_label(k, bad_s, s_labels, stage_strata, df, stage_names)
             raise DesignError(f"fpc column {col!r} varies within stratum {where} at stage {k + 1}")
         nsamp = n_sampled_list[k].astype(np.float64)
@@ -732,6 +736,16 @@ def nested_codes(parents: np.ndarray, clusters: np.ndarray, *, nest: bool, colum
     parents = np.asarray(parents, dtype=np.int64)
     clusters = np.asarray(clusters, dtype=np.int64)
     m = int(clusters.max()) + 1 if clusters.size else 1
+    n_parents = int(parents.max()) + 1 if parents.size else 1
+    if m == clusters.size:  # one row per cluster (element sampling): nested, no sort of pairs
+        if bool(np.all(clusters[1:] > clusters[:-1])):
+            order = np.argsort(parents, kind="stable")
+        else:
+            order = np.lexsort((clusters, parents))
+        pair_codes = np.empty(m, dtype=np.int64)
+        pair_codes[order] = np.arange(m, dtype=np.int64)
+        counts = np.bincount(parents, minlength=n_parents)
+        return pair_codes, counts[parents].astype(np.int64)
     key = parents * m + clusters
     ukey, pair_codes = np.unique(key, return_inverse=True)
     pair_codes = pair_codes.reshape(-1).astype(np.int64)
@@ -744,7 +758,7 @@ def nested_codes(parents: np.ndarray, clusters: np.ndarray, *, nest: bool, colum
             f"{int(per_cluster[c_code])} different {parent_role}: clusters are not nested; pass "
             "nest=True to relabel them within each stratum"
         )
-    counts = np.bincount(u_parent, minlength=int(parents.max()) + 1 if parents.size else 1)
+    counts = np.bincount(u_parent, minlength=n_parents)
     return pair_codes, counts[parents].astype(np.int64)
 
 

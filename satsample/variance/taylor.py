@@ -22,18 +22,38 @@ __all__ = ["taylor_variance", "taylor_vcov"]
 _BLOCK = 64  # columns per block on the dense (calibrated) path
 
 
-def _group_sums(keys: np.ndarray, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Sum rows of ``values`` by ``keys``; returns (unique keys, sums)."""
+def _group_sums(keys: np.ndarray, values: np.ndarray,
+                n_keys: int | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Sum rows of ``values`` by ``keys``; returns (present keys sorted, sums, row counts).
+
+    Keys below a small ``n_keys`` (at most about 4 per row) are summed with a
+    sparse indicator matrix (a counting sort, no comparison sort); others are
+    sorted (stable) and summed with ``add.reduceat``.
+    """
     if keys.size == 0:
-        return keys, values[:0]
+        return keys, values[:0], keys
+    if n_keys is not None and n_keys <= 4 * keys.size + 1024:
+        from scipy import sparse
+
+        counts = np.bincount(keys, minlength=n_keys)
+        present = np.flatnonzero(counts)
+        n = keys.size
+        if n < 2 or bool(np.all(keys[1:] >= keys[:-1])):  # grouped already: no reordering
+            ind = sparse.csr_matrix((np.ones(n), np.arange(n), np.r_[0, np.cumsum(counts)]),
+                                    shape=(n_keys, n))
+        else:  # counting sort of the rows (stable)
+            ind = sparse.coo_matrix((np.ones(n), (keys, np.arange(n))),
+                                    shape=(n_keys, n)).tocsr()
+        sums = np.asarray(ind[present] @ values)
+        return present, sums, counts[present]
     order = np.argsort(keys, kind="stable")
     k_sorted = keys[order]
     new = np.r_[True, k_sorted[1:] != k_sorted[:-1]]
     if new.all():  # every key unique (one row per PSU): nothing to add up
-        return k_sorted, values[order]
+        return k_sorted, values[order], np.ones(k_sorted.size, dtype=np.int64)
     starts = np.flatnonzero(new)
     sums = np.add.reduceat(values[order], starts, axis=0)
-    return k_sorted[starts], sums
+    return k_sorted[starts], sums, np.diff(np.r_[starts, keys.size])
 
 
 def _per_stratum(stage: Stage, n_strata_codes: int) -> tuple[np.ndarray, np.ndarray]:
@@ -70,18 +90,21 @@ def _stage_contrib(
         cl, g, xk = stage.cluster, domain, x
     else:
         cl, g, xk = stage.cluster[keep], domain[keep], x[keep]
-    key = cl * n_domains + g
-    ukey, totals = _group_sums(key, xk)
-    u_cluster = ukey // n_domains
-    u_domain = ukey % n_domains
+    n_cluster_codes = int(stage.cluster.max()) + 1
+    if n_cluster_codes == stage.cluster.size:  # one row per cluster: the rows are the totals
+        u_cluster, u_domain, totals = cl, g, xk
+    else:
+        ukey, totals, _ = _group_sums(cl * n_domains + g, xk, n_cluster_codes * n_domains)
+        u_cluster = ukey // n_domains
+        u_domain = ukey % n_domains
     # stratum of each cluster
-    cluster_stratum = np.empty(int(stage.cluster.max()) + 1, dtype=np.int64)
+    cluster_stratum = np.empty(n_cluster_codes, dtype=np.int64)
     cluster_stratum[stage.cluster] = stage.stratum
     u_stratum = cluster_stratum[u_cluster]
 
+    n_cells = n_strata_codes * n_domains
     key2 = u_stratum * n_domains + u_domain
-    skey, s1 = _group_sums(key2, totals)
-    _, present = _group_sums(key2, np.ones((key2.size, 1)))
+    skey, s1, present = _group_sums(key2, totals, n_cells)
     s_stratum = skey // n_domains
     s_domain = skey % n_domains
     nh = n_h[s_stratum]
@@ -94,8 +117,9 @@ def _stage_contrib(
     # centred sum of squares, counting the PSUs absent from the domain as zeros
     idx = np.searchsorted(skey, key2)
     dev = totals - mean[idx]
-    ss = _group_sums(key2, dev * dev)[1]
-    ss += (nh - present[:, 0])[:, None] * mean * mean
+    dev *= dev
+    ss = _group_sums(key2, dev, n_cells)[1]
+    ss += (nh - present)[:, None] * mean * mean
 
     scale = (1.0 - fh) * np.where(lonely, 1.0, nh / np.maximum(nh - 1.0, 1.0))
     scale = np.where(1.0 - fh < 1e-7, 0.0, scale)  # certainty strata contribute nothing
