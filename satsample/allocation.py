@@ -101,6 +101,12 @@ class Allocation:
     national_variance: float | None = None
     national_moe: float | None = None
 
+    def __repr__(self) -> str:
+        n_h = np.asarray(self.n_h)
+        rng = f"{int(n_h.min())}..{int(n_h.max())}" if n_h.size else "-"
+        return (f"Allocation(rule={self.rule!r}, n={int(n_h.sum())}, strata={n_h.size}, "
+                f"n_h={rng}; see .to_frame())")
+
     @property
     def sizes(self) -> pd.Series:
         """Allocated sizes as a Series indexed by stratum (what :func:`select` uses)."""

@@ -78,6 +78,12 @@ class Stage:
     n_sampled: np.ndarray
     popsize: np.ndarray | None
 
+    def __repr__(self) -> str:
+        n_strata = int(np.unique(self.stratum).size) if self.stratum.size else 0
+        n_clusters = int(np.unique(self.cluster).size) if self.cluster.size else 0
+        fpc = "with fpc" if self.popsize is not None else "with replacement"
+        return f"Stage(rows={self.stratum.size}, strata={n_strata}, clusters={n_clusters}, {fpc})"
+
     @property
     def sampling_fraction(self) -> np.ndarray:
         """``n_sampled / popsize`` per row (0 when sampled with replacement)."""
@@ -234,6 +240,12 @@ class ReplicateWeights:
     base_weights: np.ndarray | None = None
     scheme: Any = None
     origin: np.ndarray | None = None
+
+    def __repr__(self) -> str:
+        stored = "stored" if self.weights is not None else "generated on the fly"
+        steps = f", {len(self.steps)} weighting step(s) replayed" if self.steps else ""
+        return (f"ReplicateWeights(kind={self.kind!r}, n_replicates={self.n_replicates}, "
+                f"{stored}, scale={self.scale:.6g}, mse={self.mse}, degf={self.degf}{steps})")
 
     def regenerates(self, weights: np.ndarray) -> bool:
         """True when the scheme can recompute these replicates for a design with ``weights``.

@@ -89,6 +89,10 @@ class Summary:
     def __str__(self) -> str:
         return self.as_text()
 
+    def __repr__(self) -> str:
+        # at a plain REPL, ``est.summary()`` prints the table, as ``print()`` would
+        return self.as_text()
+
 
 def _cell_labels(table: pd.DataFrame, by: Sequence[str], variable: str | None) -> list[str]:
     parts = [table[c].astype(str) for c in by]
@@ -108,6 +112,20 @@ def _vcov_frame(fn: Callable[[], np.ndarray] | None, labels: list[str]) -> pd.Da
     v = np.array(fn(), dtype=np.float64)
     v.setflags(write=False)
     return pd.DataFrame(v, index=labels, columns=labels)
+
+
+def _variance_words(options: Mapping[str, Any], design: Mapping[str, Any]) -> str:
+    variance = options.get("variance")
+    if variance == "replicate":
+        kind = options.get("replicate_kind")
+        r = design.get("replicates")
+        return f"replicate variance ({kind}{'' if r is None else f', R={r}'})"
+    return f"{variance} variance" if variance else "no variance"
+
+
+def _level_words(options: Mapping[str, Any]) -> str:
+    level = options.get("level")
+    return "" if level is None else f", {100 * float(level):g}% intervals"
 
 
 def _options_info(options: Mapping[str, Any], excluded: Mapping[str, int]) -> list[tuple[str, str]]:
@@ -172,6 +190,13 @@ class Estimate:
     def to_frame(self) -> pd.DataFrame:
         """Return a copy of :attr:`table`."""
         return self.table.copy()
+
+    def __repr__(self) -> str:
+        t = self.table
+        dom = f" by {', '.join(self.by)}" if self.by else ""
+        return (f"<Estimate: {self.statistic} of {len(self.variables)} variable(s){dom}, "
+                f"{len(t)} row(s); {_variance_words(self.options, self.design_summary)}"
+                f"{_level_words(self.options)}; see .table, .summary(), .vcov()>")
 
     @property
     def labels(self) -> list[str]:
@@ -270,6 +295,17 @@ class IndexEstimate:
         check_choice(level, name="level", allowed=("overall", "element", "item"))
         table = {"overall": self.overall, "element": self.elements, "item": self.items}[level]
         return table.copy()
+
+    def __repr__(self) -> str:
+        q = self.questionnaire
+        name = getattr(q, "name", "?")
+        dom = (f"by {', '.join(self.by)} ({len(self.overall)} domains)" if self.by
+               else "overall")
+        return (f"<IndexEstimate: satisfaction index ({name!r}: "
+                f"{len(getattr(q, 'elements', ()))} elements, {getattr(q, 'n_items', '?')} "
+                f"items) {dom}; {_variance_words(self.options, self.design_summary)}"
+                f"{_level_words(self.options)}; see .overall, .elements, .items, .summary(), "
+                ".vcov()>")
 
     def vcov(self, level: Literal["overall", "element", "item"] = "overall") -> pd.DataFrame:
         """Covariance matrix of the estimates of one table, across domains (and elements/items).

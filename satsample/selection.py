@@ -304,6 +304,13 @@ class SelectedSample:
     record: SelectionRecord
     draws: pd.DataFrame = field(default=TableField(), repr=False)
 
+    def __repr__(self) -> str:
+        sample = self.sample
+        reserves = self.reserves
+        return (f"SelectedSample(rows={len(sample)}, reserves={len(reserves)}, "
+                f"method={getattr(self.record, 'method', '?')!r}; see .sample, .reserves, "
+                ".record)")
+
     def to_frame(self) -> pd.DataFrame:
         """A copy of :attr:`sample`."""
         return self.sample.copy()
