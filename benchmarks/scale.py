@@ -105,7 +105,7 @@ def _t5d_call(d, reps: int, api: str):
         return [_numeric(e.table)], float(np.median(e.table["se"]))
     if api == "index":
         from satsample import load_questionnaire
-        from satsample.index import satisfaction_index
+        from satsample.estimation import satisfaction_index
 
         q = load_questionnaire("reference_22")
         e = satisfaction_index(dl, q, by="agency", variance="replicate", deff="srswr")

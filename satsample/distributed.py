@@ -291,7 +291,7 @@ def satisfaction_index_dask(
     measure : {"satisfied", "mean_score", "top_two_box"}, default="satisfied"
     level : float, default=0.95
     ci_method : str, default="mean"
-        As in :func:`satsample.index.satisfaction_index`.
+        As in :func:`satsample.estimation.index.satisfaction_index`.
     deff : {"srswor", "srswr"} or None, default="srswor"
         Reference variance of the design effect; ``None`` skips the third
         pass over the data and leaves ``deff`` NaN.

@@ -28,8 +28,7 @@ from satsample._validation import (
 from satsample.allocation import allocate
 from satsample.datasets import make_population, simulate_responses
 from satsample.design import survey_design
-from satsample.estimation import mean, total
-from satsample.index import satisfaction_index
+from satsample.estimation import mean, satisfaction_index, total
 from satsample.intervals import CI_METHODS, confidence_interval
 from satsample.ranking import league_table
 from satsample.replicate import bootstrap, declare_replicates

@@ -287,7 +287,7 @@ def test_weight_summary_records_history(designs):
 @pytest.mark.parametrize("method", ["poststratify", "rake_default", "calibrate_linear",
                                     "calibrate_logit_bounded_0.4_2.5"])
 def test_public_index_estimator_on_weighted_designs(method, ref, designs):
-    index = pytest.importorskip("satsample.index")
+    index = pytest.importorskip("satsample.estimation")
     from satsample.questionnaire import load_questionnaire
 
     q = load_questionnaire("reference_22")

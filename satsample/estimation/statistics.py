@@ -200,6 +200,19 @@ def _build(
     )
 
 
+def _columns(design: SurveyDesign, y: str | Sequence[str], by: str | Sequence[str] | None,
+             na: str) -> tuple[list[str], np.ndarray, np.ndarray | None, Domains, dict[str, int]]:
+    """The ``y`` columns, their values, usable mask, the domains and the exclusions counted."""
+    cols = as_column_list(y)
+    if not cols:
+        raise SatsampleError("y: give at least one column")
+    dom = domains(design.data, by)
+    excluded: dict[str, int] = {}
+    vals = _numeric_columns(design, cols, "y")
+    ok = _missing(vals, cols, na, excluded, "y")
+    return cols, vals, ok, dom, excluded
+
+
 def _prepare(design: SurveyDesign, level: float, variance: str, na: str, deff: str) -> str:
     if not isinstance(design, SurveyDesign):
         raise SatsampleError(f"design must be a SurveyDesign, got {type(design).__name__}")
@@ -258,13 +271,7 @@ def total(
     domain with a usable value.
     """
     variance = _prepare(design, level, variance, na, deff)
-    cols = as_column_list(y)
-    if not cols:
-        raise SatsampleError("y: give at least one column")
-    dom = domains(design.data, by)
-    excluded: dict[str, int] = {}
-    vals = _numeric_columns(design, cols, "y")
-    ok = _missing(vals, cols, na, excluded, "y")
+    cols, vals, ok, dom, excluded = _columns(design, y, by, na)
     return _build("total", design, Inputs(num=vals, den=None, ok=ok), dom, cols,
                   variance=variance, level=level, ci_method="mean", na=na, deff=deff,
                   excluded=excluded)
@@ -298,13 +305,7 @@ def mean(
     variable.
     """
     variance = _prepare(design, level, variance, na, deff)
-    cols = as_column_list(y)
-    if not cols:
-        raise SatsampleError("y: give at least one column")
-    dom = domains(design.data, by)
-    excluded: dict[str, int] = {}
-    vals = _numeric_columns(design, cols, "y")
-    ok = _missing(vals, cols, na, excluded, "y")
+    cols, vals, ok, dom, excluded = _columns(design, y, by, na)
     return _build("mean", design, Inputs(num=vals, den="used", ok=ok), dom, cols,
                   variance=variance, level=level, ci_method="mean", na=na, deff=deff,
                   excluded=excluded)
@@ -415,13 +416,7 @@ def proportion(
     """
     check_choice(ci_method, name="ci_method", allowed=CI_METHODS)
     variance = _prepare(design, level, variance, na, deff)
-    cols = as_column_list(y)
-    if not cols:
-        raise SatsampleError("y: give at least one column")
-    dom = domains(design.data, by)
-    excluded: dict[str, int] = {}
-    vals = _numeric_columns(design, cols, "y")
-    ok = _missing(vals, cols, na, excluded, "y")
+    cols, vals, ok, dom, excluded = _columns(design, y, by, na)
     if vals.dtype == np.uint8:
         bad = vals > 1
     else:

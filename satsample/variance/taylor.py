@@ -153,6 +153,17 @@ def _residualize(design: SurveyDesign, x: np.ndarray) -> np.ndarray:
     return x
 
 
+def _scores_and_domains(design: SurveyDesign, x: np.ndarray, domain: np.ndarray | None,
+                        n_domains: int) -> tuple[np.ndarray, np.ndarray, int]:
+    """Scores as float64 (n, k) and domain codes (one domain when ``domain`` is None)."""
+    x = np.asarray(x, dtype=np.float64)
+    if x.ndim == 1:
+        x = x[:, None]
+    if domain is None:
+        return x, np.zeros(design.n, dtype=np.int64), 1
+    return x, np.asarray(domain, dtype=np.int64), int(n_domains)
+
+
 def taylor_variance(
     design: SurveyDesign,
     x: np.ndarray,
@@ -194,14 +205,8 @@ def taylor_variance(
     scores are first replaced by their calibration residuals, on dense
     domain columns processed in blocks.
     """
-    x = np.asarray(x, dtype=np.float64)
-    squeeze = x.ndim == 1
-    if squeeze:
-        x = x[:, None]
-    if domain is None:
-        domain = np.zeros(design.n, dtype=np.int64)
-        n_domains = 1
-    domain = np.asarray(domain, dtype=np.int64)
+    squeeze = np.ndim(x) == 1
+    x, domain, n_domains = _scores_and_domains(design, x, domain, n_domains)
     if not design.calibrations:
         out = _sparse_variance(design, x, domain, n_domains)
     else:
@@ -330,13 +335,7 @@ def taylor_vcov(
     :math:`\\sqrt{c_g c_{g'}}`, so the diagonal equals the variances.  After
     calibration the scores are first replaced by their calibration residuals.
     """
-    x = np.asarray(x, dtype=np.float64)
-    if x.ndim == 1:
-        x = x[:, None]
-    if domain is None:
-        domain = np.zeros(design.n, dtype=np.int64)
-        n_domains = 1
-    domain = np.asarray(domain, dtype=np.int64)
+    x, domain, n_domains = _scores_and_domains(design, x, domain, n_domains)
     k = x.shape[1]
     if design.calibrations:
         keep = domain >= 0
