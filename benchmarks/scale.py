@@ -97,7 +97,7 @@ def _t5d_call(d, reps: int, api: str):
 
     from satsample import replicate
 
-    dl = replicate.bootstrap(d, replicates=reps, kind="subbootstrap", rng=11, materialize=False)
+    dl = replicate.bootstrap(d, n_replicates=reps, kind="subbootstrap", rng=11, materialize=False)
     if api == "proportion":
         from satsample.estimation import proportion
 

@@ -6,7 +6,7 @@ gives the same :class:`~satsample.results.IndexEstimate` as
 .. code-block:: python
 
     design = survey_design(ddf.compute(), strata=..., ids=psu, weights=...)
-    satisfaction_index(bootstrap(design, replicates=R, rng=rng, materialize=False),
+    satisfaction_index(bootstrap(design, n_replicates=R, rng=rng, materialize=False),
                        questionnaire, by=by)
 
 without ever holding the sample (nor anything of size ``n x R``) in one
@@ -41,6 +41,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 import pandas as pd
 
+from ._compat import renamed_keywords
 from ._random import RNGLike, stream_key
 from ._validation import (
     DesignError,
@@ -240,6 +241,7 @@ def _moments(pdf: pd.DataFrame, plan: _Plan, lin: engine.Linearization,
 
 
 # ------------------------------------------------------------------ public
+@renamed_keywords(replicates="n_replicates")
 def satisfaction_index_dask(
     ddf: dd.DataFrame,
     questionnaire: Questionnaire,
@@ -248,7 +250,7 @@ def satisfaction_index_dask(
     weights: str,
     by: str | Sequence[str] | None = None,
     psu: str | None = None,
-    replicates: int = 500,
+    n_replicates: int = 500,
     rng: RNGLike = None,
     mse: bool = False,
     measure: Literal["satisfied", "mean_score", "top_two_box"] = "satisfied",
@@ -260,7 +262,7 @@ def satisfaction_index_dask(
     """Satisfaction index with Rao-Wu bootstrap standard errors, computed on a Dask DataFrame.
 
     Equals ``satisfaction_index(bootstrap(survey_design(ddf.compute(), strata=strata,
-    ids=psu, weights=weights), replicates=replicates, rng=rng, materialize=False),
+    ids=psu, weights=weights), n_replicates=n_replicates, rng=rng, materialize=False),
     questionnaire, by=by)`` (same estimates, replicate estimates, standard errors,
     intervals, design effects and counts, up to the order of floating-point
     additions across partitions), without collecting the data in one process.
@@ -281,8 +283,8 @@ def satisfaction_index_dask(
     psu : str, optional
         Stage-1 cluster column, nested in the strata.  ``None``: every row is
         its own PSU (element sampling, the SIPAS design).
-    replicates : int, default=500
-        Number of bootstrap replicates ``R`` (at least 2).
+    n_replicates : int, default=500
+        Number of bootstrap replicates ``R`` (at least 2; formerly ``replicates=``).
     rng : int, Generator or SeedSequence, optional
         Source of the key of the counter-based stream, drawn once on the
         client exactly as :func:`satsample.replicate.bootstrap` draws it.
@@ -346,9 +348,9 @@ def satisfaction_index_dask(
     check_index_options(questionnaire, measure=measure, level=level, ci_method=ci_method,
                         deff=deff)
     check_choice(lonely_psu, name="lonely_psu", allowed=LONELY_PSU_RULES)
-    replicates = check_positive_int(replicates, name="replicates")
+    replicates = check_positive_int(n_replicates, name="n_replicates")
     if replicates < 2:
-        raise SatsampleError(f"replicates={replicates}: need at least 2")
+        raise SatsampleError(f"n_replicates={replicates}: need at least 2")
     by_cols = tuple(as_column_list(by))
     if len(set(by_cols)) != len(by_cols):
         raise SatsampleError(f"by={list(by_cols)!r} lists a column more than once")

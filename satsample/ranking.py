@@ -81,7 +81,7 @@ def _result_table(estimate: Any, level: str) -> pd.DataFrame:
     check_choice(level, name="level", allowed=_LEVELS)
     if hasattr(estimate, "to_frame"):
         try:
-            tab = estimate.to_frame(level=level)
+            tab = estimate.to_frame(level)
         except TypeError:
             tab = None
         if tab is not None:

@@ -103,7 +103,7 @@ def test_contrast_errors(means_by_sex):
 @pytest.mark.parametrize("kind", ["jackknife", "bootstrap"])
 def test_replicate_vcov_is_replicate_covariance(design_g, kind):
     d = (ss.jackknife(design_g) if kind == "jackknife"
-         else ss.bootstrap(design_g, replicates=30, rng=4))
+         else ss.bootstrap(design_g, n_replicates=30, rng=4))
     est = ss.mean(d, ["s01", "s02"], by="sex", na="drop")
     theta_r = est.replicate_estimates
     dev = theta_r - theta_r.mean(axis=0)
@@ -122,7 +122,7 @@ def test_closed_form_jackknife_vcov(design_g):
 
 
 def test_index_vcov_diagonal(design_g, reference_questionnaire):
-    for d in (design_g, ss.bootstrap(design_g, replicates=20, rng=1)):
+    for d in (design_g, ss.bootstrap(design_g, n_replicates=20, rng=1)):
         res = ss.satisfaction_index(d, reference_questionnaire, by="sex")
         for tier in ("overall", "element", "item"):
             v = res.vcov(tier)
@@ -166,8 +166,8 @@ def test_with_replicates_equals_mean(design_g):
     for c in ("estimate", "se", "ci_low", "ci_high", "df"):
         assert_rel(res.table[c], ref[c], rtol=1e-10, what=c)
     assert res.replicate_estimates.shape == (d.replicates.n_replicates, 1)
-    lazy = ss.bootstrap(design_g, replicates=25, rng=2, materialize=False)
-    stored = ss.bootstrap(design_g, replicates=25, rng=2)
+    lazy = ss.bootstrap(design_g, n_replicates=25, rng=2, materialize=False)
+    stored = ss.bootstrap(design_g, n_replicates=25, rng=2)
     np.testing.assert_array_equal(ss.with_replicates(lazy, share).table["se"],
                                   ss.with_replicates(stored, share).table["se"])
     with pytest.raises(SatsampleError, match="replicate weights"):

@@ -22,10 +22,10 @@ def objects():
     pop = ss.make_population(n_users=20_000, n_agencies=10, rng=3)
     sizes = pop.frame["agency_id"].value_counts().sort_index()
     alloc = ss.allocate(sizes, n=400)
-    sample = ss.select(pop.frame, id="user_id", stratum="agency_id", n=alloc, rng=4)
+    sample = ss.select(pop.frame, ids="user_id", strata="agency_id", n=alloc, rng=4)
     answers = ss.simulate_responses(pop, sample.sample, rng=5)
     design = ss.survey_design(answers, strata="agency_id", weights="design_weight")
-    boot = ss.bootstrap(design, replicates=20, rng=1)
+    boot = ss.bootstrap(design, n_replicates=20, rng=1)
     est = ss.mean(design, ["q01", "q02"], by="sex", na="drop")
     index = ss.satisfaction_index(boot, pop.questionnaire, by="agency_id")
     return {"allocation": alloc, "sample": sample, "design": design, "boot": boot,
@@ -47,6 +47,42 @@ def test_summary_prints_at_a_plain_repl(objects):
     s = objects["estimate"].summary()
     assert repr(s) == str(s) == s.as_text()
     assert repr(s).startswith("Survey mean\n")
-    t = objects["index"].summary(level="item")
+    t = objects["index"].summary(tier="item")
     assert repr(t).splitlines()[0] == "Satisfaction index (item)"
     assert isinstance(objects["estimate"].table, pd.DataFrame)
+
+
+def test_renamed_keywords_still_work_with_a_deprecation_warning(objects):
+    """One word per concept: n_replicates, ids/strata, target_variance, tier (level = confidence)."""
+    pop = ss.make_population(n_users=5_000, n_agencies=4, rng=3)
+    new = ss.select(pop.frame, ids="user_id", strata="agency_id", n=20, rng=4).sample
+    with pytest.warns(DeprecationWarning, match=r"select\(id=\.\.\.\) is now select\(ids="):
+        old = ss.select(pop.frame, id="user_id", stratum="agency_id", n=20, rng=4).sample
+    pd.testing.assert_frame_equal(new, old)
+    with pytest.raises(ss.SatsampleError, match="give ids= only"):
+        ss.select(pop.frame, ids="user_id", id="user_id", n=20, rng=4)
+    d = objects["design"]
+    with pytest.warns(DeprecationWarning, match="n_replicates"):
+        b = ss.bootstrap(d, replicates=5, rng=1)
+    assert b.replicates.n_replicates == 5
+    idx = objects["index"]
+    with pytest.warns(DeprecationWarning, match="tier"):
+        old_t = idx.to_frame(level="item")
+    pd.testing.assert_frame_equal(old_t, idx.to_frame(tier="item"))
+    sizes = pd.Series([1000, 2000], index=["a", "b"])
+    a = ss.allocate(sizes, rule="neyman", sd=[1.0, 2.0], target_variance=1e-3)
+    with pytest.warns(DeprecationWarning, match="target_variance"):
+        b2 = ss.allocate(sizes, rule="neyman", sd=[1.0, 2.0], variance=1e-3)
+    assert list(a.n_h) == list(b2.n_h)
+
+
+@pytest.mark.parametrize("module", ["satsample.replicate.bootstrap", "satsample.replicate.jackknife",
+                                    "satsample.estimation.contrasts",
+                                    "satsample.estimation.replicates"])
+def test_docstring_examples(module):
+    import doctest
+    import importlib
+
+    res = doctest.testmod(importlib.import_module(module),
+                          optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE)
+    assert res.attempted > 0 and res.failed == 0

@@ -130,7 +130,7 @@ def test_lean_deff_equals_two_pass_srs_variance(by, variance, deff, monkeypatch)
     df = _data(3)
     d = _design(df)
     if variance == "replicate":
-        d = d.with_replicates(lazy_raowu_replicates(d, replicates=20, rng=4))
+        d = d.with_replicates(lazy_raowu_replicates(d, n_replicates=20, rng=4))
     codes = (pd.factorize(df["g"], sort=True)[0].astype(np.int64) if by else np.zeros(d.n, np.int64))
     n_dom = int(codes.max()) + 1
     pos = (d.weights > 0)[:, None]
@@ -179,7 +179,7 @@ def test_index_srs_variance_same_on_both_paths(reference_dir):
     w = d.weights.copy()
     w[::50] = 0.0
     d = d.with_weights(w, step=WeightStep.from_weights("test", w))
-    dr = d.with_replicates(lazy_raowu_replicates(d, replicates=20, rng=1))
+    dr = d.with_replicates(lazy_raowu_replicates(d, n_replicates=20, rng=1))
     old_block = engine_mod.ROW_BLOCK
     for by in (None, "agency_level"):
         a = satisfaction_index(d, q, by=by)
@@ -189,7 +189,7 @@ def test_index_srs_variance_same_on_both_paths(reference_dir):
         finally:
             engine_mod.ROW_BLOCK = old_block
         for lv in ("overall", "element", "item"):
-            ta, tb = a.to_frame(level=lv), b.to_frame(level=lv)
+            ta, tb = a.to_frame(tier=lv), b.to_frame(tier=lv)
             np.testing.assert_allclose(ta["se"] ** 2 / ta["deff"], tb["se"] ** 2 / tb["deff"],
                                        rtol=1e-11, err_msg=lv)
             np.testing.assert_array_equal(ta["n"], tb["n"])

@@ -152,7 +152,7 @@ def test_replicate_totals_dispatch(case):
     h, psu, w, dom, G, y, seed = case
     d = _design(h, psu, w)
     # lazy Rao-Wu == its own blocks of weights, materialised
-    dl = d.with_replicates(lazy_raowu_replicates(d, replicates=9, rng=seed))
+    dl = d.with_replicates(lazy_raowu_replicates(d, n_replicates=9, rng=seed))
     W = np.vstack(list(rt.iter_replicate_weight_blocks(dl, block=4)))
     npt.assert_allclose(rt.replicate_totals(dl, y, domain=dom, n_domains=G),
                         rt.replicate_totals_numpy(W, y, dom, G), rtol=1e-12, atol=1e-12)
@@ -202,7 +202,7 @@ def test_bit_identical_across_thread_counts():
     d = _design(h, np.arange(n), rng.uniform(1, 5, n))
     y = rng.integers(0, 2, (n, 4)).astype(np.uint8)
     dom = rng.integers(-1, 6, n)
-    dl = d.with_replicates(lazy_raowu_replicates(d, replicates=123, rng=8))
+    dl = d.with_replicates(lazy_raowu_replicates(d, n_replicates=123, rng=8))
     W = np.vstack(list(rt.iter_replicate_weight_blocks(dl, block=50)))
     dm = dl.with_replicates(ReplicateWeights(kind="subbootstrap", weights=W, scale=1 / 122,
                                              rscales=np.ones(123), n_replicates=123, degf=122))
@@ -231,7 +231,7 @@ def test_partitioned_strata_give_the_same_replicates():
     w = rng.uniform(1, 5, n)
     y = rng.integers(0, 2, (n, 2)).astype(float)
     d = _design(h, np.arange(n), w)
-    dl = d.with_replicates(lazy_raowu_replicates(d, replicates=30, rng=4))
+    dl = d.with_replicates(lazy_raowu_replicates(d, n_replicates=30, rng=4))
     key = np.uint64(dl.replicates.seed)
     lay = design_layout(d)
     full = _raowu_totals(key, d.weights.copy(), y, h.astype(np.int64), lay.order, lay.psu_local,
@@ -256,7 +256,7 @@ def test_raowu_se_of_stratified_mean_near_textbook():
     y = rng.normal(10 + h, 3, n)
     d = _design(h, np.arange(n), w)
     R = 4000
-    dl = d.with_replicates(lazy_raowu_replicates(d, replicates=R, rng=17))
+    dl = d.with_replicates(lazy_raowu_replicates(d, n_replicates=R, rng=17))
     var_boot = rt.replicate_ratio_variance(dl, y, np.ones(n), np.eye(1))[0, 0]
     mean = np.sum(w * y) / np.sum(w)
     var_taylor = taylor_variance(d, w * (y - mean) / np.sum(w))[0]
@@ -330,7 +330,7 @@ def test_case_d_raowu_within_monte_carlo_tolerance():
     res, data, _items, num, den = _case_d()
     d = survey_design(data, strata="agency_id", weights="design_weight")
     R = 500
-    dl = d.with_replicates(lazy_raowu_replicates(d, replicates=R, rng=20240612))
+    dl = d.with_replicates(lazy_raowu_replicates(d, n_replicates=R, rng=20240612))
     se = np.sqrt(rt.replicate_ratio_variance(dl, num, den, np.eye(22))[0])
     mc = np.array([r["se"] for r in res["subbootstrap"]["mc_reference"]["items"]])
     assert np.all(np.abs(se / mc - 1) < 4 / np.sqrt(2 * (R - 1)))
@@ -344,9 +344,9 @@ def test_lazy_raowu_rejects_lonely_psu():
         warnings.simplefilter("error")
         d = survey_design(df, strata="h", weights="w", lonely_psu="adjust")
     with pytest.raises(DesignError, match="stratum 1 has a single PSU"):
-        lazy_raowu_replicates(d, replicates=10, rng=1)
+        lazy_raowu_replicates(d, n_replicates=10, rng=1)
     d2 = survey_design(df, strata="h", weights="w", lonely_psu="certainty")
-    dl = d2.with_replicates(lazy_raowu_replicates(d2, replicates=10, rng=1))
+    dl = d2.with_replicates(lazy_raowu_replicates(d2, n_replicates=10, rng=1))
     W = np.vstack(list(rt.iter_replicate_weight_blocks(dl)))
     npt.assert_array_equal(W[:, 2], 1.0)  # the lonely stratum keeps its weight
 
@@ -466,7 +466,7 @@ def _stepped_design(kind, seed=4):
     totals = np.array([1500.0, 900.0, 1100.0])
     steps = (_PostStratifyStep(cell, totals), _TrimStep(40.0))
     if kind == "subbootstrap":
-        reps0 = lazy_raowu_replicates(d0, replicates=23, rng=seed)
+        reps0 = lazy_raowu_replicates(d0, n_replicates=23, rng=seed)
     else:
         reps0 = lazy_jackknife_replicates(d0, kind=kind)
     # final analysis weights: the same steps on the full sample

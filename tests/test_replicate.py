@@ -117,7 +117,7 @@ def test_small_declared(case_d, kind, mse, reference_questionnaire):
 def test_bootstrap_monte_carlo(design_a, case_d, kind, reference_questionnaire):
     ref = case_d[kind]
     n_rep = ref["n_replicates"]
-    d = bootstrap(design_a, replicates=n_rep, kind=kind, rng=20240612)
+    d = bootstrap(design_a, n_replicates=n_rep, kind=kind, rng=20240612)
     assert d.degf == ref["degf"] == 499
     assert_rel(d.replicates.scale, ref["scale"], rtol=1e-12)
     mc = ref["mc_reference"]
@@ -128,13 +128,13 @@ def test_bootstrap_monte_carlo(design_a, case_d, kind, reference_questionnaire):
     res = satisfaction_index(d, reference_questionnaire)
     assert abs(res.overall["se"].iloc[0] / mc["index"]["index_se"] - 1) < bound
     # reproducible for a given seed, different for another
-    d_same = bootstrap(design_a, replicates=20, kind=kind, rng=5)
-    d_again = bootstrap(design_a, replicates=20, kind=kind, rng=5)
+    d_same = bootstrap(design_a, n_replicates=20, kind=kind, rng=5)
+    d_again = bootstrap(design_a, n_replicates=20, kind=kind, rng=5)
     np.testing.assert_array_equal(d_same.replicates.weights, d_again.replicates.weights)
 
 
 def test_subbootstrap_multipliers_structure(design_a):
-    d = bootstrap(design_a, replicates=30, kind="subbootstrap", rng=1)
+    d = bootstrap(design_a, n_replicates=30, kind="subbootstrap", rng=1)
     mult = d.replicates.weights / design_a.weights[None, :]
     n_h = pd.Series(design_a.strata).map(pd.Series(design_a.strata).value_counts()).to_numpy()
     counts = mult * (n_h - 1) / n_h
@@ -145,7 +145,7 @@ def test_subbootstrap_multipliers_structure(design_a):
 
 
 def test_canty_davison_multipliers(design_a):
-    d = bootstrap(design_a, replicates=30, kind="bootstrap", rng=2)
+    d = bootstrap(design_a, n_replicates=30, kind="bootstrap", rng=2)
     mult = d.replicates.weights / design_a.weights[None, :]
     np.testing.assert_allclose(mult, np.round(mult), atol=1e-12)
     per = pd.DataFrame(mult.T).groupby(design_a.strata).sum().to_numpy()
@@ -247,7 +247,7 @@ def test_lazy_jackknife_equals_materialised_case_d(design_a, case_d, key, refere
     res_m = satisfaction_index(mat, reference_questionnaire, by="agency_level")
     res_l = satisfaction_index(lazy, reference_questionnaire, by="agency_level")
     for lv in ("overall", "element", "item"):
-        _same(res_l.to_frame(level=lv), res_m.to_frame(level=lv))
+        _same(res_l.to_frame(tier=lv), res_m.to_frame(tier=lv))
     assert res_m.options["replicate_estimates"] == "stored"
     for fn in (mean, proportion):
         a = fn(lazy, S_ITEMS, by="agency_level", na="drop")
@@ -290,16 +290,16 @@ def test_lazy_jackknife_two_stage_certainty_stratum(case_d, reference_questionna
     if not mse:
         _check(lazy, ref["items"], ref["index"], reference_questionnaire)
     for lv in ("overall", "element", "item"):
-        _same(satisfaction_index(lazy, reference_questionnaire).to_frame(level=lv),
-              satisfaction_index(mat, reference_questionnaire).to_frame(level=lv))
+        _same(satisfaction_index(lazy, reference_questionnaire).to_frame(tier=lv),
+              satisfaction_index(mat, reference_questionnaire).to_frame(tier=lv))
     # without fpc: no certainty stratum
     design = survey_design(data, ids=["commune_id", "user_id"], strata="district_id",
                            weights="design_weight")
     lazy, mat = jackknife(design, materialize=False), jackknife(design)
     assert lazy.replicates.n_replicates == mat.replicates.n_replicates and lazy.degf == mat.degf
     for lv in ("overall", "element", "item"):
-        _same(satisfaction_index(lazy, reference_questionnaire).to_frame(level=lv),
-              satisfaction_index(mat, reference_questionnaire).to_frame(level=lv))
+        _same(satisfaction_index(lazy, reference_questionnaire).to_frame(tier=lv),
+              satisfaction_index(mat, reference_questionnaire).to_frame(tier=lv))
 
 
 @pytest.mark.parametrize("rule", ["adjust", "average", "remove", "certainty"])
@@ -321,8 +321,8 @@ def test_lazy_jackknife_lonely_psu_rules(rule, mse, reference_questionnaire):
             assert a.replicate_estimates is None
         _same(total(lazy, "n01", by=by).table, total(mat, "n01", by=by).table)
         for lv in ("overall", "element", "item"):
-            _same(satisfaction_index(lazy, reference_questionnaire, by=by).to_frame(level=lv),
-                  satisfaction_index(mat, reference_questionnaire, by=by).to_frame(level=lv))
+            _same(satisfaction_index(lazy, reference_questionnaire, by=by).to_frame(tier=lv),
+                  satisfaction_index(mat, reference_questionnaire, by=by).to_frame(tier=lv))
     with pytest.raises(DesignError, match="only one PSU"):
         jackknife(survey_design(data, **base), materialize=False)
 
@@ -342,8 +342,8 @@ def test_bootstrap_storage_is_bit_identical(design_a, reference_questionnaire):
     """materialize=True/False: the same rng gives the same replicate weights and SEs, bit for bit."""
     from satsample.variance.replicate import iter_replicate_weight_blocks
 
-    a = bootstrap(design_a, replicates=40, rng=11)
-    b = bootstrap(design_a, replicates=40, rng=11, materialize=False)
+    a = bootstrap(design_a, n_replicates=40, rng=11)
+    b = bootstrap(design_a, n_replicates=40, rng=11, materialize=False)
     assert b.replicates.weights is None and a.degf == b.degf
     np.testing.assert_array_equal(a.replicates.weights,
                                   np.vstack(list(iter_replicate_weight_blocks(b, block=7))))
@@ -357,6 +357,6 @@ def test_bootstrap_storage_is_bit_identical(design_a, reference_questionnaire):
         np.testing.assert_array_equal(
             satisfaction_index(a, reference_questionnaire, by="sex").to_frame(lv)["se"],
             satisfaction_index(b, reference_questionnaire, by="sex").to_frame(lv)["se"])
-    c = bootstrap(design_a, replicates=40, rng=12)
+    c = bootstrap(design_a, n_replicates=40, rng=12)
     assert not np.array_equal(c.replicates.weights, a.replicates.weights)
 

@@ -59,7 +59,7 @@ def base():
 
 @pytest.fixture(scope="module")
 def lazy(base):
-    return bootstrap(base, replicates=R, rng=17, materialize=False)
+    return bootstrap(base, n_replicates=R, rng=17, materialize=False)
 
 
 def materialised(design):

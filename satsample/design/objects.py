@@ -66,8 +66,9 @@ class Stage:
     popsize: np.ndarray | None
 
     def __repr__(self) -> str:
-        n_strata = int(np.unique(self.stratum).size) if self.stratum.size else 0
-        n_clusters = int(np.unique(self.cluster).size) if self.cluster.size else 0
+        # codes are dense (0..m-1) by construction
+        n_strata = int(self.stratum.max()) + 1 if self.stratum.size else 0
+        n_clusters = int(self.cluster.max()) + 1 if self.cluster.size else 0
         fpc = "with fpc" if self.popsize is not None else "with replacement"
         return f"Stage(rows={self.stratum.size}, strata={n_strata}, clusters={n_clusters}, {fpc})"
 
@@ -350,8 +351,8 @@ class SurveyDesign:
 
     @property
     def n_psu(self) -> int:
-        """Number of stage-1 PSUs."""
-        return int(np.unique(self.psu).shape[0])
+        """Number of stage-1 PSUs (their codes are dense, ``0..P-1``: no sort needed)."""
+        return int(self.psu.max()) + 1 if self.psu.size else 0
 
     @property
     def degf(self) -> int:

@@ -175,8 +175,9 @@ def contrast(
     --------
     >>> import satsample as ss
     >>> pop = ss.make_population(n_users=4_000, n_agencies=4, rng=1)
-    >>> s = ss.select(pop.frame, id="user_id", stratum="agency_id", n=100, rng=2)
-    >>> d = ss.survey_design(s.sample.assign(sat=(s.sample["q01"] >= 4).astype(int)),
+    >>> s = ss.select(pop.frame, ids="user_id", strata="agency_id", n=100, rng=2)
+    >>> answers = ss.simulate_responses(pop, s.sample, rng=3)
+    >>> d = ss.survey_design(answers.assign(sat=answers["q01"].isin([4, 5]).astype(int)),
     ...                      strata="agency_id", weights="design_weight")
     >>> est = ss.proportion(d, "sat", by="sex")
     >>> est.labels

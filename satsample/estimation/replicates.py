@@ -77,11 +77,12 @@ def with_replicates(
     >>> import numpy as np
     >>> import satsample as ss
     >>> pop = ss.make_population(n_users=2_000, n_agencies=4, rng=1)
-    >>> s = ss.select(pop.frame, id="user_id", stratum="agency_id", n=50, rng=2)
-    >>> d = ss.bootstrap(ss.survey_design(s.sample, strata="agency_id",
-    ...                                   weights="design_weight"), replicates=20, rng=3)
+    >>> s = ss.select(pop.frame, ids="user_id", strata="agency_id", n=50, rng=2)
+    >>> answers = ss.simulate_responses(pop, s.sample, rng=3)
+    >>> d = ss.bootstrap(ss.survey_design(answers, strata="agency_id",
+    ...                                   weights="design_weight"), n_replicates=20, rng=3)
     >>> def share_q01(w, data):
-    ...     return {"q01>=4": np.sum(w * (data["q01"] >= 4)) / np.sum(w)}
+    ...     return {"q01>=4": np.sum(w * data["q01"].isin([4, 5])) / np.sum(w)}
     >>> ss.with_replicates(d, share_q01).table["variable"].tolist()
     ['q01>=4']
     """

@@ -15,6 +15,7 @@ from typing import Any, Literal
 
 import numpy as np
 
+from .._compat import renamed_keywords
 from .._random import RNGLike, as_generator, stream_key
 from .._validation import (
     DesignError,
@@ -164,13 +165,13 @@ class CantyDavison(ReplicateScheme):
 def lazy_raowu_replicates(
     design: Any,
     *,
-    replicates: int = 500,
+    n_replicates: int = 500,
     rng: RNGLike = None,
     mse: bool = False,
 ) -> ReplicateWeights:
     """Rao-Wu replicates generated on the fly (``bootstrap(materialize=False)``), not attached."""
-    replicates = check_positive_int(replicates, name="replicates", minimum=2)
-    return _raowu(design, replicates, RaoWu(seed=int(stream_key(rng))), mse, materialize=False)
+    n_replicates = check_positive_int(n_replicates, name="n_replicates", minimum=2)
+    return _raowu(design, n_replicates, RaoWu(seed=int(stream_key(rng))), mse, materialize=False)
 
 
 def _raowu(design: Any, n_rep: int, scheme: RaoWu, mse: bool, *,
@@ -192,10 +193,11 @@ def _raowu(design: Any, n_rep: int, scheme: RaoWu, mse: bool, *,
                             origin=design.weights if materialize else None)
 
 
+@renamed_keywords(replicates="n_replicates")
 def bootstrap(
     design: Any,
     *,
-    replicates: int = 500,
+    n_replicates: int = 500,
     kind: Literal["subbootstrap", "bootstrap"] = "subbootstrap",
     rng: RNGLike = None,
     mse: bool = False,
@@ -206,8 +208,8 @@ def bootstrap(
     Parameters
     ----------
     design : SurveyDesign
-    replicates : int, default=500
-        Number of replicates ``R``.
+    n_replicates : int, default=500
+        Number of replicates ``R`` (formerly ``replicates=``).
     kind : {"subbootstrap", "bootstrap"}, default="subbootstrap"
         ``"subbootstrap"``: Rao-Wu rescaling bootstrap, :math:`n_h - 1` PSUs
         drawn with replacement in every stratum, no fpc (:class:`RaoWu`).
@@ -241,14 +243,17 @@ def bootstrap(
     --------
     >>> import satsample as ss
     >>> pop = ss.make_population(n_users=2_000, n_agencies=4, rng=1)
-    >>> s = ss.select(pop.frame, id="user_id", stratum="agency_id", n=40, rng=2)
-    >>> d = ss.survey_design(s.sample, strata="agency_id", weights="design_weight")
-    >>> a = ss.bootstrap(d, replicates=50, rng=11)
-    >>> b = ss.bootstrap(d, replicates=50, rng=11, materialize=False)
-    >>> bool((ss.mean(a, "q01").table["se"] == ss.mean(b, "q01").table["se"]).all())
+    >>> s = ss.select(pop.frame, ids="user_id", strata="agency_id", n=40, rng=2)
+    >>> answers = ss.simulate_responses(pop, s.sample, rng=3)
+    >>> d = ss.survey_design(answers, strata="agency_id", weights="design_weight")
+    >>> a = ss.bootstrap(d, n_replicates=50, rng=11)
+    >>> b = ss.bootstrap(d, n_replicates=50, rng=11, materialize=False)
+    >>> sa = ss.mean(a, "q01", na="drop").table["se"]
+    >>> sb = ss.mean(b, "q01", na="drop").table["se"]
+    >>> bool((sa == sb).all())
     True
     """
-    replicates = check_positive_int(replicates, name="replicates", minimum=2)
+    replicates = check_positive_int(n_replicates, name="n_replicates", minimum=2)
     check_choice(kind, name="kind", allowed=("subbootstrap", "bootstrap"))
     warn_if_weighted(design)
     if kind == "subbootstrap":

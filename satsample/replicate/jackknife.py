@@ -326,8 +326,9 @@ def jackknife(
     --------
     >>> import satsample as ss
     >>> pop = ss.make_population(n_users=2_000, n_agencies=4, rng=1)
-    >>> s = ss.select(pop.frame, id="user_id", stratum="agency_id", n=40, rng=2)
-    >>> d = ss.survey_design(s.sample, strata="agency_id", weights="design_weight")
+    >>> s = ss.select(pop.frame, ids="user_id", strata="agency_id", n=40, rng=2)
+    >>> answers = ss.simulate_responses(pop, s.sample, rng=3)
+    >>> d = ss.survey_design(answers, strata="agency_id", weights="design_weight")
     >>> ss.jackknife(d, materialize=False).replicates.n_replicates
     160
     """
