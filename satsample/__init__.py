@@ -66,8 +66,8 @@ _EXPORTS: dict[str, str] = {
     "mean": "estimation",
     "ratio": "estimation",
     "proportion": "estimation",
-    "quantile": "quantiles",
-    "QuantileEstimate": "quantiles",
+    "quantile": "estimation",
+    "QuantileEstimate": "estimation",
     "contrast": "estimation",
     "with_replicates": "estimation",
     # index
