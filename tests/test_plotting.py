@@ -71,7 +71,7 @@ def pipeline():
 
 
 def satisfaction_index_of(design, pop):
-    from satsample.index import satisfaction_index
+    from satsample.estimation import satisfaction_index
 
     return satisfaction_index(design, pop.questionnaire, by="agency_id")
 
