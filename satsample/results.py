@@ -109,7 +109,9 @@ def _cell_labels(table: pd.DataFrame, by: Sequence[str], variable: str | None) -
 
 def _vcov_frame(fn: Callable[[], np.ndarray] | None, labels: list[str]) -> pd.DataFrame:
     if fn is None:
-        raise SatsampleError("this estimate carries no covariance (it was not built by an estimator)")
+        raise SatsampleError(
+            "this estimate carries no covariance matrix (quantiles and results built by hand "
+            "have none; with_replicates() gives the replicate covariance of any statistic)")
     v = np.array(fn(), dtype=np.float64)
     v.setflags(write=False)
     return pd.DataFrame(v, index=labels, columns=labels)

@@ -39,7 +39,7 @@ from ..design import SurveyDesign
 from ..results import Estimate
 from . import engine
 from .domains import domains
-from .statistics import mean
+from .statistics import _missing, mean
 
 __all__ = ["QUANTILE_CI_METHODS", "QUANTILE_RULES", "QuantileEstimate", "quantile"]
 
@@ -465,20 +465,9 @@ def quantile(
     dom = domains(data, by_cols)  # the engine's domain coding (checks the by columns)
 
     vals = _numeric(data, cols)
-    miss = np.isnan(vals)
     excluded: dict[str, int] = {}
-    if miss.any():
-        counts = miss.sum(axis=0)
-        if na == "error":
-            detail = ", ".join(f"{c!r}: {int(m)}" for c, m in zip(cols, counts) if m)
-            raise SatsampleError(
-                f"y column(s) with missing values ({detail} row(s)); pass na='drop' to exclude "
-                "them from that variable's quantiles (a domain restriction, as R's "
-                "subset(design, !is.na(y))), or impute them"
-            )
-        for c, m in zip(cols, counts):
-            if m:
-                excluded[f"{c!r} missing (na='drop')"] = int(m)
+    ok = _missing(vals, cols, na, excluded, "y")  # the estimators' missing-value policy
+    miss = np.zeros(vals.shape, dtype=bool) if ok is None else ~ok
     codes, levels, n_possible = dom.codes, dom.levels, dom.n_possible
     g = len(levels)
     k = len(cols)
