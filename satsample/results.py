@@ -293,15 +293,15 @@ class IndexEstimate:
             object.__setattr__(self, "replicate_estimates",
                                _frozen_mapping(self.replicate_estimates))
 
-    @renamed_keywords(level="tier")
-    def to_frame(self, tier: Literal["overall", "element", "item"] = "overall") -> pd.DataFrame:
-        """Return a copy of the table of one tier of the index (``"overall"``, ``"element"``, ``"item"``).
+    @renamed_keywords(level="table")
+    def to_frame(self, table: Literal["overall", "element", "item"] = "overall") -> pd.DataFrame:
+        """Return a copy of one table of the index: ``"overall"``, ``"element"`` or ``"item"``.
 
-        ``tier`` was called ``level`` before 0.2 (``level`` now always means a confidence level).
+        ``table`` was called ``level`` before 0.2 (``level`` now always means a confidence
+        level, and ``tier`` the agency tier: province, district, commune).
         """
-        check_choice(tier, name="tier", allowed=("overall", "element", "item"))
-        table = {"overall": self.overall, "element": self.elements, "item": self.items}[tier]
-        return table.copy()
+        check_choice(table, name="table", allowed=("overall", "element", "item"))
+        return {"overall": self.overall, "element": self.elements, "item": self.items}[table]
 
     def __repr__(self) -> str:
         q = self.questionnaire
@@ -314,28 +314,28 @@ class IndexEstimate:
                 f"{_level_words(self.options)}; see .overall, .elements, .items, .summary(), "
                 ".vcov()>")
 
-    def vcov(self, tier: Literal["overall", "element", "item"] = "overall") -> pd.DataFrame:
+    def vcov(self, table: Literal["overall", "element", "item"] = "overall") -> pd.DataFrame:
         """Covariance matrix of the estimates of one table, across domains (and elements/items).
 
         Taylor linearisation on the full design (R's ``svyby(..., covmat =
         TRUE)``) or the replicate covariance.  Rows and columns follow the
         table of :meth:`to_frame` (``"<domain>:<element or item>"`` labels).
         """
-        check_choice(tier, name="tier", allowed=("overall", "element", "item"))
+        check_choice(table, name="table", allowed=("overall", "element", "item"))
         if self.vcov_fn is None:
             raise SatsampleError("this estimate carries no covariance")
         q = self.questionnaire
         k, n_el = q.n_items, len(q.elements)
         outputs = {"overall": np.array([k + n_el]), "element": k + np.arange(n_el),
-                   "item": np.arange(k)}[tier]
-        table = self.to_frame(tier)
-        col = {"overall": None, "element": "element", "item": "item"}[tier]
+                   "item": np.arange(k)}[table]
+        tab = self.to_frame(table)
+        col = {"overall": None, "element": "element", "item": "item"}[table]
         fn = self.vcov_fn
-        return _vcov_frame(lambda: fn(outputs), _cell_labels(table, self.by, col))
+        return _vcov_frame(lambda: fn(outputs), _cell_labels(tab, self.by, col))
 
-    @renamed_keywords(level="tier")
-    def summary(self, *, tier: Literal["overall", "element", "item"] = "overall") -> Summary:
-        """A :class:`Summary` of one tier of the index (overall, element or item)."""
+    @renamed_keywords(level="table")
+    def summary(self, *, table: Literal["overall", "element", "item"] = "overall") -> Summary:
+        """A :class:`Summary` of one table of the index (overall, element or item)."""
         info = _options_info(self.options, self.excluded)
         info.insert(0, ("questionnaire", str(getattr(self.questionnaire, "name", ""))))
         info.insert(1, ("design", ", ".join(f"{k}={v}" for k, v in self.design_summary.items())))
@@ -343,8 +343,8 @@ class IndexEstimate:
         if self.empty_cells:
             notes = (f"{self.empty_cells} domain cell(s) of the cross-classification have no "
                      "respondent and are not shown",)
-        return Summary(title=f"Satisfaction index ({tier})", info=tuple(info),
-                       table=self.to_frame(tier), notes=tuple(notes))
+        return Summary(title=f"Satisfaction index ({table})", info=tuple(info),
+                       table=self.to_frame(table), notes=tuple(notes))
 
     def _repr_html_(self) -> str:
         return self.summary().as_html()

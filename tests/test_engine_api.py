@@ -47,13 +47,13 @@ def test_summary_prints_at_a_plain_repl(objects):
     s = objects["estimate"].summary()
     assert repr(s) == str(s) == s.as_text()
     assert repr(s).startswith("Survey mean\n")
-    t = objects["index"].summary(tier="item")
+    t = objects["index"].summary(table="item")
     assert repr(t).splitlines()[0] == "Satisfaction index (item)"
     assert isinstance(objects["estimate"].table, pd.DataFrame)
 
 
 def test_renamed_keywords_still_work_with_a_deprecation_warning(objects):
-    """One word per concept: n_replicates, ids/strata, target_variance, tier (level = confidence)."""
+    """One word per concept: n_replicates, ids/strata, target_variance, table (level = confidence)."""
     pop = ss.make_population(n_users=5_000, n_agencies=4, rng=3)
     new = ss.select(pop.frame, ids="user_id", strata="agency_id", n=20, rng=4).sample
     with pytest.warns(DeprecationWarning, match=r"select\(id=\.\.\.\) is now select\(ids="):
@@ -66,9 +66,9 @@ def test_renamed_keywords_still_work_with_a_deprecation_warning(objects):
         b = ss.bootstrap(d, replicates=5, rng=1)
     assert b.replicates.n_replicates == 5
     idx = objects["index"]
-    with pytest.warns(DeprecationWarning, match="tier"):
+    with pytest.warns(DeprecationWarning, match="table"):
         old_t = idx.to_frame(level="item")
-    pd.testing.assert_frame_equal(old_t, idx.to_frame(tier="item"))
+    pd.testing.assert_frame_equal(old_t, idx.to_frame(table="item"))
     sizes = pd.Series([1000, 2000], index=["a", "b"])
     a = ss.allocate(sizes, rule="neyman", sd=[1.0, 2.0], target_variance=1e-3)
     with pytest.warns(DeprecationWarning, match="target_variance"):

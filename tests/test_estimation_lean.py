@@ -189,7 +189,7 @@ def test_index_srs_variance_same_on_both_paths(reference_dir):
         finally:
             engine_mod.ROW_BLOCK = old_block
         for lv in ("overall", "element", "item"):
-            ta, tb = a.to_frame(tier=lv), b.to_frame(tier=lv)
+            ta, tb = a.to_frame(table=lv), b.to_frame(table=lv)
             np.testing.assert_allclose(ta["se"] ** 2 / ta["deff"], tb["se"] ** 2 / tb["deff"],
                                        rtol=1e-11, err_msg=lv)
             np.testing.assert_array_equal(ta["n"], tb["n"])

@@ -143,7 +143,7 @@ def test_replicate_index_close_to_taylor():
     np.testing.assert_allclose(r.overall["estimate"], t.overall["estimate"], rtol=1e-14)
     np.testing.assert_allclose(r.overall["se"], t.overall["se"], rtol=0.05)
     assert r.replicate_estimates["items"].shape == (200, 2, 5)
-    assert r.summary(tier="item").as_text().startswith("Satisfaction index (item)")
+    assert r.summary(table="item").as_text().startswith("Satisfaction index (item)")
 
 
 @pytest.mark.slow

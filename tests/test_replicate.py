@@ -247,7 +247,7 @@ def test_lazy_jackknife_equals_materialised_case_d(design_a, case_d, key, refere
     res_m = satisfaction_index(mat, reference_questionnaire, by="agency_level")
     res_l = satisfaction_index(lazy, reference_questionnaire, by="agency_level")
     for lv in ("overall", "element", "item"):
-        _same(res_l.to_frame(tier=lv), res_m.to_frame(tier=lv))
+        _same(res_l.to_frame(table=lv), res_m.to_frame(table=lv))
     assert res_m.options["replicate_estimates"] == "stored"
     for fn in (mean, proportion):
         a = fn(lazy, S_ITEMS, by="agency_level", na="drop")
@@ -290,16 +290,16 @@ def test_lazy_jackknife_two_stage_certainty_stratum(case_d, reference_questionna
     if not mse:
         _check(lazy, ref["items"], ref["index"], reference_questionnaire)
     for lv in ("overall", "element", "item"):
-        _same(satisfaction_index(lazy, reference_questionnaire).to_frame(tier=lv),
-              satisfaction_index(mat, reference_questionnaire).to_frame(tier=lv))
+        _same(satisfaction_index(lazy, reference_questionnaire).to_frame(table=lv),
+              satisfaction_index(mat, reference_questionnaire).to_frame(table=lv))
     # without fpc: no certainty stratum
     design = survey_design(data, ids=["commune_id", "user_id"], strata="district_id",
                            weights="design_weight")
     lazy, mat = jackknife(design, materialize=False), jackknife(design)
     assert lazy.replicates.n_replicates == mat.replicates.n_replicates and lazy.degf == mat.degf
     for lv in ("overall", "element", "item"):
-        _same(satisfaction_index(lazy, reference_questionnaire).to_frame(tier=lv),
-              satisfaction_index(mat, reference_questionnaire).to_frame(tier=lv))
+        _same(satisfaction_index(lazy, reference_questionnaire).to_frame(table=lv),
+              satisfaction_index(mat, reference_questionnaire).to_frame(table=lv))
 
 
 @pytest.mark.parametrize("rule", ["adjust", "average", "remove", "certainty"])
@@ -321,8 +321,8 @@ def test_lazy_jackknife_lonely_psu_rules(rule, mse, reference_questionnaire):
             assert a.replicate_estimates is None
         _same(total(lazy, "n01", by=by).table, total(mat, "n01", by=by).table)
         for lv in ("overall", "element", "item"):
-            _same(satisfaction_index(lazy, reference_questionnaire, by=by).to_frame(tier=lv),
-                  satisfaction_index(mat, reference_questionnaire, by=by).to_frame(tier=lv))
+            _same(satisfaction_index(lazy, reference_questionnaire, by=by).to_frame(table=lv),
+                  satisfaction_index(mat, reference_questionnaire, by=by).to_frame(table=lv))
     with pytest.raises(DesignError, match="only one PSU"):
         jackknife(survey_design(data, **base), materialize=False)
 

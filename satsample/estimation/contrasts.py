@@ -134,7 +134,7 @@ def contrast(
     estimate: Estimate | IndexEstimate,
     contrasts: Mapping[str, Any] | Sequence[float] | str,
     *,
-    tier: Literal["overall", "element", "item"] = "overall",
+    table: Literal["overall", "element", "item"] = "overall",
     level: float = 0.95,
 ) -> Estimate:
     """Linear or nonlinear contrasts of estimates with delta-method SEs (R's ``svycontrast``).
@@ -150,7 +150,7 @@ def contrast(
         labels in backticks (``"log(`M:s01` / `F:s01`)"``; numbers, + - * / **,
         log, exp, sqrt, log10, log2).  Several: a mapping of names to any of
         these (``{"M - F": {...}, "ratio": "..."}``).
-    tier : {"overall", "element", "item"}, default="overall"
+    table : {"overall", "element", "item"}, default="overall"
         The table of an :class:`~satsample.results.IndexEstimate` to contrast.
     level : float, default=0.95
         Confidence level of the t interval.
@@ -187,19 +187,19 @@ def contrast(
     """
     check_probability(level, name="level")
     if isinstance(estimate, IndexEstimate):
-        check_choice(tier, name="tier", allowed=("overall", "element", "item"))
-        v = estimate.vcov(tier)
-        table = estimate.to_frame(tier)
+        check_choice(table, name="table", allowed=("overall", "element", "item"))
+        v = estimate.vcov(table)
+        tab = estimate.to_frame(table)
         design_df = estimate.design_summary.get("degf", np.nan)
     elif isinstance(estimate, Estimate):
         v = estimate.vcov()
-        table = estimate.table
+        tab = estimate.table
         design_df = estimate.design_summary.get("degf", np.nan)
     else:
         raise SatsampleError(
             f"contrast needs an Estimate or IndexEstimate, got {type(estimate).__name__}")
     labels = list(v.index)
-    theta = table["estimate"].to_numpy(dtype=np.float64)
+    theta = tab["estimate"].to_numpy(dtype=np.float64)
     vm = v.to_numpy()
     if isinstance(contrasts, Mapping) and contrasts and not all(
             isinstance(x, (int, float, np.integer, np.floating)) for x in contrasts.values()):
@@ -231,7 +231,7 @@ def contrast(
         statistic="contrast", table=out, variables=tuple(names),
         options={"variance": estimate.options.get("variance"), "level": level,
                  "ci_method": "mean", "contrast": "delta method", "of": estimate.statistic
-                 if isinstance(estimate, Estimate) else f"satisfaction index ({tier})"},
+                 if isinstance(estimate, Estimate) else f"satisfaction index ({table})"},
         design_summary=dict(estimate.design_summary),
         vcov_fn=lambda: cov,
     )
