@@ -157,6 +157,8 @@ def srs_variance(big_n: np.ndarray, n_obs: np.ndarray, s1: np.ndarray, s2: np.nd
     ``s^2 = (sum w z^2 - (sum w z)^2 / N) / N * n / (n - 1)``.  Exact (no
     cancellation) when ``z`` is centred, i.e. ``sum w z`` is 0 up to rounding:
     the engine passes linearised scores, or totals' values minus the domain mean.
+    Undefined (NaN) below two observations: ``s^2`` needs ``n - 1 > 0`` (otherwise a
+    rounding residue of a one-unit domain would give ``inf`` or ``NaN`` by chance).
     """
     with np.errstate(invalid="ignore", divide="ignore"):
         ss = s2 - s1 * s1 / big_n
@@ -164,7 +166,7 @@ def srs_variance(big_n: np.ndarray, n_obs: np.ndarray, s1: np.ndarray, s2: np.nd
         v = big_n**2 * s2v / n_obs
         if deff == "srswor":
             v = v * (1.0 - n_obs / big_n)  # not (N - n) / N: no overflow for huge N
-    return v
+    return np.where(n_obs > 1, v, np.nan)
 
 
 def deff_ratio(var: np.ndarray, vsrs: np.ndarray) -> np.ndarray:
