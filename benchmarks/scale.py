@@ -5,6 +5,7 @@
     python benchmarks/scale.py t6e --n 250000,1000000,2000000
     python benchmarks/scale.py big --n 10000000 --reps 1000 --api proportion
     python benchmarks/scale.py threads --n 200000 --reps 500
+    python benchmarks/scale.py construct --n 200000,1000000
 
 ``t5d``: T5d (22 items x 100 agencies, lazy Rao-Wu bootstrap with ``--reps``
 replicates) through ``replicate.bootstrap(materialize=False)`` then
@@ -12,11 +13,17 @@ replicates) through ``replicate.bootstrap(materialize=False)`` then
 proportion``, on 22 uint8 0/1 columns) or ``index.satisfaction_index(by="agency",
 variance="replicate")`` (``--api index``, the 22 five-point items of the
 ``reference_22`` questionnaire: index, 5 elements and 22 criteria per agency).
-``--api kernel`` is the internal path for comparison (``_replicate_totals.replicate_totals``
+``--api kernel`` is the internal path for comparison (``satsample.variance.replicate.replicate_totals``
 on the lazy design, no estimation layer).  ``big`` is ``t5d`` at 10M x 1,000.
 ``t6e``: element JKn (every response its own PSU, R = n) through
 ``replicate.jackknife(materialize=False)`` + ``proportion`` (closed form); with
 several sizes each runs in its own process, to show that memory grows linearly.
+``construct``: ``survey_design`` on the full benchmark frame (``make_data(n)``: 54
+columns, strings included): seconds (median of 3), traced peak and retained memory
+(``tracemalloc``, which numpy reports to) and resident-set growth, over the frame's own
+memory; then T3 and T4 *including the design construction* (``survey_design`` +
+``proportion``, public API) against the plain-numpy Taylor baseline of
+``peers/numpy_peer.py`` on the same frame (medians of 3 after a warm-up).
 ``threads``: ``t5d`` (both APIs) and ``t6e`` in child processes with
 ``NUMBA_NUM_THREADS=1`` and ``=2``; compares SHA-256 hashes of the public
 results (estimates, SEs, dfs, deffs of every table).
@@ -90,7 +97,7 @@ def _t5d_call(d, reps: int, api: str):
 
     from satsample import replicate
 
-    dl = replicate.bootstrap(d, replicates=reps, kind="subbootstrap", rng=11, materialize=False)
+    dl = replicate.bootstrap(d, n_replicates=reps, kind="subbootstrap", rng=11, materialize=False)
     if api == "proportion":
         from satsample.estimation import proportion
 
@@ -98,14 +105,14 @@ def _t5d_call(d, reps: int, api: str):
         return [_numeric(e.table)], float(np.median(e.table["se"]))
     if api == "index":
         from satsample import load_questionnaire
-        from satsample.index import satisfaction_index
+        from satsample.estimation import satisfaction_index
 
         q = load_questionnaire("reference_22")
         e = satisfaction_index(dl, q, by="agency", variance="replicate", deff="srswr")
         tabs = [_numeric(e.overall), _numeric(e.elements), _numeric(e.items)]
         return tabs, float(np.median(e.items["se"]))
     # internal kernel path (no estimation layer), for comparison only
-    from satsample import _replicate_totals as rt
+    from satsample.variance import replicate as rt
 
     vals = np.empty((d.n, len(ITEMS) + 1), dtype=np.uint8)
     vals[:, :-1] = d.data[ITEMS].to_numpy() >= 4
@@ -154,6 +161,67 @@ def t6e(n: int) -> dict:
             "numba_threads": os.environ.get("NUMBA_NUM_THREADS", "default")}
 
 
+def _statm_gib() -> float:
+    with open("/proc/self/statm") as fh:
+        return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**30
+
+
+def construct(n: int) -> dict:
+    import statistics
+    import tracemalloc
+
+    from peers import numpy_peer
+    from workloads import SC, make_data
+
+    import satsample as ss
+
+    df, meta = make_data(n)
+    frame_gib = df.memory_usage(deep=True).sum() / 2**30
+
+    def design():
+        return ss.survey_design(df, strata="agency_id", weights="w", fpc="N_h")
+
+    design()  # warm-up (imports, first-call costs)
+    rss0 = _statm_gib()
+    tracemalloc.start()
+    d = design()
+    cur, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    rss_growth = _statm_gib() - rss0
+    del d
+    times = []
+    for _ in range(3):
+        t0 = time.perf_counter()
+        design()
+        times.append(time.perf_counter() - t0)
+    out = {"mode": "construct", "n": n, "frame_gib": round(frame_gib, 3),
+           "design_seconds": round(statistics.median(times), 3),
+           "design_traced_peak_gib": round(peak / 2**30, 3),
+           "design_retained_gib": round(cur / 2**30, 3),
+           "design_rss_growth_gib": round(rss_growth, 3)}
+    for task in ("T3", "T4"):
+        by = "agency_id" if task == "T4" else None
+
+        def api(by=by):
+            d = ss.survey_design(df, strata="agency_id", weights="w", fpc="N_h")
+            return ss.proportion(d, SC, by=by, variance="taylor", deff="srswr")
+
+        base = numpy_peer.prepare(task, df, meta, 0)
+        res = {}
+        for name, fn in (("satsample", api), ("numpy", base)):
+            fn()  # warm-up
+            ts = []
+            for _ in range(3):
+                t0 = time.perf_counter()
+                fn()
+                ts.append(time.perf_counter() - t0)
+            res[name] = statistics.median(ts)
+        out[f"{task}_with_design_seconds"] = round(res["satsample"], 3)
+        out[f"{task}_numpy_seconds"] = round(res["numpy"], 3)
+        out[f"{task}_ratio"] = round(res["satsample"] / res["numpy"], 2)
+    return out
+
+
 def _child(args: list[str], env=None) -> dict:
     p = subprocess.run([sys.executable, __file__, *args], capture_output=True, text=True,
                        env=env, timeout=1800, check=True)
@@ -180,7 +248,7 @@ def threads(n: int, reps: int) -> dict:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("mode", choices=["t5d", "t6e", "big", "threads"])
+    ap.add_argument("mode", choices=["t5d", "t6e", "big", "threads", "construct"])
     ap.add_argument("--n", default=None,
                     help="responses (t6e: comma-separated sizes allowed); default 1,000,000 "
                          "(big: 10,000,000; threads: 200,000)")
@@ -193,6 +261,10 @@ def main() -> None:
     reps = a.reps or (1000 if a.mode == "big" else 500)
     if a.mode in ("t5d", "big"):
         print(json.dumps(t5d(sizes[0], reps, a.api, a.mode)))
+    elif a.mode == "construct":
+        for m in sizes:
+            print(json.dumps(construct(m) if len(sizes) == 1 else
+                             _child(["construct", "--n", str(m)])), flush=True)
     elif a.mode == "t6e":
         if len(sizes) == 1:
             print(json.dumps(t6e(sizes[0])))

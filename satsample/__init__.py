@@ -5,10 +5,7 @@ The public API is re-exported here.  Submodules are imported on first use
 scikit-learn and the Numba kernels load only when a function needs them.
 """
 
-from __future__ import annotations
-
-import importlib
-from typing import Any
+import importlib as _importlib
 
 from ._version import __version__
 
@@ -69,10 +66,12 @@ _EXPORTS: dict[str, str] = {
     "mean": "estimation",
     "ratio": "estimation",
     "proportion": "estimation",
-    "quantile": "quantiles",
-    "QuantileEstimate": "quantiles",
+    "quantile": "estimation",
+    "QuantileEstimate": "estimation",
+    "contrast": "estimation",
+    "with_replicates": "estimation",
     # index
-    "satisfaction_index": "index",
+    "satisfaction_index": "estimation",
     # replicate
     "jackknife": "replicate",
     "brr": "replicate",
@@ -127,14 +126,15 @@ _EXPORTS: dict[str, str] = {
 __all__ = ["__version__", *sorted(_EXPORTS)]
 
 
-def __getattr__(name: str) -> Any:
+def __getattr__(name: str) -> object:
     module = _EXPORTS.get(name)
     if module is None:
         raise AttributeError(f"module 'satsample' has no attribute {name!r}")
-    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    value = getattr(_importlib.import_module(f".{module}", __name__), name)
     globals()[name] = value
     return value
 
 
 def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_EXPORTS))
+    """The public API only (what ``__all__`` lists)."""
+    return list(__all__)

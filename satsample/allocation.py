@@ -31,6 +31,7 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 
+from ._compat import renamed_keywords
 from ._validation import DesignError, SatsampleError, check_choice, check_probability, plain
 from .samplesize import z_value
 
@@ -100,6 +101,12 @@ class Allocation:
     total_cost: float | None = None
     national_variance: float | None = None
     national_moe: float | None = None
+
+    def __repr__(self) -> str:
+        n_h = np.asarray(self.n_h)
+        rng = f"{int(n_h.min())}..{int(n_h.max())}" if n_h.size else "-"
+        return (f"Allocation(rule={self.rule!r}, n={int(n_h.sum())}, strata={n_h.size}, "
+                f"n_h={rng}; see .to_frame())")
 
     @property
     def sizes(self) -> pd.Series:
@@ -309,6 +316,7 @@ def _bounds(N: np.ndarray, index: pd.Index, min_n: Any, max_n: Any) -> tuple[np.
 # ---------------------------------------------------------------------------- allocate
 
 
+@renamed_keywords(variance="target_variance")
 def allocate(
     strata_sizes: pd.Series | Mapping[Any, int],
     n: int | None = None,
@@ -318,7 +326,7 @@ def allocate(
     p: Any = None,
     cost: Any = None,
     budget: float | None = None,
-    variance: float | None = None,
+    target_variance: float | None = None,
     power: float = 0.5,
     min_n: Any = 2,
     max_n: Any = None,
@@ -349,7 +357,7 @@ def allocate(
         Cost per sampled unit in each stratum ("optimal"; also totals a budget).
     budget : float, optional
         Total cost ``Σ c_h n_h`` to spend (rule "optimal" with ``n=None``).
-    variance : float, optional
+    target_variance : float, optional
         Target variance of the stratified mean (rule "neyman"/"optimal" with
         ``n=None``): the smallest total reaching it is used.
     power : float, default=0.5
@@ -399,7 +407,7 @@ def allocate(
     ``p_h(1 − p_h) N_h/(N_h − 1)`` for ``p``; ``moe_h = z √V_h``. National:
     ``V = Σ W_h² V_h``, ``W_h = N_h/N``.
 
-    Fixed variance: the smallest total n whose (bounded) allocation gives
+    Fixed variance target: the smallest total n whose (bounded) allocation gives
     ``V ≤ variance`` (found by bisection on n; the total is then rounded up).
     """
     counts = _as_counts(strata_sizes)
@@ -441,18 +449,18 @@ def allocate(
         a = (S if S is not None else 1.0) * Nf**power
 
     L, U, mn, mx = _bounds(N, index, min_n, max_n)
-    n_targets = sum(x is not None for x in (n, budget, variance))
+    n_targets = sum(x is not None for x in (n, budget, target_variance))
     if n_targets != 1:
-        raise SatsampleError("give exactly one of n=, budget= or variance=")
+        raise SatsampleError("give exactly one of n=, budget= or target_variance=")
     if budget is not None and c is None:
         raise SatsampleError("budget= needs cost= per stratum")
-    if variance is not None and S is None:
-        raise SatsampleError("variance= needs sd= (or p=) per stratum")
+    if target_variance is not None and S is None:
+        raise SatsampleError("target_variance= needs sd= (or p=) per stratum")
 
     cons_c = c if budget is not None else np.ones(len(N))
-    if variance is not None:
-        if not (np.isfinite(variance) and variance > 0):
-            raise SatsampleError(f"variance={variance!r} must be a positive number")
+    if target_variance is not None:
+        if not (np.isfinite(target_variance) and target_variance > 0):
+            raise SatsampleError(f"target_variance={target_variance!r} must be a positive number")
         K = _variance_terms(Nf, S, p_arr is not None, deff_a, rr)
         W = Nf / Nf.sum()
         Ucap = np.minimum(U, Nf)
@@ -462,12 +470,12 @@ def allocate(
             return float(np.sum(W**2 * _stratum_var(x, Nf, K, rr)))
 
         lo, hi = float(np.sum(L)), float(np.sum(Ucap))
-        if vtot(hi) > variance:
-            raise SatsampleError(f"variance={variance!r} cannot be reached even with the largest "
-                                 f"allocation (variance {vtot(hi):.6g} at n={hi:g})")
+        if vtot(hi) > target_variance:
+            raise SatsampleError(f"target_variance={target_variance!r} cannot be reached even "
+                                 f"with the largest allocation (variance {vtot(hi):.6g} at n={hi:g})")
         for _ in range(200):
             mid = 0.5 * (lo + hi)
-            if vtot(mid) <= variance:
+            if vtot(mid) <= target_variance:
                 hi = mid
             else:
                 lo = mid
@@ -539,8 +547,8 @@ def allocate(
         "max": at_up & (Nf > U),
         "take_all": np.asarray(n_h, dtype=float) >= Nf,
     }
-    opts = dict(rule=rule, n=n, budget=budget, variance=variance, power=power, min_n=min_n,
-                max_n=max_n, take_all=take_all, rounding=rounding, level=level,
+    opts = dict(rule=rule, n=n, budget=budget, target_variance=target_variance, power=power,
+                min_n=min_n, max_n=max_n, take_all=take_all, rounding=rounding, level=level,
                 response_rate=float(rr[0]) if np.all(rr == rr[0]) else None, deff=deff,
                 sd_from="p" if p_arr is not None else ("sd" if S is not None else None))
     return _make_allocation(index, N, n_h, x, L, U, cons, rule, opts, S, p_arr is not None, c,

@@ -6,7 +6,7 @@ gives the same :class:`~satsample.results.IndexEstimate` as
 .. code-block:: python
 
     design = survey_design(ddf.compute(), strata=..., ids=psu, weights=...)
-    satisfaction_index(bootstrap(design, replicates=R, rng=rng, materialize=False),
+    satisfaction_index(bootstrap(design, n_replicates=R, rng=rng, materialize=False),
                        questionnaire, by=by)
 
 without ever holding the sample (nor anything of size ``n x R``) in one
@@ -41,8 +41,8 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 import pandas as pd
 
+from ._compat import renamed_keywords
 from ._random import RNGLike, stream_key
-from ._replicate_totals import _Layout, layout_from_codes
 from ._validation import (
     DesignError,
     SatsampleError,
@@ -50,13 +50,15 @@ from ._validation import (
     check_choice,
     check_columns,
     check_positive_int,
-    check_probability,
     check_weights,
 )
-from .design import LONELY_PSU_RULES, ReplicateWeights
-from .index import _index_tables
-from .intervals import CI_METHODS, confidence_interval
+from .design import LONELY_PSU_RULES, ReplicateWeights, check_design_weights, nested_codes
+from .estimation import engine
+from .estimation.domains import Domains, Groups, column_codes, combine_codes, levels_frame, lookup
+from .estimation.index import IndexCombination, check_index_options, index_estimate, indicators
 from .questionnaire import Questionnaire
+from .replicate._common import Layout, layout_from_codes
+from .replicate.bootstrap import check_raowu_strata, raowu_totals
 from .results import IndexEstimate
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -65,7 +67,6 @@ if TYPE_CHECKING:  # pragma: no cover
 __all__ = ["satisfaction_index_dask"]
 
 _POS = "__satsample_row__"  # global row position, added before a shuffle
-_ROWS = 65536  # rows per block of indicators and scores inside a partition
 # the Rao-Wu kernel is itself parallel (Numba prange); with the "workqueue"
 # threading layer two concurrent calls from one process abort, so the threads
 # of a process take turns (each call already uses every core)
@@ -85,10 +86,10 @@ def _require_dask() -> Any:
 
 
 # ------------------------------------------------------------------- layout
-def _partition_layout(strata: np.ndarray, psu: np.ndarray) -> _Layout:
+def _partition_layout(strata: np.ndarray, psu: np.ndarray) -> Layout:
     """Layout of a partition's rows: grouped by stratum, PSUs ranked by code within their stratum.
 
-    :func:`satsample._replicate_totals.layout_from_codes`, the construction the
+    :func:`satsample.replicate._common.layout_from_codes`, the construction the
     in-memory path uses: with the global stratum codes and PSU codes ordered as
     the in-memory design orders them, every row gets the PSU rank, hence the
     Rao-Wu counts, it gets in memory.
@@ -97,14 +98,6 @@ def _partition_layout(strata: np.ndarray, psu: np.ndarray) -> _Layout:
 
 
 # ------------------------------------------------------------ labels (pass 1)
-def _lookup(s: pd.Series, levels: pd.Index) -> np.ndarray:
-    """Position of every value of ``s`` in ``levels`` (-1 when absent), int64."""
-    if isinstance(s.dtype, pd.CategoricalDtype):
-        pos = np.append(levels.get_indexer(s.cat.categories), -1)
-        return pos[s.cat.codes.to_numpy(dtype=np.int64)].astype(np.int64)
-    return levels.get_indexer(s).astype(np.int64)
-
-
 def _scan(pdf: pd.DataFrame, strata: str, by: tuple[str, ...], psu: str | None) -> dict[str, Any]:
     """Pass 1 on one partition: row count, distinct strata, distinct domains, missing values."""
     out: dict[str, Any] = {
@@ -136,69 +129,35 @@ class _Plan:
 
 
 def _factorized(values: pd.Series) -> tuple[pd.Index, int]:
-    """Levels in the order of ``pandas.factorize(sort=True)`` and the number of possible levels."""
-    _, uniques = pd.factorize(values, sort=True)
-    levels = pd.Index(np.asarray(uniques, dtype=object), dtype=object)
-    if isinstance(values.dtype, pd.CategoricalDtype):
-        # satisfaction_index codes categorical domains by their categories
-        return levels, len(values.cat.categories)
+    """Levels as the in-memory domain coding orders them, and the number of possible levels."""
+    levels = pd.Index(column_codes(values)[1], dtype=object)
     return levels, len(levels)
 
 
 def _domain_codes(pdf: pd.DataFrame, plan: _Plan) -> np.ndarray:
     if not plan.by:
         return np.zeros(len(pdf), dtype=np.int64)
-    per = [_lookup(pdf[c], lev) for c, lev in zip(plan.by, plan.by_levels)]
-    flat = np.ravel_multi_index(tuple(per), plan.by_shape) if len(per) > 1 else per[0]
-    return np.searchsorted(plan.present, flat).astype(np.int64)
+    per = [lookup(pdf[c], lev) for c, lev in zip(plan.by, plan.by_levels)]
+    return combine_codes(per, plan.by_shape, plan.present)[0]
 
 
 # ------------------------------------------------------------ totals (pass 2)
-def _indicators(pdf: pd.DataFrame, q: Questionnaire, measure: str) -> tuple[np.ndarray, np.ndarray]:
-    """``y`` (uint8 when lossless, else float64) and ``d`` (bool), in row blocks (as in memory)."""
-    n = len(pdf)
-    small = measure != "mean_score" or all(
-        float(c).is_integer() and 0 <= c <= 255 for c in q.valid_codes)
-    y = np.empty((n, q.n_items), dtype=np.uint8 if small else np.float64)
-    d = np.empty((n, q.n_items), dtype=bool)
-    for r0 in range(0, n, _ROWS):
-        r1 = min(n, r0 + _ROWS)
-        yb, db = q.indicators(pdf.iloc[r0:r1], measure=measure)  # type: ignore[arg-type]
-        y[r0:r1] = yb
-        d[r0:r1] = db > 0
-    return y, d
-
-
 def _prepare(pdf: pd.DataFrame, plan: _Plan) -> pd.DataFrame:
     if plan.sort_rows:
         pdf = pdf.sort_values(_POS, kind="stable")
     return pdf
 
 
-def _used(d: np.ndarray, el_idx: np.ndarray, n_el: int) -> np.ndarray:
-    """Rows used: items -> usable answer; element -> any in it; overall -> any."""
-    k = d.shape[1]
-    used = np.empty((d.shape[0], k + n_el + 1), dtype=bool)
-    used[:, :k] = d
-    for e in range(n_el):
-        np.any(d[:, el_idx == e], axis=1, out=used[:, k + e])
-    np.any(d, axis=1, out=used[:, -1])
-    return used
-
-
 def _totals(pdf: pd.DataFrame, plan: _Plan, part: int) -> dict[str, Any]:
     """Pass 2 on one partition (whole strata): point and Rao-Wu replicate totals, counts."""
-    from ._kernels.bootstrap import _raowu_totals
-    from ._replicate_totals import _as_values, _compact, _task_block
-    from .estimation import _Groups
-
     q = plan.questionnaire
-    K, n_el = q.n_items, len(q.elements)
+    combo = IndexCombination(q)
+    K = q.n_items
     G = int(plan.present.size)
     R = plan.replicates
     out: dict[str, Any] = {
         "num": np.zeros((G, K)), "den": np.zeros((G, K)),
-        "n_obs": np.zeros((G, K + n_el + 1)), "big_n": np.zeros((G, K + n_el + 1)),
+        "n_obs": np.zeros((G, combo.n_out)), "big_n": np.zeros((G, combo.n_out)),
         "rep": np.zeros((R, G, 2 * K)),
         "npsu": pd.Series(dtype=np.int64), "psu_labels": [],
     }
@@ -206,45 +165,30 @@ def _totals(pdf: pd.DataFrame, plan: _Plan, part: int) -> dict[str, Any]:
         return out
     pdf = _prepare(pdf, plan)
     try:
-        w = check_weights(pdf[plan.weights], name=plan.weights)
-        if (w == 0).any():
-            raise SatsampleError(
-                f"weights {plan.weights!r}: {int((w == 0).sum())} value(s) are zero; a design "
-                "weight is 1/probability and cannot be 0 (drop those rows and report them)"
-            )
-        y, d = _indicators(pdf, q, plan.measure)
+        w = check_design_weights(pdf[plan.weights], name=plan.weights)
+        y, d = indicators(pdf, q, plan.measure)
+        s_codes = lookup(pdf[plan.strata], plan.strata_levels)
+        if plan.psu is None:
+            psu_codes = np.arange(len(pdf), dtype=np.int64)  # every row its own PSU, in row order
+        else:
+            psu_codes, psu_uniques = pd.factorize(pdf[plan.psu], sort=True)
+            psu_codes = psu_codes.astype(np.int64)
+            nested_codes(s_codes, psu_codes, nest=False, column=plan.psu,
+                         label_of=lambda c: psu_uniques[c])
+            out["psu_labels"] = [pd.Series(psu_uniques)]
     except SatsampleError as exc:
-        raise SatsampleError(f"partition {part}: {exc}") from exc
-    s_codes = _lookup(pdf[plan.strata], plan.strata_levels)
-    if plan.psu is None:
-        psu_codes = np.arange(len(pdf), dtype=np.int64)  # every row its own PSU, in row order
-    else:
-        psu_codes, psu_uniques = pd.factorize(pdf[plan.psu], sort=True)
-        psu_codes = psu_codes.astype(np.int64)
-        pairs = pd.DataFrame({"s": s_codes, "c": psu_codes}).drop_duplicates()
-        if len(pairs) != len(psu_uniques):
-            c = int(pairs["c"][pairs["c"].duplicated()].iloc[0])
-            raise DesignError(
-                f"partition {part}: cluster {psu_uniques[c]!r} of column {plan.psu!r} appears in "
-                "more than one stratum: clusters are not nested in strata (relabel them, e.g. "
-                "stratum + '/' + cluster)"
-            )
-        out["psu_labels"] = [pd.Series(psu_uniques)]
+        raise type(exc)(f"partition {part}: {exc}") from exc
     codes = _domain_codes(pdf, plan)
-    grp = _Groups(codes, G, w)
+    grp = Groups(codes, G, w)
     out["num"], out["den"] = grp.sum(y), grp.sum(d)
-    used = _used(d, q.element_index(), n_el)
+    used = engine.used_outputs(d, combo)
     out["n_obs"], out["big_n"] = grp.sum(used, weighted=False), grp.sum(used)
     lay = _partition_layout(s_codes, psu_codes)
     out["npsu"] = pd.Series(lay.strat_npsu, index=lay.strat_code)
-    vc, where = _compact(_as_values(np.concatenate([y, d.astype(y.dtype)], axis=1), len(pdf)))
+    vals = np.concatenate([y, d.astype(y.dtype)], axis=1)
     del y, d, used
     with _KERNEL_LOCK:
-        rep = _raowu_totals(np.uint64(plan.key), w, vc, codes, lay.order, lay.psu_local,
-                            lay.strat_start, lay.strat_code, lay.strat_npsu, 0, R, G,
-                            _task_block(R))
-    out["rep"] = rep if (where == np.arange(where.size)).all() and where.size == rep.shape[2] \
-        else rep[:, :, where]
+        out["rep"] = raowu_totals(plan.key, w, vals, codes, G, lay, 0, R)
     return out
 
 
@@ -272,74 +216,32 @@ def _tree(dask: Any, items: list[Any], combine: Callable[[Any, Any], Any]) -> An
 
 
 # ----------------------------------------------------- design effect (pass 3)
-@dataclass(frozen=True, kw_only=True, eq=False)
-class _Lin:
-    """Coefficients of the linearised scores, per domain (from the point totals)."""
-
-    p0: np.ndarray  # (G, K)
-    den_safe: np.ndarray  # (G, K)
-    present: np.ndarray  # (G, K)
-    a_item: np.ndarray  # (G, K)
-    b_el: np.ndarray  # (G, E)
-    member: np.ndarray  # (K, E)
-
-
-def _lin(num: np.ndarray, den: np.ndarray, p: np.ndarray, q: Questionnaire) -> _Lin:
-    K, n_el = q.n_items, len(q.elements)
-    el_idx = q.element_index()
-    member = np.zeros((K, n_el))
-    member[np.arange(K), el_idx] = 1.0
-    present = den > 0
-    k_plus = present.astype(np.float64) @ member
-    el_present = k_plus > 0
-    e_plus = el_present.sum(axis=1)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        a_item = np.where(present, 1.0 / np.where(k_plus > 0, k_plus, 1.0)[:, el_idx], 0.0)
-        b_el = np.where(el_present, 1.0 / np.maximum(e_plus, 1)[:, None], 0.0)
-    return _Lin(p0=np.where(present, p, 0.0), den_safe=np.where(present, den, 1.0),
-                present=present, a_item=a_item, b_el=b_el, member=member)
-
-
-def _moments(pdf: pd.DataFrame, plan: _Plan, lin: _Lin, part: int) -> dict[str, Any]:
+def _moments(pdf: pd.DataFrame, plan: _Plan, lin: engine.Linearization,
+             part: int) -> dict[str, Any]:
     """Pass 3 on one partition: ``sum w z`` and ``sum w z^2`` of the linearised scores."""
-    from .estimation import _Groups
-
     q = plan.questionnaire
     G = int(plan.present.size)
-    L = q.n_items + len(q.elements) + 1
+    L = IndexCombination(q).n_out
     out = {"s1": np.zeros((G, L)), "s2": np.zeros((G, L))}
     if len(pdf) == 0:
         return out
     pdf = _prepare(pdf, plan)
     w = check_weights(pdf[plan.weights], name=plan.weights)
     codes = _domain_codes(pdf, plan)
-    one = G == 1
-    for r0 in range(0, len(pdf), _ROWS):
-        r1 = min(len(pdf), r0 + _ROWS)
+
+    def score_fn(rows: slice) -> np.ndarray:
         try:
-            y, d = _indicators(pdf.iloc[r0:r1], q, plan.measure)
+            y, d = indicators(pdf.iloc[rows], q, plan.measure)
         except SatsampleError as exc:  # pragma: no cover - pass 2 raised it first
             raise SatsampleError(f"partition {part}: {exc}") from exc
-        c = codes[r0:r1]
+        return engine.scores(lin, y, "used", d, codes[rows])
 
-        def per_row(a: np.ndarray, c: np.ndarray = c) -> np.ndarray:
-            return a[0] if one else a[c]
-
-        z_item = y - per_row(lin.p0) * d
-        z_item /= per_row(lin.den_safe)
-        if not lin.present.all():
-            z_item = np.where(per_row(lin.present), z_item, 0.0)
-        z_el = (z_item * per_row(lin.a_item)) @ lin.member
-        z_all = np.sum(z_el * per_row(lin.b_el), axis=1, keepdims=True)
-        zb = np.concatenate([z_item, z_el, z_all], axis=1)
-        bgrp = _Groups(c, G, w[r0:r1])
-        out["s1"] += bgrp.sum(zb)
-        zb *= zb
-        out["s2"] += bgrp.sum(zb)
+    out["s1"], out["s2"] = engine.moments(score_fn, codes, G, w, (G, L))
     return out
 
 
 # ------------------------------------------------------------------ public
+@renamed_keywords(replicates="n_replicates")
 def satisfaction_index_dask(
     ddf: dd.DataFrame,
     questionnaire: Questionnaire,
@@ -348,7 +250,7 @@ def satisfaction_index_dask(
     weights: str,
     by: str | Sequence[str] | None = None,
     psu: str | None = None,
-    replicates: int = 500,
+    n_replicates: int = 500,
     rng: RNGLike = None,
     mse: bool = False,
     measure: Literal["satisfied", "mean_score", "top_two_box"] = "satisfied",
@@ -360,7 +262,7 @@ def satisfaction_index_dask(
     """Satisfaction index with Rao-Wu bootstrap standard errors, computed on a Dask DataFrame.
 
     Equals ``satisfaction_index(bootstrap(survey_design(ddf.compute(), strata=strata,
-    ids=psu, weights=weights), replicates=replicates, rng=rng, materialize=False),
+    ids=psu, weights=weights), n_replicates=n_replicates, rng=rng, materialize=False),
     questionnaire, by=by)`` (same estimates, replicate estimates, standard errors,
     intervals, design effects and counts, up to the order of floating-point
     additions across partitions), without collecting the data in one process.
@@ -381,8 +283,8 @@ def satisfaction_index_dask(
     psu : str, optional
         Stage-1 cluster column, nested in the strata.  ``None``: every row is
         its own PSU (element sampling, the SIPAS design).
-    replicates : int, default=500
-        Number of bootstrap replicates ``R`` (at least 2).
+    n_replicates : int, default=500
+        Number of bootstrap replicates ``R`` (at least 2; formerly ``replicates=``).
     rng : int, Generator or SeedSequence, optional
         Source of the key of the counter-based stream, drawn once on the
         client exactly as :func:`satsample.replicate.bootstrap` draws it.
@@ -391,7 +293,7 @@ def satisfaction_index_dask(
     measure : {"satisfied", "mean_score", "top_two_box"}, default="satisfied"
     level : float, default=0.95
     ci_method : str, default="mean"
-        As in :func:`satsample.index.satisfaction_index`.
+        As in :func:`satsample.estimation.index.satisfaction_index`.
     deff : {"srswor", "srswr"} or None, default="srswor"
         Reference variance of the design effect; ``None`` skips the third
         pass over the data and leaves ``deff`` NaN.
@@ -443,23 +345,12 @@ def satisfaction_index_dask(
 
     if not isinstance(ddf, dd.DataFrame):
         raise SatsampleError(f"ddf must be a dask.dataframe.DataFrame, got {type(ddf).__name__}")
-    if not isinstance(questionnaire, Questionnaire):
-        raise SatsampleError(
-            f"questionnaire must be a Questionnaire, got {type(questionnaire).__name__}"
-        )
-    check_probability(level, name="level")
-    check_choice(measure, name="measure", allowed=("satisfied", "mean_score", "top_two_box"))
-    check_choice(ci_method, name="ci_method", allowed=CI_METHODS)
-    if deff is not None:
-        check_choice(deff, name="deff", allowed=("srswor", "srswr"))
+    check_index_options(questionnaire, measure=measure, level=level, ci_method=ci_method,
+                        deff=deff)
     check_choice(lonely_psu, name="lonely_psu", allowed=LONELY_PSU_RULES)
-    if measure == "mean_score" and ci_method != "mean":
-        raise SatsampleError(
-            f"ci_method={ci_method!r} is for shares; measure='mean_score' needs ci_method='mean'"
-        )
-    replicates = check_positive_int(replicates, name="replicates")
+    replicates = check_positive_int(n_replicates, name="n_replicates")
     if replicates < 2:
-        raise SatsampleError(f"replicates={replicates}: need at least 2")
+        raise SatsampleError(f"n_replicates={replicates}: need at least 2")
     by_cols = tuple(as_column_list(by))
     if len(set(by_cols)) != len(by_cols):
         raise SatsampleError(f"by={list(by_cols)!r} lists a column more than once")
@@ -489,20 +380,19 @@ def satisfaction_index_dask(
     if n_total == 0:
         raise SatsampleError("ddf has no rows")
     all_strata = pd.concat([s["strata"] for s in scans if len(s["strata"])], ignore_index=True)
-    strata_levels, _ = _factorized(all_strata)
-    n_parts_per_stratum = pd.Series(_lookup(all_strata, strata_levels)).value_counts()
+    # strata codes as survey_design codes them: the levels present, sorted
+    strata_levels = pd.Index(np.asarray(pd.factorize(all_strata, sort=True)[1], dtype=object),
+                             dtype=object)
+    n_parts_per_stratum = pd.Series(lookup(all_strata, strata_levels)).value_counts()
     shuffled = bool((n_parts_per_stratum > 1).any())
     if by_cols:
         combos = pd.concat([s["by"] for s in scans if len(s["by"])], ignore_index=True)
         lv = [_factorized(combos[c]) for c in by_cols]
         by_levels = tuple(x[0] for x in lv)
         by_shape = tuple(x[1] for x in lv)
-        per = [_lookup(combos[c], lev) for c, lev in zip(by_cols, by_levels)]
-        flat = np.ravel_multi_index(tuple(per), by_shape) if len(per) > 1 else per[0]
-        present = np.unique(flat).astype(np.int64)
-        idx = np.unravel_index(present, by_shape)
-        levels = pd.DataFrame({c: np.asarray(by_levels[j], dtype=object)[idx[j]]
-                               for j, c in enumerate(by_cols)})
+        per = [lookup(combos[c], lev) for c, lev in zip(by_cols, by_levels)]
+        present = np.unique(combine_codes(per, by_shape)[1]).astype(np.int64)
+        levels = levels_frame(by_cols, by_levels, by_shape, present)
         n_possible = int(np.prod(by_shape))
     else:
         by_levels, by_shape, present = (), (), np.zeros(1, dtype=np.int64)
@@ -535,70 +425,48 @@ def satisfaction_index_dask(
                 f"cluster {labels[labels.duplicated()].iloc[0]!r} of column {psu!r} appears in "
                 "more than one stratum: clusters are not nested in strata"
             )
-    lonely = npsu[npsu < 2]
-    if len(lonely) and lonely_psu not in ("remove", "certainty"):
-        raise DesignError(
-            f"stratum {strata_levels[int(lonely.index[0])]!r} has a single PSU: the Rao-Wu "
-            f"bootstrap needs n_h >= 2 (lonely_psu={lonely_psu!r}; use 'remove' or "
-            "'certainty' to keep it fixed)"
-        )
+    check_raowu_strata(npsu.to_numpy(), lambda h: strata_levels[int(npsu.index[h])], lonely_psu)
     reps = ReplicateWeights(
         kind="subbootstrap", weights=None, scale=1.0 / (replicates - 1),
         rscales=np.ones(replicates), mse=bool(mse), degf=replicates - 1, seed=key,
         n_replicates=replicates,
     )
     q = questionnaire
+    combo = IndexCombination(q)
     K = q.n_items
     g = int(present.size)
-    p, elem, overall = q.aggregate(tot["num"], tot["den"])
-    est = np.concatenate([p, elem, overall[:, None]], axis=1)
-    rt = tot["rep"]
-    rp, relem, rall = q.aggregate(rt[..., :K], rt[..., K:])
-    theta_r = np.concatenate([rp, relem, rall[..., None]], axis=2)
+    r, lin = engine.linearization(combo, tot["num"], tot["den"], tot["big_n"][:, :K])
+    est = combo.value(r)
+    theta_r = combo.value(engine.ratios_of(tot["rep"][..., :K], tot["rep"][..., K:]))
     with np.errstate(invalid="ignore"):
         var = reps.variance(theta_r, est)
-    se = np.sqrt(var)
     n_obs, big_n = tot["n_obs"], tot["big_n"]
-    df = np.full(est.shape, float(reps.degf))
 
     # pass 3: design effects
     if deff is None:
         deff_v = np.full(est.shape, np.nan)
     else:
-        from .estimation import _deff_ratio, _srs_from_moments
-
-        lin = _lin(tot["num"], tot["den"], p, q)
         mom_d = dask.delayed(_moments)
         (mom,) = dask.compute(_tree(dask, [mom_d(pt, plan, lin, i) for i, pt in enumerate(parts)],
                                     _add))
-        vsrs = _srs_from_moments(big_n, n_obs, mom["s1"], mom["s2"], deff)
-        deff_v = _deff_ratio(var, vsrs)
-
-    if ci_method == "mean":
-        low, high = confidence_interval(est, se, df, level=level, method="mean")
-    else:
-        low, high = confidence_interval(est, se, df, level=level, method=ci_method,
-                                        n_design=n_obs, n_obs=n_obs)
-    low = np.where(np.isnan(est), np.nan, low)
-    high = np.where(np.isnan(est), np.nan, high)
-
-    items_t, el_t, all_t = _index_tables(
-        q, levels if by_cols else None, est=est, se=se, low=low, high=high, df=df,
-        deff=deff_v, n_obs=n_obs)
-    options = {
-        "measure": measure, "variance": "replicate", "level": level, "ci_method": ci_method,
-        "lonely_psu": lonely_psu, "replicate_kind": "subbootstrap", "mse": bool(mse),
-        "deff": deff, "calibrated": False, "aggregation": q.aggregation,
-        "replicate_estimates": "stored", "engine": "dask", "partitions": len(parts),
-        "shuffled": shuffled,
-    }
-    return IndexEstimate(
-        overall=all_t, elements=el_t, items=items_t, questionnaire=q, by=by_cols,
-        options=options, excluded={}, empty_cells=int(n_possible - g),
-        replicate_estimates={"overall": rall, "elements": relem, "items": rp},
+        deff_v = engine.deff_ratio(var, engine.srs_variance(big_n, n_obs, mom["s1"], mom["s2"],
+                                                            deff))
+    fitted = engine.Fit(estimate=est, se=np.sqrt(var), df=np.full(est.shape, float(reps.degf)),
+                        deff=deff_v, n=n_obs, big_n=big_n, replicates=theta_r,
+                        variance="replicate", closed_form=False)
+    dom = Domains(codes=np.zeros(0, dtype=np.int64), n_domains=g, levels=levels,
+                  n_possible=n_possible, by=by_cols)
+    opts = engine.options(fitted, replicates=reps, lonely_psu=lonely_psu, calibrated=False,
+                          measure=measure, level=level, ci_method=ci_method, deff=deff,
+                          aggregation=q.aggregation)
+    opts.update(engine="dask", partitions=len(parts), shuffled=shuffled)
+    return index_estimate(
+        q, dom, fitted, level=level, ci_method=ci_method, options=opts, excluded={},
+        n_design=None,
         design_summary={"n": n_total, "strata": len(strata_levels), "psu": int(npsu.sum()),
                         "degf": reps.degf, "replicates": replicates},
-    )
+        vcov_fn=lambda outputs: reps.covariance(
+            theta_r[..., outputs].reshape(replicates, -1), est[:, outputs].reshape(-1)))
 
 
 def _with_positions(pdf: pd.DataFrame, offset: int) -> pd.DataFrame:

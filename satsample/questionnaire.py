@@ -31,7 +31,10 @@ import pandas as pd
 from ._validation import SatsampleError, as_numbers, check_choice
 
 __all__ = [
+    "AGGREGATION_RULES",
+    "AggregationRule",
     "Element",
+    "MeanOfMeans",
     "Questionnaire",
     "available_questionnaires",
     "load_questionnaire",
@@ -41,7 +44,6 @@ Measure = Literal["satisfied", "mean_score", "top_two_box"]
 Aggregation = Literal["mean_of_means"]
 
 _MEASURES: tuple[str, ...] = ("satisfied", "mean_score", "top_two_box")
-_AGGREGATIONS: tuple[str, ...] = ("mean_of_means",)
 _PACKAGE_DIR = "questionnaires"
 
 
@@ -78,6 +80,76 @@ def _as_names(values: Any, *, name: str, owner: str) -> tuple[str, ...]:
         if not isinstance(v, str) or not v:
             raise SatsampleError(f"{owner}: {name} must be non-empty strings, got {v!r}")
     return out
+
+
+class AggregationRule:
+    """How item shares become element indices and the overall index: value *and* gradient.
+
+    A rule is one class with two methods; :mod:`satsample.estimation.index` uses
+    the value for point and replicate estimates and the gradient for the Taylor
+    linearisation (and, when ``linear`` is True, for the closed-form jackknife).
+    Adding a rule is one edit: a subclass here and its name in
+    :data:`AGGREGATION_RULES`.
+    """
+
+    name: str = ""
+    linear: bool = False  # outputs are linear in the shares (coefficients depend on presence only)
+
+    def value(self, p: np.ndarray, element_index: np.ndarray,
+              n_elements: int) -> tuple[np.ndarray, np.ndarray]:
+        """Element indices (..., E) and overall index (...) from item shares p (..., K), NaN = no answer."""
+        raise NotImplementedError
+
+    def gradient(self, p: np.ndarray, element_index: np.ndarray, n_elements: int) -> np.ndarray:
+        """Derivatives (..., E + 1, K) of the E element indices and the overall index wrt the shares."""
+        raise NotImplementedError
+
+
+class MeanOfMeans(AggregationRule):
+    """``"mean_of_means"``: elements average their defined shares, the index averages its elements.
+
+    Notes
+    -----
+    :math:`E_e = \\frac{1}{|K_e^+|}\\sum_{k \\in K_e^+} p_k`,
+    :math:`I = \\frac{1}{|\\mathcal{E}^+|}\\sum_{e \\in \\mathcal{E}^+} E_e`, so
+    :math:`\\partial E_e/\\partial p_k = 1/|K_e^+|` for :math:`k \\in K_e^+` and
+    :math:`\\partial I/\\partial p_k = \\partial E_e/\\partial p_k / |\\mathcal{E}^+|`.
+    """
+
+    name = "mean_of_means"
+    linear = True
+
+    @staticmethod
+    def _counts(p: np.ndarray, element_index: np.ndarray, n_elements: int):
+        present = ~np.isnan(p)
+        member = np.zeros((element_index.size, n_elements))
+        member[np.arange(element_index.size), element_index] = 1.0
+        k_plus = present.astype(np.float64) @ member  # (..., E) criteria left per element
+        el_present = k_plus > 0
+        e_plus = el_present.sum(axis=-1)  # (...)
+        return present, member, k_plus, el_present, e_plus
+
+    def value(self, p, element_index, n_elements):
+        present, member, k_plus, el_present, e_plus = self._counts(p, element_index, n_elements)
+        sums = np.where(present, p, 0.0) @ member
+        with np.errstate(invalid="ignore", divide="ignore"):
+            elements = np.where(el_present, sums / np.where(el_present, k_plus, 1.0), np.nan)
+            index = np.where(e_plus > 0, np.where(el_present, elements, 0.0).sum(axis=-1)
+                             / np.maximum(e_plus, 1), np.nan)
+        return elements, index
+
+    def gradient(self, p, element_index, n_elements):
+        present, member, k_plus, el_present, e_plus = self._counts(p, element_index, n_elements)
+        a_item = np.where(present, 1.0 / np.where(k_plus > 0, k_plus, 1.0)[..., element_index], 0.0)
+        b_el = np.where(el_present, 1.0 / np.maximum(e_plus, 1)[..., None], 0.0)  # (..., E)
+        d_el = a_item[..., None, :] * member.T  # (..., E, K)
+        d_all = (a_item * b_el[..., element_index])[..., None, :]  # (..., 1, K)
+        return np.concatenate([d_el, d_all], axis=-2)
+
+
+AGGREGATION_RULES: Mapping[str, AggregationRule] = MappingProxyType(
+    {"mean_of_means": MeanOfMeans()}
+)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -224,7 +296,7 @@ class Questionnaire:
             raise SatsampleError(
                 f"{owner}: code(s) {overlap} are both valid and unusable codes"
             )
-        check_choice(self.aggregation, name="aggregation", allowed=_AGGREGATIONS)
+        check_choice(self.aggregation, name="aggregation", allowed=tuple(AGGREGATION_RULES))
         labels = dict(self.item_labels)
         unknown = [k for k in labels if k not in where]
         if unknown:
@@ -477,25 +549,13 @@ class Questionnaire:
         present = den > 0
         with np.errstate(invalid="ignore", divide="ignore"):
             p = np.where(present, num / np.where(present, den, 1.0), np.nan)
-        el_idx = self.element_index()
-        n_el = len(self.elements)
-        sums = np.zeros((*p.shape[:-1], n_el))
-        counts = np.zeros((*p.shape[:-1], n_el))
-        for e in range(n_el):
-            cols = el_idx == e
-            sums[..., e] = np.where(present[..., cols], p[..., cols], 0.0).sum(axis=-1)
-            counts[..., e] = present[..., cols].sum(axis=-1)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            elements = np.where(counts > 0, sums / np.where(counts > 0, counts, 1.0), np.nan)
-        el_present = counts > 0
-        n_present = el_present.sum(axis=-1)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            index = np.where(
-                n_present > 0,
-                np.where(el_present, elements, 0.0).sum(axis=-1) / np.maximum(n_present, 1),
-                np.nan,
-            )
+        elements, index = self.aggregation_rule.value(p, self.element_index(), len(self.elements))
         return p, elements, index
+
+    @property
+    def aggregation_rule(self) -> AggregationRule:
+        """The object behind :attr:`aggregation`: its value and its gradient (see :class:`AggregationRule`)."""
+        return AGGREGATION_RULES[self.aggregation]
 
     # ------------------------------------------------------------------ (de)serialisation
     def to_dict(self) -> dict[str, Any]:

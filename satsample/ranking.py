@@ -81,7 +81,7 @@ def _result_table(estimate: Any, level: str) -> pd.DataFrame:
     check_choice(level, name="level", allowed=_LEVELS)
     if hasattr(estimate, "to_frame"):
         try:
-            tab = estimate.to_frame(level=level)
+            tab = estimate.to_frame(level)
         except TypeError:
             tab = None
         if tab is not None:
@@ -501,12 +501,13 @@ def league_table(
       :math:`\\Delta_g = \\sum_h c_{gh} \\hat I_h` with :math:`c_{gh} = 1\\{g=h\\} - 1/G`.
       With replicates, :math:`\\Delta_{g,r}` is formed in each replicate and its variance is
       the replicate variance of the design, which carries every covariance between domains.
-      Without replicates (Taylor), the covariances between domains are not part of an
-      ``IndexEstimate``; the domains are then taken as independent,
-      :math:`v(\\Delta_g) = (1 - 1/G)^2 v_g + G^{-2}\\sum_{h \\ne g} v_h`, which is exact
-      when each domain is a union of strata (agencies as strata, the SIPAS design) and only
-      approximate for domains cutting across strata.  ``options["contrast_variance"]`` says
-      which was used.
+      Without replicates (Taylor), :math:`v(\\Delta_g) = c_g^T V c_g` with :math:`V` the
+      Taylor covariance of the domain estimates (``estimate.vcov(level)``, which carries
+      the covariances of domains cutting across strata).  A result without a covariance
+      (built by hand) falls back to independent domains,
+      :math:`v(\\Delta_g) = (1 - 1/G)^2 v_g + G^{-2}\\sum_{h \\ne g} v_h`, exact only when
+      each domain is a union of strata.  ``options["contrast_variance"]`` says which was
+      used.
     * float: :math:`v(\\Delta_g) = v_g`.
     * pooled IndexEstimate: :math:`\\Delta_{g,r} = \\hat I_{g,r} - \\hat I_r` per replicate
       (both estimates must come from the same replicate design: same number of replicates).
@@ -583,11 +584,14 @@ def league_table(
               else np.full(len(tab), np.inf))
     var_fn = None
     contrast_method = "none"
+    cov_all: np.ndarray | None = None
     if reps is not None and ref_kind != "fixed":
         var_fn, contrast_method = _replicate_variance_fn(estimate, replicates, reps, est_all,
                                                          se_all)
     elif ref_kind == "mean_of_domains":
-        contrast_method = "taylor (domains taken as independent)"
+        cov_all = _covariance(estimate, level, len(tab))
+        contrast_method = ("taylor (covariance of the domains)" if cov_all is not None
+                           else "taylor (domains taken as independent)")
     else:
         contrast_method = "domain variance (fixed reference)"
 
@@ -615,6 +619,9 @@ def league_table(
             if rep_g is not None and var_fn is not None:
                 d_r = rep_g - rep_g.mean(axis=1, keepdims=True)
                 v = var_fn(d_r, diff)
+            elif cov_all is not None:
+                c = np.eye(G) - 1.0 / G
+                v = np.einsum("gh,hk,gk->g", c, cov_all[np.ix_(rows, rows)], c)
             else:
                 v = (1 - 1 / G) ** 2 * se**2 + (np.sum(se**2) - se**2) / G**2
         elif ref_kind == "fixed":
@@ -732,3 +739,13 @@ def _drop_suppressed(tab: pd.DataFrame, reps: np.ndarray | None, group_col: str 
 
 
 _rank_intervals_impl = rank_intervals
+
+
+def _covariance(estimate: Any, level: str, n_rows: int) -> np.ndarray | None:
+    """Covariance of the rows of ``level`` (in table order) when the estimate carries it."""
+    if getattr(estimate, "vcov_fn", None) is None:
+        return None
+    v = estimate.vcov(level) if level != "overall" or hasattr(estimate, "questionnaire") \
+        else estimate.vcov()
+    v = np.asarray(v, dtype=np.float64)
+    return v if v.shape == (n_rows, n_rows) else None

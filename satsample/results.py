@@ -10,7 +10,7 @@ rule, replicate kind), the rows excluded and why, and renders a
 from __future__ import annotations
 
 import html
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, Literal
@@ -18,8 +18,9 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 
+from ._compat import renamed_keywords
 from ._tables import TableField
-from ._validation import check_choice
+from ._validation import SatsampleError, check_choice
 
 __all__ = ["Estimate", "IndexEstimate", "Summary"]
 
@@ -89,6 +90,46 @@ class Summary:
     def __str__(self) -> str:
         return self.as_text()
 
+    def __repr__(self) -> str:
+        # at a plain REPL, ``est.summary()`` prints the table, as ``print()`` would
+        return self.as_text()
+
+
+def _cell_labels(table: pd.DataFrame, by: Sequence[str], variable: str | None) -> list[str]:
+    parts = [table[c].astype(str) for c in by]
+    if variable is not None:
+        parts.append(table[variable].astype(str))
+    if not parts:
+        return ["estimate"] * len(table)
+    out = parts[0]
+    for p in parts[1:]:
+        out = out + ":" + p
+    return list(out)
+
+
+def _vcov_frame(fn: Callable[[], np.ndarray] | None, labels: list[str]) -> pd.DataFrame:
+    if fn is None:
+        raise SatsampleError(
+            "this estimate carries no covariance matrix (quantiles and results built by hand "
+            "have none; with_replicates() gives the replicate covariance of any statistic)")
+    v = np.array(fn(), dtype=np.float64)
+    v.setflags(write=False)
+    return pd.DataFrame(v, index=labels, columns=labels)
+
+
+def _variance_words(options: Mapping[str, Any], design: Mapping[str, Any]) -> str:
+    variance = options.get("variance")
+    if variance == "replicate":
+        kind = options.get("replicate_kind")
+        r = design.get("replicates")
+        return f"replicate variance ({kind}{'' if r is None else f', R={r}'})"
+    return f"{variance} variance" if variance else "no variance"
+
+
+def _level_words(options: Mapping[str, Any]) -> str:
+    level = options.get("level")
+    return "" if level is None else f", {100 * float(level):g}% intervals"
+
 
 def _options_info(options: Mapping[str, Any], excluded: Mapping[str, int]) -> list[tuple[str, str]]:
     info = [(str(k), str(v)) for k, v in options.items()]
@@ -140,6 +181,7 @@ class Estimate:
     n_cells_possible: int = 0
     replicate_estimates: np.ndarray | None = None
     design_summary: Mapping[str, Any] = field(default_factory=dict)
+    vcov_fn: Callable[[], np.ndarray] | None = field(default=None, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "options", _frozen_mapping(self.options))
@@ -151,6 +193,33 @@ class Estimate:
     def to_frame(self) -> pd.DataFrame:
         """Return a copy of :attr:`table`."""
         return self.table.copy()
+
+    def __repr__(self) -> str:
+        t = self.table
+        dom = f" by {', '.join(self.by)}" if self.by else ""
+        return (f"<Estimate: {self.statistic} of {len(self.variables)} variable(s){dom}, "
+                f"{len(t)} row(s); {_variance_words(self.options, self.design_summary)}"
+                f"{_level_words(self.options)}; see .table, .summary(), .vcov()>")
+
+    @property
+    def labels(self) -> list[str]:
+        """One label per row of :attr:`table`: ``"<domain>:<variable>"`` as R's ``svyby`` names them."""
+        return _cell_labels(self.table, self.by, "variable")
+
+    def vcov(self) -> pd.DataFrame:
+        """Covariance matrix of all the estimates, across variables and domains.
+
+        R's ``vcov(svyby(..., covmat = TRUE))``: Taylor linearisation of every
+        (domain, variable) estimate on the full design, or the replicate
+        covariance of the replicate estimates.  Rows and columns follow
+        :attr:`table` and are labelled by :attr:`labels`.
+
+        Returns
+        -------
+        pandas.DataFrame
+            Square, symmetric; its diagonal is ``table["se"] ** 2``.
+        """
+        return _vcov_frame(self.vcov_fn, self.labels)
 
     def summary(self) -> Summary:
         """A :class:`Summary` of the estimate (text and HTML)."""
@@ -211,6 +280,8 @@ class IndexEstimate:
     empty_cells: int = 0
     replicate_estimates: Mapping[str, np.ndarray] | None = None
     design_summary: Mapping[str, Any] = field(default_factory=dict)
+    vcov_fn: Callable[[np.ndarray], np.ndarray] | None = field(default=None, repr=False,
+                                                                compare=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "options", _frozen_mapping(self.options))
@@ -222,14 +293,49 @@ class IndexEstimate:
             object.__setattr__(self, "replicate_estimates",
                                _frozen_mapping(self.replicate_estimates))
 
-    def to_frame(self, level: Literal["overall", "element", "item"] = "overall") -> pd.DataFrame:
-        """Return a copy of the table of one level (``"overall"``, ``"element"`` or ``"item"``)."""
-        check_choice(level, name="level", allowed=("overall", "element", "item"))
-        table = {"overall": self.overall, "element": self.elements, "item": self.items}[level]
-        return table.copy()
+    @renamed_keywords(level="table")
+    def to_frame(self, table: Literal["overall", "element", "item"] = "overall") -> pd.DataFrame:
+        """Return a copy of one table of the index: ``"overall"``, ``"element"`` or ``"item"``.
 
-    def summary(self, *, level: Literal["overall", "element", "item"] = "overall") -> Summary:
-        """A :class:`Summary` of one level of the index."""
+        ``table`` was called ``level`` before 0.2 (``level`` now always means a confidence
+        level, and ``tier`` the agency tier: province, district, commune).
+        """
+        check_choice(table, name="table", allowed=("overall", "element", "item"))
+        return {"overall": self.overall, "element": self.elements, "item": self.items}[table]
+
+    def __repr__(self) -> str:
+        q = self.questionnaire
+        name = getattr(q, "name", "?")
+        dom = (f"by {', '.join(self.by)} ({len(self.overall)} domains)" if self.by
+               else "overall")
+        return (f"<IndexEstimate: satisfaction index ({name!r}: "
+                f"{len(getattr(q, 'elements', ()))} elements, {getattr(q, 'n_items', '?')} "
+                f"items) {dom}; {_variance_words(self.options, self.design_summary)}"
+                f"{_level_words(self.options)}; see .overall, .elements, .items, .summary(), "
+                ".vcov()>")
+
+    def vcov(self, table: Literal["overall", "element", "item"] = "overall") -> pd.DataFrame:
+        """Covariance matrix of the estimates of one table, across domains (and elements/items).
+
+        Taylor linearisation on the full design (R's ``svyby(..., covmat =
+        TRUE)``) or the replicate covariance.  Rows and columns follow the
+        table of :meth:`to_frame` (``"<domain>:<element or item>"`` labels).
+        """
+        check_choice(table, name="table", allowed=("overall", "element", "item"))
+        if self.vcov_fn is None:
+            raise SatsampleError("this estimate carries no covariance")
+        q = self.questionnaire
+        k, n_el = q.n_items, len(q.elements)
+        outputs = {"overall": np.array([k + n_el]), "element": k + np.arange(n_el),
+                   "item": np.arange(k)}[table]
+        tab = self.to_frame(table)
+        col = {"overall": None, "element": "element", "item": "item"}[table]
+        fn = self.vcov_fn
+        return _vcov_frame(lambda: fn(outputs), _cell_labels(tab, self.by, col))
+
+    @renamed_keywords(level="table")
+    def summary(self, *, table: Literal["overall", "element", "item"] = "overall") -> Summary:
+        """A :class:`Summary` of one table of the index (overall, element or item)."""
         info = _options_info(self.options, self.excluded)
         info.insert(0, ("questionnaire", str(getattr(self.questionnaire, "name", ""))))
         info.insert(1, ("design", ", ".join(f"{k}={v}" for k, v in self.design_summary.items())))
@@ -237,8 +343,8 @@ class IndexEstimate:
         if self.empty_cells:
             notes = (f"{self.empty_cells} domain cell(s) of the cross-classification have no "
                      "respondent and are not shown",)
-        return Summary(title=f"Satisfaction index ({level})", info=tuple(info),
-                       table=self.to_frame(level), notes=tuple(notes))
+        return Summary(title=f"Satisfaction index ({table})", info=tuple(info),
+                       table=self.to_frame(table), notes=tuple(notes))
 
     def _repr_html_(self) -> str:
         return self.summary().as_html()

@@ -43,6 +43,7 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 
+from ._compat import renamed_keywords
 from ._random import RNGLike, check_rng
 from ._tables import TableField
 from ._validation import (
@@ -304,6 +305,13 @@ class SelectedSample:
     record: SelectionRecord
     draws: pd.DataFrame = field(default=TableField(), repr=False)
 
+    def __repr__(self) -> str:
+        sample = self.sample
+        reserves = self.reserves
+        return (f"SelectedSample(rows={len(sample)}, reserves={len(reserves)}, "
+                f"method={getattr(self.record, 'method', '?')!r}; see .sample, .reserves, "
+                ".record)")
+
     def to_frame(self) -> pd.DataFrame:
         """A copy of :attr:`sample`."""
         return self.sample.copy()
@@ -540,11 +548,12 @@ def _assemble(draws: pd.DataFrame, record: SelectionRecord) -> SelectedSample:
 # ---------------------------------------------------------------------------- public API
 
 
+@renamed_keywords(id="ids", stratum="strata")
 def select(
     frame: pd.DataFrame,
     *,
-    id: str,
-    stratum: str | None = None,
+    ids: str,
+    strata: str | None = None,
     n: Any,
     method: Method = "srswor",
     size: str | None = None,
@@ -559,10 +568,12 @@ def select(
     ----------
     frame : pandas.DataFrame
         One row per unit (service user); never modified.
-    id : str
-        Column with a unique, non-missing unit id.
-    stratum : str, optional
-        Stratum column (agency). None: one stratum labelled ``"all"``.
+    ids : str
+        Column with a unique, non-missing unit id (the name ``survey_design`` uses;
+        formerly ``id=``).
+    strata : str, optional
+        Stratum column (agency). None: one stratum labelled ``"all"`` (formerly
+        ``stratum=``).
     n : int, mapping stratum → n_h, pandas.Series or Allocation
         Sample size; an int is the size *in every stratum* (a fixed quota per
         agency). For ``poisson``/``bernoulli`` it is the expected size.
@@ -603,6 +614,7 @@ def select(
     if not isinstance(frame, pd.DataFrame):
         raise SatsampleError("frame must be a pandas DataFrame")
     check_choice(method, name="method", allowed=METHODS)
+    id, stratum = ids, strata  # the record keeps its field names
     _check_ids(frame, id)
     sort_cols = as_column_list(sort)
     check_columns(frame, stratum, role="stratum")
@@ -620,11 +632,11 @@ def select(
         if table[stratum].isna().any():
             raise SatsampleError(f"stratum column {stratum!r} has "
                                  f"{int(table[stratum].isna().sum())} missing value(s)")
-        strata = table[stratum].to_numpy()
+        labels = table[stratum].to_numpy()
     else:
-        strata = np.full(len(table), "all", dtype=object)
+        labels = np.full(len(table), "all", dtype=object)
     gen, desc, entropy, state = _describe_rng(rng)
-    drawn, info = _draw_table(table, id=id, strata=strata, n=n, method=method, size=size,
+    drawn, info = _draw_table(table, id=id, strata=labels, n=n, method=method, size=size,
                               sort=sort_cols, n_reserve=n_reserve, take_all=take_all, gen=gen)
     record = SelectionRecord(method=method, id=id, stratum=stratum, size=size,
                              sort=tuple(sort_cols), N=info["N"], n=info["n"],

@@ -108,7 +108,7 @@ def test_fixed_variance_is_smallest_total():
     N = pd.Series({"A": 1000, "B": 2000, "C": 500})
     sd = pd.Series({"A": 0.5, "B": 0.3, "C": 0.4})
     target = 2e-4
-    a = allocate(N, rule="neyman", sd=sd, variance=target)
+    a = allocate(N, rule="neyman", sd=sd, target_variance=target)
     assert a.national_variance <= target
     smaller = allocate(N, int(a.n) - 1, rule="neyman", sd=sd, rounding="none")
     assert smaller.national_variance > target
@@ -258,7 +258,7 @@ def test_precision_allocation_by_simulation():
     reps = 200
     est = np.empty((reps, len(N)))
     for r in range(reps):
-        s = select(frame, id="user_id", stratum="agency_id", n=plan, rng=gen).sample
+        s = select(frame, ids="user_id", strata="agency_id", n=plan, rng=gen).sample
         resp = gen.random(len(s)) < rr
         est[r] = s[resp].groupby("stratum")["y"].mean().reindex(N.index).to_numpy()
     realised = z_value(0.95) * est.std(axis=0, ddof=1)

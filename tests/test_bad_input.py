@@ -28,8 +28,7 @@ from satsample._validation import (
 from satsample.allocation import allocate
 from satsample.datasets import make_population, simulate_responses
 from satsample.design import survey_design
-from satsample.estimation import mean, total
-from satsample.index import satisfaction_index
+from satsample.estimation import mean, satisfaction_index, total
 from satsample.intervals import CI_METHODS, confidence_interval
 from satsample.ranking import league_table
 from satsample.replicate import bootstrap, declare_replicates
@@ -55,7 +54,7 @@ def _frame(n: int = 60, seed: int = 1) -> pd.DataFrame:
 def fielded():
     """A small SIPAS-like sample: 5 agencies, 30 sampled users each, with answers."""
     pop = make_population(n_users=1500, n_agencies=5, rng=3)
-    sel = select(pop.frame, id="user_id", stratum="agency_id", n=30, rng=4)
+    sel = select(pop.frame, ids="user_id", strata="agency_id", n=30, rng=4)
     return pop, simulate_responses(pop, sel.sample, rng=5)
 
 
@@ -235,11 +234,11 @@ def test_case07_one_rng_validator_everywhere(bad):
     df = _frame()
     d = survey_design(df, strata="st", weights="w")
     pop = make_population(n_users=300, n_agencies=3, rng=1)
-    sel = select(pop.frame, id="user_id", stratum="agency_id", n=5, rng=2)
+    sel = select(pop.frame, ids="user_id", strata="agency_id", n=5, rng=2)
     calls = [
-        lambda: bootstrap(d, replicates=5, rng=bad),
-        lambda: bootstrap(d, replicates=5, rng=bad, materialize=False),
-        lambda: select(df.assign(id=range(60)), id="id", stratum="st", n=3, rng=bad),
+        lambda: bootstrap(d, n_replicates=5, rng=bad),
+        lambda: bootstrap(d, n_replicates=5, rng=bad, materialize=False),
+        lambda: select(df.assign(id=range(60)), ids="id", strata="st", n=3, rng=bad),
         lambda: make_population(n_users=300, n_agencies=3, rng=bad),
         lambda: simulate_responses(pop, sel.sample, rng=bad),
     ]
@@ -248,8 +247,8 @@ def test_case07_one_rng_validator_everywhere(bad):
                            r"a seed must be a non-negative integer"):
             call()
     # numpy integers, SeedSequence and Generator are accepted and reproducible
-    a = bootstrap(d, replicates=5, rng=np.int64(3)).replicates.weights
-    b = bootstrap(d, replicates=5, rng=np.random.default_rng(3)).replicates.weights
+    a = bootstrap(d, n_replicates=5, rng=np.int64(3)).replicates.weights
+    b = bootstrap(d, n_replicates=5, rng=np.random.default_rng(3)).replicates.weights
     np.testing.assert_array_equal(a, b)
 
 
@@ -336,7 +335,7 @@ def test_case12_league_table_leaves_out_an_agency_without_usable_answers(fielded
     s = s.copy()
     s.loc[s["agency_id"] == gone, list(q.items)] = np.nan
     d = bootstrap(survey_design(s, strata="agency_id", weights="design_weight", fpc="fpc"),
-                  replicates=40, rng=6)
+                  n_replicates=40, rng=6)
     est = satisfaction_index(d, q, by="agency_id")
     assert np.isnan(est.overall.set_index("agency_id").loc[gone, "estimate"])
     with pytest.warns(SmallDomainWarning, match=rf"1 row\(s\) left out.*'{gone}'"):

@@ -10,9 +10,9 @@ dask = pytest.importorskip("dask")
 dd = pytest.importorskip("dask.dataframe")
 
 import satsample as ss  # noqa: E402
-from satsample._replicate_totals import _layout  # noqa: E402
 from satsample._validation import DesignError, SatsampleError  # noqa: E402
 from satsample.distributed import _partition_layout, satisfaction_index_dask  # noqa: E402
+from satsample.replicate._common import design_layout as _layout  # noqa: E402
 
 R = 40
 LEVELS = ("overall", "elements", "items")
@@ -22,7 +22,7 @@ NUMERIC = ("estimate", "se", "ci_low", "ci_high", "df", "deff", "n")
 @pytest.fixture(scope="module")
 def sample():
     pop = ss.make_population(n_users=20_000, n_agencies=10, rng=3)
-    drawn = ss.select(pop.frame, id="user_id", stratum="agency_id", n=200, method="srswor",
+    drawn = ss.select(pop.frame, ids="user_id", strata="agency_id", n=200, method="srswor",
                       rng=4)
     answers = ss.simulate_responses(pop, drawn.sample, rng=5)
     # rows grouped by stratum (200 per stratum) so that partitions can hold whole strata;
@@ -38,13 +38,13 @@ def _memory(pdf, q, *, by=None, psu=None, rng=7, strata="agency_id", lonely_psu=
             mse=False, **kw):
     design = ss.survey_design(pdf, strata=strata, weights="design_weight", ids=psu,
                               lonely_psu=lonely_psu)
-    design = ss.bootstrap(design, replicates=R, rng=rng, materialize=False, mse=mse)
+    design = ss.bootstrap(design, n_replicates=R, rng=rng, materialize=False, mse=mse)
     return ss.satisfaction_index(design, q, by=by, **kw)
 
 
 def _dask(ddf, q, *, by=None, psu=None, rng=7, strata="agency_id", **kw):
     return satisfaction_index_dask(ddf, q, strata=strata, weights="design_weight", by=by,
-                                   psu=psu, replicates=R, rng=rng, **kw)
+                                   psu=psu, n_replicates=R, rng=rng, **kw)
 
 
 def _whole(pdf):
@@ -217,7 +217,7 @@ def test_missing_column_is_named(sample, kw, name):
     ddf = dd.from_pandas(pdf, npartitions=2)
     args = {"strata": "agency_id", "weights": "design_weight", **kw}
     with pytest.raises(SatsampleError, match=rf"column\(s\) '{name}' not found"):
-        satisfaction_index_dask(ddf, q, replicates=R, rng=1, **args)
+        satisfaction_index_dask(ddf, q, n_replicates=R, rng=1, **args)
 
 
 def test_missing_item_column(sample):
@@ -281,6 +281,6 @@ def test_bad_arguments(sample):
         satisfaction_index_dask(pdf, q, strata="agency_id", weights="design_weight")
     with pytest.raises(SatsampleError, match="replicates=1"):
         satisfaction_index_dask(ddf, q, strata="agency_id", weights="design_weight",
-                                replicates=1)
+                                n_replicates=1)
     with pytest.raises(SatsampleError, match="deff"):
         _dask(ddf, q, deff="srs")

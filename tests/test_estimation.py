@@ -9,10 +9,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from satsample._validation import SatsampleError
-from satsample._variance import taylor_variance
 from satsample.design import survey_design
 from satsample.estimation import mean, proportion, ratio, total
 from satsample.results import Estimate, Summary
+from satsample.variance.taylor import taylor_variance
 
 
 def _toy(seed: int = 0, n: int = 40) -> pd.DataFrame:
@@ -196,3 +196,21 @@ def test_permutation_and_weight_scaling(case):
     tot_c = total(survey_design(df.assign(w=df["w"] * c), strata="h", weights="w"), "y").table
     assert tot_c["estimate"].iloc[0] == pytest.approx(c * tot["estimate"].iloc[0], rel=1e-12)
     assert tot_c["se"].iloc[0] == pytest.approx(c * tot["se"].iloc[0], rel=1e-10)
+
+
+def test_design_effect_of_a_one_unit_domain_is_undefined_at_any_weight_scale():
+    """A domain with one respondent has no SRS variance: deff is NaN, not 0 or inf.
+
+    Found by hypothesis (seed 1209, n 12, c 3): the rounding residue of the one-unit
+    domain's score gave deff 0 at one weight scale and NaN at another.
+    """
+    seed = 1209
+    df = _toy(seed, n=12).assign(w=lambda t: np.random.default_rng(seed).uniform(1, 5, len(t)))
+    for c in (1.0, 3.0):
+        d = survey_design(df.assign(w=df["w"] * c), strata="h", weights="w")
+        for kind in ("srswor", "srswr"):
+            tab = mean(d, ["y", "b"], by="g", deff=kind).table
+            one = tab["n"] == 1
+            assert one.any()
+            assert tab.loc[one, "deff"].isna().all()
+            assert tab.loc[~one, "deff"].notna().all()

@@ -13,19 +13,15 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from satsample import estimation as est_mod
-from satsample._replicate_totals import lazy_raowu_replicates
 from satsample.design import WeightStep, survey_design
-from satsample.estimation import (
-    _distinct_counts,
-    _domain_df,
-    mean,
-    proportion,
-    ratio,
-    total,
-)
-from satsample.index import satisfaction_index
+from satsample.estimation import engine as engine_mod
+from satsample.estimation import index as index_mod
+from satsample.estimation import mean, proportion, ratio, satisfaction_index, total
+from satsample.estimation import statistics as est_mod
+from satsample.estimation.domains import distinct_counts as _distinct_counts
+from satsample.estimation.domains import domain_df as _domain_df
 from satsample.questionnaire import load_questionnaire
+from satsample.replicate.bootstrap import lazy_raowu_replicates
 
 
 def _data(seed: int = 0, n: int = 600) -> pd.DataFrame:
@@ -130,11 +126,11 @@ def _scores(d, vals, den, used, codes, n_domains):
 @pytest.mark.parametrize("variance", ["taylor", "replicate"])
 @pytest.mark.parametrize("deff", ["srswor", "srswr"])
 def test_lean_deff_equals_two_pass_srs_variance(by, variance, deff, monkeypatch):
-    monkeypatch.setattr(est_mod, "_ROW_BLOCK", 101)  # several row blocks
+    monkeypatch.setattr(engine_mod, "ROW_BLOCK", 101)  # several row blocks
     df = _data(3)
     d = _design(df)
     if variance == "replicate":
-        d = d.with_replicates(lazy_raowu_replicates(d, replicates=20, rng=4))
+        d = d.with_replicates(lazy_raowu_replicates(d, n_replicates=20, rng=4))
     codes = (pd.factorize(df["g"], sort=True)[0].astype(np.int64) if by else np.zeros(d.n, np.int64))
     n_dom = int(codes.max()) + 1
     pos = (d.weights > 0)[:, None]
@@ -183,18 +179,17 @@ def test_index_srs_variance_same_on_both_paths(reference_dir):
     w = d.weights.copy()
     w[::50] = 0.0
     d = d.with_weights(w, step=WeightStep.from_weights("test", w))
-    dr = d.with_replicates(lazy_raowu_replicates(d, replicates=20, rng=1))
-    old_block = est_mod._ROW_BLOCK
-    import satsample.index as index_mod
+    dr = d.with_replicates(lazy_raowu_replicates(d, n_replicates=20, rng=1))
+    old_block = engine_mod.ROW_BLOCK
     for by in (None, "agency_level"):
         a = satisfaction_index(d, q, by=by)
         try:
-            index_mod._ROW_BLOCK = 97  # several blocks
+            engine_mod.ROW_BLOCK = 97  # several blocks
             b = satisfaction_index(dr, q, by=by)
         finally:
-            index_mod._ROW_BLOCK = old_block
+            engine_mod.ROW_BLOCK = old_block
         for lv in ("overall", "element", "item"):
-            ta, tb = a.to_frame(level=lv), b.to_frame(level=lv)
+            ta, tb = a.to_frame(table=lv), b.to_frame(table=lv)
             np.testing.assert_allclose(ta["se"] ** 2 / ta["deff"], tb["se"] ** 2 / tb["deff"],
                                        rtol=1e-11, err_msg=lv)
             np.testing.assert_array_equal(ta["n"], tb["n"])
@@ -202,10 +197,9 @@ def test_index_srs_variance_same_on_both_paths(reference_dir):
 
 @pytest.mark.reference
 def test_index_invalid_codes_counted_over_all_blocks(reference_dir, monkeypatch):
-    import satsample.index as index_mod
     from satsample._validation import SatsampleError
 
-    monkeypatch.setattr(index_mod, "_ROW_BLOCK", 100)
+    monkeypatch.setattr(index_mod, "ROW_BLOCK", 100)
     q = load_questionnaire("reference_22")
     data = pd.read_csv(reference_dir / "data" / "sample_strat.csv")
     data.loc[[5, 350, 700], "q03"] = 7  # in three different blocks

@@ -10,8 +10,7 @@ from hypothesis import strategies as st
 
 from satsample._validation import SatsampleError
 from satsample.design import survey_design
-from satsample.estimation import mean
-from satsample.index import satisfaction_index
+from satsample.estimation import mean, satisfaction_index
 from satsample.questionnaire import Element, Questionnaire
 from satsample.replicate import jackknife
 
@@ -71,7 +70,7 @@ def test_delta_method_equals_linear_combination_for_one_item_per_element():
     df = _answers(1)
     d = survey_design(df, strata="h", fpc="N")
     res = satisfaction_index(d, q2)
-    from satsample._variance import taylor_variance
+    from satsample.variance.taylor import taylor_variance
 
     w = d.weights
     z = np.zeros(len(df))
@@ -144,7 +143,7 @@ def test_replicate_index_close_to_taylor():
     np.testing.assert_allclose(r.overall["estimate"], t.overall["estimate"], rtol=1e-14)
     np.testing.assert_allclose(r.overall["se"], t.overall["se"], rtol=0.05)
     assert r.replicate_estimates["items"].shape == (200, 2, 5)
-    assert r.summary(level="item").as_text().startswith("Satisfaction index (item)")
+    assert r.summary(table="item").as_text().startswith("Satisfaction index (item)")
 
 
 @pytest.mark.slow

@@ -19,13 +19,16 @@ import reference_numpy as ref
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from satsample import _replicate_totals as rt
 from satsample._kernels._rng import _draw_index, _stream
 from satsample._kernels.bootstrap import _raowu_multipliers, _raowu_totals
 from satsample._kernels.totals import _dense_replicate_totals
 from satsample._validation import SatsampleError
-from satsample._variance import taylor_variance
 from satsample.design import ReplicateWeights, survey_design
+from satsample.replicate._common import compact, design_layout
+from satsample.replicate.bootstrap import lazy_raowu_replicates
+from satsample.replicate.jackknife import lazy_jackknife_replicates
+from satsample.variance import replicate as rt
+from satsample.variance.taylor import taylor_variance
 
 REF = Path(__file__).resolve().parent / "reference"
 HYP = settings(deadline=None, max_examples=25,
@@ -96,13 +99,18 @@ def test_count_distribution_is_multinomial():
     assert abs((cnt * nh / (nh - 1)).mean() - 1) < 0.01
 
 
+def _jk(d, kind="JKn", mse=False):
+    """The design with jackknife replicates that are not stored (closed-form variance)."""
+    return d.with_replicates(lazy_jackknife_replicates(d, kind=kind, mse=mse))
+
+
 # ------------------------------------------------------ kernels vs twins
 @HYP
 @given(case=designs())
 def test_raowu_kernel_matches_twin(case):
     h, psu, w, dom, G, y, seed = case
     d = _design(h, psu, w)
-    lay = rt._layout(d)
+    lay = design_layout(d)
     key = np.uint64(seed)
     for r0, nrep in ((0, 7), (5, 3)):
         got = _raowu_totals(key, d.weights.copy(), y, dom, lay.order, lay.psu_local,
@@ -144,7 +152,7 @@ def test_replicate_totals_dispatch(case):
     h, psu, w, dom, G, y, seed = case
     d = _design(h, psu, w)
     # lazy Rao-Wu == its own blocks of weights, materialised
-    dl = d.with_replicates(rt.lazy_raowu_replicates(d, replicates=9, rng=seed))
+    dl = d.with_replicates(lazy_raowu_replicates(d, n_replicates=9, rng=seed))
     W = np.vstack(list(rt.iter_replicate_weight_blocks(dl, block=4)))
     npt.assert_allclose(rt.replicate_totals(dl, y, domain=dom, n_domains=G),
                         rt.replicate_totals_numpy(W, y, dom, G), rtol=1e-12, atol=1e-12)
@@ -153,7 +161,7 @@ def test_replicate_totals_dispatch(case):
     npt.assert_allclose(rt.replicate_totals(dm, y, domain=dom, n_domains=G),
                         rt.replicate_totals(dl, y, domain=dom, n_domains=G), rtol=1e-12, atol=1e-12)
     # lazy JKn == materialised JKn multipliers
-    dj = d.with_replicates(rt.lazy_jackknife_replicates(d))
+    dj = d.with_replicates(lazy_jackknife_replicates(d))
     mult, _ = ref.jkn_multipliers(h, psu)
     npt.assert_allclose(rt.replicate_totals(dj, y, domain=dom, n_domains=G),
                         ref.dense_replicate_totals(mult * d.weights, y, dom, G),
@@ -170,9 +178,8 @@ def test_closed_form_jkn_matches_materialised(case, mse):
     num = (y >= 3).astype(float)
     den = (y >= 1).astype(float)
     coef = np.vstack([np.eye(K), np.full((1, K), 1.0 / K)])
-    got = rt.replicate_ratio_variance(d, num, den, coef, domain=dom, n_domains=G, kind="JKn",
-                                      mse=mse)
-    reps = rt.lazy_jackknife_replicates(d, mse=mse)
+    got = rt.replicate_ratio_variance(_jk(d, "JKn", mse), num, den, coef, domain=dom, n_domains=G)
+    reps = lazy_jackknife_replicates(d, mse=mse)
     mult, _ = ref.jkn_multipliers(h, psu)
     W = mult * d.weights
     theta_r = ref.ratio_estimates(W, num, den, coef, dom, G)
@@ -195,7 +202,7 @@ def test_bit_identical_across_thread_counts():
     d = _design(h, np.arange(n), rng.uniform(1, 5, n))
     y = rng.integers(0, 2, (n, 4)).astype(np.uint8)
     dom = rng.integers(-1, 6, n)
-    dl = d.with_replicates(rt.lazy_raowu_replicates(d, replicates=123, rng=8))
+    dl = d.with_replicates(lazy_raowu_replicates(d, n_replicates=123, rng=8))
     W = np.vstack(list(rt.iter_replicate_weight_blocks(dl, block=50)))
     dm = dl.with_replicates(ReplicateWeights(kind="subbootstrap", weights=W, scale=1 / 122,
                                              rscales=np.ones(123), n_replicates=123, degf=122))
@@ -207,8 +214,8 @@ def test_bit_identical_across_thread_counts():
             numba.set_num_threads(t)
             res[t] = (rt.replicate_totals(dl, y, domain=dom, n_domains=6),
                       rt.replicate_totals(dm, y, domain=dom, n_domains=6),
-                      rt.replicate_ratio_variance(d, y, np.ones((n, 1)), coef, domain=dom,
-                                                  n_domains=6, kind="JKn"),
+                      rt.replicate_ratio_variance(_jk(d), y, np.ones((n, 1)), coef, domain=dom,
+                                                  n_domains=6),
                       np.vstack(list(rt.iter_replicate_weight_blocks(dl, block=50))))
     finally:
         numba.set_num_threads(old)
@@ -224,9 +231,9 @@ def test_partitioned_strata_give_the_same_replicates():
     w = rng.uniform(1, 5, n)
     y = rng.integers(0, 2, (n, 2)).astype(float)
     d = _design(h, np.arange(n), w)
-    dl = d.with_replicates(rt.lazy_raowu_replicates(d, replicates=30, rng=4))
+    dl = d.with_replicates(lazy_raowu_replicates(d, n_replicates=30, rng=4))
     key = np.uint64(dl.replicates.seed)
-    lay = rt._layout(d)
+    lay = design_layout(d)
     full = _raowu_totals(key, d.weights.copy(), y, h.astype(np.int64), lay.order, lay.psu_local,
                          lay.strat_start, lay.strat_code, lay.strat_npsu, 0, 30, 6, 50)
     # strata 3..5 alone, same stratum codes
@@ -249,7 +256,7 @@ def test_raowu_se_of_stratified_mean_near_textbook():
     y = rng.normal(10 + h, 3, n)
     d = _design(h, np.arange(n), w)
     R = 4000
-    dl = d.with_replicates(rt.lazy_raowu_replicates(d, replicates=R, rng=17))
+    dl = d.with_replicates(lazy_raowu_replicates(d, n_replicates=R, rng=17))
     var_boot = rt.replicate_ratio_variance(dl, y, np.ones(n), np.eye(1))[0, 0]
     mean = np.sum(w * y) / np.sum(w)
     var_taylor = taylor_variance(d, w * (y - mean) / np.sum(w))[0]
@@ -285,7 +292,7 @@ def test_case_d_jkn_closed_form(mse):
     d = survey_design(data, strata="agency_id", weights="design_weight", fpc="N_h")
     key = "JKn_mse" if mse else "JKn"
     coef = np.vstack([np.eye(22), _index_coef()])
-    v = rt.replicate_ratio_variance(d, num, den, coef, kind="JKn", mse=mse)[0]
+    v = rt.replicate_ratio_variance(_jk(d, "JKn", mse), num, den, coef)[0]
     se_items = np.array([r["se"] for r in res[key]["items"]])
     npt.assert_allclose(np.sqrt(v[:22]), se_items, rtol=1e-10)
     idx = res[key]["index"]
@@ -295,14 +302,14 @@ def test_case_d_jkn_closed_form(mse):
         # domains (agency level), keeping the full design
         levels = ["province", "district", "commune"]
         dom = pd.Categorical(data["agency_level"], categories=levels).codes.astype(np.int64)
-        vd = rt.replicate_ratio_variance(d, num, den, np.eye(22), domain=dom, n_domains=3,
-                                         kind="JKn")
+        vd = rt.replicate_ratio_variance(_jk(d), num, den, np.eye(22), domain=dom,
+                                         n_domains=3)
         exp_d = {(r["domain"], r["item"]): r["se"] for r in res["JKn"]["by_agency_level"]}
         got_d = np.array([[np.sqrt(vd[g, j]) for j in range(22)] for g in range(3)])
         want = np.array([[exp_d[(levels[g], items[j])] for j in range(22)] for g in range(3)])
         npt.assert_allclose(got_d, want, rtol=1e-10)
         # lazy JKn design object: auto dispatch to the closed form, same numbers
-        dj = d.with_replicates(rt.lazy_jackknife_replicates(d))
+        dj = d.with_replicates(lazy_jackknife_replicates(d))
         assert dj.replicates.n_replicates == 717
         npt.assert_allclose(rt.replicate_ratio_variance(dj, num, den, np.eye(22))[0], v[:22],
                             rtol=1e-12)
@@ -313,7 +320,7 @@ def test_case_d_jk1_closed_form():
     res, data, _items, num, den = _case_d()
     sel = (data["agency_id"] == "PRV02").to_numpy()
     d = survey_design(data[sel], fpc="N_h")
-    v = rt.replicate_ratio_variance(d, num[sel], den[sel], np.eye(22), kind="JK1")[0]
+    v = rt.replicate_ratio_variance(_jk(d, "JK1"), num[sel], den[sel], np.eye(22))[0]
     se = np.array([r["se"] for r in res["JK1"]["items"]])
     npt.assert_allclose(np.sqrt(v), se, rtol=1e-10)
 
@@ -323,7 +330,7 @@ def test_case_d_raowu_within_monte_carlo_tolerance():
     res, data, _items, num, den = _case_d()
     d = survey_design(data, strata="agency_id", weights="design_weight")
     R = 500
-    dl = d.with_replicates(rt.lazy_raowu_replicates(d, replicates=R, rng=20240612))
+    dl = d.with_replicates(lazy_raowu_replicates(d, n_replicates=R, rng=20240612))
     se = np.sqrt(rt.replicate_ratio_variance(dl, num, den, np.eye(22))[0])
     mc = np.array([r["se"] for r in res["subbootstrap"]["mc_reference"]["items"]])
     assert np.all(np.abs(se / mc - 1) < 4 / np.sqrt(2 * (R - 1)))
@@ -337,9 +344,9 @@ def test_lazy_raowu_rejects_lonely_psu():
         warnings.simplefilter("error")
         d = survey_design(df, strata="h", weights="w", lonely_psu="adjust")
     with pytest.raises(DesignError, match="stratum 1 has a single PSU"):
-        rt.lazy_raowu_replicates(d, replicates=10, rng=1)
+        lazy_raowu_replicates(d, n_replicates=10, rng=1)
     d2 = survey_design(df, strata="h", weights="w", lonely_psu="certainty")
-    dl = d2.with_replicates(rt.lazy_raowu_replicates(d2, replicates=10, rng=1))
+    dl = d2.with_replicates(lazy_raowu_replicates(d2, n_replicates=10, rng=1))
     W = np.vstack(list(rt.iter_replicate_weight_blocks(dl)))
     npt.assert_array_equal(W[:, 2], 1.0)  # the lonely stratum keeps its weight
 
@@ -366,7 +373,7 @@ def test_raowu_bucket_path_matches_twin_and_is_block_independent():
     psu = np.arange(h.size)
     psu[h == 2] = 10_000 + np.arange((h == 2).sum()) // 3  # a clustered stratum (3 rows per PSU)
     d = _design(h, psu, w)
-    lay = rt._layout(d)
+    lay = design_layout(d)
     key = np.uint64(77)
     args = (key, d.weights.copy(), y, dom, lay.order, lay.psu_local, lay.strat_start,
             lay.strat_code, lay.strat_npsu)
@@ -393,14 +400,14 @@ def test_compact_is_exact():
     n = 500
     a = (rng.random((n, 3)) < 0.5).astype(float)
     v = np.hstack([a, a[:, :1], np.ones((n, 2)), rng.integers(0, 256, (n, 1)), a[:, 1:2]])
-    vc, where = rt._compact(v)
+    vc, where = compact(v)
     assert vc.dtype == np.uint8 and vc.shape[1] == 5
     npt.assert_array_equal(where, [0, 1, 2, 0, 3, 3, 4, 1])
     npt.assert_array_equal(vc[:, where], v)
     for bad in (0.5, -1.0, 256.0, np.nan, np.inf):  # no lossless uint8 cast
         vb = v.copy()
         vb[17, 2] = bad
-        vc, where = rt._compact(vb)
+        vc, where = compact(vb)
         assert vc.dtype == np.float64
         npt.assert_array_equal(vc[:, where], vb)
     # one pass gives signature (equal columns, equal signatures), range and fraction flags
@@ -459,9 +466,9 @@ def _stepped_design(kind, seed=4):
     totals = np.array([1500.0, 900.0, 1100.0])
     steps = (_PostStratifyStep(cell, totals), _TrimStep(40.0))
     if kind == "subbootstrap":
-        reps0 = rt.lazy_raowu_replicates(d0, replicates=23, rng=seed)
+        reps0 = lazy_raowu_replicates(d0, n_replicates=23, rng=seed)
     else:
-        reps0 = rt.lazy_jackknife_replicates(d0, kind=kind)
+        reps0 = lazy_jackknife_replicates(d0, kind=kind)
     # final analysis weights: the same steps on the full sample
     w = d0.weights
     d = d0

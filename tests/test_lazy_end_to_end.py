@@ -8,13 +8,13 @@ import pandas as pd
 import pytest
 
 import satsample as ss
-from satsample._replicate_totals import iter_replicate_weight_blocks
+from satsample.variance.replicate import iter_replicate_weight_blocks
 
 
 @pytest.fixture(scope="module")
 def fielded():
     pop = ss.make_population(n_users=12_000, n_agencies=12, rng=3)
-    drawn = ss.select(pop.frame, id="user_id", stratum="agency_id", n=60, method="srswor", rng=4)
+    drawn = ss.select(pop.frame, ids="user_id", strata="agency_id", n=60, method="srswor", rng=4)
     answers = ss.simulate_responses(pop, drawn.sample, rng=5)
     margins = pd.concat([
         pop.frame[v].value_counts().rename_axis("level").reset_index(name="Freq").assign(variable=v)
@@ -31,7 +31,7 @@ def _weight(design, margins):
 def test_lazy_weighted_equals_materialised(fielded):
     pop, answers, margins = fielded
     base = ss.survey_design(answers, strata="agency_id", weights="design_weight", fpc="fpc")
-    lazy = ss.bootstrap(base, replicates=40, rng=11, materialize=False)
+    lazy = ss.bootstrap(base, n_replicates=40, rng=11, materialize=False)
     mult = np.concatenate(list(iter_replicate_weight_blocks(lazy, block=16, multipliers=True)))
     assert mult.shape == (40, base.n)
     eager = ss.declare_replicates(base, mult.T, kind="subbootstrap", combined_weights=False,

@@ -61,7 +61,7 @@ def hundred():
 @pytest.fixture(scope="module")
 def pipeline():
     pop = make_population(n_users=3000, n_agencies=8, rng=1)
-    sel = select(pop.frame, id="user_id", stratum="agency_id", n=60, rng=2)
+    sel = select(pop.frame, ids="user_id", strata="agency_id", n=60, rng=2)
     s = simulate_responses(pop, sel.sample, rng=3)
     d = survey_design(s, strata="agency_id", weights="design_weight", fpc="fpc")
     d2 = adjust_nonresponse(d, "responded", classes="agency_id")
@@ -71,7 +71,7 @@ def pipeline():
 
 
 def satisfaction_index_of(design, pop):
-    from satsample.index import satisfaction_index
+    from satsample.estimation import satisfaction_index
 
     return satisfaction_index(design, pop.questionnaire, by="agency_id")
 

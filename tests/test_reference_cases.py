@@ -9,8 +9,7 @@ from conftest import ITEMS, add_indicator_columns, assert_rel, load_case, load_d
 
 from satsample._validation import DesignError
 from satsample.design import survey_design
-from satsample.estimation import mean, proportion, total
-from satsample.index import satisfaction_index
+from satsample.estimation import mean, proportion, satisfaction_index, total
 from satsample.intervals import confidence_interval
 
 pytestmark = pytest.mark.reference

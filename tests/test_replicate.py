@@ -9,8 +9,7 @@ from conftest import ITEMS, add_indicator_columns, assert_rel, load_case, load_c
 
 from satsample._validation import DesignError, SatsampleError, SatsampleWarning
 from satsample.design import survey_design
-from satsample.estimation import mean, proportion, ratio, total
-from satsample.index import satisfaction_index
+from satsample.estimation import mean, proportion, ratio, satisfaction_index, total
 from satsample.replicate import bootstrap, brr, declare_replicates, jackknife
 
 S_ITEMS = [f"s{i[1:]}" for i in ITEMS]
@@ -118,7 +117,7 @@ def test_small_declared(case_d, kind, mse, reference_questionnaire):
 def test_bootstrap_monte_carlo(design_a, case_d, kind, reference_questionnaire):
     ref = case_d[kind]
     n_rep = ref["n_replicates"]
-    d = bootstrap(design_a, replicates=n_rep, kind=kind, rng=20240612)
+    d = bootstrap(design_a, n_replicates=n_rep, kind=kind, rng=20240612)
     assert d.degf == ref["degf"] == 499
     assert_rel(d.replicates.scale, ref["scale"], rtol=1e-12)
     mc = ref["mc_reference"]
@@ -129,13 +128,13 @@ def test_bootstrap_monte_carlo(design_a, case_d, kind, reference_questionnaire):
     res = satisfaction_index(d, reference_questionnaire)
     assert abs(res.overall["se"].iloc[0] / mc["index"]["index_se"] - 1) < bound
     # reproducible for a given seed, different for another
-    d_same = bootstrap(design_a, replicates=20, kind=kind, rng=5)
-    d_again = bootstrap(design_a, replicates=20, kind=kind, rng=5)
+    d_same = bootstrap(design_a, n_replicates=20, kind=kind, rng=5)
+    d_again = bootstrap(design_a, n_replicates=20, kind=kind, rng=5)
     np.testing.assert_array_equal(d_same.replicates.weights, d_again.replicates.weights)
 
 
 def test_subbootstrap_multipliers_structure(design_a):
-    d = bootstrap(design_a, replicates=30, kind="subbootstrap", rng=1)
+    d = bootstrap(design_a, n_replicates=30, kind="subbootstrap", rng=1)
     mult = d.replicates.weights / design_a.weights[None, :]
     n_h = pd.Series(design_a.strata).map(pd.Series(design_a.strata).value_counts()).to_numpy()
     counts = mult * (n_h - 1) / n_h
@@ -146,7 +145,7 @@ def test_subbootstrap_multipliers_structure(design_a):
 
 
 def test_canty_davison_multipliers(design_a):
-    d = bootstrap(design_a, replicates=30, kind="bootstrap", rng=2)
+    d = bootstrap(design_a, n_replicates=30, kind="bootstrap", rng=2)
     mult = d.replicates.weights / design_a.weights[None, :]
     np.testing.assert_allclose(mult, np.round(mult), atol=1e-12)
     per = pd.DataFrame(mult.T).groupby(design_a.strata).sum().to_numpy()
@@ -248,7 +247,7 @@ def test_lazy_jackknife_equals_materialised_case_d(design_a, case_d, key, refere
     res_m = satisfaction_index(mat, reference_questionnaire, by="agency_level")
     res_l = satisfaction_index(lazy, reference_questionnaire, by="agency_level")
     for lv in ("overall", "element", "item"):
-        _same(res_l.to_frame(level=lv), res_m.to_frame(level=lv))
+        _same(res_l.to_frame(table=lv), res_m.to_frame(table=lv))
     assert res_m.options["replicate_estimates"] == "stored"
     for fn in (mean, proportion):
         a = fn(lazy, S_ITEMS, by="agency_level", na="drop")
@@ -274,37 +273,90 @@ def test_lazy_jk1_equals_reference(case_d, key, reference_questionnaire):
 
 
 @pytest.mark.reference
-def test_lazy_jackknife_two_stage(reference_questionnaire):
+@pytest.mark.parametrize("mse", [False, True])
+def test_lazy_jackknife_two_stage_certainty_stratum(case_d, reference_questionnaire, mse):
+    """Case D's two-stage design has a stratum sampled with certainty: closed form = R."""
+    ref = case_d["JKn_two_stage"]
     data = add_indicator_columns(load_data("sample_twostage"))
-    # case D's two-stage design has a stratum sampled with certainty: only materialised
-    design = survey_design(data, ids=["commune_id", "user_id"], strata="district_id", fpc=["M_h", "N_hi"])
-    with pytest.warns(SatsampleWarning, match="after the first stage"), \
-            pytest.raises(SatsampleError, match="certainty"):
-        jackknife(design, materialize=False)
-    # without fpc: closed form = stored replicates
+    design = survey_design(data, ids=["commune_id", "user_id"], strata="district_id",
+                           fpc=["M_h", "N_hi"])
+    with pytest.warns(SatsampleWarning, match="after the first stage"):
+        lazy = jackknife(design, materialize=False, mse=mse)
+    with pytest.warns(SatsampleWarning, match="after the first stage"):
+        mat = jackknife(design, mse=mse)
+    assert lazy.replicates.n_replicates == mat.replicates.n_replicates == ref["n_replicates"]
+    assert lazy.degf == mat.degf == ref["degf"]
+    assert_rel(lazy.replicates.rscales, mat.replicates.rscales, rtol=1e-15)
+    if not mse:
+        _check(lazy, ref["items"], ref["index"], reference_questionnaire)
+    for lv in ("overall", "element", "item"):
+        _same(satisfaction_index(lazy, reference_questionnaire).to_frame(table=lv),
+              satisfaction_index(mat, reference_questionnaire).to_frame(table=lv))
+    # without fpc: no certainty stratum
     design = survey_design(data, ids=["commune_id", "user_id"], strata="district_id",
                            weights="design_weight")
     lazy, mat = jackknife(design, materialize=False), jackknife(design)
     assert lazy.replicates.n_replicates == mat.replicates.n_replicates and lazy.degf == mat.degf
     for lv in ("overall", "element", "item"):
-        _same(satisfaction_index(lazy, reference_questionnaire).to_frame(level=lv),
-              satisfaction_index(mat, reference_questionnaire).to_frame(level=lv))
+        _same(satisfaction_index(lazy, reference_questionnaire).to_frame(table=lv),
+              satisfaction_index(mat, reference_questionnaire).to_frame(table=lv))
 
 
-def test_lazy_jackknife_refuses_what_it_cannot_do():
+@pytest.mark.parametrize("rule", ["adjust", "average", "remove", "certainty"])
+@pytest.mark.parametrize("mse", [False, True])
+def test_lazy_jackknife_lonely_psu_rules(rule, mse, reference_questionnaire):
+    """Every lonely-PSU rule: the closed form equals the stored replicates (case B_lonely data)."""
     data = add_indicator_columns(load_data("sample_twostage_lonely"))
     base = dict(ids="commune_id", strata="district_id", weights="design_weight")
-    for rule in ("adjust", "average"):
-        with pytest.raises(SatsampleError, match=f"lonely_psu='{rule}'"):
-            jackknife(survey_design(data, **base, lonely_psu=rule), materialize=False)
+    design = survey_design(data, **base, lonely_psu=rule)
+    lazy, mat = jackknife(design, materialize=False, mse=mse), jackknife(design, mse=mse)
+    for attr in ("n_replicates", "scale", "degf"):
+        assert getattr(lazy.replicates, attr) == getattr(mat.replicates, attr), attr
+    assert_rel(lazy.replicates.rscales, mat.replicates.rscales, rtol=1e-15)
+    for by in (None, "sex"):
+        for fn in (mean, proportion):
+            a = fn(lazy, S_ITEMS, by=by, na="drop")
+            b = fn(mat, S_ITEMS, by=by, na="drop")
+            _same(a.table, b.table)
+            assert a.replicate_estimates is None
+        _same(total(lazy, "n01", by=by).table, total(mat, "n01", by=by).table)
+        for lv in ("overall", "element", "item"):
+            _same(satisfaction_index(lazy, reference_questionnaire, by=by).to_frame(table=lv),
+                  satisfaction_index(mat, reference_questionnaire, by=by).to_frame(table=lv))
     with pytest.raises(DesignError, match="only one PSU"):
         jackknife(survey_design(data, **base), materialize=False)
-    rem = survey_design(data, **base, lonely_psu="remove")
-    assert_rel(mean(jackknife(rem, materialize=False), "s01", na="drop").table["se"],
-               mean(jackknife(rem), "s01", na="drop").table["se"])
-    # a stratum sampled with certainty (f_h = 1)
+
+
+def test_lazy_jackknife_certainty_stratum():
     strat = add_indicator_columns(load_data("sample_strat"))
     first = strat["agency_id"] == strat["agency_id"].iloc[0]
     strat.loc[first, "N_h"] = int(first.sum())
-    with pytest.raises(SatsampleError, match="certainty"):
-        jackknife(survey_design(strat, strata="agency_id", fpc="N_h"), materialize=False)
+    design = survey_design(strat, strata="agency_id", fpc="N_h")
+    lazy, mat = jackknife(design, materialize=False), jackknife(design)
+    assert lazy.replicates.n_replicates == mat.replicates.n_replicates == 717 - int(first.sum())
+    _same(mean(lazy, S_ITEMS, by="agency_level", na="drop").table,
+          mean(mat, S_ITEMS, by="agency_level", na="drop").table)
+
+
+def test_bootstrap_storage_is_bit_identical(design_a, reference_questionnaire):
+    """materialize=True/False: the same rng gives the same replicate weights and SEs, bit for bit."""
+    from satsample.variance.replicate import iter_replicate_weight_blocks
+
+    a = bootstrap(design_a, n_replicates=40, rng=11)
+    b = bootstrap(design_a, n_replicates=40, rng=11, materialize=False)
+    assert b.replicates.weights is None and a.degf == b.degf
+    np.testing.assert_array_equal(a.replicates.weights,
+                                  np.vstack(list(iter_replicate_weight_blocks(b, block=7))))
+    for fn in (mean, proportion, total):
+        ta = fn(a, S_ITEMS[:4], by="agency_level", na="drop")
+        tb = fn(b, S_ITEMS[:4], by="agency_level", na="drop")
+        for c in ("estimate", "se", "ci_low", "ci_high", "df", "deff"):
+            np.testing.assert_array_equal(ta.table[c], tb.table[c], err_msg=c)
+        np.testing.assert_array_equal(ta.replicate_estimates, tb.replicate_estimates)
+    for lv in ("overall", "element", "item"):
+        np.testing.assert_array_equal(
+            satisfaction_index(a, reference_questionnaire, by="sex").to_frame(lv)["se"],
+            satisfaction_index(b, reference_questionnaire, by="sex").to_frame(lv)["se"])
+    c = bootstrap(design_a, n_replicates=40, rng=12)
+    assert not np.array_equal(c.replicates.weights, a.replicates.weights)
+

@@ -19,8 +19,8 @@ from satsample._validation import SatsampleError
 from satsample.allocation import allocate_for_precision
 from satsample.datasets import make_population, simulate_responses
 from satsample.design import survey_design
+from satsample.estimation import satisfaction_index
 from satsample.flags import flag_estimate
-from satsample.index import satisfaction_index
 from satsample.ranking import league_table
 from satsample.replicate import bootstrap
 from satsample.report import ReportFiles, build_report
@@ -209,10 +209,10 @@ def survey():
     ag = pop.agencies.set_index("agency_id")
     plan = allocate_for_precision(ag["N_h"], moe=0.1, p=0.8, response_rate=0.6,
                                   min_respondents=30)
-    sel = select(pop.frame, id="user_id", stratum="agency_id", n=plan, rng=12)
+    sel = select(pop.frame, ids="user_id", strata="agency_id", n=plan, rng=12)
     s = simulate_responses(pop, sel.sample, rng=13)
     d = survey_design(s, strata="agency_id", weights="design_weight", fpc="fpc")
-    d = bootstrap(d, replicates=40, rng=14)
+    d = bootstrap(d, n_replicates=40, rng=14)
     d = adjust_nonresponse(d, "responded", classes="agency_id")
     est = satisfaction_index(d, pop.questionnaire, by="agency_id")
     names = ag["name"].astype(str).copy()

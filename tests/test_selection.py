@@ -58,7 +58,7 @@ def test_case_e_pi_within_district(case_e, psu):
     np.testing.assert_allclose(pi, ref["pi"], rtol=1e-10)
     # select() gives the same probabilities to the communes it draws, for every PPS method
     for method in ("pps_systematic", "pps_brewer", "pps_sampford"):
-        s = select(psu, id="commune_id", stratum="district_id", n=m_h, method=method,
+        s = select(psu, ids="commune_id", strata="district_id", n=m_h, method=method,
                    size="size_files", rng=7).sample
         assert s.groupby("stratum").size().to_dict() == m_h.to_dict()
         got = s.set_index("commune_id")["inclusion_prob"]
@@ -72,7 +72,7 @@ def test_case_e_pi_within_district(case_e, psu):
 def test_case_e_inclusionprobastrata(case_e):
     frame = load_data("frame")
     ag = load_data("agencies").set_index("agency_id")
-    s = select(frame, id="user_id", stratum="agency_id", n=ag["n_h"], rng=20240611).sample
+    s = select(frame, ids="user_id", strata="agency_id", n=ag["n_h"], rng=20240611).sample
     pi = s.groupby("stratum")["inclusion_prob"].agg(["first", "min", "max"]).loc[ag.index]
     np.testing.assert_allclose(pi["first"], case_e["inclusionprobastrata"]["pi"], rtol=1e-10)
     assert (pi["min"] == pi["max"]).all()
@@ -127,7 +127,7 @@ def test_monte_carlo_through_select(method):
     counts = pd.Series(0.0, index=frame["uid"])
     pis = None
     for _ in range(reps):
-        s = select(frame, id="uid", n=4, method=method, size=None if method == "srswor"
+        s = select(frame, ids="uid", n=4, method=method, size=None if method == "srswor"
                    else "size", rng=gen).sample
         counts[s["uid"]] += 1
         pis = s.set_index("uid")["inclusion_prob"] if pis is None else pis.combine_first(
@@ -145,7 +145,7 @@ def test_monte_carlo_released_reserves_srswor():
     gen = np.random.default_rng(3)
     counts = np.zeros(12)
     for _ in range(reps):
-        s = select(frame, id="uid", n=3, n_reserve=4, rng=gen)
+        s = select(frame, ids="uid", n=3, n_reserve=4, rng=gen)
         s2 = release_reserves(s, {"all": 2})
         counts[s2.sample["uid"].to_numpy()] += 1
         assert (s2.sample["inclusion_prob"] == 5 / 12).all()
@@ -168,7 +168,7 @@ def small_frame():
 
 def test_reserves_bookkeeping(small_frame):
     before = small_frame.copy()
-    s = select(small_frame, id="uid", stratum="agency", n={"A": 3, "B": 5, "C": 6},
+    s = select(small_frame, ids="uid", strata="agency", n={"A": 3, "B": 5, "C": 6},
                n_reserve={"A": 2, "B": 3, "C": 100}, rng=42)
     pd.testing.assert_frame_equal(small_frame, before)
     assert s.record.n_reserve == {"A": 2, "B": 3, "C": 24}  # truncated to what is left
@@ -200,7 +200,7 @@ def test_reserves_bookkeeping(small_frame):
 
 
 def test_pps_reserves_probabilities(small_frame):
-    s = select(small_frame, id="uid", stratum="agency", n=4, n_reserve=2,
+    s = select(small_frame, ids="uid", strata="agency", n=4, n_reserve=2,
                method="pps_systematic", size="visits", rng=1)
     full = {h: inclusion_probabilities(g["visits"].to_numpy(), 6)
             for h, g in small_frame.groupby("agency")}
@@ -219,12 +219,12 @@ def test_pps_reserves_probabilities(small_frame):
 
 
 def test_systematic_with_sort_and_srswr(small_frame):
-    s = select(small_frame, id="uid", stratum="agency", n=5, method="systematic",
+    s = select(small_frame, ids="uid", strata="agency", n=5, method="systematic",
                sort="visits", rng=3).sample
     assert s.groupby("stratum").size().tolist() == [5, 5, 5]
     np.testing.assert_allclose(s.groupby("stratum")["inclusion_prob"].first(),
                                [0.5, 0.25, 5 / 30])
-    w = select(small_frame, id="uid", stratum="agency", n=15, method="srswr", rng=3).sample
+    w = select(small_frame, ids="uid", strata="agency", n=15, method="srswr", rng=3).sample
     assert len(w) == 45  # one row per draw, n_h may exceed N_h
     np.testing.assert_allclose(w.groupby("stratum")["design_weight"].sum(), [10, 20, 30])
     np.testing.assert_allclose(w.loc[w["stratum"] == "A", "inclusion_prob"],
@@ -232,9 +232,9 @@ def test_systematic_with_sort_and_srswr(small_frame):
 
 
 def test_bernoulli_and_poisson_weights(small_frame):
-    b = select(small_frame, id="uid", stratum="agency", n=5, method="bernoulli", rng=8).sample
+    b = select(small_frame, ids="uid", strata="agency", n=5, method="bernoulli", rng=8).sample
     np.testing.assert_allclose(b["design_weight"], b["fpc"] / 5)
-    p = select(small_frame, id="uid", stratum="agency", n=5, method="poisson", size="visits",
+    p = select(small_frame, ids="uid", strata="agency", n=5, method="poisson", size="visits",
                rng=8).sample
     pis = inclusion_probabilities(small_frame["visits"], 5, strata=small_frame["agency"])
     pis.index = small_frame["uid"]
@@ -243,11 +243,11 @@ def test_bernoulli_and_poisson_weights(small_frame):
 
 def test_allocation_object_and_take_all(small_frame):
     alloc = allocate(small_frame.groupby("agency").size(), 24, rule="equal")
-    s = select(small_frame, id="uid", stratum="agency", n=alloc, rng=1).sample
+    s = select(small_frame, ids="uid", strata="agency", n=alloc, rng=1).sample
     assert s.groupby("stratum").size().tolist() == [8, 8, 8]
     with pytest.raises(DesignError, match=r"stratum 'A'.*n_h=12 exceeds N_h=10"):
-        select(small_frame, id="uid", stratum="agency", n=12, rng=1)
-    t = select(small_frame, id="uid", stratum="agency", n=12, take_all=True, rng=1)
+        select(small_frame, ids="uid", strata="agency", n=12, rng=1)
+    t = select(small_frame, ids="uid", strata="agency", n=12, take_all=True, rng=1)
     assert t.record.take_all == ("A",)
     assert (t.sample.loc[t.sample["stratum"] == "A", "inclusion_prob"] == 1).all()
 
@@ -256,11 +256,11 @@ def test_allocation_object_and_take_all(small_frame):
 
 
 def test_same_rng_same_sample(small_frame):
-    a = select(small_frame, id="uid", stratum="agency", n=4, method="pps_brewer",
+    a = select(small_frame, ids="uid", strata="agency", n=4, method="pps_brewer",
                size="visits", n_reserve=2, rng=2024)
-    b = select(small_frame, id="uid", stratum="agency", n=4, method="pps_brewer",
+    b = select(small_frame, ids="uid", strata="agency", n=4, method="pps_brewer",
                size="visits", n_reserve=2, rng=np.random.default_rng(2024))
-    c = select(small_frame, id="uid", stratum="agency", n=4, method="pps_brewer",
+    c = select(small_frame, ids="uid", strata="agency", n=4, method="pps_brewer",
                size="visits", n_reserve=2, rng=np.random.SeedSequence(2024))
     pd.testing.assert_frame_equal(a.sample, b.sample)
     pd.testing.assert_frame_equal(a.sample, c.sample)
@@ -269,12 +269,12 @@ def test_same_rng_same_sample(small_frame):
     assert b.record.rng_state is not None
     # shuffling the rows of the frame does not change an SRSWOR sample
     shuffled = small_frame.sample(frac=1.0, random_state=1)
-    d = select(shuffled, id="uid", stratum="agency", n=4, rng=5).sample
-    e = select(small_frame, id="uid", stratum="agency", n=4, rng=5).sample
+    d = select(shuffled, ids="uid", strata="agency", n=4, rng=5).sample
+    e = select(small_frame, ids="uid", strata="agency", n=4, rng=5).sample
     assert sorted(d["uid"]) == sorted(e["uid"])
     # rng=None records its fresh entropy, which reproduces the draw
-    f = select(small_frame, id="uid", stratum="agency", n=4, rng=None)
-    g = select(small_frame, id="uid", stratum="agency", n=4,
+    f = select(small_frame, ids="uid", strata="agency", n=4, rng=None)
+    g = select(small_frame, ids="uid", strata="agency", n=4,
                rng=np.random.SeedSequence(f.record.seed_entropy))
     pd.testing.assert_frame_equal(f.sample, g.sample)
 
@@ -334,26 +334,26 @@ def test_multistage_errors(small_frame):
 def test_bad_input_messages(small_frame):
     dup = pd.concat([small_frame, small_frame.iloc[[3]]])
     with pytest.raises(SatsampleError, match=r"duplicated values: .*4"):
-        select(dup, id="uid", n=3, rng=1)
+        select(dup, ids="uid", n=3, rng=1)
     miss = small_frame.astype({"uid": float})
     miss.loc[5, "uid"] = np.nan
     with pytest.raises(SatsampleError, match="'uid' has 1 missing"):
-        select(miss, id="uid", n=3, rng=1)
+        select(miss, ids="uid", n=3, rng=1)
     for bad in (0.0, -2.0, np.nan):
         fr = small_frame.copy()
         fr.loc[7, "visits"] = bad
         with pytest.raises(SatsampleError, match=r"size measure 'visits'.*unit 8"):
-            select(fr, id="uid", n=3, method="pps_brewer", size="visits", rng=1)
+            select(fr, ids="uid", n=3, method="pps_brewer", size="visits", rng=1)
     with pytest.raises(DesignError, match=r"'Z'.*not in the frame"):
-        select(small_frame, id="uid", stratum="agency", n={"A": 1, "B": 1, "C": 1, "Z": 2},
+        select(small_frame, ids="uid", strata="agency", n={"A": 1, "B": 1, "C": 1, "Z": 2},
                rng=1)
     with pytest.raises(DesignError, match=r"no sample size.*'C'"):
-        select(small_frame, id="uid", stratum="agency", n={"A": 1, "B": 1}, rng=1)
+        select(small_frame, ids="uid", strata="agency", n={"A": 1, "B": 1}, rng=1)
     with pytest.raises(SatsampleError, match="method"):
-        select(small_frame, id="uid", n=3, method="quota", rng=1)
+        select(small_frame, ids="uid", n=3, method="quota", rng=1)
     with pytest.raises(SatsampleError, match="needs size"):
-        select(small_frame, id="uid", n=3, method="pps_sampford", rng=1)
+        select(small_frame, ids="uid", n=3, method="pps_sampford", rng=1)
     with pytest.raises(SatsampleError, match="'nope'"):
-        select(small_frame, id="uid", stratum="nope", n=3, rng=1)
+        select(small_frame, ids="uid", strata="nope", n=3, rng=1)
     with pytest.raises(SatsampleError, match="size"):
         inclusion_probabilities([1.0, 0.0, 2.0], 2)

@@ -330,7 +330,7 @@ def test_run_equals_the_python_api(survey):
     frame = pd.read_csv(base / "frame.csv", dtype=str)
     alloc = pd.read_csv(base / "out" / "plan" / "allocation.csv", dtype={"agency": str})
     seeds = np.random.SeedSequence(SEED).spawn(2)
-    drawn = ss.select(frame, id="id", stratum="agency",
+    drawn = ss.select(frame, ids="id", strata="agency",
                       n=dict(zip(alloc["agency"], alloc["n_h"], strict=True)),
                       n_reserve=dict(zip(alloc["agency"], alloc["n_reserve"], strict=True)),
                       take_all=True, rng=seeds[0])
@@ -347,7 +347,7 @@ def test_run_equals_the_python_api(survey):
     smp["respondent"] = smp["cls"].isin(["I", "P"])
     data = smp[smp["a"] > 0].reset_index(drop=True)
     design = ss.survey_design(data, strata="agency", weights="w0", fpc="fpc")
-    design = ss.bootstrap(design, replicates=R_REPS, rng=seeds[1], materialize=False)
+    design = ss.bootstrap(design, n_replicates=R_REPS, rng=seeds[1], materialize=False)
     design = ss.adjust_nonresponse(design, "known", classes="agency")
     design = ss.adjust_nonresponse(design, "respondent", classes="agency")
     counts = frame["sex"].value_counts().sort_index()
@@ -548,7 +548,7 @@ def test_suppressed_rows_have_no_value_in_the_index_files(tmp_path):
     from satsample.survey.pipeline import index_table
 
     pop = ss.make_population(n_users=3000, n_agencies=6, rng=1)
-    sel = ss.select(pop.frame, id="user_id", stratum="agency_id", n=40, rng=2)
+    sel = ss.select(pop.frame, ids="user_id", strata="agency_id", n=40, rng=2)
     d = ss.survey_design(ss.simulate_responses(pop, sel.sample, rng=3), strata="agency_id",
                          weights="design_weight", fpc="fpc")
     d = ss.adjust_nonresponse(d, "responded", classes="agency_id")

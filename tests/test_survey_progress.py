@@ -26,7 +26,7 @@ def _design(n_rep: int):
                          "q1": gen.integers(1, 6, n).astype(float),
                          "q2": gen.integers(1, 6, n).astype(float)})
     d = ss.survey_design(data, strata="h", weights="w")
-    d = ss.bootstrap(d, replicates=n_rep, rng=1, materialize=False)
+    d = ss.bootstrap(d, n_replicates=n_rep, rng=1, materialize=False)
     return ss.adjust_nonresponse(d, "r", classes="h")
 
 

@@ -16,10 +16,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from satsample._replicate_totals import iter_replicate_weight_blocks
 from satsample._validation import ConvergenceError, ConvergenceWarning, DesignError, SatsampleError
 from satsample.design import WeightStep, survey_design
 from satsample.replicate import bootstrap
+from satsample.variance.replicate import iter_replicate_weight_blocks
 from satsample.weighting import (
     CalibrationStep,
     NonresponseStep,
@@ -59,7 +59,7 @@ def base():
 
 @pytest.fixture(scope="module")
 def lazy(base):
-    return bootstrap(base, replicates=R, rng=17, materialize=False)
+    return bootstrap(base, n_replicates=R, rng=17, materialize=False)
 
 
 def materialised(design):

@@ -7,8 +7,8 @@ import pandas as pd
 import pytest
 
 from satsample._validation import ConvergenceError, ConvergenceWarning, SatsampleError
-from satsample._variance import taylor_variance
 from satsample.design import survey_design
+from satsample.variance.taylor import taylor_variance
 from satsample.weighting import (
     GregResidualizer,
     PostStratResidualizer,

@@ -1,7 +1,7 @@
 """Case C of ../shared/reference: post-stratification, raking and calibration equal to R survey.
 
 Point estimates and Taylor SEs are computed here by hand linearisation on top of
-``satsample._variance.taylor_variance`` (which applies the residualizers stored by
+``satsample.variance.taylor.taylor_variance`` (which applies the residualizers stored by
 the weighting steps), so these tests check the weights *and* the variance rules.
 """
 
@@ -15,8 +15,8 @@ import pandas as pd
 import pytest
 
 from satsample._validation import ConvergenceError, ConvergenceWarning
-from satsample._variance import taylor_variance
 from satsample.design import survey_design
+from satsample.variance.taylor import taylor_variance
 from satsample.weighting import (
     calibrate,
     calibration_check,
@@ -287,7 +287,7 @@ def test_weight_summary_records_history(designs):
 @pytest.mark.parametrize("method", ["poststratify", "rake_default", "calibrate_linear",
                                     "calibrate_logit_bounded_0.4_2.5"])
 def test_public_index_estimator_on_weighted_designs(method, ref, designs):
-    index = pytest.importorskip("satsample.index")
+    index = pytest.importorskip("satsample.estimation")
     from satsample.questionnaire import load_questionnaire
 
     q = load_questionnaire("reference_22")

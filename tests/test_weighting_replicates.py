@@ -8,8 +8,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from satsample._variance import taylor_variance
 from satsample.design import ReplicateWeights, WeightStep, survey_design
+from satsample.variance.taylor import taylor_variance
 from satsample.weighting import (
     adjust_nonresponse,
     calibrate,

@@ -59,7 +59,7 @@ def prepare(task: str, df, meta, reps: int):
         by = "agency_id" if task == "T5d" else None
 
         def run():
-            dl = replicate.bootstrap(d, replicates=reps, kind="subbootstrap", rng=11,
+            dl = replicate.bootstrap(d, n_replicates=reps, kind="subbootstrap", rng=11,
                                      materialize=False)
             return _out(est.proportion(dl, SC, by=by, variance="replicate", deff="srswr"),
                         by is not None)

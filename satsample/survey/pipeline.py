@@ -460,8 +460,8 @@ def plan(config: str | Path | SurveyConfig, *, force: bool = False,
         reserves = dict(zip(strata_tab["stratum"], strata_tab["n_reserve"].astype(int),
                             strict=True))
         try:
-            drawn = select(frame.drop(columns=["_file", "_row"]), id=fr["id"],
-                           stratum=strat, n=sizes, method=d["method"],
+            drawn = select(frame.drop(columns=["_file", "_row"]), ids=fr["id"],
+                           strata=strat, n=sizes, method=d["method"],
                            size=fr["size"], sort=list(d["sort"]) or None, n_reserve=reserves,
                            take_all=True, rng=_seeds(cfg)[0])
         except SatsampleError as exc:
@@ -1035,7 +1035,7 @@ def _estimate(cfg: SurveyConfig, q: Questionnaire, data: pd.DataFrame, frame: pd
         design = survey_design(data, strata=strat, weights="eligibility_weight", fpc="fpc",
                                lonely_psu="certainty" if len(lonely) and census else "fail")
         if var["method"] == "bootstrap":
-            design = bootstrap(design, replicates=var["replicates"], rng=_seeds(cfg)[1],
+            design = bootstrap(design, n_replicates=var["replicates"], rng=_seeds(cfg)[1],
                                materialize=False)
         elif var["method"] == "jackknife":
             design = jackknife(design, materialize=False)

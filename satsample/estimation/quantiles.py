@@ -26,19 +26,20 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from ._validation import (
+from .._validation import (
     SatsampleError,
     as_column_list,
     as_numbers,
     check_choice,
     check_columns,
-    check_grouping,
     check_probability,
     plain,
 )
-from .design import SurveyDesign
-from .estimation import mean
-from .results import Estimate
+from ..design import SurveyDesign
+from ..results import Estimate
+from . import engine
+from .domains import domains
+from .statistics import _missing, mean
 
 __all__ = ["QUANTILE_CI_METHODS", "QUANTILE_RULES", "QuantileEstimate", "quantile"]
 
@@ -202,37 +203,6 @@ def _finite(v: float) -> float:
 
 
 # ----------------------------------------------------------------------------- helpers
-def _levels_and_codes(data: pd.DataFrame, by: list[str]) -> tuple[np.ndarray, pd.DataFrame, int]:
-    """Domain code per row, the table of domain levels, and the size of the cross-classification."""
-    n = len(data)
-    if not by:
-        return np.zeros(n, dtype=np.int64), pd.DataFrame(index=range(1)), 1
-    per_codes, per_levels = [], []
-    for c in by:
-        s = data[c]
-        check_grouping(s, name=c, role="domain (by)")
-        miss = int(s.isna().sum())
-        if miss:
-            raise SatsampleError(
-                f"domain column {c!r} has {miss} missing value(s); recode them as a level "
-                "(e.g. 'unknown') or drop those rows before declaring the design"
-            )
-        if isinstance(s.dtype, pd.CategoricalDtype):
-            codes = s.cat.codes.to_numpy(dtype=np.int64)
-            uniq = np.asarray(s.cat.categories, dtype=object)
-        else:
-            codes, uniq = pd.factorize(s, sort=True)
-            uniq = np.asarray(uniq, dtype=object)
-        per_codes.append(np.asarray(codes, dtype=np.int64))
-        per_levels.append(uniq)
-    shape = tuple(len(u) for u in per_levels)
-    flat = np.ravel_multi_index(tuple(per_codes), shape) if len(by) > 1 else per_codes[0]
-    present, codes = np.unique(flat, return_inverse=True)
-    idx = np.unravel_index(present, shape)
-    levels = pd.DataFrame({c: per_levels[j][idx[j]] for j, c in enumerate(by)})
-    return codes.reshape(-1).astype(np.int64), levels, int(np.prod(shape))
-
-
 def _numeric(data: pd.DataFrame, cols: list[str]) -> np.ndarray:
     """The ``y`` columns as float64 (n, k); text, booleans and infinite values raise."""
     out = np.empty((len(data), len(cols)))
@@ -482,14 +452,7 @@ def quantile(
     check_choice(ci_method, name="ci_method", allowed=QUANTILE_CI_METHODS)
     check_probability(level, name="level")
     check_choice(na, name="na", allowed=("error", "drop"))
-    check_choice(variance, name="variance", allowed=("auto", "taylor", "replicate"))
-    if variance == "auto":
-        variance = "replicate" if design.replicates is not None else "taylor"
-    elif variance == "replicate" and design.replicates is None:
-        raise SatsampleError(
-            "variance='replicate' but the design has no replicate weights; create them with "
-            "jackknife(), brr(), bootstrap() or declare_replicates()"
-        )
+    variance = engine.resolve_variance(design, variance)
     cols = as_column_list(y)
     if not cols:
         raise SatsampleError("y: give at least one column")
@@ -499,26 +462,13 @@ def quantile(
     check_columns(data, cols, role="y")
     p_all = _check_probs(probs)
     by_cols = as_column_list(by)
-    check_columns(data, by_cols, role="domain (by)")
-    if len(set(by_cols)) != len(by_cols):
-        raise SatsampleError(f"by={by_cols!r} lists a column more than once")
+    dom = domains(data, by_cols)  # the engine's domain coding (checks the by columns)
 
     vals = _numeric(data, cols)
-    miss = np.isnan(vals)
     excluded: dict[str, int] = {}
-    if miss.any():
-        counts = miss.sum(axis=0)
-        if na == "error":
-            detail = ", ".join(f"{c!r}: {int(m)}" for c, m in zip(cols, counts) if m)
-            raise SatsampleError(
-                f"y column(s) with missing values ({detail} row(s)); pass na='drop' to exclude "
-                "them from that variable's quantiles (a domain restriction, as R's "
-                "subset(design, !is.na(y))), or impute them"
-            )
-        for c, m in zip(cols, counts):
-            if m:
-                excluded[f"{c!r} missing (na='drop')"] = int(m)
-    codes, levels, n_possible = _levels_and_codes(data, by_cols)
+    ok = _missing(vals, cols, na, excluded, "y")  # the estimators' missing-value policy
+    miss = np.zeros(vals.shape, dtype=bool) if ok is None else ~ok
+    codes, levels, n_possible = dom.codes, dom.levels, dom.n_possible
     g = len(levels)
     k = len(cols)
     w = design.weights

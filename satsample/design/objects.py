@@ -1,45 +1,32 @@
-"""The survey design object: how the sample was drawn, bound to its data.
+"""The design object: how the sample was drawn, bound to its data (frozen, never modified).
 
-A :class:`SurveyDesign` is built once by :func:`survey_design`, validated
-there, and never modified.  Weighting steps return a new design with new
-weights (and, for calibration, the information the Taylor variance needs to
-replace scores by calibration residuals); replication returns a new design
-carrying replicate weights.  Every estimator is a free function taking a
-design.
+A :class:`SurveyDesign` is built once by :func:`satsample.design.survey_design`,
+validated there, and never modified.  Weighting steps return a new design with
+new weights (and, for calibration, the information the Taylor variance needs
+to replace scores by calibration residuals); replication returns a new design
+carrying :class:`ReplicateWeights`.  Every estimator is a free function taking
+a design.
 """
 
 from __future__ import annotations
 
-import warnings
-from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal, Protocol
 
 import numpy as np
 import pandas as pd
 
-from ._tables import TableField
-from ._validation import (
-    DesignError,
-    SatsampleError,
-    SatsampleWarning,
-    as_column_list,
-    check_choice,
-    check_columns,
-    check_grouping,
-    check_no_missing,
-    check_weights,
-    plain,
-)
+from .._tables import TableField
+from .._validation import DesignError, check_columns, check_weights
 
 __all__ = [
     "LONELY_PSU_RULES",
     "LonelyPSU",
     "ReplicateWeights",
+    "Residualizer",
     "Stage",
     "SurveyDesign",
     "WeightStep",
-    "survey_design",
 ]
 
 LonelyPSU = Literal["fail", "remove", "certainty", "adjust", "average"]
@@ -77,6 +64,13 @@ class Stage:
     cluster: np.ndarray
     n_sampled: np.ndarray
     popsize: np.ndarray | None
+
+    def __repr__(self) -> str:
+        # codes are dense (0..m-1) by construction
+        n_strata = int(self.stratum.max()) + 1 if self.stratum.size else 0
+        n_clusters = int(self.cluster.max()) + 1 if self.cluster.size else 0
+        fpc = "with fpc" if self.popsize is not None else "with replacement"
+        return f"Stage(rows={self.stratum.size}, strata={n_strata}, clusters={n_clusters}, {fpc})"
 
     @property
     def sampling_fraction(self) -> np.ndarray:
@@ -206,6 +200,13 @@ class ReplicateWeights:
         ``apply(block: ndarray (b, n), replicate_index: ndarray (b,)) -> ndarray (b, n)``
         that turn a block of replicate weights before the step into the block
         after it.  Materialised replicate weights already include every step.
+    scheme : ReplicateScheme or None
+        The replication method (:mod:`satsample.replicate`): how to generate
+        the replicates, their totals and a closed-form variance, whether or
+        not the weights are stored.
+    origin : ndarray or None
+        The analysis weights stored replicates were generated from (see
+        :meth:`regenerates`).
     base_weights : ndarray of float64, shape (n,) or None
         For replicates generated on the fly with ``steps``: the analysis
         weights the replicate multipliers apply to (the full-sample weights
@@ -225,6 +226,26 @@ class ReplicateWeights:
     fay_rho: float | None = None
     steps: tuple[Any, ...] = ()
     base_weights: np.ndarray | None = None
+    scheme: Any = None
+    origin: np.ndarray | None = None
+
+    def __repr__(self) -> str:
+        stored = "stored" if self.weights is not None else "generated on the fly"
+        steps = f", {len(self.steps)} weighting step(s) replayed" if self.steps else ""
+        return (f"ReplicateWeights(kind={self.kind!r}, n_replicates={self.n_replicates}, "
+                f"{stored}, scale={self.scale:.6g}, mse={self.mse}, degf={self.degf}{steps})")
+
+    def regenerates(self, weights: np.ndarray) -> bool:
+        """True when the scheme can recompute these replicates for a design with ``weights``.
+
+        Replicates that are not stored, or stored replicates the scheme
+        generated from exactly these analysis weights (no weighting step
+        since): their totals then come from the scheme, so storing them changes
+        nothing in the numbers.
+        """
+        if self.scheme is None or self.steps:
+            return False
+        return self.weights is None or (self.scheme.generates and self.origin is weights)
 
     def variance(self, theta_r: np.ndarray, theta: np.ndarray) -> np.ndarray:
         """Replicate variance of estimates.
@@ -245,6 +266,25 @@ class ReplicateWeights:
         dev = theta_r - centre
         rs = self.rscales.reshape((-1,) + (1,) * (theta_r.ndim - 1))
         return self.scale * np.sum(rs * dev * dev, axis=0)
+
+    def covariance(self, theta_r: np.ndarray, theta: np.ndarray) -> np.ndarray:
+        """Replicate covariance matrix of a vector of estimates.
+
+        Parameters
+        ----------
+        theta_r : ndarray of shape (R, m)
+        theta : ndarray of shape (m,)
+
+        Returns
+        -------
+        ndarray of shape (m, m)
+            :math:`\\text{scale} \\sum_r \\text{rscales}_r (\\theta_r - c)(\\theta_r - c)^T`.
+        """
+        theta_r = np.asarray(theta_r, dtype=np.float64)
+        centre = np.asarray(theta, dtype=np.float64) if self.mse else theta_r.mean(axis=0)
+        dev = theta_r - centre
+        out = self.scale * (dev.T * self.rscales[None, :]) @ dev
+        return (out + out.T) / 2.0  # exactly symmetric
 
 
 @dataclass(frozen=True, kw_only=True, eq=False)
@@ -311,8 +351,8 @@ class SurveyDesign:
 
     @property
     def n_psu(self) -> int:
-        """Number of stage-1 PSUs."""
-        return int(np.unique(self.psu).shape[0])
+        """Number of stage-1 PSUs (their codes are dense, ``0..P-1``: no sort needed)."""
+        return int(self.psu.max()) + 1 if self.psu.size else 0
 
     @property
     def degf(self) -> int:
@@ -408,293 +448,3 @@ class SurveyDesign:
         return self.data[name]
 
 
-# ------------------------------------------------------------------ builder
-def _codes(values: pd.Series) -> tuple[np.ndarray, np.ndarray]:
-    codes, uniques = pd.factorize(values, sort=True)
-    return codes.astype(np.int64), np.asarray(uniques)
-
-
-def survey_design(
-    data: pd.DataFrame,
-    *,
-    ids: str | Sequence[str] | None = None,
-    strata: str | None = None,
-    weights: str | None = None,
-    probs: str | None = None,
-    fpc: str | Sequence[str] | None = None,
-    nest: bool = False,
-    lonely_psu: LonelyPSU = "fail",
-) -> SurveyDesign:
-    """Declare a stratified multistage design (R's ``svydesign``).
-
-    Parameters
-    ----------
-    data : pandas.DataFrame
-        One row per responding (or sampled) unit.  It is copied; the caller's
-        frame is never modified.
-    ids : str or sequence of str, optional
-        Cluster column for each stage (stage 1 first).  ``None`` means every
-        row is its own PSU (element sampling).
-    strata : str, optional
-        Stage-1 strata column.  ``None`` means one stratum.  Later stages are
-        stratified by the cluster of the previous stage.
-    weights : str, optional
-        Column of sampling (design) weights.
-    probs : str, optional
-        Column of inclusion probabilities (weights are their inverse).  Give
-        ``weights`` or ``probs``, not both.  Without either, weights are
-        computed from ``fpc`` as the product over stages of population over
-        sample counts, as R does; without ``fpc`` either, all weights are 1
-        (with a warning).
-    fpc : str or sequence of str, optional
-        Finite population correction per stage: population counts of
-        clusters in the stratum (values > 1), or sampling fractions (all
-        values <= 1), constant within each stratum.  ``None``: sampling with
-        replacement.  When fewer fpc columns than stages are given, the
-        variance stops at the last stage with an fpc (ultimate cluster).
-    nest : bool, default=False
-        Relabel clusters within strata (R's ``nest=TRUE``).  Without it a
-        cluster label found in two strata is an error.
-    lonely_psu : {"fail", "remove", "certainty", "adjust", "average"}, default="fail"
-        Rule for a stratum with a single sampled PSU, as R's
-        ``options(survey.lonely.psu)``: ``"fail"`` raises; ``"remove"`` and
-        ``"certainty"`` make the stratum contribute nothing at that stage;
-        ``"adjust"`` centres the PSU total at zero (the grand mean of the
-        scores); ``"average"`` replaces the stratum's contribution by the
-        average of the other strata.
-
-    Returns
-    -------
-    SurveyDesign
-
-    Raises
-    ------
-    SatsampleError
-        A missing column, missing values in a design column, bad weights.
-    DesignError
-        Clusters not nested in strata, an fpc that varies within a stratum or
-        is smaller than the sample, a lonely PSU with ``lonely_psu="fail"``.
-
-    Notes
-    -----
-    The Taylor variance of a total with weighted scores :math:`x_i = w_i z_i`
-    is computed stage by stage (R's ``svyrecvar``):
-
-    .. math::
-
-        V = \\sum_h (1 - f_h) \\frac{n_h}{n_h - 1} \\sum_{i \\in h}
-            (t_{hi} - \\bar t_h)^2 + \\sum_{h,i} f_h V_{2,hi},
-
-    with :math:`t_{hi}` the PSU totals, :math:`f_h = n_h / N_h`, and
-    :math:`V_{2,hi}` the same formula applied to the units of PSU *hi*
-    (only when a stage-2 fpc is given).
-    """
-    if not isinstance(data, pd.DataFrame):
-        raise SatsampleError(f"data must be a pandas DataFrame, got {type(data).__name__}")
-    if data.shape[0] == 0:
-        raise SatsampleError("data has no rows")
-    lonely_psu = check_choice(lonely_psu, name="lonely_psu", allowed=LONELY_PSU_RULES)
-    id_cols = as_column_list(ids)
-    fpc_cols = as_column_list(fpc)
-    check_columns(data, id_cols, role="ids")
-    check_columns(data, strata, role="strata")
-    check_columns(data, weights, role="weights")
-    check_columns(data, probs, role="probs")
-    check_columns(data, fpc_cols, role="fpc")
-    if weights is not None and probs is not None:
-        raise SatsampleError("give weights= or probs=, not both")
-    if len(fpc_cols) > max(len(id_cols), 1):
-        raise SatsampleError(
-            f"{len(fpc_cols)} fpc columns for {max(len(id_cols), 1)} stage(s); give at most one per stage"
-        )
-    for col, role in [(c, "ids") for c in id_cols] + [(c, "fpc") for c in fpc_cols] + (
-        [(strata, "strata")] if strata else []
-    ):
-        check_no_missing(data, col, role=role)
-        if role != "fpc":
-            check_grouping(data[col], name=col, role=role)
-
-    df = data.copy()
-    df.index = pd.RangeIndex(len(df)) if not isinstance(df.index, pd.RangeIndex) else df.index
-    n = len(df)
-
-    if strata is None:
-        s_codes = np.zeros(n, dtype=np.int64)
-        s_labels = np.array(["(all)"], dtype=object)
-    else:
-        s_codes, s_labels = _codes(df[strata])
-
-    if not id_cols:
-        stage_clusters = [np.arange(n, dtype=np.int64)]
-        stage_names = ["(row)"]
-    else:
-        stage_clusters = []
-        stage_names = list(id_cols)
-        for col in id_cols:
-            stage_clusters.append(_codes(df[col])[0])
-        # a last stage of units is implied when the last id is not unique per row
-    # nesting: stage-1 clusters within strata; stage-k clusters within stage-(k-1) clusters
-    parents = s_codes
-    nested_clusters: list[np.ndarray] = []
-    stage_strata: list[np.ndarray] = []
-    for k, cl in enumerate(stage_clusters):
-        pair = pd.MultiIndex.from_arrays([parents, cl])
-        pair_codes = pd.factorize(pair, sort=True)[0].astype(np.int64)
-        n_pairs = int(pair_codes.max()) + 1
-        n_cl = int(cl.max()) + 1
-        if n_pairs != n_cl and not nest:
-            # find an example
-            tab = pd.DataFrame({"p": parents, "c": cl}).drop_duplicates()
-            dup = tab[tab["c"].duplicated(keep=False)]
-            c_code = int(dup["c"].iloc[0])
-            col = stage_names[k]
-            label = df[col].iloc[int(np.flatnonzero(cl == c_code)[0])] if col != "(row)" else c_code
-            parent_role = "strata" if k == 0 else f"stage-{k} clusters"
-            raise DesignError(
-                f"cluster {label!r} of column {col!r} appears in {dup['c'].eq(c_code).sum()} "
-                f"different {parent_role}: clusters are not nested; pass nest=True to relabel "
-                "them within each stratum"
-            )
-        nested_clusters.append(pair_codes)
-        stage_strata.append(parents)
-        parents = pair_codes
-
-    # sampled clusters per stratum at every stage
-    n_sampled_list = []
-    for st, cl in zip(stage_strata, nested_clusters, strict=True):
-        tab = pd.DataFrame({"s": st, "c": cl}).drop_duplicates()
-        counts = tab.groupby("s")["c"].size()
-        n_sampled_list.append(counts.reindex(st).to_numpy(dtype=np.int64))
-
-    # fpc per stage
-    popsizes: list[np.ndarray | None] = []
-    for k in range(len(nested_clusters)):
-        if k >= len(fpc_cols):
-            popsizes.append(None)
-            continue
-        col = fpc_cols[k]
-        vals = pd.to_numeric(df[col], errors="coerce").to_numpy(dtype=np.float64)
-        if np.isnan(vals).any() or (vals <= 0).any():
-            bad = int((np.isnan(vals) | (vals <= 0)).sum())
-            raise DesignError(f"fpc column {col!r}: {bad} value(s) are not positive numbers")
-        st = stage_strata[k]
-        spread = pd.Series(vals).groupby(st).agg(lambda s: s.max() - s.min())
-        if (spread > 1e-9 * pd.Series(vals).groupby(st).max()).any():
-            bad_s = int(spread.index[spread.to_numpy() > 0][0])
-            where = _stratum_label(k, bad_s, s_labels, stage_strata, df, stage_names)
-            raise DesignError(f"fpc column {col!r} varies within stratum {where} at stage {k + 1}")
-        nsamp = n_sampled_list[k].astype(np.float64)
-        if (vals <= 1).all():
-            pop = nsamp / vals  # sampling fractions
-        elif (vals < 1).any():
-            raise DesignError(
-                f"fpc column {col!r} mixes sampling fractions (<= 1) and population counts (> 1)"
-            )
-        else:
-            pop = vals
-        too_small = pop < nsamp - 1e-9
-        if too_small.any():
-            i = int(np.flatnonzero(too_small)[0])
-            where = _stratum_label(k, int(stage_strata[k][i]), s_labels, stage_strata, df, stage_names)
-            raise DesignError(
-                f"fpc column {col!r}: stratum {where} has {int(nsamp[i])} sampled clusters at stage "
-                f"{k + 1} but a population of only {pop[i]:g}"
-            )
-        popsizes.append(pop)
-
-    # weights
-    if weights is not None:
-        w = check_weights(df[weights], name=weights)
-        if (w == 0).any():
-            raise SatsampleError(
-                f"weights {weights!r}: {int((w == 0).sum())} value(s) are zero; a design weight "
-                "is 1/probability and cannot be 0 (drop those rows and report them, or use a domain)"
-            )
-    elif probs is not None:
-        p = check_weights(df[probs], name=probs, allow_zero=False)
-        if (p > 1).any():
-            raise SatsampleError(f"probs {probs!r}: {int((p > 1).sum())} value(s) exceed 1")
-        w = 1.0 / p
-    elif fpc_cols:
-        w = np.ones(n)
-        for k, pop in enumerate(popsizes):
-            if pop is not None:
-                w = w * pop / n_sampled_list[k]
-    else:
-        warnings.warn(
-            "no weights, probs or fpc given: assuming equal probability (all weights 1)",
-            SatsampleWarning,
-            stacklevel=2,
-        )
-        w = np.ones(n)
-
-    stages = tuple(
-        Stage(
-            stratum=_readonly(stage_strata[k]),
-            cluster=_readonly(nested_clusters[k]),
-            n_sampled=_readonly(n_sampled_list[k]),
-            popsize=None if popsizes[k] is None else _readonly(popsizes[k]),
-        )
-        for k in range(len(nested_clusters))
-    )
-    # the variance recursion goes one stage deeper only when the stage has an fpc
-    used = 1
-    while used < len(stages) and stages[used - 1].popsize is not None:
-        used += 1
-    stages = stages[:used]
-
-    # lonely PSUs
-    _check_lonely(stages, lonely_psu, s_labels, df, stage_names)
-
-    w = _readonly(np.asarray(w, dtype=np.float64))
-    step = WeightStep.from_weights(
-        "design",
-        w,
-        params=(("ids", tuple(id_cols)), ("strata", strata), ("weights", weights),
-                ("probs", probs), ("fpc", tuple(fpc_cols)), ("lonely_psu", lonely_psu)),
-    )
-    return SurveyDesign(
-        data=df,
-        weights=w,
-        design_weights=w,
-        stages=stages,
-        strata_labels=_readonly(np.asarray(s_labels, dtype=object)),
-        lonely_psu=lonely_psu,
-        history=(step,),
-        columns={"ids": tuple(id_cols), "strata": strata, "weights": weights, "probs": probs,
-                 "fpc": tuple(fpc_cols), "nest": nest},
-    )
-
-
-def _stratum_label(k: int, code: int, s_labels: np.ndarray, stage_strata: list[np.ndarray],
-                   df: pd.DataFrame, stage_names: list[str]) -> str:
-    if k == 0:
-        return repr(s_labels[code])
-    rows = np.flatnonzero(stage_strata[k] == code)
-    col = stage_names[k - 1]
-    return f"{col}={plain(df[col].iloc[rows[0]])!r}" if col in df.columns else str(code)
-
-
-def _check_lonely(stages: tuple[Stage, ...], rule: str, s_labels: np.ndarray, df: pd.DataFrame,
-                  stage_names: list[str]) -> None:
-    for k, st in enumerate(stages):
-        lonely = st.n_sampled == 1
-        if st.popsize is not None:
-            lonely &= st.popsize > 1  # a stratum with one PSU out of one is a certainty
-        if lonely.any() and rule == "fail":
-            code = int(st.stratum[np.flatnonzero(lonely)[0]])
-            if k == 0:
-                label = str(s_labels[code])
-            else:
-                row = int(np.flatnonzero(st.stratum == code)[0])
-                col = stage_names[k - 1]
-                label = f"{col}={df[col].iloc[row]}" if col in df.columns else str(code)
-            n_lonely = np.unique(st.stratum[lonely]).size
-            raise DesignError(
-                f"Stratum ({label}) has only one PSU at stage {k + 1} "
-                f"({n_lonely} such stratum/strata); choose lonely_psu='remove', 'certainty', "
-                "'adjust' or 'average'"
-            )
-
-
-Residualize = Callable[[np.ndarray], np.ndarray]

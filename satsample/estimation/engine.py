@@ -1,0 +1,499 @@
+"""The estimation engine: one path from per-row inputs to estimates, SEs, df and design effects.
+
+A statistic is described by
+
+* its per-row inputs, :class:`Inputs`: numerators ``y`` (n, K), and a
+  denominator per column (none for totals, the count of usable rows for means
+  and shares, or a column for ratios), with the rows usable for each column;
+  the engine forms the domain totals :math:`N_{gk} = \\sum_i w_i y_{ik}`,
+  :math:`D_{gk}` and the ratios :math:`r_{gk} = N_{gk}/D_{gk}` (or the totals);
+* a :class:`Combination` of those ratios, the point function
+  :math:`\\theta_g = h(r_g)` with its gradient :math:`\\partial h/\\partial r`
+  (the identity for total/mean/ratio/proportion; the questionnaire's
+  aggregation rule for the satisfaction index).
+
+The variance is a backend chosen by the design: Taylor linearisation
+(:func:`satsample.variance.taylor.taylor_variance` of the scores
+:math:`z_i = \\sum_k \\partial h/\\partial r_k \\, (y_{ik} - r_k d_{ik})/D_k`),
+or replicate weights (:mod:`satsample.variance.replicate`: :math:`h` recomputed
+from the replicate totals, or in closed form for a jackknife whose replicates
+are not stored when :math:`h` is linear).
+
+:func:`fit` runs the whole path; :func:`from_totals` finishes it from totals
+computed elsewhere (the Dask path); :func:`scores` and :func:`moments` are
+the linearisation both use.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from .._validation import SatsampleError, check_choice
+from ..variance import replicate as rep_backend
+from ..variance.taylor import taylor_variance, taylor_vcov
+from .domains import ROW_BLOCK, Domains, Groups, domain_df
+
+__all__ = ["Combination", "Fit", "Identity", "Inputs", "fit", "resolve_variance"]
+
+
+# ------------------------------------------------------------------ inputs
+@dataclass(frozen=True, kw_only=True, eq=False)
+class Inputs:
+    """Per-row inputs of a statistic.
+
+    Attributes
+    ----------
+    num : ndarray of shape (n, K)
+        Numerator values: uint8 (small non-negative integers) or float64 (NaN
+        allowed where not ``ok``).
+    den : None, "used" or ndarray of shape (n, K)
+        ``None``: totals (no denominator); ``"used"``: the count of rows used
+        (means and shares); an array: ratio denominators (float64).
+    ok : ndarray of bool of shape (n, K) or None
+        Usable values (``None``: all).  A row is used for a column when it is
+        usable and has a positive weight.
+    """
+
+    num: np.ndarray
+    den: Any = "used"
+    ok: np.ndarray | None = None
+
+
+# ------------------------------------------------------------ combinations
+class Combination:
+    """The point function of the ratios, :math:`\\theta = h(r)`, and its gradient.
+
+    Subclasses set ``n_out`` (L), ``keeps_ratios`` (the first K outputs are
+    the ratios themselves), ``linear`` (the gradient depends only on which
+    ratios are defined, as for averages: the closed-form jackknife applies)
+    and implement :meth:`value`, :meth:`gradient` and :meth:`depends`.
+    """
+
+    n_out: int
+    keeps_ratios: bool = True
+    linear: bool = True
+
+    def value(self, r: np.ndarray) -> np.ndarray:
+        """Outputs (..., G, L) from ratios (..., G, K) (NaN where undefined)."""
+        raise NotImplementedError
+
+    def gradient(self, r: np.ndarray) -> np.ndarray:
+        """Derivatives (G, L', K) of the outputs after the kept ratios (L' = L - K if kept)."""
+        raise NotImplementedError
+
+    def depends(self) -> np.ndarray:
+        """(K, L) bool: output l uses ratio k (its rows count in n and df)."""
+        raise NotImplementedError
+
+
+class Identity(Combination):
+    """The ratios (or totals) themselves: total, mean, ratio, proportion."""
+
+    def __init__(self, k: int) -> None:
+        self.n_out = k
+
+    def value(self, r: np.ndarray) -> np.ndarray:
+        return r
+
+    def gradient(self, r: np.ndarray) -> np.ndarray:
+        return np.zeros((r.shape[-2], 0, r.shape[-1]))
+
+    def depends(self) -> np.ndarray:
+        return np.eye(self.n_out, dtype=bool)
+
+
+def coefficients(combo: Combination, r: np.ndarray) -> np.ndarray:
+    """Full gradient (G, L, K) of a combination, the kept ratios included."""
+    grad = combo.gradient(r)
+    if not combo.keeps_ratios:
+        return grad
+    g, k = r.shape
+    eye = np.broadcast_to(np.eye(k), (g, k, k))
+    return np.concatenate([eye, grad], axis=1)
+
+
+def apply_gradient(u: np.ndarray, codes: np.ndarray, grad: np.ndarray) -> np.ndarray:
+    """``z[i, l] = sum_k grad[codes_i, l, k] u[i, k]``, grouping rows by distinct gradients."""
+    g, n_l, _ = grad.shape
+    out = np.zeros((u.shape[0], n_l))
+    if n_l == 0 or u.shape[0] == 0:
+        return out
+    flat = grad.reshape(g, -1)
+    if g == 1 or bool(np.all(flat == flat[0])):
+        return u @ grad[0].T
+    pats, pat_of = np.unique(flat, axis=0, return_inverse=True)
+    pat_of = pat_of.reshape(-1)
+    row_pat = pat_of[codes]
+    for p in range(pats.shape[0]):
+        rows = np.flatnonzero(row_pat == p)
+        if rows.size:
+            out[rows] = u[rows] @ pats[p].reshape(n_l, -1).T
+    return out
+
+
+# -------------------------------------------------------------- variance
+def resolve_variance(design: Any, variance: str) -> str:
+    """``"auto"`` -> ``"replicate"`` when the design has replicate weights, else ``"taylor"``."""
+    check_choice(variance, name="variance", allowed=("auto", "taylor", "replicate"))
+    if variance == "auto":
+        return "replicate" if design.replicates is not None else "taylor"
+    if variance == "replicate" and design.replicates is None:
+        raise SatsampleError(
+            "variance='replicate' but the design has no replicate weights; create them with "
+            "jackknife(), brr(), bootstrap() or declare_replicates()"
+        )
+    return variance
+
+
+def srs_variance(big_n: np.ndarray, n_obs: np.ndarray, s1: np.ndarray, s2: np.ndarray,
+                 deff: str) -> np.ndarray:
+    """SRS variance of a weighted total from ``N = sum w``, ``n``, ``sum w z`` and ``sum w z^2``.
+
+    ``N^2 s^2 / n`` times ``(1 - n/N)`` for ``deff="srswor"``, with
+    ``s^2 = (sum w z^2 - (sum w z)^2 / N) / N * n / (n - 1)``.  Exact (no
+    cancellation) when ``z`` is centred, i.e. ``sum w z`` is 0 up to rounding:
+    the engine passes linearised scores, or totals' values minus the domain mean.
+    Undefined (NaN) below two observations: ``s^2`` needs ``n - 1 > 0`` (otherwise a
+    rounding residue of a one-unit domain would give ``inf`` or ``NaN`` by chance).
+    """
+    with np.errstate(invalid="ignore", divide="ignore"):
+        ss = s2 - s1 * s1 / big_n
+        s2v = ss / big_n * n_obs / (n_obs - 1)
+        v = big_n**2 * s2v / n_obs
+        if deff == "srswor":
+            v = v * (1.0 - n_obs / big_n)  # not (N - n) / N: no overflow for huge N
+    return np.where(n_obs > 1, v, np.nan)
+
+
+def deff_ratio(var: np.ndarray, vsrs: np.ndarray) -> np.ndarray:
+    """Design effect ``var / vsrs``; NaN where the SRS variance is 0 or undefined."""
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(vsrs > 0, var / np.where(vsrs > 0, vsrs, 1.0), np.nan)
+
+
+# ------------------------------------------------------------ linearisation
+@dataclass(frozen=True, kw_only=True, eq=False)
+class Linearization:
+    """What the scores of a block of rows need: ratios, denominators, gradient (small arrays)."""
+
+    ratio: bool  # False: totals
+    r_safe: np.ndarray | None  # (G, K) ratios, 0 where undefined
+    d_safe: np.ndarray | None  # (G, K) denominators, 1 where 0
+    defined: np.ndarray | None  # (G, K) denominator != 0
+    centre: np.ndarray | None  # (G, K) domain means of totals' values (centred scores)
+    grad: np.ndarray  # (G, L', K) gradient after the kept ratios
+    keeps_ratios: bool
+
+
+def linearization(combo: Combination, tot_num: np.ndarray, tot_den: np.ndarray | None,
+                  big_n: np.ndarray) -> tuple[np.ndarray, Linearization]:
+    """Ratios (G, K) (NaN where undefined) and the linearisation of ``combo`` at them."""
+    if tot_den is None:
+        r = tot_num
+        lin = Linearization(
+            ratio=False, r_safe=None, d_safe=None, defined=None,
+            centre=np.where(big_n > 0, tot_num / np.where(big_n > 0, big_n, 1.0), 0.0),
+            grad=combo.gradient(r), keeps_ratios=combo.keeps_ratios)
+        return r, lin
+    defined = tot_den != 0
+    with np.errstate(invalid="ignore", divide="ignore"):
+        r = np.where(defined, tot_num / np.where(defined, tot_den, 1.0), np.nan)
+    lin = Linearization(ratio=True, r_safe=np.where(defined, r, 0.0),
+                        d_safe=np.where(defined, tot_den, 1.0), defined=defined, centre=None,
+                        grad=combo.gradient(r), keeps_ratios=combo.keeps_ratios)
+    return r, lin
+
+
+def scores(lin: Linearization, num: np.ndarray, den: Any, used: np.ndarray | None,
+           codes: np.ndarray, *, centred: bool = False) -> np.ndarray:
+    """Linearised scores z (rows, L) of a block of rows (zero where a row is not used).
+
+    ``num`` holds the numerators with zeros where unused; ``den`` is ``None``,
+    ``"used"`` or the denominators (zeros where unused); ``used`` (rows, K)
+    marks the rows used (``None``: every row).  For a ratio
+    :math:`u_k = (y_k - r_k d_k)/D_k` (0 where :math:`D_k = 0`); for a total
+    :math:`u_k = y_k` (minus the domain mean when ``centred``); then
+    :math:`z = (u, u\\,\\partial h/\\partial r^T)`.
+    """
+
+    def per_row(a: np.ndarray) -> np.ndarray:
+        return a[0] if a.shape[0] == 1 else a[codes]
+
+    u = np.array(num, dtype=np.float64)
+    if lin.ratio:
+        if isinstance(den, str):
+            u -= per_row(lin.r_safe) * (1.0 if used is None else used)
+        else:
+            u -= per_row(lin.r_safe) * den
+        u /= per_row(lin.d_safe)
+        if not bool(lin.defined.all()):
+            u = np.where(per_row(lin.defined), u, 0.0)
+    elif centred:
+        u -= per_row(lin.centre)
+        if used is not None:
+            u = np.where(used, u, 0.0)
+    if lin.grad.shape[1] == 0:
+        return u
+    extra = apply_gradient(u, codes, lin.grad)
+    return np.concatenate([u, extra], axis=1) if lin.keeps_ratios else extra
+
+
+def moments(score_fn: Callable[[slice], np.ndarray], codes: np.ndarray, n_domains: int,
+            w: np.ndarray, shape: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+    """Per-domain weighted sums of ``z`` and ``z^2``, ``z = score_fn(rows)`` built in row blocks."""
+    s1 = np.zeros(shape)
+    s2 = np.zeros(shape)
+    n = codes.shape[0]
+    for r0 in range(0, n, ROW_BLOCK):
+        rows = slice(r0, min(n, r0 + ROW_BLOCK))
+        zb = score_fn(rows)
+        bgrp = Groups(codes[rows], n_domains, w[rows])
+        s1 += bgrp.sum(zb)
+        zb *= zb
+        s2 += bgrp.sum(zb)
+    return s1, s2
+
+
+def used_outputs(used_k: np.ndarray, combo: Combination) -> np.ndarray:
+    """Rows used by each output (n, L): a ratio's usable rows; an output of several, any of theirs."""
+    dep = combo.depends()
+    if combo.keeps_ratios and dep.shape[1] == used_k.shape[1] and bool(
+            np.array_equal(dep, np.eye(dep.shape[0], dtype=bool))):
+        return used_k
+    out = np.empty((used_k.shape[0], dep.shape[1]), dtype=bool)
+    for j in range(dep.shape[1]):
+        cols = np.flatnonzero(dep[:, j])
+        if cols.size == 1:
+            out[:, j] = used_k[:, cols[0]]
+        else:
+            np.any(used_k[:, cols], axis=1, out=out[:, j])
+    return out
+
+
+def options(fitted: Fit, *, replicates: Any, lonely_psu: str, calibrated: bool,
+            **extra: Any) -> dict[str, Any]:
+    """The options dict of every result: variance backend, replicate scheme, rules, and ``extra``.
+
+    ``extra`` holds the statistic's own options (``level``, ``ci_method``,
+    ``na``, ``deff``, ``measure``...), inserted after ``variance``.
+    """
+    reps = replicates if fitted.variance == "replicate" else None
+    out: dict[str, Any] = {"variance": fitted.variance, **extra}
+    out.setdefault("df", "replicate" if reps is not None else "PSUs - strata in the domain")
+    out["lonely_psu"] = lonely_psu
+    out["replicate_kind"] = None if reps is None else reps.kind
+    out["mse"] = None if reps is None else bool(reps.mse)
+    out["calibrated"] = bool(calibrated)
+    out["replicate_estimates"] = (None if reps is None else
+                                  "not stored (closed-form jackknife of lazy replicates)"
+                                  if fitted.closed_form else "stored")
+    return out
+
+
+# ------------------------------------------------------------------ fit
+@dataclass(frozen=True, kw_only=True, eq=False)
+class Fit:
+    """Arrays (G, L) of a statistic by domain, and what its covariance needs."""
+
+    estimate: np.ndarray
+    se: np.ndarray
+    df: np.ndarray
+    deff: np.ndarray
+    n: np.ndarray
+    big_n: np.ndarray
+    replicates: np.ndarray | None  # (R, G, L) replicate estimates, when computed
+    variance: str
+    closed_form: bool  # closed-form jackknife (replicate estimates not computed)
+
+
+def _values_and_used(design: Any, inputs: Inputs) -> tuple[np.ndarray, Any, np.ndarray | None,
+                                                             np.ndarray]:
+    """Numerators and denominators with zeros where a row is not used, and the used mask."""
+    w = design.weights
+    pos = w > 0
+    num = inputs.num
+    used = None if inputs.ok is None else inputs.ok & pos[:, None]
+    if used is None:
+        num0 = num if bool(pos.all()) else num * pos[:, None].astype(num.dtype)
+    else:
+        num0 = np.where(used, num, 0).astype(num.dtype if num.dtype == np.uint8 else np.float64,
+                                              copy=False)
+    den = inputs.den
+    if den is not None and not isinstance(den, str):
+        den = np.where(used if used is not None else pos[:, None], den, 0.0)
+    return num0, den, used, pos
+
+
+@dataclass(frozen=True, kw_only=True, eq=False)
+class _Totals:
+    """Per-row values with unused rows zeroed, domain totals, ratios and the linearisation."""
+
+    num0: np.ndarray
+    den0: Any
+    used: np.ndarray | None
+    pos: np.ndarray
+    codes: np.ndarray
+    grp: Groups
+    tot_num: np.ndarray
+    big_n: np.ndarray
+    n_obs: np.ndarray
+    r: np.ndarray
+    lin: Linearization
+
+    def scores(self, rows: slice, *, centred: bool = True) -> np.ndarray:
+        den = self.den0 if self.den0 is None or isinstance(self.den0, str) else self.den0[rows]
+        return scores(self.lin, self.num0[rows], den,
+                      None if self.used is None else self.used[rows], self.codes[rows],
+                      centred=centred)
+
+
+def _domain_totals(design: Any, inputs: Inputs, combo: Combination, dom: Domains) -> _Totals:
+    codes, g = dom.codes, dom.n_domains
+    num0, den0, used, pos = _values_and_used(design, inputs)
+    k = num0.shape[1]
+    grp = Groups(codes, g, design.weights)
+    tot_num = grp.sum(num0)
+    if used is None:
+        big_n = np.repeat(grp.sum(pos[:, None]), k, axis=1)
+        n_obs = np.repeat(grp.sum(pos[:, None], weighted=False), k, axis=1)
+    else:
+        big_n = grp.sum(used)
+        n_obs = grp.sum(used, weighted=False)
+    if inputs.den is None:
+        tot_den = None
+    elif isinstance(inputs.den, str):
+        tot_den = big_n
+    else:
+        tot_den = grp.sum(den0)
+    r, lin = linearization(combo, tot_num, tot_den, big_n)
+    return _Totals(num0=num0, den0=den0, used=used, pos=pos, codes=codes, grp=grp,
+                   tot_num=tot_num, big_n=big_n, n_obs=n_obs, r=r, lin=lin)
+
+
+def fit(design: Any, inputs: Inputs, combo: Combination, dom: Domains, variance: str,
+        deff: str) -> Fit:
+    """Estimates, SEs, df, design effects and counts of ``combo`` by domain.
+
+    Nothing of size (n, L) in float64 is built unless the Taylor variance needs
+    the scores; the design effect's SRS variance comes from grouped sums (in
+    closed form for 0/1 shares) or row blocks of scores.
+    """
+    w = design.weights
+    codes, g = dom.codes, dom.n_domains
+    t = _domain_totals(design, inputs, combo, dom)
+    num0, den0, used, pos, grp, lin = t.num0, t.den0, t.used, t.pos, t.grp, t.lin
+    k = num0.shape[1]
+    tot_num, big_n, n_obs, r = t.tot_num, t.big_n, t.n_obs, t.r
+    est = combo.value(r)
+    score_fn = t.scores
+    # 0/1 shares: the SRS moments of the ratio scores in closed form,
+    # sum w (y - p)^2 = Y (1 - p)^2 + (N - Y) p^2
+    s1 = s2 = None
+    if (isinstance(inputs.den, str) and combo.n_out == k and combo.keeps_ratios
+            and num0.dtype == np.uint8 and (num0.size == 0 or int(num0.max()) <= 1)):
+        p, d_safe = lin.r_safe, lin.d_safe
+        with np.errstate(invalid="ignore", divide="ignore"):
+            s1 = (tot_num - p * big_n) / d_safe
+            s2 = (tot_num * (1 - p) ** 2 + (big_n - tot_num) * p * p) / (d_safe * d_safe)
+    reps = None
+    closed = False
+    if variance == "taylor":
+        z = score_fn(slice(None), centred=False)
+        if s1 is None and lin.ratio:
+            s1 = grp.sum(z)
+            s2 = grp.sum(z * z)
+        z *= w[:, None]
+        var = taylor_variance(design, z, domain=codes, n_domains=g)
+        del z
+    else:
+        den_vals = _den_values(inputs, den0, used, pos)
+        if lin.ratio and combo.linear and rep_backend.closed_form(design):
+            closed = True
+            coef = coefficients(combo, r)
+            var = rep_backend.replicate_ratio_variance(design, num0, den_vals, coef, domain=codes,
+                                             n_domains=g)
+        else:
+            reps = replicate_estimates(design, combo, num0, den_vals, codes, g)
+            with np.errstate(invalid="ignore"):
+                var = design.replicates.variance(reps, est)
+    identity = combo.keeps_ratios and combo.n_out == k
+    if identity:
+        used_l = pos if used is None else used
+    else:
+        used_l = used_outputs(np.broadcast_to(pos[:, None], num0.shape) if used is None
+                              else used, combo)
+        n_obs = grp.sum(used_l, weighted=False)
+        big_n = grp.sum(used_l)
+    df = domain_df(design, used_l, codes, g)
+    if df.shape[1] != est.shape[1]:
+        df = np.repeat(df, est.shape[1], axis=1)
+    if s1 is None or s1.shape != est.shape:
+        s1, s2 = moments(score_fn, codes, g, w, est.shape)
+    deff_v = deff_ratio(var, srs_variance(big_n, n_obs, s1, s2, deff))
+    return Fit(estimate=est, se=np.sqrt(var), df=df, deff=deff_v, n=n_obs, big_n=big_n,
+               replicates=reps, variance=variance, closed_form=closed)
+
+
+def _den_values(inputs: Inputs, den0: Any, used: np.ndarray | None, pos: np.ndarray) -> Any:
+    """Denominator values per row for the replicate backends (None for totals)."""
+    if inputs.den is None:
+        return None
+    if isinstance(inputs.den, str):
+        return pos[:, None] if used is None else used
+    return den0
+
+
+def replicate_estimates(design: Any, combo: Combination, num0: np.ndarray, den_vals: Any,
+                        codes: np.ndarray, g: int) -> np.ndarray:
+    """Replicate estimates (R, G, L): ``combo`` of the replicate ratios (or totals)."""
+    k = num0.shape[1]
+    if den_vals is None:
+        rt = rep_backend.replicate_totals(design, num0, domain=codes, n_domains=g)
+        return combo.value(rt)
+    if den_vals.dtype == np.bool_:
+        vals = np.concatenate([num0, den_vals.astype(num0.dtype)], axis=1)
+    else:
+        vals = np.concatenate([np.asarray(num0, dtype=np.float64), den_vals], axis=1)
+    rt = rep_backend.replicate_totals(design, vals, domain=codes, n_domains=g)
+    del vals
+    return combo.value(ratios_of(rt[..., :k], rt[..., k:]))
+
+
+def ratios_of(num_t: np.ndarray, den_t: np.ndarray) -> np.ndarray:
+    """``num / den``, NaN where the denominator is 0."""
+    ok = den_t != 0
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(ok, num_t / np.where(ok, den_t, 1.0), np.nan)
+
+
+def vcov(design: Any, inputs: Inputs, combo: Combination, dom: Domains, variance: str,
+         fitted: Fit, *, outputs: np.ndarray | None = None) -> np.ndarray:
+    """Covariance matrix of the estimates of ``fitted``, ordered domain-major, output-minor.
+
+    ``outputs`` selects outputs of the combination (default all): the matrix
+    is then over (domain, selected output) pairs.
+
+    Taylor: :func:`satsample.variance.taylor.taylor_vcov` of the scores of
+    every (domain, output) pair.  Replicates: the replicate covariance of the
+    replicate estimates (recomputed for a closed-form jackknife).
+    """
+    codes, g = dom.codes, dom.n_domains
+    t = _domain_totals(design, inputs, combo, dom)
+    if variance == "taylor":
+        z = t.scores(slice(None), centred=False)
+        if outputs is not None:
+            z = z[:, outputs]
+        z *= design.weights[:, None]
+        return taylor_vcov(design, z, domain=codes, n_domains=g)
+    reps = fitted.replicates
+    if reps is None:
+        reps = replicate_estimates(design, combo, t.num0,
+                                   _den_values(inputs, t.den0, t.used, t.pos), codes, g)
+    est = fitted.estimate
+    if outputs is not None:
+        reps, est = reps[..., outputs], est[:, outputs]
+    return design.replicates.covariance(reps.reshape(reps.shape[0], -1), est.reshape(-1))

@@ -1,0 +1,270 @@
+"""Bootstrap replicates: Rao-Wu rescaling (R's "subbootstrap") and Canty-Davison (R's "bootstrap").
+
+Rao-Wu counts are drawn from a counter-based stream keyed by (key, stratum,
+replicate, draw) (:mod:`satsample._kernels._rng`): any block of replicates
+can be generated on demand, in any process, so the weights need not be stored
+(``materialize=False``), and storing them (``materialize=True``) stores
+exactly the same numbers.  Canty-Davison replicates come from a
+``numpy.random.Generator`` and are always stored.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import numpy as np
+
+from .._compat import renamed_keywords
+from .._random import RNGLike, as_generator, stream_key
+from .._validation import (
+    DesignError,
+    SatsampleError,
+    check_choice,
+    check_positive_int,
+    plain,
+)
+from ..design import ReplicateWeights
+from ._common import (
+    Layout,
+    as_values,
+    compact,
+    design_layout,
+    expand,
+    matrix_rank,
+    psu_structure,
+    readonly,
+    task_block,
+    warn_if_weighted,
+)
+from .base import ReplicateScheme
+
+__all__ = ["CantyDavison", "RaoWu", "bootstrap", "lazy_raowu_replicates"]
+
+_RANK_LIMIT = 50_000_000  # R x PSUs above which degf is taken as R - 1 without a rank
+
+
+def raowu_totals(key: int, w: np.ndarray, values: np.ndarray, domain: np.ndarray,
+                 n_domains: int, lay: Layout, r0: int, n_rep: int) -> np.ndarray:
+    """Rao-Wu replicate totals (n_rep, G, k) of rows laid out by ``lay`` (whole strata).
+
+    The one call of the on-the-fly kernel: a design in memory and a Dask
+    partition both come here, with the same key and global stratum codes.
+    """
+    from .._kernels.bootstrap import _raowu_totals
+
+    vc, where = compact(as_values(values, w.shape[0]))
+    out = _raowu_totals(np.uint64(key), np.ascontiguousarray(w, dtype=np.float64), vc, domain,
+                        lay.order, lay.psu_local, lay.strat_start, lay.strat_code,
+                        lay.strat_npsu, r0, n_rep, n_domains, task_block(n_rep))
+    return expand(out, where)
+
+
+def check_raowu_strata(npsu: np.ndarray, label_of: Any, lonely_psu: str) -> None:
+    """A stratum with one PSU is an error for the Rao-Wu bootstrap unless the rule keeps it fixed.
+
+    ``npsu`` holds the PSUs per stratum, ``label_of(position)`` the stratum label.
+    """
+    lonely = np.flatnonzero(np.asarray(npsu) < 2)
+    if lonely.size and lonely_psu not in ("remove", "certainty"):
+        raise DesignError(
+            f"stratum {plain(label_of(int(lonely[0])))!r} has a single PSU: the Rao-Wu bootstrap needs "
+            f"n_h >= 2 (lonely_psu={lonely_psu!r}; use 'remove' or 'certainty' to keep it "
+            "fixed with multiplier 1)"
+        )
+
+
+@dataclass(frozen=True, eq=False)
+class RaoWu(ReplicateScheme):
+    """Rao-Wu rescaling bootstrap (R's ``"subbootstrap"``) from a counter-based stream.
+
+    Notes
+    -----
+    In replicate *r* and stratum *h* with :math:`n_h` PSUs, :math:`n_h - 1`
+    PSUs are drawn with replacement; PSU *i*, drawn :math:`c_{hri}` times,
+    gets the multiplier :math:`c_{hri}\\, n_h/(n_h - 1)`; a stratum with one
+    PSU keeps multiplier 1.  Scale :math:`1/(R-1)`, rscales 1.  The counts are
+    a pure function of (``seed``, stratum code, replicate, draw).
+    """
+
+    seed: int
+    kind: str = "subbootstrap"
+    generates = True
+
+    def multipliers(self, design: Any, r0: int, nb: int) -> np.ndarray:
+        from .._kernels.bootstrap import _raowu_multipliers
+
+        lay = design_layout(design)
+        return _raowu_multipliers(np.uint64(self.seed), lay.order, lay.psu_local,
+                                  lay.strat_start, lay.strat_code, lay.strat_npsu, r0, nb,
+                                  design.n)
+
+    def psu_multipliers(self, design: Any, n_rep: int) -> np.ndarray:
+        """Multipliers (R, P) of the PSUs (P = PSUs, in the design's PSU code order)."""
+        from .._kernels.bootstrap import _raowu_multipliers
+
+        psu = np.arange(design.n_psu, dtype=np.int64)
+        psu_stratum = np.empty(design.n_psu, dtype=np.int64)
+        psu_stratum[design.psu] = design.strata
+        from ._common import layout_from_codes
+
+        lay = layout_from_codes(psu_stratum, psu)
+        return _raowu_multipliers(np.uint64(self.seed), lay.order, lay.psu_local,
+                                  lay.strat_start, lay.strat_code, lay.strat_npsu, 0, n_rep,
+                                  design.n_psu)
+
+    def totals(self, design: Any, values: np.ndarray, domain: np.ndarray,
+               n_domains: int) -> np.ndarray:
+        return raowu_totals(self.seed, design.weights, values, domain, n_domains,
+                            design_layout(design), 0, design.replicates.n_replicates)
+
+    def __repr__(self) -> str:
+        return f"RaoWu(seed={self.seed})"
+
+
+@dataclass(frozen=True, eq=False)
+class CantyDavison(ReplicateScheme):
+    """Canty & Davison's with-fpc bootstrap as R's ``bootweights`` (stored replicates only).
+
+    Notes
+    -----
+    In each stratum the PSUs (shuffled once) are repeated cyclically to length
+    :math:`\\lfloor N_h \\rfloor` and :math:`n_h` of those slots are drawn without
+    replacement (with replacement from the :math:`n_h` PSUs without fpc);
+    multiplier = times drawn; scale :math:`\\bar n/((\\bar n - 1)(R - 1))` with
+    :math:`\\bar n` the harmonic mean of the :math:`n_h`.
+    """
+
+    kind: str = "bootstrap"
+
+    @staticmethod
+    def draw(design: Any, n_rep: int, gen: np.random.Generator) -> tuple[np.ndarray, float]:
+        """PSU multipliers (R, P) and the scale."""
+        psu_stratum, n_h, pop = psu_structure(design)
+        order = np.argsort(psu_stratum, kind="stable")  # PSUs grouped by stratum
+        start = np.r_[0, np.cumsum(n_h.astype(np.int64))]
+        mult = np.zeros((n_rep, psu_stratum.size))
+        for h in range(design.n_strata):
+            nh = int(n_h[h])
+            if nh == 0:
+                continue
+            members = order[start[h]:start[h + 1]]
+            shuffled = members[gen.permutation(nh)]
+            if np.isfinite(pop[h]):
+                slots = int(np.floor(pop[h] + 1e-9))
+                copies = np.full(nh, slots // nh, dtype=np.int64)
+                copies[: slots % nh] += 1
+                counts = gen.multivariate_hypergeometric(copies, nh, size=n_rep)
+            else:
+                counts = gen.multinomial(nh, np.full(nh, 1.0 / nh), size=n_rep)
+            mult[:, shuffled] = counts
+        nbar = 1.0 / np.mean(1.0 / n_h[n_h > 0])
+        return mult, float(nbar / ((nbar - 1.0) * (n_rep - 1)))
+
+
+def lazy_raowu_replicates(
+    design: Any,
+    *,
+    n_replicates: int = 500,
+    rng: RNGLike = None,
+    mse: bool = False,
+) -> ReplicateWeights:
+    """Rao-Wu replicates generated on the fly (``bootstrap(materialize=False)``), not attached."""
+    n_replicates = check_positive_int(n_replicates, name="n_replicates", minimum=2)
+    return _raowu(design, n_replicates, RaoWu(seed=int(stream_key(rng))), mse, materialize=False)
+
+
+def _raowu(design: Any, n_rep: int, scheme: RaoWu, mse: bool, *,
+           materialize: bool) -> ReplicateWeights:
+    lay = design_layout(design)
+    check_raowu_strata(lay.strat_npsu, lambda h: design.strata_labels[lay.strat_code[h]],
+                       design.lonely_psu)
+    # degf: R's rank of the replicate weights minus one, the same for both storages
+    if n_rep * design.n_psu <= _RANK_LIMIT:
+        degf = matrix_rank(scheme.psu_multipliers(design, n_rep)) - 1
+    else:
+        degf = n_rep - 1
+    weights = None
+    if materialize:
+        weights = readonly(scheme.multipliers(design, 0, n_rep) * design.weights[None, :])
+    return ReplicateWeights(kind=scheme.kind, weights=weights, scale=1.0 / (n_rep - 1),
+                            rscales=np.ones(n_rep), mse=bool(mse), degf=int(degf),
+                            seed=scheme.seed, n_replicates=n_rep, scheme=scheme,
+                            origin=design.weights if materialize else None)
+
+
+@renamed_keywords(replicates="n_replicates")
+def bootstrap(
+    design: Any,
+    *,
+    n_replicates: int = 500,
+    kind: Literal["subbootstrap", "bootstrap"] = "subbootstrap",
+    rng: RNGLike = None,
+    mse: bool = False,
+    materialize: bool = True,
+) -> Any:
+    """Bootstrap replicate weights: Rao-Wu (R's "subbootstrap") or R's "bootstrap".
+
+    Parameters
+    ----------
+    design : SurveyDesign
+    n_replicates : int, default=500
+        Number of replicates ``R`` (formerly ``replicates=``).
+    kind : {"subbootstrap", "bootstrap"}, default="subbootstrap"
+        ``"subbootstrap"``: Rao-Wu rescaling bootstrap, :math:`n_h - 1` PSUs
+        drawn with replacement in every stratum, no fpc (:class:`RaoWu`).
+        ``"bootstrap"``: Canty & Davison's with-fpc bootstrap as R's
+        ``bootweights`` (:class:`CantyDavison`).
+    rng : int, Generator or SeedSequence
+        Source of randomness (pass an int for reproducible replicates).
+    mse : bool, default=False
+    materialize : bool, default=True
+        Store the ``(R, n)`` weights.  ``False`` (``"subbootstrap"`` only)
+        generates them on the fly, in O(n) memory.  Storage only: for the same
+        ``rng`` the replicate weights, estimates and SEs are identical (bit for
+        bit) either way.
+
+    Returns
+    -------
+    SurveyDesign
+
+    Raises
+    ------
+    DesignError
+        A stratum with a single PSU (``"subbootstrap"``: R gives NaN weights)
+        unless ``lonely_psu`` is "remove" or "certainty" (multiplier 1).
+
+    Notes
+    -----
+    See :class:`RaoWu` and :class:`CantyDavison`; rscales are 1; ``degf`` =
+    rank of the replicate weights minus one (R), usually :math:`R - 1`.
+
+    Examples
+    --------
+    >>> import satsample as ss
+    >>> pop = ss.make_population(n_users=2_000, n_agencies=4, rng=1)
+    >>> s = ss.select(pop.frame, ids="user_id", strata="agency_id", n=40, rng=2)
+    >>> answers = ss.simulate_responses(pop, s.sample, rng=3)
+    >>> d = ss.survey_design(answers, strata="agency_id", weights="design_weight")
+    >>> a = ss.bootstrap(d, n_replicates=50, rng=11)
+    >>> b = ss.bootstrap(d, n_replicates=50, rng=11, materialize=False)
+    >>> sa = ss.mean(a, "q01", na="drop").table["se"]
+    >>> sb = ss.mean(b, "q01", na="drop").table["se"]
+    >>> bool((sa == sb).all())
+    True
+    """
+    replicates = check_positive_int(n_replicates, name="n_replicates", minimum=2)
+    check_choice(kind, name="kind", allowed=("subbootstrap", "bootstrap"))
+    warn_if_weighted(design)
+    if kind == "subbootstrap":
+        scheme = RaoWu(seed=int(stream_key(rng)))
+        return design.with_replicates(_raowu(design, replicates, scheme, mse,
+                                             materialize=materialize))
+    if not materialize:
+        raise SatsampleError("materialize=False is available for kind='subbootstrap' only")
+    mult, scale = CantyDavison.draw(design, replicates, as_generator(rng))
+    weights = readonly(mult[:, design.psu] * design.weights[None, :])
+    return design.with_replicates(ReplicateWeights(
+        kind="bootstrap", weights=weights, scale=scale, rscales=np.ones(replicates),
+        mse=bool(mse), degf=int(matrix_rank(mult) - 1), n_replicates=replicates,
+        scheme=CantyDavison()))

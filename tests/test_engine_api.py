@@ -1,0 +1,88 @@
+"""The public namespace and the short reprs of designs, results and allocations."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+import satsample as ss
+
+
+def test_dir_lists_only_the_api():
+    names = dir(ss)
+    assert names == sorted(ss.__all__)
+    for leak in ("Any", "annotations", "importlib", "_importlib", "_version", "_EXPORTS"):
+        assert leak not in names
+    for name in ("contrast", "with_replicates", "satisfaction_index", "survey_design"):
+        assert name in names and callable(getattr(ss, name))
+
+
+@pytest.fixture(scope="module")
+def objects():
+    pop = ss.make_population(n_users=20_000, n_agencies=10, rng=3)
+    sizes = pop.frame["agency_id"].value_counts().sort_index()
+    alloc = ss.allocate(sizes, n=400)
+    sample = ss.select(pop.frame, ids="user_id", strata="agency_id", n=alloc, rng=4)
+    answers = ss.simulate_responses(pop, sample.sample, rng=5)
+    design = ss.survey_design(answers, strata="agency_id", weights="design_weight")
+    boot = ss.bootstrap(design, n_replicates=20, rng=1)
+    est = ss.mean(design, ["q01", "q02"], by="sex", na="drop")
+    index = ss.satisfaction_index(boot, pop.questionnaire, by="agency_id")
+    return {"allocation": alloc, "sample": sample, "design": design, "boot": boot,
+            "replicates": boot.replicates, "stage": design.stages[0], "estimate": est,
+            "index": index}
+
+
+def test_short_reprs(objects):
+    for name, obj in objects.items():
+        text = repr(obj)
+        assert len(text) < 300, (name, len(text))
+        assert "\n" not in text and "array(" not in text, name
+    assert "20 subbootstrap replicates" in repr(objects["boot"])
+    assert "by sex" in repr(objects["estimate"])
+    assert "R=20" in repr(objects["index"])
+
+
+def test_summary_prints_at_a_plain_repl(objects):
+    s = objects["estimate"].summary()
+    assert repr(s) == str(s) == s.as_text()
+    assert repr(s).startswith("Survey mean\n")
+    t = objects["index"].summary(table="item")
+    assert repr(t).splitlines()[0] == "Satisfaction index (item)"
+    assert isinstance(objects["estimate"].table, pd.DataFrame)
+
+
+def test_renamed_keywords_still_work_with_a_deprecation_warning(objects):
+    """One word per concept: n_replicates, ids/strata, target_variance, table (level = confidence)."""
+    pop = ss.make_population(n_users=5_000, n_agencies=4, rng=3)
+    new = ss.select(pop.frame, ids="user_id", strata="agency_id", n=20, rng=4).sample
+    with pytest.warns(DeprecationWarning, match=r"select\(id=\.\.\.\) is now select\(ids="):
+        old = ss.select(pop.frame, id="user_id", stratum="agency_id", n=20, rng=4).sample
+    pd.testing.assert_frame_equal(new, old)
+    with pytest.raises(ss.SatsampleError, match="give ids= only"):
+        ss.select(pop.frame, ids="user_id", id="user_id", n=20, rng=4)
+    d = objects["design"]
+    with pytest.warns(DeprecationWarning, match="n_replicates"):
+        b = ss.bootstrap(d, replicates=5, rng=1)
+    assert b.replicates.n_replicates == 5
+    idx = objects["index"]
+    with pytest.warns(DeprecationWarning, match="table"):
+        old_t = idx.to_frame(level="item")
+    pd.testing.assert_frame_equal(old_t, idx.to_frame(table="item"))
+    sizes = pd.Series([1000, 2000], index=["a", "b"])
+    a = ss.allocate(sizes, rule="neyman", sd=[1.0, 2.0], target_variance=1e-3)
+    with pytest.warns(DeprecationWarning, match="target_variance"):
+        b2 = ss.allocate(sizes, rule="neyman", sd=[1.0, 2.0], variance=1e-3)
+    assert list(a.n_h) == list(b2.n_h)
+
+
+@pytest.mark.parametrize("module", ["satsample.replicate.bootstrap", "satsample.replicate.jackknife",
+                                    "satsample.estimation.contrasts",
+                                    "satsample.estimation.replicates"])
+def test_docstring_examples(module):
+    import doctest
+    import importlib
+
+    res = doctest.testmod(importlib.import_module(module),
+                          optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE)
+    assert res.attempted > 0 and res.failed == 0
