@@ -9,7 +9,7 @@ from typing import Any, TypeVar
 
 from ._validation import SatsampleError
 
-__all__ = ["renamed_keywords"]
+__all__ = ["confidence_level_keywords", "renamed_keywords"]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -34,6 +34,46 @@ def renamed_keywords(**old_to_new: str) -> Callable[[F], F]:
                         "name will be removed in the next release",
                         DeprecationWarning, stacklevel=2)
                     kwargs[new] = kwargs.pop(old)
+            return fn(*args, **kwargs)
+
+        return wrapper  # type: ignore[return-value]
+
+    return decorate
+
+
+def confidence_level_keywords(*, table: bool = False, alpha: bool = False,
+                              conf_level: bool = False) -> Callable[[F], F]:
+    """``level`` is the confidence level everywhere; accept the former spellings for a release.
+
+    * ``table=True``: a text ``level=`` (``"overall"``, ``"element"``, ``"item"``) was the
+      index table and becomes ``table=``;
+    * ``alpha=True``: ``alpha=a`` becomes ``level=1 - a``;
+    * ``conf_level=True``: ``conf_level=c`` becomes ``level=c``.
+
+    Each old spelling gives a DeprecationWarning; giving the old and the new one is an error.
+    """
+
+    def decorate(fn: F) -> F:
+        name = fn.__name__
+
+        def _move(kwargs: dict[str, Any], old: str, new: str, value: Any) -> None:
+            if new in kwargs:
+                raise SatsampleError(f"{name}: give {new}= only ({old}= is its former name)")
+            warnings.warn(
+                f"{name}({old}=...) is now {name}({new}=...); the old name will be removed "
+                "in the next release", DeprecationWarning, stacklevel=3)
+            kwargs[new] = value
+
+        @functools.wraps(fn)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            if table and isinstance(kwargs.get("level"), str):
+                _move(kwargs, "level", "table", kwargs.pop("level"))
+            if alpha and "alpha" in kwargs:
+                a = kwargs.pop("alpha")
+                _move(kwargs, "alpha", "level",
+                      1.0 - a if isinstance(a, (int, float)) and not isinstance(a, bool) else a)
+            if conf_level and "conf_level" in kwargs:
+                _move(kwargs, "conf_level", "level", kwargs.pop("conf_level"))
             return fn(*args, **kwargs)
 
         return wrapper  # type: ignore[return-value]

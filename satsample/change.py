@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from ._compat import confidence_level_keywords
 from ._tables import TableField
 from ._validation import SatsampleError, check_choice, check_probability
 from .questionnaire import Questionnaire
@@ -213,18 +214,17 @@ class Change:
         [``element``/``item``, ``item_2``], ``estimate_1``, ``se_1``, ``df_1``,
         ``estimate_2``, ``se_2``, ``df_2``, ``change``, ``se``, ``df``, ``ci_low``,
         ``ci_high``, ``p_value``.
-    level : str
     unmatched_domains : pandas.DataFrame
         Domains present in one year only (columns ``domain``, ``year``); never dropped
         silently.
     mapping : ItemMapping or None
         The element/criterion correspondence used when the layouts differ.
     options : Mapping
-        conf_level, df rule, comparability note.
+        table (``"overall"``, ``"element"`` or ``"item"``), level (confidence), df rule,
+        comparability note.
     """
 
     table: pd.DataFrame = TableField()
-    level: str
     unmatched_domains: pd.DataFrame = TableField()
     mapping: ItemMapping | None = None
     options: Any = field(default_factory=dict)
@@ -241,13 +241,14 @@ def _questionnaire(est: Any, name: str) -> Questionnaire | None:
     return q
 
 
+@confidence_level_keywords(table=True, conf_level=True)
 def change(
     est_year1: Any,
     est_year2: Any,
     *,
-    level: Literal["overall", "element", "item"] = "overall",
+    table: Literal["overall", "element", "item"] = "overall",
     mapping: ItemMapping | Mapping[str, str] | None = None,
-    conf_level: float = 0.95,
+    level: float = 0.95,
     df: DfRule = "welch",
 ) -> Change:
     """Per-domain change of an index between two independent annual samples.
@@ -257,13 +258,13 @@ def change(
     est_year1, est_year2 : IndexEstimate
         Results of :func:`satsample.index.satisfaction_index` for the two years, with the
         same ``by`` domains (matched on their labels).
-    level : {"overall", "element", "item"}, default="overall"
+    table : {"overall", "element", "item"}, default="overall"
         Which index to compare.
     mapping : ItemMapping, mapping of str to str or None, default=None
         Correspondence of criteria when the layouts differ (:func:`map_items`; a plain
         ``{year-1 item: year-2 item}`` dict is passed to :func:`map_items` as ``table``).
         None: same layout, or :func:`map_items` with its defaults.
-    conf_level : float, default=0.95
+    level : float, default=0.95
         Confidence level of the intervals.
     df : {"welch", "min", "normal"}, default="welch"
         Degrees of freedom of the t interval, see Notes.
@@ -275,7 +276,7 @@ def change(
     Raises
     ------
     SatsampleError
-        When the layouts cannot be mapped, when ``level="overall"`` or ``"element"`` is asked
+        When the layouts cannot be mapped, when ``table="overall"`` or ``"element"`` is asked
         across layouts whose elements do not all correspond, or when no domain is common.
 
     Notes
@@ -302,9 +303,10 @@ def change(
     published) and require every element to correspond; ``options["comparability"]``
     records this.
     """
-    check_choice(level, name="level", allowed=("overall", "element", "item"))
+    check_choice(table, name="table", allowed=("overall", "element", "item"))
     check_choice(df, name="df", allowed=("welch", "min", "normal"))
-    check_probability(conf_level, name="conf_level")
+    check_probability(level, name="level")
+    which = table
     q1 = _questionnaire(est_year1, "est_year1")
     q2 = _questionnaire(est_year2, "est_year2")
     same_layout = q1 is None or q2 is None or (
@@ -320,15 +322,15 @@ def change(
         assert q1 is not None and q2 is not None
         imap = map_items(q1, q2)
     comparability = "same questionnaire" if imap is None else f"mapped ({imap.source})"
-    if imap is not None and level in ("overall", "element") and not imap.all_elements_matched:
+    if imap is not None and which in ("overall", "element") and not imap.all_elements_matched:
         raise SatsampleError(
-            f"level={level!r}: the elements of {imap.questionnaire_1!r} and "
+            f"table={which!r}: the elements of {imap.questionnaire_1!r} and "
             f"{imap.questionnaire_2!r} do not all correspond (matched {list(imap.elements)}); "
-            "compare level='item' on the matched criteria instead"
+            "compare table='item' on the matched criteria instead"
         )
-    t1, _ = _level_data(est_year1, level)
-    t2, _ = _level_data(est_year2, level)
-    key = {"overall": None, "element": "element", "item": "item"}[level]
+    t1, _ = _level_data(est_year1, which)
+    t2, _ = _level_data(est_year2, which)
+    key = {"overall": None, "element": "element", "item": "item"}[which]
     if key is not None and imap is not None:
         ren = imap.element_map() if key == "element" else imap.item_map()
         t2 = t2.assign(**{f"{key}_2": t2[key].astype(str)})
@@ -338,9 +340,9 @@ def change(
     for t, nm in ((t1, "est_year1"), (t2, "est_year2")):
         miss = [c for c in ("estimate", "se") if c not in t.columns]
         if miss:
-            raise SatsampleError(f"{nm}: the {level!r} table has no column(s) {miss}")
+            raise SatsampleError(f"{nm}: the {which!r} table has no column(s) {miss}")
         if t.duplicated(on).any():
-            raise SatsampleError(f"{nm}: domain labels are not unique at level {level!r}")
+            raise SatsampleError(f"{nm}: domain labels are not unique at table {which!r}")
         if "df" not in t.columns:
             t["df"] = np.inf
     keep2 = on + ["estimate", "se", "df"] + ([f"{key}_2"] if key and imap is not None else [])
@@ -378,7 +380,7 @@ def change(
             den = np.where(np.isinf(d1), 0.0, v1**2 / d1) + np.where(np.isinf(d2), 0.0,
                                                                       v2**2 / d2)
             nu = np.where(den > 0, (v1 + v2) ** 2 / den, np.inf)
-    alpha = 1 - conf_level
+    alpha = 1 - level
     q = np.where(np.isinf(nu), stats.norm.ppf(1 - alpha / 2),
                  stats.t.ppf(1 - alpha / 2, np.where(np.isinf(nu), 1.0, nu)))
     with np.errstate(divide="ignore", invalid="ignore"):
@@ -392,7 +394,7 @@ def change(
     out["change"], out["se"], out["df"] = diff, se, nu
     out["ci_low"], out["ci_high"] = diff - q * se, diff + q * se
     out["p_value"] = p
-    options = MappingProxyType({"conf_level": float(conf_level), "df": df,
+    options = MappingProxyType({"table": which, "level": float(level), "df": df,
                                 "comparability": comparability, "samples": "independent"})
-    return Change(table=out, level=level, unmatched_domains=unmatched, mapping=imap,
+    return Change(table=out, unmatched_domains=unmatched, mapping=imap,
                   options=options)

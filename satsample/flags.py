@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from ._compat import confidence_level_keywords
 from ._validation import SatsampleError, check_columns, check_probability
 
 __all__ = ["flag_estimate", "publication_flags", "published"]
@@ -27,6 +28,7 @@ def _fmt(x: float) -> str:
     return f"{x:.3g}" if np.isfinite(x) else str(x)
 
 
+@confidence_level_keywords(conf_level=True)
 def publication_flags(
     table: Any,
     *,
@@ -39,7 +41,7 @@ def publication_flags(
     min_effective_n: float | None = 30.0,
     min_df: float | None = 8.0,
     max_ci_width: float | None = None,
-    conf_level: float = 0.95,
+    level: float = 0.95,
     proportion: bool | None = None,
     small_area: Any = None,
 ) -> pd.DataFrame:
@@ -65,7 +67,7 @@ def publication_flags(
     max_ci_width : float or None, default=None
         Optional: suppress when the Korn-Graubard (Clopper-Pearson on ``n_eff``) interval is
         wider than this (NCHS uses 0.30 for proportions); off by default.
-    conf_level : float, default=0.95
+    level : float, default=0.95
         Level of the t quantiles in the effective sample size and of the interval width rule.
     proportion : bool or None, default=None
         Whether estimates are proportions on 0-1 (satisfaction shares and indices); None
@@ -124,7 +126,7 @@ def publication_flags(
     out = table.copy()
     need = [estimate, se] + [c for c in (n, df) if c is not None]
     check_columns(out, need, role="publication_flags")
-    check_probability(conf_level, name="conf_level")
+    check_probability(level, name="level")
     for name, val in (("min_n", min_n), ("max_rse", max_rse),
                       ("min_effective_n", min_effective_n), ("min_df", min_df),
                       ("max_ci_width", max_ci_width)):
@@ -137,7 +139,7 @@ def publication_flags(
     if proportion is None:
         fin = p[np.isfinite(p)]
         proportion = bool(fin.size) and bool(np.all((fin >= 0) & (fin <= 1)))
-    alpha = 1 - conf_level
+    alpha = 1 - level
     with np.errstate(divide="ignore", invalid="ignore"):
         rse = s / np.abs(p)
         if proportion:
@@ -201,7 +203,7 @@ def publication_flags(
     out["reason"] = reasons
     out.attrs["flag_options"] = {
         "min_n": min_n, "max_rse": max_rse, "min_effective_n": min_effective_n,
-        "min_df": min_df, "max_ci_width": max_ci_width, "conf_level": conf_level,
+        "min_df": min_df, "max_ci_width": max_ci_width, "level": level,
         "proportion": proportion,
     }
     if small_area is not None:
@@ -211,6 +213,7 @@ def publication_flags(
     return out
 
 
+@confidence_level_keywords(conf_level=True)
 def flag_estimate(
     estimate: Any,
     *,
@@ -219,7 +222,7 @@ def flag_estimate(
     min_effective_n: float | None = 30.0,
     min_df: float | None = 8.0,
     max_ci_width: float | None = None,
-    conf_level: float = 0.95,
+    level: float = 0.95,
     source: str = "direct",
 ) -> Any:
     """Make publication a property of an index estimate: flag every row of every table.
@@ -228,7 +231,7 @@ def flag_estimate(
     ----------
     estimate : IndexEstimate
         Result of :func:`satsample.index.satisfaction_index` (any ``by``).  Not modified.
-    min_n, max_rse, min_effective_n, min_df, max_ci_width, conf_level
+    min_n, max_rse, min_effective_n, min_df, max_ci_width, level
         The rules of :func:`publication_flags` (same defaults).
     source : str, default="direct"
         Written to the ``source`` column of rows that do not have one yet (the design-based
@@ -275,7 +278,7 @@ def flag_estimate(
             "plain table use publication_flags(table)"
         )
     rule = {"min_n": min_n, "max_rse": max_rse, "min_effective_n": min_effective_n,
-            "min_df": min_df, "max_ci_width": max_ci_width, "conf_level": conf_level}
+            "min_df": min_df, "max_ci_width": max_ci_width, "level": level}
 
     def one(tab: pd.DataFrame) -> pd.DataFrame:
         if "status" in tab.columns:

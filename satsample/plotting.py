@@ -37,6 +37,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 import pandas as pd
 
+from ._compat import confidence_level_keywords
 from ._validation import SatsampleError, check_choice
 from .ranking import _level_data
 
@@ -460,12 +461,12 @@ def _handles(ax: Axes, language: str, pct: int) -> list[Any]:
     return out
 
 
-def _overall_rows(estimate: Any, level: str, key: str | None) -> pd.DataFrame:
-    tab, _ = _level_data(estimate, level)
-    if level != "overall":
-        col = "element" if level == "element" else "item"
+def _overall_rows(estimate: Any, table: str, key: str | None) -> pd.DataFrame:
+    tab, _ = _level_data(estimate, table)
+    if table != "overall":
+        col = "element" if table == "element" else "item"
         if key is None:
-            raise SatsampleError(f"level={level!r} needs key= (one {col} to draw)")
+            raise SatsampleError(f"table={table!r} needs key= (one {col} to draw)")
         tab = tab[tab[col].astype(str) == str(key)]
         if tab.empty:
             raise SatsampleError(f"{col} {key!r} is not in the estimate")
@@ -483,10 +484,11 @@ def _conf_pct(estimate: Any) -> int:
         return 95
 
 
+@confidence_level_keywords(table=True)
 def plot_index(
     estimate: Any,
     *,
-    level: Literal["overall", "element", "item"] = "overall",
+    table: Literal["overall", "element", "item"] = "overall",
     key: str | None = None,
     names: Mapping[str, str] | pd.Series | None = None,
     tier: Mapping[str, str] | pd.Series | None = None,
@@ -505,7 +507,7 @@ def plot_index(
     estimate : IndexEstimate
         Result with ``by=`` domains; its publication flags
         (:func:`satsample.flags.flag_estimate`) are honoured.
-    level : {"overall", "element", "item"}, default="overall"
+    table : {"overall", "element", "item"}, default="overall"
         Index to draw; for ``"element"``/``"item"`` choose one with ``key``.
     key : str or None, default=None
         Element code or item name (required at those levels).
@@ -556,7 +558,7 @@ def plot_index(
     check_choice(by_order, name="by_order", allowed=("estimate", "label", "table"))
     language = _check_language(language)
     scale = _check_scale(scale)
-    rows = _domain_rows(_overall_rows(estimate, level, key), names=names, tier=tier,
+    rows = _domain_rows(_overall_rows(estimate, table, key), names=names, tier=tier,
                         by_order=by_order)
     items = _layout(rows, grouped=tier is not None, language=language)
     ref = _reference(reference, rows, scale=scale, language=language, decimals=decimals,
@@ -565,7 +567,7 @@ def plot_index(
     _draw_index_panel(ax, rows, items, scale=scale, ref=ref, language=language,
                       fontsize=_SMALL, xlim=_index_xlim(rows, ref, scale))
     what = _t(language, "index_axis", top=_scale_top(scale))
-    if level != "overall":
+    if table != "overall":
         what = f"{key}: {what}"
     ax.set_xlabel(what, fontsize=_NORMAL)
     _key_above(ax, _handles(ax, language, _conf_pct(estimate)), ncol=2)
@@ -825,7 +827,7 @@ def plot_ranks(
     language = _check_language(language)
     tab = league.to_frame() if hasattr(league, "to_frame") else pd.DataFrame(league)
     if "element" in tab.columns or "item" in tab.columns:
-        raise SatsampleError("plot_ranks draws an overall league table (level='overall')")
+        raise SatsampleError("plot_ranks draws an overall league table (table='overall')")
     tab = tab.sort_values(["rank", "domain"], kind="stable").reset_index(drop=True)
     keys = tab["domain"].astype(str)
     nm = _lookup(names, keys, "names")
@@ -1121,7 +1123,7 @@ def plot_change(
     scale = _check_scale(scale)
     tab = change.to_frame() if hasattr(change, "to_frame") else pd.DataFrame(change)
     if "element" in tab.columns or "item" in tab.columns:
-        raise SatsampleError("plot_change draws an overall change (level='overall')")
+        raise SatsampleError("plot_change draws an overall change (table='overall')")
     hidden = {str(s) for s in suppressed}
     tab = tab[~tab["domain"].astype(str).isin(hidden)]
     tab = tab.sort_values(["change", "domain"], ascending=[False, True],
@@ -1152,7 +1154,7 @@ def plot_change(
     ax.set_xlabel(_t(language, "change_axis"), fontsize=_NORMAL)
     ax.tick_params(axis="x", labelsize=_SMALL)
     ax.grid(axis="x", alpha=0.3)
-    pct = round(100 * float(dict(getattr(change, "options", {}) or {}).get("conf_level", 0.95)))
+    pct = round(100 * float(dict(getattr(change, "options", {}) or {}).get("level", 0.95)))
     _key_above(ax, [
         Line2D([], [], ls="none", marker="o", color="#1a9850", ms=5,
                label=_t(language, "change_sig_up")),

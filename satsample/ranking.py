@@ -21,6 +21,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from ._compat import confidence_level_keywords
 from ._tables import TableField
 from ._validation import (
     SatsampleError,
@@ -76,28 +77,28 @@ def _domain_labels(table: pd.DataFrame, by: Sequence[str]) -> pd.Series:
     return out.astype(object)
 
 
-def _result_table(estimate: Any, level: str) -> pd.DataFrame:
-    """The per-domain table of ``estimate`` at ``level`` (a copy)."""
-    check_choice(level, name="level", allowed=_LEVELS)
+def _result_table(estimate: Any, which: str) -> pd.DataFrame:
+    """The per-domain table of ``estimate`` at ``which`` (a copy)."""
+    check_choice(which, name="table", allowed=_LEVELS)
     if hasattr(estimate, "to_frame"):
         try:
-            tab = estimate.to_frame(level)
+            tab = estimate.to_frame(which)
         except TypeError:
             tab = None
         if tab is not None:
             return pd.DataFrame(tab).copy()
-    attr = {"overall": "overall", "element": "elements", "item": "items"}[level]
+    attr = {"overall": "overall", "element": "elements", "item": "items"}[which]
     tab = getattr(estimate, attr, None)
     if tab is None:
         raise SatsampleError(
-            f"estimate of type {type(estimate).__name__} has no {level!r} table "
+            f"estimate of type {type(estimate).__name__} has no {which!r} table "
             f"(expected an IndexEstimate with .{attr})"
         )
     return pd.DataFrame(tab).copy()
 
 
-def _level_data(estimate: Any, level: str) -> tuple[pd.DataFrame, np.ndarray | None]:
-    """Rows of ``level`` with a ``domain`` label column, and replicates aligned to the rows.
+def _level_data(estimate: Any, which: str) -> tuple[pd.DataFrame, np.ndarray | None]:
+    """Rows of ``which`` with a ``domain`` label column, and replicates aligned to the rows.
 
     Returns
     -------
@@ -105,26 +106,26 @@ def _level_data(estimate: Any, level: str) -> tuple[pd.DataFrame, np.ndarray | N
         The result table plus ``domain`` (text label), in the result's row order.
     replicates : ndarray of shape (R, n_rows) or None
     """
-    tab = _result_table(estimate, level)
-    group_col = _GROUP_COL[level]
+    tab = _result_table(estimate, which)
+    group_col = _GROUP_COL[which]
     if group_col is not None and group_col not in tab.columns:
-        raise SatsampleError(f"the {level!r} table has no {group_col!r} column")
+        raise SatsampleError(f"the {which!r} table has no {group_col!r} column")
     by = _by_columns(estimate, tab, group_col)
     tab.insert(0, "domain", _domain_labels(tab, by).to_numpy())
     reps = getattr(estimate, "replicate_estimates", None)
     if reps is None:
         return tab.reset_index(drop=True), None
     if isinstance(reps, Mapping):
-        arr = reps.get(_REP_KEYS[level])
+        arr = reps.get(_REP_KEYS[which])
         if arr is None:
             return tab.reset_index(drop=True), None
     else:
-        arr = reps if level == "overall" else None
+        arr = reps if which == "overall" else None
         if arr is None:
             return tab.reset_index(drop=True), None
     arr = np.asarray(arr, dtype=np.float64)
     tab = tab.reset_index(drop=True)
-    if level == "overall":
+    if which == "overall":
         if arr.ndim != 2 or arr.shape[1] != len(tab):
             raise SatsampleError(
                 f"replicate_estimates['overall'] has shape {arr.shape}, expected "
@@ -136,12 +137,12 @@ def _level_data(estimate: Any, level: str) -> tuple[pd.DataFrame, np.ndarray | N
     dom_order = list(pd.unique(_domain_labels(overall, _by_columns(estimate, overall, None))))
     q = getattr(estimate, "questionnaire", None)
     if q is not None:
-        keys = list(q.element_codes if level == "element" else q.items)
+        keys = list(q.element_codes if which == "element" else q.items)
     else:
         keys = list(pd.unique(tab[group_col].astype(str)))
     if arr.ndim != 3 or arr.shape[1] != len(dom_order) or arr.shape[2] != len(keys):
         raise SatsampleError(
-            f"replicate_estimates[{_REP_KEYS[level]!r}] has shape {arr.shape}, expected "
+            f"replicate_estimates[{_REP_KEYS[which]!r}] has shape {arr.shape}, expected "
             f"(R, {len(dom_order)}, {len(keys)})"
         )
     g_pos = {d: i for i, d in enumerate(dom_order)}
@@ -151,12 +152,17 @@ def _level_data(estimate: Any, level: str) -> tuple[pd.DataFrame, np.ndarray | N
         ki = np.array([k_pos[str(k)] for k in tab[group_col]], dtype=np.int64)
     except KeyError as exc:
         raise SatsampleError(
-            f"row {exc.args[0]!r} of the {level!r} table is not in the replicate layout"
+            f"row {exc.args[0]!r} of the {which!r} table is not in the replicate layout"
         ) from None
     return tab, arr[:, gi, ki]
 
 
 # --------------------------------------------------------------------------- rank machinery
+def _alpha(level: float) -> float:
+    """``1 - level``, rounded so that ``level=0.95`` gives exactly ``0.05`` (quantile positions)."""
+    return round(1.0 - float(level), 12)
+
+
 def _rank(values: np.ndarray, *, descending: bool, ties: str, axis: int = -1) -> np.ndarray:
     v = -values if descending else values
     return stats.rankdata(v, method=ties, axis=axis).astype(np.float64)
@@ -176,12 +182,13 @@ def _k_membership(values: np.ndarray, k: int, *, best: bool, descending: bool) -
     return np.clip(k - (lo - 1), 0, size) / size
 
 
+@confidence_level_keywords(alpha=True)
 def rank_intervals(
     estimates: Any,
     replicate_estimates: Any,
     *,
     descending: bool = True,
-    alpha: float = 0.05,
+    level: float = 0.95,
     ties: Ties = "min",
     top_k: int = 5,
     bottom_k: int = 5,
@@ -199,8 +206,9 @@ def rank_intervals(
         ``n_replicates_used``/``n_replicates_excluded`` of the result).
     descending : bool, default=True
         Rank 1 goes to the largest estimate (SIPAS ranks descending).
-    alpha : float, default=0.05
-        The rank interval is the ``alpha/2`` and ``1 - alpha/2`` quantiles of the domain's
+    level : float, default=0.95
+        Confidence level of the rank intervals: with :math:`\\alpha = 1 - \\text{level}`
+        the rank interval is the ``alpha/2`` and ``1 - alpha/2`` quantiles of the domain's
         replicate ranks.
     ties : {"min", "max", "average", "dense", "ordinal"}, default="min"
         Rule for tied estimates (as :func:`scipy.stats.rankdata`); ``"min"`` gives tied
@@ -240,7 +248,8 @@ def rank_intervals(
     """
     est = np.asarray(estimates, dtype=np.float64)
     reps = np.asarray(replicate_estimates, dtype=np.float64)
-    check_probability(alpha, name="alpha")
+    check_probability(level, name="level")
+    alpha = _alpha(level)
     check_choice(ties, name="ties", allowed=_TIES)
     check_positive_int(top_k, name="top_k")
     check_positive_int(bottom_k, name="bottom_k")
@@ -376,10 +385,9 @@ class LeagueTable:
         ``p_bottom``, ``reference``, ``diff``, ``diff_se``, ``df``, ``p_value``,
         ``p_adjusted``, ``significant`` (``"above"``, ``"below"`` or ``""``).
         Rank-interval columns are NaN when ``rank_intervals=False``.
-    level : str
-        ``"overall"``, ``"element"`` or ``"item"``.
     options : Mapping
-        Every option used (descending, top_k, bottom_k, alpha, ties, reference, adjust,
+        Every option used (table: ``"overall"``, ``"element"`` or ``"item"``; level,
+        descending, top_k, bottom_k, ties, reference, adjust,
         variance method of the contrasts, replicate counts, ``n_excluded``).
     excluded : pandas.DataFrame
         Domains left out of the ranking because they have no usable estimate (no usable
@@ -393,7 +401,6 @@ class LeagueTable:
     """
 
     table: pd.DataFrame = TableField()
-    level: str
     options: Any = field(default_factory=dict)
     excluded: pd.DataFrame = field(default=TableField(optional=True), repr=False)
     suppressed: pd.DataFrame = field(default=TableField(optional=True), repr=False)
@@ -412,7 +419,7 @@ class LeagueTable:
     def bottom(self) -> pd.DataFrame:
         """Rows ranked within the last ``bottom_k`` places (per group at element/item level)."""
         t = self.table
-        group = _GROUP_COL[self.level]
+        group = _GROUP_COL[self.options["table"]]
         if group is None:
             last = t["rank"].max()
             return t[t["rank"] > last - self.options["bottom_k"]].copy()
@@ -421,19 +428,20 @@ class LeagueTable:
         return pd.concat(parts).copy()
 
     def __repr__(self) -> str:
-        return (f"LeagueTable(level={self.level!r}, domains={self.table['domain'].nunique()}, "
+        return (f"LeagueTable(table={self.options['table']!r}, domains={self.table['domain'].nunique()}, "
                 f"top_k={self.options['top_k']}, bottom_k={self.options['bottom_k']}"
                 + (f", excluded={len(self.excluded)}" if len(self.excluded) else "") + ")")
 
 
+@confidence_level_keywords(table=True, alpha=True)
 def league_table(
     estimate: Any,
     *,
-    level: Level = "overall",
+    table: Level = "overall",
     descending: bool = True,
     top_k: int = 5,
     bottom_k: int = 5,
-    alpha: float = 0.05,
+    level: float = 0.95,
     ties: Ties = "min",
     reference: Literal["mean_of_domains"] | float | Any = "mean_of_domains",
     adjust: Adjust = "holm",
@@ -452,15 +460,16 @@ def league_table(
         not ranked: they are left out of the ranks, the rank intervals, P(top k),
         P(bottom k) and the mean of domains, and listed in ``LeagueTable.suppressed``;
         ``"review"`` rows are ranked and keep their ``status`` column.
-    level : {"overall", "element", "item"}, default="overall"
+    table : {"overall", "element", "item"}, default="overall"
         Which index to rank; at ``"element"``/``"item"`` the domains are ranked within each
         element/item.
     descending : bool, default=True
         Rank 1 = highest index (SIPAS convention).
     top_k, bottom_k : int, default=5
         Sizes of the top and bottom lists (SIPAS publishes top 5 and bottom 5).
-    alpha : float, default=0.05
-        Rank intervals cover ``1 - alpha``; the tests against the reference use ``alpha``.
+    level : float, default=0.95
+        Confidence level: rank intervals cover ``level`` and the comparisons with the
+        reference are tested at ``alpha = 1 - level``.
     ties : {"min", "max", "average", "dense", "ordinal"}, default="min"
         Rule for tied estimates; the default gives tied domains the same rank, computed at
         full precision (sipas.md section 7: higher precision first, then a shared rank).
@@ -502,7 +511,7 @@ def league_table(
       With replicates, :math:`\\Delta_{g,r}` is formed in each replicate and its variance is
       the replicate variance of the design, which carries every covariance between domains.
       Without replicates (Taylor), :math:`v(\\Delta_g) = c_g^T V c_g` with :math:`V` the
-      Taylor covariance of the domain estimates (``estimate.vcov(level)``, which carries
+      Taylor covariance of the domain estimates (``estimate.vcov(table)``, which carries
       the covariances of domains cutting across strata).  A result without a covariance
       (built by hand) falls back to independent domains,
       :math:`v(\\Delta_g) = (1 - 1/G)^2 v_g + G^{-2}\\sum_{h \\ne g} v_h`, exact only when
@@ -519,18 +528,20 @@ def league_table(
     p-values are adjusted by ``adjust`` and ``significant`` is ``"above"``/``"below"`` when
     the adjusted p-value is below ``alpha``.
     """
-    check_choice(level, name="level", allowed=_LEVELS)
+    check_choice(table, name="table", allowed=_LEVELS)
     check_choice(ties, name="ties", allowed=_TIES)
     check_choice(adjust, name="adjust", allowed=("holm", "bonferroni", "none"))
-    check_probability(alpha, name="alpha")
+    check_probability(level, name="level")
+    alpha = _alpha(level)
+    which = table
     check_positive_int(top_k, name="top_k")
     check_positive_int(bottom_k, name="bottom_k")
-    tab, reps = _level_data(estimate, level)
-    tab, reps, suppressed = _drop_suppressed(tab, reps, _GROUP_COL[level])
+    tab, reps = _level_data(estimate, which)
+    tab, reps, suppressed = _drop_suppressed(tab, reps, _GROUP_COL[which])
     for col in ("estimate", "se"):
         if col not in tab.columns:
-            raise SatsampleError(f"the {level!r} table of the estimate has no {col!r} column")
-    tab, reps, excluded = _drop_unusable(tab, reps, _GROUP_COL[level])
+            raise SatsampleError(f"the {which!r} table of the estimate has no {col!r} column")
+    tab, reps, excluded = _drop_unusable(tab, reps, _GROUP_COL[which])
     if rank_intervals and reps is None:
         options = getattr(estimate, "options", {}) or {}
         why = ("it was computed with Taylor variance" if options.get("variance") != "replicate"
@@ -541,7 +552,7 @@ def league_table(
             f"(replicate_estimates is None: {why}); "
             f"{_BUILD_REPLICATES}; or call league_table(..., rank_intervals=False)"
         )
-    group_col = _GROUP_COL[level]
+    group_col = _GROUP_COL[which]
     groups = [np.arange(len(tab))] if group_col is None else [
         np.flatnonzero((tab[group_col] == g).to_numpy()) for g in pd.unique(tab[group_col])
     ]
@@ -559,7 +570,7 @@ def league_table(
         ref_value = float(reference)
     else:
         ref_kind = "pooled"
-        ref_tab, ref_reps = _level_data(reference, level)
+        ref_tab, ref_reps = _level_data(reference, which)
         if ref_tab["domain"].nunique() != 1:
             raise SatsampleError(
                 "reference must be an IndexEstimate without by= (one domain), got "
@@ -589,7 +600,7 @@ def league_table(
         var_fn, contrast_method = _replicate_variance_fn(estimate, replicates, reps, est_all,
                                                          se_all)
     elif ref_kind == "mean_of_domains":
-        cov_all = _covariance(estimate, level, len(tab))
+        cov_all = _covariance(estimate, which, len(tab))
         contrast_method = ("taylor (covariance of the domains)" if cov_all is not None
                            else "taylor (domains taken as independent)")
     else:
@@ -605,7 +616,7 @@ def league_table(
         cols["rank"][rows] = _rank(est, descending=descending, ties=ties)
         rep_g = reps[:, rows] if reps is not None else None
         if rank_intervals and rep_g is not None:
-            ri = _rank_intervals_impl(est, rep_g, descending=descending, alpha=alpha, ties=ties,
+            ri = _rank_intervals_impl(est, rep_g, descending=descending, level=level, ties=ties,
                                    top_k=top_k, bottom_k=bottom_k)
             for c in ("rank_low", "rank_high", "p_top", "p_bottom"):
                 cols[c][rows] = ri[c].to_numpy()
@@ -680,12 +691,12 @@ def league_table(
     out = out.reset_index(drop=True)
     options = MappingProxyType({
         "descending": bool(descending), "top_k": int(top_k), "bottom_k": int(bottom_k),
-        "alpha": float(alpha), "ties": ties, "reference": ref_kind, "adjust": adjust,
+        "level": float(level), "table": which, "ties": ties, "reference": ref_kind, "adjust": adjust,
         "rank_intervals": bool(rank_intervals), "contrast_variance": contrast_method,
         "n_replicates_used": int(n_used), "n_replicates_excluded": int(n_excl),
         "n_excluded": len(excluded), "n_suppressed": len(suppressed),
     })
-    return LeagueTable(table=out, level=level, options=options, excluded=excluded,
+    return LeagueTable(table=out, options=options, excluded=excluded,
                        suppressed=suppressed)
 
 
@@ -741,11 +752,11 @@ def _drop_suppressed(tab: pd.DataFrame, reps: np.ndarray | None, group_col: str 
 _rank_intervals_impl = rank_intervals
 
 
-def _covariance(estimate: Any, level: str, n_rows: int) -> np.ndarray | None:
-    """Covariance of the rows of ``level`` (in table order) when the estimate carries it."""
+def _covariance(estimate: Any, which: str, n_rows: int) -> np.ndarray | None:
+    """Covariance of the rows of ``which`` (in table order) when the estimate carries it."""
     if getattr(estimate, "vcov_fn", None) is None:
         return None
-    v = estimate.vcov(level) if level != "overall" or hasattr(estimate, "questionnaire") \
+    v = estimate.vcov(which) if which != "overall" or hasattr(estimate, "questionnaire") \
         else estimate.vcov()
     v = np.asarray(v, dtype=np.float64)
     return v if v.shape == (n_rows, n_rows) else None

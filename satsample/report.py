@@ -785,7 +785,7 @@ def _league(flagged: Any, league: Any, national: Any, notes: list[str]) -> Any:
         if not ranked & sup:
             return league
         o = dict(league.options)
-        kw = {k: o[k] for k in ("descending", "top_k", "bottom_k", "alpha", "ties", "adjust")
+        kw = {k: o[k] for k in ("descending", "top_k", "bottom_k", "level", "ties", "adjust")
               if k in o}
         ref: Any = "mean_of_domains"
         if o.get("reference") == "pooled" and national is not None:
@@ -1031,7 +1031,7 @@ def _ranks_html(ctx: _Context) -> str:
             ctx.league.to_frame()["rank_low"].to_numpy(dtype=float)).any():
         return ""
     w = _W[ctx.language]
-    pct = round(100 * (1 - float(ctx.league.options.get("alpha", 0.05))))
+    pct = round(100 * float(ctx.league.options.get("level", 0.95)))
     return (f"<h2>{_e(w['ranks_h'])}</h2>"
             + _figure(lambda: plot_ranks(ctx.league, names=ctx.names, language=ctx.language),
                       caption=w["ranks_cap"].format(pct=pct), notes=ctx.notes, pdf=ctx.pdf))

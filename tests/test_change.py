@@ -46,7 +46,7 @@ def test_change_se_df_and_interval_by_hand():
         assert t.loc[d, "p_value"] == pytest.approx(
             2 * stats.t.sf(abs(e2 - e1) / se, nu), rel=1e-10)
         assert min(df1, df2) <= nu <= df1 + df2
-    tm = change(y1, y2, df="min", conf_level=0.9).table.set_index("domain")
+    tm = change(y1, y2, df="min", level=0.9).table.set_index("domain")
     e1, s1 = o1.loc["A", "estimate"], o1.loc["A", "se"]
     e2, s2 = o2.loc["A", "estimate"], o2.loc["A", "se"]
     se = np.hypot(s1, s2)
@@ -95,7 +95,7 @@ def test_map_items_errors():
 def test_change_across_layouts_by_element_and_item():
     y1 = _year(["A", "B"], 0.0, Q17, seed=3)
     y2 = _year(["A", "B"], 0.0, Q22, seed=4)
-    el = change(y1, y2, level="element")
+    el = change(y1, y2, table="element")
     assert el.options["comparability"].startswith("mapped (built-in")
     assert len(el.table) == 10
     t = el.table.set_index(["domain", "element"])
@@ -103,7 +103,7 @@ def test_change_across_layouts_by_element_and_item():
     e2 = y2.elements.set_index(["agency", "element"])
     np.testing.assert_allclose(
         t["change"], (e2["estimate"] - e1["estimate"]).loc[t.index], rtol=1e-13)
-    it = change(y1, y2, level="item")
+    it = change(y1, y2, table="item")
     assert len(it.table) == 2 * 14
     row = it.table.set_index(["domain", "item"]).loc[("A", "q09")]
     assert row["item_2"] == "s08"
@@ -121,10 +121,10 @@ def test_change_overall_needs_all_elements_and_unmappable_layouts_fail():
     y2 = _year(["A"], 0.0, four, seed=6)
     with pytest.raises(SatsampleError, match="do not all correspond"):
         change(y1, y2)
-    assert len(change(y1, y2, level="item").table) == 18
+    assert len(change(y1, y2, table="item").table) == 18
     other = Questionnaire(name="other", elements=(
         Element(code="P1", label="Policy", items=("x1", "x2")),))
     with pytest.raises(SatsampleError, match="cannot be mapped"):
-        change(y1, _year(["A"], 0.0, other), level="item")
+        change(y1, _year(["A"], 0.0, other), table="item")
     with pytest.raises(SatsampleError, match="no domain in common"):
         change(_year(["A"], 0.0, Q17), _year(["B"], 0.0, Q17))

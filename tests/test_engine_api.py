@@ -86,3 +86,40 @@ def test_docstring_examples(module):
     res = doctest.testmod(importlib.import_module(module),
                           optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE)
     assert res.attempted > 0 and res.failed == 0
+
+
+def test_level_is_the_confidence_level_everywhere_and_old_spellings_still_work():
+    """league_table/change/plot_index: table= picks the index table, level= is the confidence
+    level; the former level="element", alpha= and conf_level= work for one release, warned."""
+    import warnings
+
+    from satsample._compat import confidence_level_keywords
+    from satsample._validation import SatsampleError
+
+    @confidence_level_keywords(table=True, alpha=True, conf_level=True)
+    def f(*, table="overall", level=0.95):
+        return table, level
+
+    assert f() == ("overall", 0.95)
+    with warnings.catch_warnings(record=True) as rec:
+        warnings.simplefilter("always")
+        assert f(level="item") == ("item", 0.95)
+        assert f(alpha=0.1) == ("overall", 0.9)
+        assert f(conf_level=0.8) == ("overall", 0.8)
+    assert [r.category for r in rec] == [DeprecationWarning] * 3
+    assert "f(alpha=...) is now f(level=...)" in str(rec[1].message)
+    with pytest.raises(SatsampleError, match="give level= only"):
+        f(alpha=0.1, level=0.9)
+    import inspect
+
+    from satsample.change import change
+    from satsample.flags import flag_estimate, publication_flags
+    from satsample.plotting import plot_index
+    from satsample.ranking import league_table, rank_intervals
+
+    for fn in (league_table, change, plot_index):
+        assert "table" in inspect.signature(fn).parameters
+    for fn in (league_table, change, publication_flags, flag_estimate, rank_intervals):
+        params = inspect.signature(fn).parameters
+        assert params["level"].default == 0.95
+        assert not {"alpha", "conf_level"} & set(params)

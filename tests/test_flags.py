@@ -76,7 +76,7 @@ def test_effective_n_matches_reference_case_f():
         if not 0 < p < 1:
             continue
         tab = pd.DataFrame({"estimate": [p], "se": [se], "n": [nrow], "df": [degf]})
-        out = publication_flags(tab, conf_level=level, max_ci_width=1.0)
+        out = publication_flags(tab, level=level, max_ci_width=1.0)
         neff = p * (1 - p) / se**2 * (stats.t.ppf((1 - level) / 2, nrow - 1)
                                       / stats.t.ppf((1 - level) / 2, degf)) ** 2
         assert out.loc[0, "effective_n"] == pytest.approx(min(neff, nrow), rel=1e-12)

@@ -178,14 +178,14 @@ def test_plot_index_mean_of_agencies_leaves_out_suppressed_and_says_so(hundred):
     assert ref.get_label() == f"mean of agencies {mean:.1f}"
     # without flags every row is drawn; element level with a key
     plain = agencies_estimate(0, n_agencies=12)
-    ax2 = plot_index(plain, level="element", key="E3", by_order="label", reference=None,
+    ax2 = plot_index(plain, table="element", key="E3", by_order="label", reference=None,
                      scale=1.0)
     e3 = plain.elements[plain.elements["element"] == "E3"].sort_values("agency_id")
     np.testing.assert_allclose(_line(ax2, "estimate").get_xdata(), e3["estimate"].to_numpy(),
                                rtol=1e-14)
     assert ax2.get_xlabel() == "E3: satisfaction index (0-1)"
     with pytest.raises(SatsampleError, match="key="):
-        plot_index(plain, level="element")
+        plot_index(plain, table="element")
     with pytest.raises(SatsampleError, match="by_order"):
         plot_index(plain, by_order="size")
     with pytest.raises(SatsampleError, match="language"):

@@ -222,7 +222,7 @@ def test_replicate_design_df_is_rank_of_the_used_replicate_weights():
 
 
 def test_docstring_example_runs():
-    from satsample import quantiles as module
+    from satsample.estimation import quantiles as module
 
     failures, _ = doctest.testmod(module, optionflags=doctest.NORMALIZE_WHITESPACE)
     assert failures == 0

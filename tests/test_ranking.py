@@ -135,7 +135,7 @@ def test_rank_interval_quantiles_by_hand():
     assert out["rank_high"].tolist() == [2, 2]
     np.testing.assert_allclose(out["p_top"], [0.9, 0.1])
     np.testing.assert_allclose(out["p_bottom"], [0.1, 0.9])
-    wide = rank_intervals(est, reps, alpha=0.25)  # quantile 0.875 <= 0.9 -> 1
+    wide = rank_intervals(est, reps, level=0.75)  # quantile 0.875 <= 0.9 -> 1
     assert wide["rank_high"].tolist() == [1, 2]
     assert wide["rank_low"].tolist() == [1, 2]  # Q_0.125 of domain 1: CDF(1)=0.1 < 0.125
     asc = rank_intervals(est, reps, descending=False)
@@ -287,14 +287,14 @@ def test_league_table_element_level_ranks_within_elements():
     item_reps = item_est + rng.uniform(-0.01, 0.01, size=(50, 3, 3))
     item_se = np.full((3, 3), 0.006)
     res = make_standin(["X", "Y", "Z"], item_est, item_se, item_reps=item_reps)
-    lt = league_table(res, level="element", top_k=1, bottom_k=1, rank_intervals=True)
+    lt = league_table(res, table="element", top_k=1, bottom_k=1, rank_intervals=True)
     t = lt.table
     assert t["element"].tolist() == ["E1"] * 3 + ["E2"] * 3
     assert t["domain"].tolist() == ["X", "Y", "Z", "Z", "Y", "X"]
     np.testing.assert_array_equal(t["rank"], [1, 2, 3, 1, 2, 3])
     np.testing.assert_array_equal(t["rank_high"] - t["rank_low"], 0)
     np.testing.assert_array_equal(t["p_top"], [1, 0, 0, 1, 0, 0])
-    li = league_table(res, level="item", rank_intervals=True)
+    li = league_table(res, table="item", rank_intervals=True)
     assert li.table.groupby("item")["rank"].apply(sorted).tolist() == [[1, 2, 3]] * 3
     assert sorted(lt.bottom["domain"]) == ["X", "Z"]
 
