@@ -1069,7 +1069,7 @@ def _flag_options(cfg: SurveyConfig) -> dict[str, Any]:
     fl = cfg["flags"]
     return {"min_n": fl["min_n"], "max_rse": fl["max_rse"],
             "min_effective_n": fl["min_effective_n"], "min_df": fl["min_df"],
-            "conf_level": cfg["variance"]["level"]}
+            "level": cfg["variance"]["level"]}
 
 
 def _flag(cfg: SurveyConfig, est: Any) -> Any:
