@@ -152,7 +152,7 @@ def run_demo(
             print(f"satsample demo: note: {w.message}", file=sys.stderr)
 
     with _step("drawing the stratified sample", progress):
-        drawn = select(frame, id="user_id", stratum="agency_id", n=plan, method="srswor",
+        drawn = select(frame, ids="user_id", strata="agency_id", n=plan, method="srswor",
                        rng=seeds[0])
         sample = drawn.sample
 
@@ -161,7 +161,9 @@ def run_demo(
 
     with _step(f"weighting ({n_replicates} Rao-Wu replicates)", progress):
         design = survey_design(fielded, strata="agency_id", weights="design_weight", fpc="fpc")
-        design = bootstrap(design, replicates=n_replicates, rng=seeds[2])
+        # lazy replicates: the weighting steps below are replayed on replicate cell tables
+        # (options['replay'] of the results says 'cells'), never on n x R weights
+        design = bootstrap(design, n_replicates=n_replicates, rng=seeds[2], materialize=False)
         design = adjust_nonresponse(design, "responded", classes="agency_id")
         margins = {
             var: frame[var].value_counts().rename("Freq").rename_axis(var).reset_index()
@@ -292,7 +294,8 @@ def _write_outputs(out: Path, *, table: pd.DataFrame, by_agency: IndexEstimate,
             f"selected: {sample_size:,}; respondents: {respondents:,} "
             f"({100 * respondents / sample_size:.1f}%)",
             f"weighting: {' -> '.join(step.method for step in design.history)}",
-            f"variance: Rao-Wu bootstrap, {n_replicates} replicates (weighting replayed on each)",
+            f"variance: Rao-Wu bootstrap, {n_replicates} replicates (weighting replayed on each, "
+            f"on replicate {'cell tables' if by_agency.options.get('replay') == 'cells' else 'weights'})",
             f"national index: {100 * nat['estimate']:.1f} (95% CI {100 * nat['ci_low']:.1f} to "
             f"{100 * nat['ci_high']:.1f}; SE {100 * nat['se']:.2f})",
             f"true population index: {100 * truth:.1f} ({'covered' if covered else 'NOT covered'})",
