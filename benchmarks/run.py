@@ -48,21 +48,23 @@ TASKS = {
     "T5d": "Rao-Wu bootstrap, 22 props x 100 domains",
     "T6": "JKn (500 grouped PSUs), 22 props",
     "T6e": "JKn, element PSUs (R = n)",
+    "T7": "design + Rao-Wu + NR adj. + rake replayed, 22 props x 100 domains",
 }
-PEERS = ["svy", "samplics", "weightipy", "balance", "numpy"]
+PEERS = ["svy", "samplics", "weightipy", "balance", "numpy", "R"]
 SUPPORT = {
     "satsample": set(TASKS),
     "numpy": set(TASKS),
-    "svy": {"T1", "T2", "T3", "T4", "T5", "T5d", "T6"},
+    "svy": {"T1", "T2", "T3", "T4", "T5", "T5d", "T6", "T7"},
     "samplics": {"T1", "T2", "T3", "T4", "T5", "T5d", "T6"},
     "weightipy": {"T1", "T2"},
     "balance": {"T1", "T2"},
+    "R": {"T7"},
 }
 # T6e needs R = n replicates: samplics and svy build the n x R replicate matrix (n x n)
 INFEASIBLE = {("svy", "T6e"), ("samplics", "T6e")}
 MODULES = {"satsample": "satsample_peer", "numpy": "numpy_peer", "svy": "svy_peer",
            "samplics": "samplics_peer", "weightipy": "weightipy_peer",
-           "balance": "balance_peer"}
+           "balance": "balance_peer", "R": "r_peer"}
 # the import name of each peer's package in the main environment
 PACKAGES = {"satsample": "satsample", "numpy": "numpy", "svy": "svy", "samplics": "samplics",
             "weightipy": "weightipy"}
@@ -227,7 +229,7 @@ def check(peer: str, task: str, c: dict, ref: dict, ref_name: str, reps: int) ->
     text = (f"max|dp| {dp:.1e}; SE/{ref_name} med {np.nanmedian(r):.4f} "
             f"[{np.nanmin(r):.3f}, {np.nanmax(r):.3f}]")
     ok = dp < 1e-9 and bool(np.all(np.isfinite(r)))
-    if task in ("T5", "T5d"):  # different random streams: Monte-Carlo agreement only
+    if task in ("T5", "T5d", "T7"):  # different random streams: Monte-Carlo agreement only
         s = _mc_sd(reps)
         ok = ok and abs(np.median(r) - 1) < 3 * s and bool(np.all(np.abs(r - 1) < 6 * s))
         text += " (MC)"

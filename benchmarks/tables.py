@@ -23,6 +23,7 @@ TASK_NAMES = {
     "T5d": "Rao-Wu bootstrap R=500, 22 props x 100 agencies",
     "T6": "JKn, 500 grouped PSUs, 22 props",
     "T6e": "JKn, element PSUs (R = n), 22 props",
+    "T7": "pipeline: design, Rao-Wu R=500, NR adj. + rake replayed, 22 props x 100 agencies",
 }
 
 

@@ -1,10 +1,11 @@
-"""Deterministic workloads of ../shared/docs/performance.md (T1-T6e).
+"""Deterministic workloads of ../shared/docs/performance.md (T1-T7).
 
 n responses in H = 100 agencies (strata, known N_h, N = 26.0 M, compromise
 allocation), 22 Likert items (satisfied = 4 or 5, about 54 %), sex (2) x age
 group (6), 5 variance PSUs per agency (T6).  The analysis weight ``w`` is the
 design weight raked (numpy IPF, tolerance 1e-10) to the sex, age-group and
-agency margins; it varies within strata.  Everything is a pure function of
+agency margins; it varies within strata.  ``responded`` (about 70 %, depending
+on agency and age group) is the response indicator of T7.  Everything is a pure function of
 (n, seed), so every peer process rebuilds the same data.
 """
 
@@ -73,6 +74,11 @@ def make_data(n: int, seed: int = 7, *, lean: bool = False) -> tuple[pd.DataFram
     codes = [sex.astype(np.int64), age.astype(np.int64), agency]
     totals = [pop["sex_tot"], pop["age_tot"], pop["N_h"].astype(float)]
     w, _ = rake_numpy(dw, codes, totals)
+    # response indicator of T7 (about 70 %, by agency and age), from its own stream so that
+    # every other column is the same as before it existed
+    rr = np.random.default_rng(seed + 1000)
+    eta = 0.85 + 0.2 * (age - 2.5) + rr.normal(0.0, 0.4, H)[agency]
+    responded = rr.random(n) < 1.0 / (1.0 + np.exp(-eta))
     if lean:
         df = pd.DataFrame({"agency": agency.astype(np.int64), "w": w})
         for j, c in enumerate(ITEMS):
@@ -88,6 +94,7 @@ def make_data(n: int, seed: int = 7, *, lean: bool = False) -> tuple[pd.DataFram
         "age": np.array(AGE)[age],
         "design_weight": dw,
         "w": w,
+        "responded": responded,
     })
     for j, c in enumerate(ITEMS):
         df[c] = items[:, j]

@@ -363,7 +363,8 @@ def run_demo(
     _write_summary(out / "summary.txt", q=q, seed=seed, n_users=n_users, planned=planned,
                    table=table, by=by, nat=nat, truth=truth, covered=covered, rr1=rr1,
                    n_replicates=n_replicates, weighting=[s.method for s in
-                                                         result.design.history])
+                                                         result.design.history],
+                   replay=est["all"].options.get("replay"))
     print(
         f"National satisfaction index: {100 * nat['estimate']:.1f} "
         f"(95% CI {100 * nat['ci_low']:.1f} to {100 * nat['ci_high']:.1f}); "
@@ -397,7 +398,8 @@ def check_moe_points(moe: float, *, name: str = "--moe") -> float:
 
 def _write_summary(path: Path, *, q: Questionnaire, seed: int, n_users: int, planned: Any,
                    table: pd.DataFrame, by: pd.DataFrame, nat: pd.Series, truth: float,
-                   covered: bool, rr1: float, n_replicates: int, weighting: list[str]) -> None:
+                   covered: bool, rr1: float, n_replicates: int, weighting: list[str],
+                   replay: str | None = None) -> None:
     """``summary.txt``: what the demo did, in a few lines; no suppressed value."""
     alloc = planned.allocation
     short = alloc[~alloc["publishable"]]
@@ -418,7 +420,8 @@ def _write_summary(path: Path, *, q: Questionnaire, seed: int, n_users: int, pla
            f"({', '.join(short['agency'].astype(str))})" if len(short) else ""),
         f"AAPOR RR1: {100 * rr1:.1f} %",
         f"weighting: {' -> '.join(weighting)}",
-        f"variance: Rao-Wu bootstrap, {n_replicates} replicates (weighting replayed on each)",
+        f"variance: Rao-Wu bootstrap, {n_replicates} replicates (weighting replayed on each, "
+        f"on replicate {'cell tables' if replay == 'cells' else 'weights'})",
         f"national index: {100 * nat['estimate']:.1f} (95% CI {100 * nat['ci_low']:.1f} to "
         f"{100 * nat['ci_high']:.1f}; SE {100 * nat['se']:.2f})",
         f"true population index: {100 * truth:.1f} ({'covered' if covered else 'NOT covered'})",

@@ -261,7 +261,7 @@ def flag_estimate(
     >>> import satsample as ss
     >>> from satsample.flags import flag_estimate
     >>> pop = ss.make_population(n_users=3000, n_agencies=6, rng=1)
-    >>> sel = ss.select(pop.frame, id="user_id", stratum="agency_id", n=40, rng=2)
+    >>> sel = ss.select(pop.frame, ids="user_id", strata="agency_id", n=40, rng=2)
     >>> d = ss.survey_design(ss.simulate_responses(pop, sel.sample, rng=3),
     ...                      strata="agency_id", weights="design_weight", fpc="fpc")
     >>> d = ss.adjust_nonresponse(d, "responded", classes="agency_id")

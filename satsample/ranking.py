@@ -44,7 +44,7 @@ _REP_KEYS = {"overall": "overall", "element": "elements", "item": "items"}
 _GROUP_COL = {"overall": None, "element": "element", "item": "item"}
 _BUILD_REPLICATES = (
     "build a replicate design first, e.g. "
-    "design = satsample.replicate.bootstrap(design, replicates=500, rng=...), "
+    "design = satsample.replicate.bootstrap(design, n_replicates=500, rng=...), "
     "then re-estimate with satsample.index.satisfaction_index(design, ...)"
 )
 

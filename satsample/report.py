@@ -609,10 +609,10 @@ def build_report(
     --------
     >>> import satsample as ss
     >>> pop = ss.make_population(n_users=4000, n_agencies=8, rng=1)
-    >>> sel = ss.select(pop.frame, id="user_id", stratum="agency_id", n=70, rng=2)
+    >>> sel = ss.select(pop.frame, ids="user_id", strata="agency_id", n=70, rng=2)
     >>> d = ss.survey_design(ss.simulate_responses(pop, sel.sample, rng=3),
     ...                      strata="agency_id", weights="design_weight", fpc="fpc")
-    >>> d = ss.adjust_nonresponse(ss.bootstrap(d, replicates=50, rng=4), "responded",
+    >>> d = ss.adjust_nonresponse(ss.bootstrap(d, n_replicates=50, rng=4), "responded",
     ...                           classes="agency_id")
     >>> est = ss.satisfaction_index(d, pop.questionnaire, by="agency_id")
     >>> ag = pop.agencies.set_index("agency_id")

@@ -182,7 +182,7 @@ def test_rank_intervals_bad_input():
 # ---------------------------------------------------------------------------- league_table
 def test_league_table_without_replicates_says_how_to_build_them():
     res = simple_standin(np.array([0.8, 0.7, 0.9]), None)
-    with pytest.raises(SatsampleError, match=r"bootstrap\(design, replicates=500"):
+    with pytest.raises(SatsampleError, match=r"bootstrap\(design, n_replicates=500"):
         league_table(res)
     lt = league_table(res, rank_intervals=False)
     assert lt.table["rank_low"].isna().all()

@@ -5,18 +5,26 @@ T5/T5d ``replicate.bootstrap(materialize=False)`` (lazy Rao-Wu, m_h = n_h - 1) +
 ``proportion(variance="replicate")``, T6 ``replicate.jackknife(materialize=False)`` (5 PSUs per
 agency) + ``proportion``, T6e ``replicate.jackknife(materialize=False)`` on the element design
 (R = n, closed form from unit totals) + ``proportion``.  T3-T6e also compute a design effect
-(``deff="srswr"``), which no peer does.
+(``deff="srswr"``), which no peer does.  T7 (the whole yearly pipeline, design construction
+included): ``survey_design`` -> ``replicate.bootstrap(materialize=False)`` ->
+``weighting.adjust_nonresponse(classes="agency_id")`` -> ``weighting.rake`` (sex, age) ->
+``index.satisfaction_index(by="agency_id", variance="replicate")`` (``reference_22``
+questionnaire: the 22 criteria are the compared answer; the index and elements come with them).
 """
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 import pandas as pd
-from workloads import AGE, SC, SEX, H
+from workloads import AGE, ITEMS, SC, SEX, H
 
 import satsample.estimation as est
 from satsample import replicate, weighting
 from satsample.design import survey_design
+from satsample.index import satisfaction_index
+from satsample.questionnaire import load_questionnaire
 
 
 def _out(e, by: bool):
@@ -77,5 +85,31 @@ def prepare(task: str, df, meta, reps: int):
         def run():
             dj = replicate.jackknife(d, kind="JKn", materialize=False)  # R = n, closed form
             return _out(est.proportion(dj, SC, variance="replicate", deff="srswr"), False)
+        return run
+    if task == "T7":
+        data = df[["agency_id", "design_weight", "sex", "age", "responded", *ITEMS]]
+        q = load_questionnaire("reference_22")
+        margins = [("sex", pd.Series(pop["sex_tot"], index=SEX)),
+                   ("age", pd.Series(pop["age_tot"], index=AGE))]
+
+        def run():
+            t0 = time.perf_counter()
+            d = survey_design(data, strata="agency_id", weights="design_weight")
+            t1 = time.perf_counter()
+            d = replicate.bootstrap(d, n_replicates=reps, kind="subbootstrap", rng=11,
+                                    materialize=False)
+            d = weighting.adjust_nonresponse(d, "responded", classes="agency_id")
+            d = weighting.rake(d, margins, max_iter=100, epsilon=1e-10)
+            t2 = time.perf_counter()
+            res = satisfaction_index(d, q, by="agency_id", variance="replicate")
+            t3 = time.perf_counter()
+            it = res.items
+            out = {"est": it.pivot(index="agency_id", columns="item", values="estimate")[ITEMS]
+                   .to_numpy(),
+                   "se": it.pivot(index="agency_id", columns="item", values="se")[ITEMS]
+                   .to_numpy()}
+            assert res.options["replay"] == "cells"  # the steps were replayed on cell tables
+            out["_sub"] = {"design": t1 - t0, "weighting": t2 - t1, "index": t3 - t2}
+            return out
         return run
     raise NotImplementedError(task)

@@ -71,4 +71,21 @@ def prepare(task: str, df, meta, reps: int):
             s = base.weighting.create_jk_wgts()
             return _props(s.estimation.prop(SC, method="replication"), False)
         return run
+    if task == "T7":
+        # the same pipeline through svy's API: Sample (design) -> Rao-Wu bootstrap weights ->
+        # nonresponse adjustment by agency (replicates adjusted alongside) -> rake on sex and
+        # age (every replicate raked) -> proportions by agency with replicate SEs
+        pdf7 = pl.from_pandas(df[["rid", "agency_id", "design_weight", "sex", "age", *SC]]
+                              .assign(status=np.where(df["responded"], "rr", "nr")))
+        pop = meta["pop"]
+        controls = {"sex": dict(zip(SEX, pop["sex_tot"].tolist())),
+                    "age": dict(zip(AGE, pop["age_tot"].tolist()))}
+
+        def run():
+            s = svy.Sample(pdf7, svy.Design(stratum="agency_id", psu="rid", wgt="design_weight"))
+            s = s.weighting.create_bs_wgts(reps, kind="rao-wu", rstate=11)
+            s = s.weighting.adjust("status", cells="agency_id")
+            s = s.weighting.rake(controls=controls, tol=1e-10, max_iter=100)
+            return _props(s.estimation.prop(SC, by="agency_id", method="replication"), True)
+        return run
     raise NotImplementedError(task)

@@ -122,9 +122,18 @@ def design_summary(design: SurveyDesign) -> dict[str, Any]:
 
 
 def options(design: SurveyDesign, fitted: Fit, **extra: Any) -> dict[str, Any]:
-    """The options of a result fitted on ``design`` (see :func:`engine.options`)."""
-    return engine.options(fitted, replicates=design.replicates, lonely_psu=design.lonely_psu,
-                          calibrated=bool(design.calibrations), **extra)
+    """The options of a result fitted on ``design`` (see :func:`engine.options`).
+
+    ``replay`` says how the weighting steps of replicates generated on the fly
+    were replayed: ``"cells"`` (replicate cell tables), ``"blocks"`` (blocks of
+    replicate weights) or ``None`` (nothing replayed).
+    """
+    from ..variance.replicate import replay_path
+
+    out = engine.options(fitted, replicates=design.replicates, lonely_psu=design.lonely_psu,
+                         calibrated=bool(design.calibrations), **extra)
+    out["replay"] = replay_path(design) if fitted.variance == "replicate" else None
+    return out
 
 
 def _build(

@@ -147,8 +147,14 @@ class _ProgressReplay:
 
 
 def _with_progress(design: Any, progress: Progress) -> Any:
+    from ..variance.replicate import replay_path
+
     reps = getattr(design, "replicates", None)
     if reps is None or getattr(reps, "weights", 1) is not None or not getattr(reps, "steps", ()):
+        return design
+    if replay_path(design) == "cells":
+        # replayed on replicate cell tables in one pass: no blocks to count, and wrapping a
+        # step would hide it from the cell path (which knows the weighting steps by type)
         return design
     steps = tuple(reps.steps)
     wrapped = dataclasses.replace(reps, steps=(*steps[:-1], _ProgressReplay(steps[-1], progress)))

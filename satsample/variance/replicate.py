@@ -4,10 +4,14 @@ Everything here works through the design's replicate scheme
 (:class:`satsample.replicate.base.ReplicateScheme`), never on the name of
 the method:
 
-* replicates that replay weighting steps (generated on the fly) -> blocks of
-  50 replicate weights from the scheme's multipliers and the declared design
-  weights, every step replayed, then the stored-weights kernel on the block
-  (memory O(50 x n));
+* replicates that replay weighting steps (generated on the fly) -> when every
+  step is defined on categorical cells, the steps replayed on replicate cell
+  tables (:mod:`satsample.weighting._cell_replay`: one pass for the cell
+  table, the steps' own algebra per replicate, one pass for the totals, no
+  replicate weights); otherwise blocks of 50 replicate weights from the
+  scheme's multipliers and the declared design weights, every step replayed,
+  then the stored-weights kernel on the block (memory O(50 x n));
+  :func:`replay_path` says which;
 * a scheme that computes its totals without forming the weights (Rao-Wu:
   the on-the-fly kernel; jackknife: PSU totals) -> that;
 * stored weights ``(R, n)`` -> one-pass Numba kernel
@@ -35,6 +39,7 @@ __all__ = [
     "closed_form",
     "iter_replicate_weight_blocks",
     "linear_ratios",
+    "replay_path",
     "replicate_ratio_variance",
     "replicate_totals",
     "replicate_totals_numpy",
@@ -186,6 +191,26 @@ def _stepped_totals(design: SurveyDesign, v: np.ndarray, domain: np.ndarray,
     return expand(out, where)
 
 
+def replay_path(design: SurveyDesign) -> str | None:
+    """How :func:`replicate_totals` replays the weighting steps of replicates generated on the fly.
+
+    Returns
+    -------
+    {"cells", "blocks"} or None
+        ``"cells"``: on replicate cell tables (every step defined on
+        categorical cells, see :mod:`satsample.weighting._cell_replay`);
+        ``"blocks"``: on blocks of 50 replicate weights; ``None``: no
+        weighting step is replayed (Taylor, stored replicates, or replicates
+        without steps).
+    """
+    reps = design.replicates
+    if reps is None or reps.weights is not None or not reps.steps:
+        return None
+    from ..weighting._cell_replay import replay_path as _path
+
+    return _path(design)
+
+
 def replicate_totals(
     design: SurveyDesign,
     values: np.ndarray,
@@ -218,7 +243,9 @@ def replicate_totals(
     with :math:`W_{ri}` the replicate weights (for lazy replicates,
     the analysis weight times the replicate multiplier; with weighting steps,
     the design weight times the multiplier, then every step replayed, see
-    :func:`iter_replicate_weight_blocks`).  Results do not depend on the
+    :func:`iter_replicate_weight_blocks`; steps on categorical cells are
+    replayed on replicate cell tables instead, with the same result, see
+    :func:`replay_path`).  Results do not depend on the
     number of Numba threads.
     """
     reps = design.replicates
@@ -227,7 +254,12 @@ def replicate_totals(
     v = as_values(values, design.n)
     domain, n_domains = _as_domain(design, domain, n_domains)
     if reps.weights is None and reps.steps:
-        return _stepped_totals(design, v, domain, n_domains)
+        # weighting steps on replicates generated on the fly: replayed on replicate cell tables
+        # when every step is defined on categorical cells, else on blocks of replicate weights
+        from ..weighting._cell_replay import cell_replay_totals
+
+        out = cell_replay_totals(design, v, domain, n_domains)
+        return out if out is not None else _stepped_totals(design, v, domain, n_domains)
     if reps.steps:
         return _stepped_totals(design, v, domain, n_domains)
     if reps.regenerates(design.weights):

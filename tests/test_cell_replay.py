@@ -1,0 +1,409 @@
+"""Weighting steps replayed on replicate cell tables (satsample.weighting._cell_replay).
+
+The cell path must give the estimates and SEs of the block path (steps replayed
+on blocks of materialised replicate weights) and of the materialised path (the
+step applied to the stored (R, n) replicate matrix) to 1e-10 relative, on case
+C's weighted designs (post-stratification, raking default and tight, linear,
+raking and logit calibration with and without bounds, all on categorical
+variables) with lazy Rao-Wu and lazy JKn replicates, and on the demo pipeline
+(nonresponse adjustment by agency, then raking).  A replicate that does not
+converge is reported by number under the full-sample step's policy.  The new
+Numba kernel is compared with its numpy twin in ``reference_numpy.py``.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import reference_numpy as ref
+
+from satsample import estimation
+from satsample._kernels.cells import _raowu_cell_table, _raowu_cell_totals
+from satsample._validation import ConvergenceError, ConvergenceWarning, DesignError
+from satsample.design import survey_design
+from satsample.index import satisfaction_index
+from satsample.questionnaire import load_questionnaire
+from satsample.replicate import bootstrap, jackknife
+from satsample.replicate._common import as_values as _as_values
+from satsample.replicate._common import design_layout as _layout
+from satsample.variance.replicate import (
+    _stepped_totals,
+    iter_replicate_weight_blocks,
+    replay_path,
+    replicate_totals,
+)
+from satsample.weighting import (
+    _cell_replay,
+    adjust_nonresponse,
+    calibrate,
+    poststratify,
+    rake,
+    trim,
+)
+
+REF = Path(__file__).resolve().parent / "reference"
+ITEMS = [f"q{i:02d}" for i in range(1, 23)]
+VARS = ["sex", "age_group", "channel"]
+TOL = 1e-10
+BOUNDED = {f"calibrate_{d}_bounded_{b}" for d in ("linear", "logit")
+           for b in ("0.5_2", "0.4_2.5", "0.8_1.25")}
+METHODS = ["poststratify", "rake_default", "rake_tight", "calibrate_linear", "calibrate_raking",
+           *sorted(BOUNDED)]
+
+
+# ------------------------------------------------------------------ fixtures
+@pytest.fixture(scope="module")
+def base():
+    df = pd.read_csv(REF / "data" / "sample_strat.csv")
+    df["responded"] = np.random.default_rng(2024).random(len(df)) < 0.8
+    for q in ITEMS:  # 0/1 satisfied indicators (a missing answer counts as not satisfied)
+        df["s" + q[1:]] = df[q].isin([4, 5]).astype(np.uint8)
+    return survey_design(df, strata="agency_id", fpc="N_h")
+
+
+@pytest.fixture(scope="module")
+def controls():
+    return {
+        "cells": pd.read_csv(REF / "data" / "controls_sex_age.csv"),
+        "margins": pd.read_csv(REF / "data" / "margins.csv"),
+        "totals": pd.read_csv(REF / "data" / "calib_totals.csv"),
+    }
+
+
+@pytest.fixture(scope="module")
+def questionnaire():
+    return load_questionnaire("reference_22")
+
+
+@pytest.fixture(scope="module")
+def schemes(base):
+    return {
+        "raowu": bootstrap(base, n_replicates=40, rng=5, materialize=False),
+        "jkn": jackknife(base, kind="JKn", materialize=False),
+    }
+
+
+def weighted(method, design, controls):
+    """Case C's weighting steps (tests/test_weighting_reference.py), tolerant on replicates."""
+    if method == "poststratify":
+        return poststratify(design, ["sex", "age_group"], controls["cells"])
+    if method == "rake_default":
+        return rake(design, controls["margins"])
+    if method == "rake_tight":
+        return rake(design, controls["margins"], max_iter=1000, epsilon=1e-13)
+    if method == "calibrate_linear":
+        return calibrate(design, controls["totals"], variables=VARS)
+    if method == "calibrate_raking":
+        return calibrate(design, controls["totals"], variables=VARS, distance="raking",
+                         epsilon=1e-13, max_iter=100)
+    dist = "logit" if "logit" in method else "linear"
+    lo, hi = {"0.5_2": (0.5, 2.0), "0.4_2.5": (0.4, 2.5), "0.8_1.25": (0.8, 1.25)}[
+        method.rsplit("_bounded_", 1)[1]]
+    # most replicates cannot meet the narrow bounds: keep them, as R's force=TRUE
+    return calibrate(design, controls["totals"], variables=VARS, distance=dist, bounds=(lo, hi),
+                     epsilon=1e-13, max_iter=200, on_nonconvergence="warn")
+
+
+def materialised(design):
+    """The same design with its lazy replicate weights stored as an (R, n) matrix."""
+    w = np.vstack(list(iter_replicate_weight_blocks(design, block=50)))
+    return design.with_replicates(replace(design.replicates, weights=w))
+
+
+def rel(a, b):
+    a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+    assert a.shape == b.shape
+    assert np.array_equal(np.isnan(a), np.isnan(b))
+    ok = ~np.isnan(b)
+    if not ok.any():  # e.g. every replicate of an infeasible logit calibration is NaN
+        return 0.0
+    return float(np.max(np.abs(a[ok] - b[ok]) / np.maximum(np.abs(b[ok]), 1e-300)))
+
+
+def numbers(res):
+    """Estimates and SEs of every table of an index result."""
+    return {name: (t["estimate"].to_numpy(), t["se"].to_numpy())
+            for name, t in (("overall", res.overall), ("elements", res.elements),
+                            ("items", res.items))}
+
+
+def assert_same(a, b, tol=TOL):
+    for name in a:
+        assert rel(a[name][0], b[name][0]) <= tol, name
+        assert rel(a[name][1], b[name][1]) <= tol, name
+
+
+def quiet(fn, *args, **kwargs):
+    """Run ``fn``, returning its result and the messages of the ConvergenceWarnings it raised."""
+    with warnings.catch_warnings(record=True) as rec:
+        # every warning recorded (an infeasible logit calibration also makes numpy warn about
+        # the non-finite g-weights of the replicates, on every path alike)
+        warnings.simplefilter("always")
+        out = fn(*args, **kwargs)
+    return out, [str(r.message) for r in rec if issubclass(r.category, ConvergenceWarning)]
+
+
+def blocks(monkeypatch, fn, *args, **kwargs):
+    """``fn`` with the cell path switched off (the block path)."""
+    with monkeypatch.context() as m:
+        m.setattr(_cell_replay, "_ENABLED", False)
+        return quiet(fn, *args, **kwargs)
+
+
+# ------------------------------------------------------------------ case C
+# JKn x the (0.8, 1.25) bounds: every one of the 717 replicates is infeasible and runs 200
+# Newton iterations on the row paths (~2 min); the Rao-Wu cases cover those bounds
+CASES = [(m, s) for s in ("raowu", "jkn") for m in METHODS
+         if not (s == "jkn" and m.endswith("0.8_1.25"))]
+
+
+@pytest.mark.parametrize(("method", "scheme"), CASES)
+def test_cell_path_equals_block_and_materialised_paths(method, scheme, schemes, controls,
+                                                       questionnaire, monkeypatch):
+    lazy = schemes[scheme]
+    des, _ = quiet(weighted, method, lazy, controls)
+    assert replay_path(des) == "cells"
+    cells, w_cells = quiet(satisfaction_index, des, questionnaire, by="agency_level",
+                           variance="replicate")
+    assert cells.options["replay"] == "cells"
+    blk, w_blk = blocks(monkeypatch, satisfaction_index, des, questionnaire, by="agency_level",
+                        variance="replicate")
+    assert blk.options["replay"] == "blocks"
+    mat_design, _ = quiet(weighted, method, materialised(lazy), controls)
+    mat, _ = quiet(satisfaction_index, mat_design, questionnaire, by="agency_level",
+                   variance="replicate")
+    assert mat.options["replay"] is None
+    assert_same(numbers(cells), numbers(blk))
+    assert_same(numbers(cells), numbers(mat))
+    # the comparison is not vacuous: the weighting changed the replicate SEs
+    raw = satisfaction_index(lazy, questionnaire, by="agency_level", variance="replicate")
+    se_cells = numbers(cells)["overall"][1]
+    if np.isfinite(se_cells).all():
+        assert rel(se_cells, numbers(raw)["overall"][1]) > 1e-3
+    else:  # infeasible logit bounds: NaN replicate weights, on every path alike
+        assert method == "calibrate_logit_bounded_0.8_1.25"
+    # the same replicates fail to converge on both paths (one message per replay here;
+    # the block path warns once per block of 50 replicates)
+    failed_cells = {m.split("replicate(s) ")[1].split(";")[0] for m in w_cells}
+    if method in BOUNDED and w_cells:
+        n_cells = sum(int(m.split("Calibration failed for ")[1].split(" of")[0]) for m in w_cells)
+        n_blk = sum(int(m.split("Calibration failed for ")[1].split(" of")[0]) for m in w_blk)
+        assert n_cells == n_blk
+    else:
+        assert not failed_cells and not w_blk
+
+
+def test_proportions_by_domain_equal_on_both_paths(schemes, controls, monkeypatch):
+    for scheme in ("raowu", "jkn"):
+        des = rake(adjust_nonresponse(schemes[scheme], "responded", classes="agency_id"),
+                   controls["margins"], max_iter=50, epsilon=1e-9)
+        items = [f"s{i:02d}" for i in (1, 7, 13)]
+        a = estimation.proportion(des, items, by="agency_id", variance="replicate")
+        b, _ = blocks(monkeypatch, estimation.proportion, des, items, by="agency_id",
+                      variance="replicate")
+        assert a.options["replay"] == "cells" and b.options["replay"] == "blocks"
+        assert rel(a.table["estimate"], b.table["estimate"]) <= TOL
+        assert rel(a.table["se"], b.table["se"]) <= TOL
+        t = estimation.total(des, "q01", variance="replicate", na="drop")
+        tb, _ = blocks(monkeypatch, estimation.total, des, "q01", variance="replicate", na="drop")
+        assert rel(t.table["se"], tb.table["se"]) <= TOL
+
+
+def test_replicate_totals_with_excluded_rows_and_empty_domains(schemes, controls):
+    """Rows outside every domain still weigh in the replicate cell tables."""
+    for scheme in ("raowu", "jkn"):
+        des = rake(adjust_nonresponse(schemes[scheme], "responded", classes="agency_id"),
+                   controls["margins"])
+        v = des.data[ITEMS[:4]].fillna(0).to_numpy(dtype=float)
+        dom = np.asarray(pd.factorize(des.data["sex"])[0], dtype=np.int64)
+        dom[::3] = -1
+        got = replicate_totals(des, v, domain=dom, n_domains=4)  # domains 2, 3 empty
+        want = _stepped_totals(des, _as_values(v, des.n), dom, 4)
+        assert rel(got + 1.0, want + 1.0) <= 1e-12
+        assert np.all(got[:, 2:] == 0.0)
+        np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-9 * np.abs(want).max())
+
+
+def test_chunks_of_domains_give_the_same_totals(schemes, controls, monkeypatch):
+    des = poststratify(schemes["jkn"], ["sex", "age_group"], controls["cells"])
+    v = des.data[ITEMS[:3]].fillna(0).to_numpy(dtype=float)
+    dom = np.asarray(pd.factorize(des.data["agency_id"])[0], dtype=np.int64)
+    g = int(dom.max()) + 1
+    whole = replicate_totals(des, v, domain=dom, n_domains=g)
+    monkeypatch.setattr(_cell_replay, "_PAIR_BUDGET", 1)  # one domain per chunk
+    np.testing.assert_array_equal(replicate_totals(des, v, domain=dom, n_domains=g), whole)
+
+
+# ------------------------------------------------------------------ demo pipeline
+def test_demo_pipeline_uses_cells_and_equals_blocks(questionnaire, monkeypatch):
+    from satsample.datasets import make_population, simulate_responses
+    from satsample.questionnaire import load_questionnaire as lq
+    from satsample.selection import select
+
+    q = lq("sipas_2017")
+    pop = make_population(n_users=20_000, questionnaire=q, rng=3)
+    drawn = select(pop.frame, ids="user_id", strata="agency_id", n=40, method="srswor", rng=4,
+                   take_all=True)
+    fielded = simulate_responses(pop, drawn.sample, rng=5)
+    d = survey_design(fielded, strata="agency_id", weights="design_weight", fpc="fpc")
+    d = bootstrap(d, n_replicates=30, rng=6, materialize=False)
+    d = adjust_nonresponse(d, "responded", classes="agency_id")
+    margins = [(v, pop.frame[v].value_counts().rename("Freq").rename_axis(v).reset_index())
+               for v in ("agency_id", "sex", "age_group", "channel")]
+    d = rake(d, margins, max_iter=50, epsilon=1e-8)
+    assert replay_path(d) == "cells"
+    for by in (None, "agency_id"):
+        cells = satisfaction_index(d, q, by=by)
+        blk, _ = blocks(monkeypatch, satisfaction_index, d, q, by=by)
+        assert cells.options["replay"] == "cells" and blk.options["replay"] == "blocks"
+        assert_same(numbers(cells), numbers(blk))
+
+
+def test_demo_reports_the_cell_path(tmp_path):
+    from satsample.cli import main
+
+    argv = ["demo", "--out", str(tmp_path), "--quiet", "--n-users", "20000", "--replicates", "20"]
+    assert main(argv) == 0
+    assert "on replicate cell tables" in (tmp_path / "summary.txt").read_text(encoding="utf-8")
+
+
+# ------------------------------------------------------------------ which path
+def test_trimming_and_unknown_steps_keep_the_block_path(schemes, controls, questionnaire):
+    lazy = schemes["raowu"]
+    des = trim(rake(lazy, controls["margins"]), upper=1.2, relative=True)
+    assert replay_path(des) == "blocks"
+    assert "TrimStep" in _cell_replay.cell_replay_plan(des)
+    res = satisfaction_index(des, questionnaire, variance="replicate")
+    assert res.options["replay"] == "blocks"
+    assert replay_path(lazy) is None
+    assert satisfaction_index(lazy, questionnaire, variance="replicate").options["replay"] is None
+    assert satisfaction_index(des, questionnaire, variance="taylor").options["replay"] is None
+
+
+def test_continuous_calibration_and_too_many_cells_fall_back(schemes, monkeypatch):
+    lazy = schemes["raowu"]
+    df = lazy.data
+    x = np.round(np.linspace(1.0, 3.0, lazy.n) ** 2, 6)
+    cont = survey_design(df.assign(x=x), strata="agency_id", fpc="N_h")
+    cont = bootstrap(cont, n_replicates=10, rng=1, materialize=False)
+    tot = pd.Series({"(Intercept)": 10964.0, "x": float(np.sum(cont.weights * x) * 1.02)})
+    des = calibrate(cont, tot, variables=["x"])
+    monkeypatch.setattr(_cell_replay, "_MAX_CELLS", 100)
+    assert "continuous" in _cell_replay.cell_replay_plan(des)
+    assert replay_path(des) == "blocks"
+    many = poststratify(lazy, ["sex", "age_group"], pd.read_csv(REF / "data" / "controls_sex_age.csv"))
+    monkeypatch.setattr(_cell_replay, "_MAX_CELLS", 5)
+    assert "combined cells" in _cell_replay.cell_replay_plan(many)
+    assert replay_path(many) == "blocks"
+
+
+def test_history_and_steps_must_agree(schemes, controls):
+    des = rake(schemes["raowu"], controls["margins"])
+    broken = replace(des, history=des.history[:1])
+    with pytest.raises(DesignError, match="replay 1 weighting"):
+        replay_path(broken)
+
+
+def test_combined_cells_refine_every_step(schemes, controls):
+    des = rake(adjust_nonresponse(schemes["raowu"], "responded", classes="agency_id"),
+               controls["margins"])
+    plan = _cell_replay.cell_replay_plan(des)
+    cell = plan.cell
+    for col in ("agency_id", "responded", "sex", "age_group", "channel"):
+        # every combined cell lies in one level of every step's variables
+        per = pd.DataFrame({"c": cell, "v": des.data[col].astype(str)}).groupby("c")["v"].nunique()
+        assert (per == 1).all()
+    assert plan.n_cells == pd.DataFrame(
+        {c: des.data[c] for c in ("agency_id", "responded", "sex", "age_group", "channel")}
+    ).drop_duplicates().shape[0]
+
+
+# ------------------------------------------------------------------ non-convergence
+def failing_replicates(design, step):
+    """Replicates whose calibration does not converge, found on materialised weights."""
+    from satsample.weighting.calibrate import _grake
+
+    w = np.vstack(list(iter_replicate_weight_blocks(design, block=50)))
+    _g, _it, r = _grake(step.matrix, w, step.totals, step.distance, step.lower, step.upper,
+                        step.epsilon, step.max_iter)
+    return np.flatnonzero(r >= step.epsilon)
+
+
+def test_nonconverged_replicates_are_named_under_the_steps_policy(schemes, controls,
+                                                                  questionnaire, monkeypatch):
+    lazy = bootstrap(schemes["raowu"], n_replicates=50, rng=17, materialize=False)
+    des = calibrate(lazy, controls["totals"], variables=VARS, bounds=(0.4, 2.5),
+                    epsilon=1e-12, max_iter=200)  # the full sample converges
+    assert des.history[-1].converged
+    bad = failing_replicates(lazy, des.replicates.steps[0])
+    assert bad.tolist() == [21, 44]
+    with pytest.raises(ConvergenceError,
+                       match=r"Calibration failed for 2 of 50 replicates \(replicate\(s\) 21, 44;"):
+        satisfaction_index(des, questionnaire, variance="replicate")
+    # the block path stops at the first block with a failure, naming the same replicates
+    with monkeypatch.context() as m, pytest.raises(ConvergenceError, match=r"replicate\(s\) 21, 44;"):
+        m.setattr(_cell_replay, "_ENABLED", False)
+        satisfaction_index(des, questionnaire, variance="replicate")
+    # warn and keep: one warning naming them, the same estimates as the block path
+    warn = calibrate(lazy, controls["totals"], variables=VARS, bounds=(0.4, 2.5),
+                     epsilon=1e-12, max_iter=200, on_nonconvergence="warn")
+    with pytest.warns(ConvergenceWarning, match=r"2 of 50 replicates \(replicate\(s\) 21, 44;"):
+        cells = satisfaction_index(warn, questionnaire, by="agency_level", variance="replicate")
+    blk, msgs = blocks(monkeypatch, satisfaction_index, warn, questionnaire, by="agency_level",
+                       variance="replicate")
+    assert msgs and all("21, 44" in m for m in msgs)
+    assert_same(numbers(cells), numbers(blk))
+
+
+# ------------------------------------------------------------------ kernel twin
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_cell_kernel_equals_numpy_twin(seed):
+    rng = np.random.default_rng(seed)
+    n_strata = 4
+    rows = []
+    for h in range(n_strata):
+        for p in range(int(rng.integers(1, 5))):  # a stratum with one PSU keeps multiplier 1
+            rows += [(h, 10 * h + p)] * int(rng.integers(1, 40))
+    h, psu = (np.array(c, dtype=np.int64) for c in zip(*rows, strict=True))
+    n = h.size
+    des = survey_design(pd.DataFrame({"h": h, "p": psu, "w": rng.uniform(1, 5, n)}),
+                        ids="p", strata="h", weights="w", lonely_psu="remove")
+    lay = _layout(des)
+    n_cells, n_rep, r0, n_dom = 5, 37, 3, 3
+    cell = rng.integers(0, n_cells, n)
+    fac = rng.uniform(0.5, 2.0, (n_cells, 60))
+    fac[1, ::3] = 0.0
+    dom = rng.integers(-1, n_dom, n)
+    binary = (rng.random((n, 12)) < 0.4).astype(np.uint8)  # 0/1 columns: pattern buckets
+    other = rng.integers(0, 6, (n, 3)).astype(np.float64)
+    key = 0xDEADBEEF + seed
+    for vals in (binary, np.hstack([binary, other]), other):
+        for group_bits in (5, 0):
+            got = _raowu_cell_totals(key, des.weights, vals, dom, cell, fac, lay.order,
+                                     lay.psu_local, lay.strat_start, lay.strat_code,
+                                     lay.strat_npsu, r0, n_rep, n_dom, 8, group_bits=group_bits)
+            want = ref.raowu_cell_totals(key, des.weights, vals, dom, cell, fac, lay.order,
+                                         lay.psu_local, lay.strat_start, lay.strat_code,
+                                         lay.strat_npsu, r0, n_rep, n_dom)
+            np.testing.assert_allclose(got, want, rtol=1e-13, atol=1e-10)
+    # long runs of one (stratum, domain) take the bucket path
+    dom1 = np.zeros(n, dtype=np.int64)
+    got = _raowu_cell_totals(key, des.weights, binary, dom1, cell, fac, lay.order, lay.psu_local,
+                             lay.strat_start, lay.strat_code, lay.strat_npsu, 0, 50, 1, 48)
+    want = ref.raowu_cell_totals(key, des.weights, binary, dom1, cell, fac, lay.order,
+                                 lay.psu_local, lay.strat_start, lay.strat_code, lay.strat_npsu,
+                                 0, 50, 1)
+    np.testing.assert_allclose(got, want, rtol=1e-13, atol=1e-10)
+    # the replicate cell table of the same stream
+    for block in (8, 48):
+        tab = _raowu_cell_table(np.uint64(key), des.weights, cell, n_cells, lay.order,
+                                lay.psu_local, lay.strat_start, lay.strat_code, lay.strat_npsu,
+                                r0, n_rep, block)
+        want = ref.raowu_cell_table(key, des.weights, cell, n_cells, lay.order, lay.psu_local,
+                                    lay.strat_start, lay.strat_code, lay.strat_npsu, r0, n_rep)
+        np.testing.assert_allclose(tab, want, rtol=1e-13, atol=1e-10)
