@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import warnings
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 import numpy as np
@@ -101,6 +102,40 @@ def finish(design: SurveyDesign, weights: np.ndarray, *, method: str, params: di
     rep_w = replicate_step.apply(reps.weights, np.arange(reps.n_replicates, dtype=np.int64))
     return design.with_weights(weights, step=step, calibration=calibration,
                                replicate_weights=rep_w)
+
+
+@dataclass(frozen=True, kw_only=True, eq=False)
+class StepResult:
+    """What a weighting step computed on a set of rows, before it is recorded.
+
+    The in-memory steps compute it on the design's rows and pass it to
+    :func:`finish`; the Dask backend (:mod:`satsample.weighting._dask`) computes
+    it on the table of weighted cells (``counts`` rows per cell), maps the
+    factors ``weights / old`` of the cells onto the partitions and records the
+    step there.
+    """
+
+    weights: np.ndarray
+    method: str
+    params: dict[str, Any]
+    converged: bool | None = None
+    n_iter: int | None = None
+    message: str = ""
+    calibration: Any | None = None
+    replicate_step: ReplicateStep | None = None
+
+
+def finish_result(design: SurveyDesign, res: StepResult) -> SurveyDesign:
+    """:func:`finish` with the fields of a :class:`StepResult`."""
+    return finish(design, res.weights, method=res.method, params=res.params,
+                  converged=res.converged, n_iter=res.n_iter, message=res.message,
+                  calibration=res.calibration, replicate_step=res.replicate_step)
+
+
+def row_count(mask: np.ndarray, counts: np.ndarray | None = None) -> int:
+    """Rows behind ``mask``: ``mask.sum()``, or the summed ``counts`` when the rows are cells."""
+    m = np.asarray(mask, dtype=bool)
+    return int(m.sum()) if counts is None else int(np.asarray(counts)[m].sum())
 
 
 def group_sums(codes: np.ndarray, n_groups: int, weights: np.ndarray) -> np.ndarray:

@@ -11,13 +11,15 @@ import pandas as pd
 from .._validation import ConvergenceError, SatsampleError, as_column_list, check_positive_int
 from ..design import SurveyDesign
 from ._common import (
+    StepResult,
     check_block,
     check_design,
     check_on,
-    finish,
+    finish_result,
     frozen,
     nonconvergence,
     replicate_labels,
+    row_count,
 )
 from .controls import ModelMatrix, model_matrix, totals_from_margins, totals_vector
 
@@ -181,49 +183,67 @@ class GregResidualizer:
 
 
 # ------------------------------------------------------------------ solvers
-def _linear_closed_form(m: np.ndarray, w: np.ndarray, pop: np.ndarray) -> np.ndarray:
-    """g for unbounded linear calibration, (R, n) weights -> (R, n)."""
-    t = np.einsum("rn,np,nq->rpq", w, m, m)
-    rhs = pop[None, :] - w @ m
+def _linear_lambda(t: np.ndarray, rhs: np.ndarray) -> np.ndarray:
+    """Lagrange multipliers (R, p) of unbounded linear calibration from X'WX (R, p, p), T - X'w."""
     try:
-        lam = np.linalg.solve(t, rhs[:, :, None])[:, :, 0]
+        return np.linalg.solve(t, rhs[:, :, None])[:, :, 0]
     except np.linalg.LinAlgError as exc:
         raise SatsampleError(
             "calibrate: the weighted cross-product of the calibration model matrix is "
             "singular (collinear calibration variables, or a level with no weight)"
         ) from exc
-    return 1.0 + lam @ m.T
 
 
-def _grake(m: np.ndarray, w: np.ndarray, pop: np.ndarray, dist: CalibrationDistance,
-           lo: float, hi: float, epsilon: float, max_iter: int
-           ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Newton iterations of R's ``grake`` for every row of w (R, n).
+def _linear_closed_form(m: np.ndarray, w: np.ndarray, pop: np.ndarray) -> np.ndarray:
+    """g for unbounded linear calibration, (R, n) weights -> (R, n)."""
+    t = np.einsum("rn,np,nq->rpq", w, m, m)
+    rhs = pop[None, :] - w @ m
+    return 1.0 + _linear_lambda(t, rhs) @ m.T
 
-    Returns g (R, n), iterations (R,), achieved max relative misfit (R,)."""
-    n_rep, _ = w.shape
-    p = m.shape[1]
-    sample_total = w @ m
+
+Moments = Callable[[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray, np.ndarray]]
+
+
+def row_moments(m: np.ndarray, w: np.ndarray, dist: CalibrationDistance, lo: float, hi: float
+                ) -> Moments:
+    """The Newton sums of rows ``m`` (n, p) with weights ``w`` (R, n).
+
+    Returns ``moments(eta (b, p), rows (b,))``: for the replicates ``rows`` at
+    multipliers ``eta``, :math:`\\sum_i w_i F_m(x_i'\\eta) x_i` (b, p),
+    :math:`\\sum_i w_i F'(x_i'\\eta) x_i x_i'` (b, p, p) and whether every
+    :math:`F_m`, :math:`F'` is finite (b,).  Over any split of the rows the sums add
+    up and the flags combine by ``and`` (the Dask backend, over the partitions).
+    """
+    def moments(eta: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        xe = eta @ m.T
+        fm, df = dist.fm1(xe, lo, hi), dist.dfm1(xe, lo, hi)
+        ww = w[rows]
+        finite = np.isfinite(fm).all(axis=1) & np.isfinite(df).all(axis=1)
+        return (ww * fm) @ m, np.einsum("rn,np,nq->rpq", ww * df, m, m), finite
+    return moments
+
+
+def newton(moments: Moments, sample_total: np.ndarray, pop: np.ndarray, epsilon: float,
+           max_iter: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Newton iterations of R's ``grake`` on summed moments (see :func:`row_moments`).
+
+    ``sample_total`` (R, p) is :math:`\\sum_i w_i x_i` per replicate.  Returns the
+    multipliers eta (R, p), iterations (R,), achieved max relative misfit (R,).
+    """
+    n_rep, p = sample_total.shape
     eta = np.zeros((n_rep, p))
     iters = np.ones(n_rep, dtype=np.int64)
     misfit_rel = np.full(n_rep, np.inf)
-    g = np.ones_like(w)
     active = np.arange(n_rep)
     denom = 1.0 + np.abs(pop)
 
-    def state(e):
-        xe = e @ m.T
-        return dist.fm1(xe, lo, hi), dist.dfm1(xe, lo, hi)
-
-    fm, df = state(eta)
+    wfm, tmat, _finite = moments(eta, active)
     while active.size:
-        ww = w[active]
-        tmat = np.einsum("rn,np,nq->rpq", ww * df, m, m)
-        misfit = pop[None, :] - sample_total[active] - (ww * fm) @ m
+        misfit = pop[None, :] - sample_total[active] - wfm
         deta = np.einsum("rpq,rq->rp", np.linalg.pinv(tmat, rcond=_PINV_TOL), misfit)
         eta_a = eta[active] + deta
-        fm, df = state(eta_a)
-        bad = ~(np.isfinite(fm).all(axis=1) & np.isfinite(df).all(axis=1))
+        wfm, tmat, finite = moments(eta_a, active)
+        bad = ~finite
         while bad.any():
             can = bad & (iters[active] < max_iter)
             if not can.any():
@@ -231,12 +251,10 @@ def _grake(m: np.ndarray, w: np.ndarray, pop: np.ndarray, dist: CalibrationDista
             iters[active[can]] += 1
             deta[can] /= 2.0
             eta_a[can] -= deta[can]
-            fm_c, df_c = state(eta_a[can])
-            fm[can], df[can] = fm_c, df_c
-            bad = ~(np.isfinite(fm).all(axis=1) & np.isfinite(df).all(axis=1))
+            wfm[can], tmat[can], finite[can] = moments(eta_a[can], active[can])
+            bad = ~finite
         eta[active] = eta_a
-        g[active] = 1.0 + fm
-        misfit = pop[None, :] - sample_total[active] - (ww * fm) @ m
+        misfit = pop[None, :] - sample_total[active] - wfm
         rel = np.max(np.abs(misfit) / denom, axis=1)
         rel = np.where(np.isfinite(rel), rel, np.inf)
         misfit_rel[active] = rel
@@ -245,8 +263,18 @@ def _grake(m: np.ndarray, w: np.ndarray, pop: np.ndarray, dist: CalibrationDista
         failed = (~done) & (iters[active] > max_iter)
         keep = ~done & ~failed
         active = active[keep]
-        fm, df = fm[keep], df[keep]
-    return g, iters, misfit_rel
+        wfm, tmat = wfm[keep], tmat[keep]
+    return eta, iters, misfit_rel
+
+
+def _grake(m: np.ndarray, w: np.ndarray, pop: np.ndarray, dist: CalibrationDistance,
+           lo: float, hi: float, epsilon: float, max_iter: int
+           ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Newton iterations of R's ``grake`` for every row of w (R, n).
+
+    Returns g (R, n), iterations (R,), achieved max relative misfit (R,)."""
+    eta, iters, rel = newton(row_moments(m, w, dist, lo, hi), w @ m, pop, epsilon, max_iter)
+    return 1.0 + dist.fm1(eta @ m.T, lo, hi), iters, rel
 
 
 # ------------------------------------------------------------------ replay
@@ -395,8 +423,49 @@ def calibrate(design: SurveyDesign, totals: pd.Series | pd.DataFrame | dict, *,
     Infeasible bounds show up as non-convergence.  The Taylor variance uses
     residuals from the regression of the scores on :math:`x` weighted by
     :math:`d`, times :math:`g` (:class:`GregResidualizer`).
+
+    On a Dask design, calibration on categorical variables runs on the table
+    of weighted cells (one reduction), and on numeric variables each Newton
+    iteration is one reduction of the sums above over the partitions
+    (:mod:`satsample.weighting._dask`).
     """
+    from ._dask import dispatch
+
+    if (out := dispatch(design, "calibrate", totals, variables=variables, distance=distance,
+                        bounds=bounds, max_iter=max_iter, epsilon=epsilon,
+                        on_nonconvergence=on_nonconvergence)) is not None:
+        return out
     design = check_design(design, "calibrate")
+    opt = calibration_options(distance, bounds, max_iter, epsilon, on_nonconvergence)
+    return finish_result(design, _calibrate_result(design, totals, variables, opt))
+
+
+@dataclass(frozen=True, kw_only=True)
+class CalibrationOptions:
+    """The validated options of :func:`calibrate`."""
+
+    dist: CalibrationDistance
+    bounds: tuple[float, float] | None
+    lo: float
+    hi: float
+    max_iter: int
+    epsilon: float
+    on: str
+
+    @property
+    def closed(self) -> bool:
+        """Unbounded linear calibration (closed form)."""
+        return self.dist is LINEAR and not (np.isfinite(self.lo) or np.isfinite(self.hi))
+
+    @property
+    def bounds_text(self) -> str:
+        return "none" if self.bounds is None else f"({self.lo:g}, {self.hi:g})"
+
+
+def calibration_options(distance: str | CalibrationDistance, bounds: tuple[float, float] | None,
+                        max_iter: int, epsilon: float, on_nonconvergence: str
+                        ) -> CalibrationOptions:
+    """Validate the options of :func:`calibrate` (same checks, same order, same messages)."""
     dist = _distance(distance)
     max_iter = check_positive_int(max_iter, name="max_iter")
     on = check_on(on_nonconvergence)
@@ -421,14 +490,17 @@ def calibrate(design: SurveyDesign, totals: pd.Series | pd.DataFrame | dict, *,
             f"calibrate: distance {dist.name!r} requires finite bounds with lower < 1 < upper; "
             f"got bounds={bounds!r}"
         )
+    return CalibrationOptions(dist=dist, bounds=None if bounds is None else (lo, hi), lo=lo,
+                              hi=hi, max_iter=max_iter, epsilon=epsilon, on=on)
 
-    mm, tot = _resolve_totals(totals, design, variables)
-    m = mm.matrix
-    pop = tot.to_numpy(dtype=np.float64)
-    d = np.array(design.weights, dtype=np.float64)
 
-    # columns with no sample weight: drop when the control is 0 too (R), else explain
-    col_w = np.abs(m).T @ (d > 0)
+def drop_empty_columns(mm: ModelMatrix, pop: np.ndarray, col_w: np.ndarray
+                       ) -> tuple[np.ndarray, list[str]]:
+    """Columns to keep (mask) and their names, given the rows with weight per column ``col_w``.
+
+    A column with no sample weight is dropped when its control is 0 too (R),
+    else the call fails naming it.
+    """
     empty = col_w == 0
     if empty.any():
         bad = [c for c, e, t in zip(mm.columns, empty, pop, strict=True) if e and t != 0]
@@ -437,57 +509,116 @@ def calibrate(design: SurveyDesign, totals: pd.Series | pd.DataFrame | dict, *,
                 f"calibrate: model-matrix column(s) {bad} have no sample row with a positive "
                 "weight but a non-zero control total (a level absent from the sample)"
             )
-        m = m[:, ~empty]
-        pop = pop[~empty]
-    columns = [c for c, e in zip(mm.columns, empty, strict=True) if not e]
+    return ~empty, [c for c, e in zip(mm.columns, empty, strict=True) if not e]
 
-    closed = dist is LINEAR and not (np.isfinite(lo) or np.isfinite(hi))
-    bounds_txt = "none" if bounds is None else f"({lo:g}, {hi:g})"
-    if closed:
+
+def g_stats(g: np.ndarray, d: np.ndarray, lo: float, hi: float,
+            counts: np.ndarray | None = None) -> dict[str, float]:
+    """Summaries of the g-weights of some rows; they combine over splits of the rows.
+
+    Counts (``n_*``) add up; ``g_min``, ``gp_min`` combine by minimum and
+    ``gp_max`` by maximum (``gp``: rows with a positive design weight).
+    """
+    pos = d > 0
+    gp = g[pos]
+    tol_b = 1e-10
+    return {
+        "n_nonfinite": row_count(~np.isfinite(g), counts),
+        "n_negative": row_count(d * g < 0, counts),
+        "g_min": float(g.min()) if g.size else np.inf,
+        "n_at_lower": (row_count(np.abs(gp - lo) <= tol_b * max(1.0, abs(lo)),
+                                 None if counts is None else counts[pos])
+                       if np.isfinite(lo) else 0),
+        "n_at_upper": (row_count(np.abs(gp - hi) <= tol_b * max(1.0, abs(hi)),
+                                 None if counts is None else counts[pos])
+                       if np.isfinite(hi) else 0),
+        "n_positive": row_count(pos, counts),
+        "gp_min": float(gp.min()) if gp.size else np.inf,
+        "gp_max": float(gp.max()) if gp.size else -np.inf,
+    }
+
+
+def combine_g_stats(parts: Sequence[dict[str, float]]) -> dict[str, float]:
+    """Combine :func:`g_stats` of disjoint sets of rows."""
+    out: dict[str, float] = {}
+    for key in parts[0]:
+        vals = [p[key] for p in parts]
+        out[key] = (min(vals) if key in ("g_min", "gp_min")
+                    else max(vals) if key == "gp_max" else sum(vals))
+    return out
+
+
+def conclude(opt: CalibrationOptions, converged: bool, achieved: float | None,
+             stats: dict[str, float]) -> str:
+    """Check the g-weights (raise or warn as asked); return the step's message."""
+    message = ""
+    if not converged:
+        message = (f"Calibration failed: no convergence in {opt.max_iter} iterations with "
+                   f"distance {opt.dist.name!r} and bounds {opt.bounds_text} (largest relative "
+                   f"misfit {achieved:.3g} >= epsilon {opt.epsilon:g}); the bounds may be "
+                   "infeasible")
+        if stats["n_nonfinite"]:
+            raise ConvergenceError(
+                "calibrate: " + message + f"; {int(stats['n_nonfinite'])} g-weight(s) are "
+                "not finite, so the weights cannot be accepted even with on_nonconvergence='warn'"
+            )
+        nonconvergence(opt.on, "calibrate: " + message)
+    if stats["n_negative"]:
+        raise SatsampleError(
+            f"calibrate: the totals cannot be met with positive weights under distance "
+            f"{opt.dist.name!r} and bounds {opt.bounds_text}: {int(stats['n_negative'])} "
+            f"calibrated weight(s) would be negative (smallest g-weight "
+            f"{float(stats['g_min']):.4g}); check the totals against the sample, or give "
+            "bounds=(lower, upper) with lower >= 0 (e.g. bounds=(0.1, 10)), or a bounded "
+            "distance (distance='logit' with bounds)"
+        )
+    return message
+
+
+def calibration_params(mm: ModelMatrix, columns: list[str], pop: np.ndarray,
+                       opt: CalibrationOptions, stats: dict[str, float]) -> dict[str, object]:
+    """The ``params`` of the calibration's history record."""
+    has = stats["n_positive"] > 0
+    return {
+        "variables": mm.variables, "columns": tuple(columns), "distance": opt.dist.name,
+        "bounds": opt.bounds, "max_iter": opt.max_iter,
+        "epsilon": opt.epsilon, "g_min": float(stats["gp_min"]) if has else float("nan"),
+        "g_max": float(stats["gp_max"]) if has else float("nan"),
+        "n_at_lower": int(stats["n_at_lower"]), "n_at_upper": int(stats["n_at_upper"]),
+        "totals": dict(zip(columns, pop.tolist(), strict=True)),
+    }
+
+
+def replay_step(m: np.ndarray, pop: np.ndarray, opt: CalibrationOptions) -> CalibrationStep:
+    """The :class:`CalibrationStep` replaying the calibration on replicates."""
+    return CalibrationStep(matrix=frozen(m), totals=frozen(pop), distance=opt.dist, lower=opt.lo,
+                           upper=opt.hi, closed_form=opt.closed, epsilon=opt.epsilon,
+                           max_iter=opt.max_iter, on_nonconvergence=opt.on,
+                           bounds_text=opt.bounds_text)
+
+
+def _calibrate_result(design: SurveyDesign, totals, variables: str | Sequence[str] | None,
+                      opt: CalibrationOptions, counts: np.ndarray | None = None) -> StepResult:
+    """Calibration of the design's rows (``counts``: rows behind each, when they are cells)."""
+    mm, tot = _resolve_totals(totals, design, variables)
+    m = mm.matrix
+    pop = tot.to_numpy(dtype=np.float64)
+    d = np.array(design.weights, dtype=np.float64)
+    keep, columns = drop_empty_columns(mm, pop, np.abs(m).T @ (d > 0))
+    m, pop = m[:, keep], pop[keep]
+
+    if opt.closed:
         g = _linear_closed_form(m, d[None, :], pop)[0]
         converged, n_iter, achieved = True, 1, None
     else:
-        gg, it, rel = _grake(m, d[None, :], pop, dist, lo, hi, epsilon, max_iter)
+        gg, it, rel = _grake(m, d[None, :], pop, opt.dist, opt.lo, opt.hi, opt.epsilon,
+                             opt.max_iter)
         g, n_iter, achieved = gg[0], int(it[0]), float(rel[0])
-        converged = achieved < epsilon
-    message = ""
-    if not converged:
-        message = (f"Calibration failed: no convergence in {max_iter} iterations with distance "
-                   f"{dist.name!r} and bounds {bounds_txt} (largest relative misfit "
-                   f"{achieved:.3g} >= epsilon {epsilon:g}); the bounds may be infeasible")
-        if not np.isfinite(g).all():
-            raise ConvergenceError(
-                "calibrate: " + message + f"; {int((~np.isfinite(g)).sum())} g-weight(s) are "
-                "not finite, so the weights cannot be accepted even with on_nonconvergence='warn'"
-            )
-        nonconvergence(on, "calibrate: " + message)
-
-    replay = CalibrationStep(matrix=frozen(m), totals=frozen(pop), distance=dist, lower=lo,
-                             upper=hi, closed_form=closed, epsilon=epsilon, max_iter=max_iter,
-                             on_nonconvergence=on, bounds_text=bounds_txt)
-
-    w = d * g
-    negative = w < 0
-    if negative.any():
-        raise SatsampleError(
-            f"calibrate: the totals cannot be met with positive weights under distance "
-            f"{dist.name!r} and bounds {bounds_txt}: {int(negative.sum())} calibrated weight(s) "
-            f"would be negative (smallest g-weight {float(g.min()):.4g}); check the totals "
-            "against the sample, or give bounds=(lower, upper) with lower >= 0 (e.g. "
-            "bounds=(0.1, 10)), or a bounded distance (distance='logit' with bounds)"
-        )
-    pos = d > 0
-    tol_b = 1e-10
-    n_lo = int(np.sum(np.abs(g[pos] - lo) <= tol_b * max(1.0, abs(lo)))) if np.isfinite(lo) else 0
-    n_hi = int(np.sum(np.abs(g[pos] - hi) <= tol_b * max(1.0, abs(hi)))) if np.isfinite(hi) else 0
-    gp = g[pos]
-    params = {
-        "variables": mm.variables, "columns": tuple(columns), "distance": dist.name,
-        "bounds": None if bounds is None else (lo, hi), "max_iter": max_iter,
-        "epsilon": epsilon, "g_min": float(gp.min()) if gp.size else float("nan"),
-        "g_max": float(gp.max()) if gp.size else float("nan"), "n_at_lower": n_lo,
-        "n_at_upper": n_hi, "totals": dict(zip(columns, pop.tolist(), strict=True)),
-    }
-    resid = GregResidualizer.build(m, d, g)
-    return finish(design, w, method="calibrate", params=params, converged=converged,
-                  n_iter=n_iter, message=message, calibration=resid, replicate_step=replay)
+        converged = achieved < opt.epsilon
+    stats = g_stats(g, d, opt.lo, opt.hi, counts)
+    message = conclude(opt, converged, achieved, stats)
+    return StepResult(weights=d * g, method="calibrate",
+                      params=calibration_params(mm, columns, pop, opt, stats),
+                      converged=converged, n_iter=n_iter, message=message,
+                      calibration=GregResidualizer.build(m, d, g),
+                      replicate_step=replay_step(m, pop, opt))

@@ -18,7 +18,15 @@ from .._validation import (
     plain,
 )
 from ..design import SurveyDesign
-from ._common import check_block, check_design, finish, frozen, group_sums
+from ._common import (
+    StepResult,
+    check_block,
+    check_design,
+    finish_result,
+    frozen,
+    group_sums,
+    row_count,
+)
 from .controls import _cell_label, cell_codes
 
 __all__ = ["NonresponseStep", "adjust_nonresponse", "response_propensity"]
@@ -65,13 +73,16 @@ class NonresponseStep:
         return np.where(self.responded[None, :], w * fac[:, self.codes], 0.0)
 
 
+def missing_response(responded: str, n_missing: int) -> SatsampleError:
+    """The error for a response indicator with missing values."""
+    return SatsampleError(f"response indicator {responded!r} has {n_missing} missing value(s)")
+
+
 def _responded(design: SurveyDesign, responded: str) -> np.ndarray:
     check_columns(design.data, responded, role="response indicator")
     col = design.data[responded]
     if col.isna().any():
-        raise SatsampleError(
-            f"response indicator {responded!r} has {int(col.isna().sum())} missing value(s)"
-        )
+        raise missing_response(responded, int(col.isna().sum()))
     if pd.api.types.is_bool_dtype(col.dtype):
         return col.to_numpy(dtype=bool)
     vals = set(pd.unique(col))
@@ -191,9 +202,27 @@ def adjust_nonresponse(design: SurveyDesign, responded: str, *,
               \\quad (i \\in r_c), \\qquad w_i = 0 \\quad (i \\notin r).
 
     The adjusted weights are treated as fixed by the Taylor variance (no
-    residualizer); replicate variances include the adjustment.
+    residualizer); replicate variances include the adjustment.  On a Dask
+    design (``method="classes"`` only) the class totals are one reduction over
+    the partitions (:mod:`satsample.weighting._dask`).
     """
+    from ._dask import dispatch
+
+    if (out := dispatch(design, "adjust_nonresponse", responded, classes=classes, method=method,
+                        covariates=covariates, n_classes=n_classes, weighted=weighted)
+            ) is not None:
+        return out
     design = check_design(design, "adjust_nonresponse")
+    return finish_result(design, _nonresponse_result(
+        design, responded, classes=classes, method=method, covariates=covariates,
+        n_classes=n_classes, weighted=weighted))
+
+
+def _nonresponse_result(design: SurveyDesign, responded: str, *,
+                        classes: str | Sequence[str] | None, method: str,
+                        covariates: str | Sequence[str] | None, n_classes: int, weighted: bool,
+                        counts: np.ndarray | None = None) -> StepResult:
+    """The adjustment on the design's rows (``counts``: rows behind each, when they are cells)."""
     check_choice(method, name="method", allowed=("classes", "propensity"))
     r = _responded(design, responded)
     d = np.array(design.weights, dtype=np.float64)
@@ -231,7 +260,7 @@ def adjust_nonresponse(design: SurveyDesign, responded: str, *,
     n_groups = len(labels)
     sampled = group_sums(codes, n_groups, d)
     resp = group_sums(codes, n_groups, d * r)
-    n_sampled = np.bincount(codes, minlength=n_groups)
+    n_sampled = np.bincount(codes, weights=counts, minlength=n_groups)
     bad = np.flatnonzero((n_sampled > 0) & (resp <= 0) & (sampled > 0))
     if bad.size:
         names_bad = "; ".join(labels[k] for k in bad[:10])
@@ -243,10 +272,11 @@ def adjust_nonresponse(design: SurveyDesign, responded: str, *,
     w = np.where(r, d * fac[codes], 0.0)
     replay = NonresponseStep(codes=frozen(codes, np.int64), n_groups=n_groups,
                              responded=frozen(r, bool))
-    info["n_respondents"] = int(r.sum())
-    info["n_nonrespondents"] = int((~r).sum())
+    n_resp, n_non = row_count(r, counts), row_count(~r, counts)
+    info["n_respondents"] = n_resp
+    info["n_nonrespondents"] = n_non
     info["adjustment_factors"] = dict(zip(labels, fac.tolist(), strict=True))
-    msg = (f"{int((~r).sum())} nonrespondent row(s) kept with weight 0; "
-           f"{int(r.sum())} respondents; factors {fac.min():.4g}-{fac.max():.4g}")
-    return finish(design, w, method="nonresponse", params=info, message=msg,
-                  replicate_step=replay)
+    msg = (f"{n_non} nonrespondent row(s) kept with weight 0; "
+           f"{n_resp} respondents; factors {fac.min():.4g}-{fac.max():.4g}")
+    return StepResult(weights=w, method="nonresponse", params=info, message=msg,
+                      replicate_step=replay)

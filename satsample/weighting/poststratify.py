@@ -12,7 +12,15 @@ import scipy.sparse as sp
 
 from .._validation import SatsampleError, SatsampleWarning, as_column_list
 from ..design import SurveyDesign
-from ._common import check_block, check_design, finish, frozen, group_sums
+from ._common import (
+    StepResult,
+    check_block,
+    check_design,
+    finish_result,
+    frozen,
+    group_sums,
+    row_count,
+)
 from .controls import _cell_label, cell_codes, population_cells
 
 __all__ = ["PostStratResidualizer", "PostStratifyStep", "poststratify"]
@@ -110,8 +118,12 @@ class PostStratifyStep:
 
 
 def _prepare(data: pd.DataFrame, variables: list[str], population, weights: np.ndarray, *,
-             partial: bool, step: str) -> tuple[np.ndarray, int, np.ndarray, list[str]]:
-    """Match sample cells to population cells; return codes, n_cells, pop per code, notes."""
+             partial: bool, step: str, counts: np.ndarray | None = None
+             ) -> tuple[np.ndarray, int, np.ndarray, list[str]]:
+    """Match sample cells to population cells; return codes, n_cells, pop per code, notes.
+
+    ``counts``: rows behind each row of ``data`` when its rows are weighted cells.
+    """
     codes, cells = cell_codes(data, variables, role=f"{step} stratifying")
     pop_cells = population_cells(population, variables)
     n_cells = len(cells)
@@ -123,7 +135,7 @@ def _prepare(data: pd.DataFrame, variables: list[str], population, weights: np.n
         if sample_tot[c] > 0 and (f is None or f == 0):
             what = "absent from" if f is None else "zero in"
             raise SatsampleError(
-                f"{step}: cell {_cell_label(variables, cell)} has {int((codes == c).sum())} "
+                f"{step}: cell {_cell_label(variables, cell)} has {row_count(codes == c, counts)} "
                 f"sample row(s) (weight {sample_tot[c]:g}) but is {what} the population table"
             )
         pop[c] = 0.0 if f is None else f
@@ -187,20 +199,34 @@ def poststratify(design: SurveyDesign, strata: str | Sequence[str],
 
     with :math:`d` the weights before the step.  Rows with weight 0 (for
     instance nonrespondents) stay at 0.  The Taylor variance uses the
-    residuals of :class:`PostStratResidualizer`.
+    residuals of :class:`PostStratResidualizer`.  On a Dask design the cell
+    totals are one reduction over the partitions (:mod:`satsample.weighting._dask`).
     """
+    from ._dask import dispatch
+
+    if (out := dispatch(design, "poststratify", strata, population, partial=partial)
+            ) is not None:
+        return out
     design = check_design(design, "poststratify")
+    return finish_result(design, _poststratify_result(design, strata, population,
+                                                      partial=partial))
+
+
+def _poststratify_result(design: SurveyDesign, strata: str | Sequence[str], population, *,
+                         partial: bool, counts: np.ndarray | None = None) -> StepResult:
+    """Post-stratification of the design's rows (``counts``: rows behind each cell row)."""
     variables = as_column_list(strata)
     if not variables:
         raise SatsampleError("poststratify: give at least one stratifying variable")
     d = np.array(design.weights, dtype=np.float64)
     codes, n_cells, pop, notes = _prepare(design.data, variables, population, d,
-                                          partial=partial, step="poststratify")
+                                          partial=partial, step="poststratify", counts=counts)
     w = d * _poststrat_factors(codes, n_cells, pop, d)
     replay = PostStratifyStep(codes=frozen(codes, np.int64), n_cells=n_cells,
                               population=frozen(pop))
     resid = PostStratResidualizer(cells=codes, n_cells=n_cells, old_weights=d, new_weights=w)
-    return finish(design, w, method="poststratify",
-                  params={"strata": tuple(variables), "partial": partial,
-                          "n_cells": int((pop > 0).sum()), "population_total": float(pop.sum())},
-                  message="; ".join(notes), calibration=resid, replicate_step=replay)
+    return StepResult(weights=w, method="poststratify",
+                      params={"strata": tuple(variables), "partial": partial,
+                              "n_cells": int((pop > 0).sum()),
+                              "population_total": float(pop.sum())},
+                      message="; ".join(notes), calibration=resid, replicate_step=replay)

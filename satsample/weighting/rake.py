@@ -12,10 +12,11 @@ import pandas as pd
 from .._validation import SatsampleError, as_column_list, check_positive_int
 from ..design import SurveyDesign
 from ._common import (
+    StepResult,
     check_block,
     check_design,
     check_on,
-    finish,
+    finish_result,
     frozen,
     nonconvergence,
 )
@@ -187,20 +188,53 @@ def rake(design: SurveyDesign, margins: Sequence[MarginSpec] | pd.DataFrame, *,
     weights); raking stops at the first pass with
     :math:`\\max |T^{(t)} - T^{(t-1)}| < \\varepsilon`.  So, as in R, the
     default tolerance of one person leaves the weights only roughly converged.
+    On a Dask design the passes run on the table of weighted cells of all
+    margins, computed in one reduction over the partitions
+    (:mod:`satsample.weighting._dask`).
     """
+    from ._dask import dispatch
+
+    if (out := dispatch(design, "rake", margins, max_iter=max_iter, epsilon=epsilon,
+                        on_nonconvergence=on_nonconvergence)) is not None:
+        return out
     design = check_design(design, "rake")
+    return finish_result(design, _rake_result(design, margins, max_iter=max_iter,
+                                              epsilon=epsilon,
+                                              on_nonconvergence=on_nonconvergence))
+
+
+def check_rake_options(max_iter: int, epsilon: float, on_nonconvergence: str
+                       ) -> tuple[int, float, str]:
+    """Validated ``max_iter``, ``epsilon``, ``on_nonconvergence`` of :func:`rake`."""
     max_iter = check_positive_int(max_iter, name="max_iter")
     on = check_on(on_nonconvergence)
     eps_in = float(epsilon)
     if not np.isfinite(eps_in) or eps_in <= 0:
         raise SatsampleError(f"rake: epsilon={epsilon!r} must be a positive number")
+    return max_iter, eps_in, on
+
+
+def margin_variables(margins: Sequence[MarginSpec] | pd.DataFrame) -> list[str]:
+    """Every variable of the margins, in order of first appearance."""
+    out: list[str] = []
+    for variables, _population in _normalise_margins(margins):
+        out.extend(v for v in variables if v not in out)
+    return out
+
+
+def _rake_result(design: SurveyDesign, margins: Sequence[MarginSpec] | pd.DataFrame, *,
+                 max_iter: int, epsilon: float, on_nonconvergence: str,
+                 counts: np.ndarray | None = None) -> StepResult:
+    """Raking of the design's rows (``counts``: rows behind each, when they are cells)."""
+    max_iter, eps_in, on = check_rake_options(max_iter, epsilon, on_nonconvergence)
     specs = _normalise_margins(margins)
     d = np.array(design.weights, dtype=np.float64)
 
     prepared = []
     for variables, population in specs:
         codes, n_cells, pop, _ = _prepare(design.data, variables, population, d,
-                                          partial=False, step=f"rake (margin {'×'.join(variables)})")
+                                          partial=False, step=f"rake (margin {'×'.join(variables)})",
+                                          counts=counts)
         prepared.append((variables, codes, n_cells, pop))
     check_equal_totals([("×".join(v), float(pop.sum())) for v, _, _, pop in prepared], what="rake")
 
@@ -244,5 +278,5 @@ def rake(design: SurveyDesign, margins: Sequence[MarginSpec] | pd.DataFrame, *,
     resid = RakeResidualizer(margins=tuple(last))
     params = {"margins": tuple("×".join(v) for v, *_ in prepared), "max_iter": max_iter,
               "epsilon": eps_in, "tolerance": tol, "last_change": delta}
-    return finish(design, w, method="rake", params=params, converged=converged, n_iter=passes,
-                  message=message, calibration=resid, replicate_step=replay)
+    return StepResult(weights=w, method="rake", params=params, converged=converged,
+                      n_iter=passes, message=message, calibration=resid, replicate_step=replay)

@@ -9,10 +9,11 @@ import numpy as np
 from .._validation import SatsampleError, check_choice, check_positive_int
 from ..design import SurveyDesign
 from ._common import (
+    StepResult,
     check_block,
     check_design,
     check_on,
-    finish,
+    finish_result,
     nonconvergence,
     replicate_labels,
 )
@@ -20,32 +21,55 @@ from ._common import (
 __all__ = ["TrimStep", "trim"]
 
 
-def _trim_pass(w: np.ndarray, fixed: np.ndarray, lo: float, hi: float, redistribute: str
-               ) -> tuple[np.ndarray, int, np.ndarray]:
-    """One trimming pass on (R, n) weights; zero weights and ``fixed`` units are left alone."""
+def trim_local(w: np.ndarray, fixed: np.ndarray, lo: float, hi: float
+               ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The row-wise part of a trimming pass on (R, n) weights.
+
+    Returns the clipped weights, the new ``fixed`` flags, the rows that
+    receive the excess, and the sums (R, 4) of the pass: weights trimmed,
+    excess, rows receiving, weight of the rows receiving.  The sums add up
+    over any split of the rows (the Dask backend sums them over partitions).
+    """
     pos = w > 0
     outside = pos & ~fixed & ((w < lo) | (w > hi))
-    n_out = int(outside.sum())
-    if not n_out:
-        return w, 0, fixed
     new = np.where(outside, np.clip(w, lo, hi), w)
-    excess = (w - new).sum(axis=1, keepdims=True)
     fixed = fixed | outside
     receive = pos & ~fixed
-    if np.any(outside.any(axis=1) & (receive.sum(axis=1) == 0)):
+    sums = np.stack([outside.sum(axis=1).astype(np.float64), (w - new).sum(axis=1),
+                     receive.sum(axis=1).astype(np.float64),
+                     np.where(receive, w, 0.0).sum(axis=1)], axis=1)
+    return new, fixed, receive, sums
+
+
+def trim_shares(sums: np.ndarray, lo: float, hi: float, redistribute: str) -> np.ndarray:
+    """Per replicate (R, 1): the amount added to (``"equal"``) or the factor of the receivers."""
+    excess = sums[:, 1:2]
+    if np.any((sums[:, 0] > 0) & (sums[:, 2] == 0)):
         raise SatsampleError(
             f"trim: every positive weight lies outside the bounds ({lo:g}, {hi:g}); nothing "
             "is left to receive the trimmed excess"
         )
+    share = sums[:, 2:3] if redistribute == "equal" else sums[:, 3:4]
+    return np.divide(excess, share, out=np.zeros_like(excess), where=share > 0)
+
+
+def trim_apply(w: np.ndarray, new: np.ndarray, receive: np.ndarray, share: np.ndarray,
+               redistribute: str) -> np.ndarray:
+    """The redistribution of a pass: the row-wise part after :func:`trim_shares`."""
     if redistribute == "equal":
-        share = receive.sum(axis=1, keepdims=True).astype(np.float64)
-        add = np.divide(excess, share, out=np.zeros_like(excess), where=share > 0)
-        new = np.where(receive, new + add, new)
-    else:
-        base = np.where(receive, w, 0.0).sum(axis=1, keepdims=True)
-        fac = np.divide(excess, base, out=np.zeros_like(excess), where=base > 0)
-        new = np.where(receive, new * (1.0 + fac), new)
-    return new, n_out, fixed
+        return np.where(receive, new + share, new)
+    return np.where(receive, new * (1.0 + share), new)
+
+
+def _trim_pass(w: np.ndarray, fixed: np.ndarray, lo: float, hi: float, redistribute: str
+               ) -> tuple[np.ndarray, int, np.ndarray]:
+    """One trimming pass on (R, n) weights; zero weights and ``fixed`` units are left alone."""
+    new, fixed2, receive, sums = trim_local(w, fixed, lo, hi)
+    n_out = int(sums[:, 0].sum())
+    if not n_out:
+        return w, 0, fixed
+    share = trim_shares(sums, lo, hi, redistribute)
+    return trim_apply(w, new, receive, share, redistribute), n_out, fixed2
 
 
 def _run(w: np.ndarray, lo: float, hi: float, redistribute: str, strict: bool, max_iter: int
@@ -62,9 +86,13 @@ def _run(w: np.ndarray, lo: float, hi: float, redistribute: str, strict: bool, m
         if not strict:
             return w, passes, trimmed, np.ones(w.shape[0], dtype=bool)
         if passes >= max_iter:
-            free = (w > 0) & ~fixed
-            done = ~np.any(free & ((w < lo) | (w > hi)), axis=1)
-            return w, passes, trimmed, done
+            return w, passes, trimmed, ~unsettled(w, fixed, lo, hi)
+
+
+def unsettled(w: np.ndarray, fixed: np.ndarray, lo: float, hi: float) -> np.ndarray:
+    """Per replicate: a free positive weight still outside the bounds."""
+    free = (w > 0) & ~fixed
+    return np.any(free & ((w < lo) | (w > hi)), axis=1)
 
 
 @dataclass(frozen=True, kw_only=True, eq=False)
@@ -162,40 +190,72 @@ def trim(design: SurveyDesign, *, lower: float | None = None, upper: float | Non
     stay at their bound and receive nothing more (R lets them receive and
     re-trims them, which only converges geometrically), so the passes end
     after at most one per unit.
+
+    On a Dask design every pass is one reduction of its sums over the
+    partitions (:mod:`satsample.weighting._dask`).
     """
+    from ._dask import dispatch
+
+    if (out := dispatch(design, "trim", lower=lower, upper=upper, relative=relative,
+                        redistribute=redistribute, strict=strict, max_iter=max_iter,
+                        on_nonconvergence=on_nonconvergence)) is not None:
+        return out
     design = check_design(design, "trim")
+    opt = trim_options(lower=lower, upper=upper, relative=relative, redistribute=redistribute,
+                       strict=strict, max_iter=max_iter, on_nonconvergence=on_nonconvergence)
+    w0 = np.array(design.weights, dtype=np.float64)
+    pos = w0 > 0
+    lo, hi = trim_bounds(opt, float(w0[pos].mean()) if pos.any() else None)
+    w, passes, trimmed, done = _run(w0[None, :], lo, hi, redistribute, strict, opt["max_iter"])
+    return finish_result(design, trim_result(w[0], opt, lo, hi, passes, trimmed,
+                                             bool(done[0]), design.n))
+
+
+def trim_options(*, lower: float | None, upper: float | None, relative: bool,
+                 redistribute: str, strict: bool, max_iter: int, on_nonconvergence: str
+                 ) -> dict[str, object]:
+    """Validate the options of :func:`trim` that do not need the weights."""
     check_choice(redistribute, name="redistribute", allowed=("equal", "proportional"))
     max_iter = check_positive_int(max_iter, name="max_iter")
     on = check_on(on_nonconvergence)
     if lower is None and upper is None:
         raise SatsampleError("trim: give lower=, upper= or both")
-    w0 = np.array(design.weights, dtype=np.float64)
-    pos = w0 > 0
-    unit = float(w0[pos].mean()) if relative and pos.any() else 1.0
+    return {"lower": lower, "upper": upper, "relative": relative,
+            "redistribute": redistribute, "strict": bool(strict), "max_iter": max_iter,
+            "on": on}
+
+
+def trim_bounds(opt: dict[str, object], mean: float | None) -> tuple[float, float]:
+    """Absolute bounds from the options and the mean positive weight (None: no positive weight)."""
+    lower, upper = opt["lower"], opt["upper"]
+    unit = mean if opt["relative"] and mean is not None else 1.0
     lo = -np.inf if lower is None else float(lower) * unit
     hi = np.inf if upper is None else float(upper) * unit
     if np.isnan(lo) or np.isnan(hi) or lo >= hi:
         raise SatsampleError(f"trim: lower={lower!r} must be below upper={upper!r}")
     if hi <= 0:
         raise SatsampleError(f"trim: upper={upper!r} must be positive")
-    total_mean = float(w0[pos].mean()) if pos.any() else 0.0
+    total_mean = mean if mean is not None else 0.0
     if not (lo <= total_mean <= hi):
         raise SatsampleError(
             f"trim: the bounds ({lo:g}, {hi:g}) exclude the mean weight {total_mean:g}; the "
             "total cannot be kept"
         )
+    return lo, hi
 
-    w, passes, trimmed, done = _run(w0[None, :], lo, hi, redistribute, strict, max_iter)
-    settled = bool(done[0])
+
+def trim_result(w: np.ndarray | None, opt: dict[str, object], lo: float, hi: float, passes: int,
+                trimmed: int, settled: bool, n: int) -> StepResult:
+    """Record of the trimming (``w``: the weights, None on Dask where they stay in partitions)."""
     message = f"{trimmed} weight(s) trimmed"
     if not settled:
-        message += f"; weights still outside ({lo:g}, {hi:g}) after {max_iter} passes"
-        nonconvergence(on, "trim: " + message)
-    replay = TrimStep(lower=lo, upper=hi, redistribute=redistribute, strict=bool(strict),
-                      max_iter=max_iter, on_nonconvergence=on, n=design.n)
+        message += f"; weights still outside ({lo:g}, {hi:g}) after {opt['max_iter']} passes"
+        nonconvergence(opt["on"], "trim: " + message)
+    replay = TrimStep(lower=lo, upper=hi, redistribute=opt["redistribute"], strict=opt["strict"],
+                      max_iter=opt["max_iter"], on_nonconvergence=opt["on"], n=n)
     params = {"lower": lo if np.isfinite(lo) else None, "upper": hi if np.isfinite(hi) else None,
-              "relative": relative, "redistribute": redistribute, "strict": strict,
-              "n_trimmed": trimmed}
-    return finish(design, w[0], method="trim", params=params,
-                  converged=settled if strict else None, n_iter=passes, message=message,
-                  replicate_step=replay)
+              "relative": opt["relative"], "redistribute": opt["redistribute"],
+              "strict": opt["strict"], "n_trimmed": trimmed}
+    return StepResult(weights=w, method="trim", params=params,
+                      converged=settled if opt["strict"] else None, n_iter=passes,
+                      message=message, replicate_step=replay)
