@@ -133,53 +133,88 @@ def _distance(distance: str | CalibrationDistance) -> CalibrationDistance:
 
 
 # ------------------------------------------------------------------ residuals
+def cross_inverse(xtdx: np.ndarray) -> np.ndarray:
+    """Moore-Penrose inverse of :math:`X'DX` (p, p), directions below 1e-7 of the top dropped.
+
+    The eigenvalues of :math:`X'DX` are the squared singular values of
+    :math:`D^{1/2}X`: a direction is kept when its singular value exceeds
+    1e-7 times the largest (a rank-deficient model matrix is projected on its
+    column space, as R's ``lm.wfit``).
+    """
+    lam, vec = np.linalg.eigh((xtdx + xtdx.T) / 2.0)
+    top = lam.max() if lam.size else 0.0
+    keep = lam > 1e-14 * top
+    v = vec[:, keep]
+    return (v / lam[keep]) @ v.T
+
+
 @dataclass(frozen=True, kw_only=True, eq=False)
 class GregResidualizer:
     """Taylor residuals after calibration (R's ``greg_calibration`` rule).
 
     Attributes
     ----------
-    basis : ndarray of float64, shape (n, r)
-        Orthonormal basis of the column space of :math:`D^{1/2} X` (``X`` the
-        calibration model matrix, ``D`` the weights before calibration).
-    scale : ndarray of float64, shape (n,)
-        :math:`g_i \\sqrt{d_i}`.
+    matrix : ndarray of float64, shape (n, p)
+        The calibration model matrix :math:`X`.
+    g : ndarray of float64, shape (n,)
+        The g-weights :math:`g_i`.
+    weights : ndarray of float64, shape (n,)
+        The weights :math:`d_i` before calibration.
+    inverse : ndarray of float64, shape (p, p)
+        :math:`(\\sum_j d_j X_j X_j')^{+}` of the whole sample (:func:`cross_inverse`).
 
     Notes
     -----
     With weighted scores :math:`x_i = w_i z_i = g_i d_i z_i`, the residual is
 
     .. math:: e_i = g_i d_i (z_i - X_i' B), \\qquad
-              B = \\Bigl(\\sum_j d_j X_j X_j'\\Bigr)^{-1} \\sum_j d_j X_j z_j,
+              B = \\Bigl(\\sum_j d_j X_j X_j'\\Bigr)^{+} \\sum_j d_j X_j z_j,
 
     the regression of :math:`z` on :math:`X` weighted by the **pre-calibration**
-    weights :math:`d`, times the g-weights.  Computed as a projection:
-    :math:`e = s \\odot (u - Q Q' u)` with :math:`u = x / s`, :math:`s = g\\sqrt d`.
+    weights :math:`d`, times the g-weights; 0 where :math:`g_i d_i = 0`.  The
+    cross-product :math:`\\sum_j d_j X_j z_j = \\sum_j X_j x_j / g_j` is
+    :meth:`cross` (additive over any split of the rows: the Dask backend sums
+    it over the partitions) and :meth:`apply` forms the residuals from it.
     """
 
-    basis: np.ndarray
-    scale: np.ndarray
+    matrix: np.ndarray
+    g: np.ndarray
+    weights: np.ndarray
+    inverse: np.ndarray
+
+    def cross(self, x: np.ndarray) -> np.ndarray:
+        """:math:`\\sum_j X_j x_j / g_j` over the rows with :math:`g_j d_j > 0`, (p, k)."""
+        x = np.asarray(x, dtype=np.float64).reshape(self.g.shape[0], -1)
+        live = (self.g * self.weights > 0)[:, None]
+        z = np.divide(x, self.g[:, None], out=np.zeros_like(x), where=live)
+        return self.matrix.T @ z
+
+    def apply(self, x: np.ndarray, cross: np.ndarray) -> np.ndarray:
+        """Residuals of ``x`` (n, k) given the (summed) :meth:`cross` (p, k)."""
+        x = np.asarray(x, dtype=np.float64).reshape(self.g.shape[0], -1)
+        gd = self.g * self.weights
+        fit = self.matrix @ (self.inverse @ cross)
+        return np.where((gd > 0)[:, None], x - gd[:, None] * fit, 0.0)
 
     def residualize(self, x: np.ndarray) -> np.ndarray:
         """Return the calibration residuals of the weighted scores ``x`` (n, k)."""
-        x = np.asarray(x, dtype=np.float64)
-        squeeze = x.ndim == 1
-        if squeeze:
-            x = x[:, None]
-        s = self.scale[:, None]
-        u = np.divide(x, s, out=np.zeros_like(x), where=s > 0)
-        r = (u - self.basis @ (self.basis.T @ u)) * s
+        squeeze = np.ndim(x) == 1
+        r = self.apply(x, self.cross(x))
         return r[:, 0] if squeeze else r
 
     @classmethod
-    def build(cls, matrix: np.ndarray, design_weights: np.ndarray, g: np.ndarray
-              ) -> GregResidualizer:
-        """Build from the model matrix, the pre-calibration weights and the g-weights."""
-        sd = np.sqrt(design_weights)
-        a = matrix * sd[:, None]
-        u, s, _ = np.linalg.svd(a, full_matrices=False)
-        keep = s > 1e-7 * (s[0] if s.size else 0.0)
-        return cls(basis=np.ascontiguousarray(u[:, keep]), scale=g * sd)
+    def build(cls, matrix: np.ndarray, design_weights: np.ndarray, g: np.ndarray,
+              inverse: np.ndarray | None = None) -> GregResidualizer:
+        """Build from the model matrix, the pre-calibration weights and the g-weights.
+
+        ``inverse``: :func:`cross_inverse` of the whole sample when ``matrix``
+        holds only some of its rows (a Dask partition).
+        """
+        m = np.ascontiguousarray(matrix, dtype=np.float64)
+        d = np.asarray(design_weights, dtype=np.float64)
+        if inverse is None:
+            inverse = cross_inverse((m * d[:, None]).T @ m)
+        return cls(matrix=m, g=np.asarray(g, dtype=np.float64), weights=d, inverse=inverse)
 
 
 # ------------------------------------------------------------------ solvers

@@ -21,7 +21,9 @@ raises :class:`~satsample.SatsampleError` naming the variable and the level.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 
 import numpy as np
@@ -67,9 +69,26 @@ def _is_numeric(series: pd.Series) -> bool:
     )
 
 
+# rows behind each row of the data when the data are a table of weighted cells (Dask backend):
+# the counts of missing values in messages are then counts of rows, as in memory
+_ROWS_BEHIND: ContextVar[np.ndarray | None] = ContextVar("rows_behind", default=None)
+
+
+@contextmanager
+def rows_behind(counts: np.ndarray) -> Iterator[None]:
+    """Within the block, data rows are cells standing for ``counts`` rows each (messages)."""
+    token = _ROWS_BEHIND.set(np.asarray(counts))
+    try:
+        yield
+    finally:
+        _ROWS_BEHIND.reset(token)
+
+
 def _as_text(series: pd.Series, name: str, role: str) -> np.ndarray:
     if series.isna().any():
-        n_missing = int(series.isna().sum())
+        counts = _ROWS_BEHIND.get()
+        missing = series.isna().to_numpy()
+        n_missing = int(missing.sum() if counts is None else counts[missing].sum())
         raise SatsampleError(
             f"{role} variable {name!r} has {n_missing} missing value(s); "
             "weighting variables must be complete (impute or drop those rows first)"

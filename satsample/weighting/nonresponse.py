@@ -73,16 +73,13 @@ class NonresponseStep:
         return np.where(self.responded[None, :], w * fac[:, self.codes], 0.0)
 
 
-def missing_response(responded: str, n_missing: int) -> SatsampleError:
-    """The error for a response indicator with missing values."""
-    return SatsampleError(f"response indicator {responded!r} has {n_missing} missing value(s)")
-
-
-def _responded(design: SurveyDesign, responded: str) -> np.ndarray:
+def _responded(design: SurveyDesign, responded: str, counts: np.ndarray | None = None
+               ) -> np.ndarray:
     check_columns(design.data, responded, role="response indicator")
     col = design.data[responded]
     if col.isna().any():
-        raise missing_response(responded, int(col.isna().sum()))
+        raise SatsampleError(f"response indicator {responded!r} has "
+                             f"{row_count(col.isna().to_numpy(), counts)} missing value(s)")
     if pd.api.types.is_bool_dtype(col.dtype):
         return col.to_numpy(dtype=bool)
     vals = set(pd.unique(col))
@@ -224,7 +221,7 @@ def _nonresponse_result(design: SurveyDesign, responded: str, *,
                         counts: np.ndarray | None = None) -> StepResult:
     """The adjustment on the design's rows (``counts``: rows behind each, when they are cells)."""
     check_choice(method, name="method", allowed=("classes", "propensity"))
-    r = _responded(design, responded)
+    r = _responded(design, responded, counts)
     d = np.array(design.weights, dtype=np.float64)
     info: dict[str, object] = {"responded": responded, "method": method}
     if method == "classes":

@@ -61,20 +61,31 @@ class PostStratResidualizer:
     old_weights: np.ndarray
     new_weights: np.ndarray
 
-    def residualize(self, x: np.ndarray) -> np.ndarray:
-        """Return the post-stratification residuals of the weighted scores ``x`` (n, k)."""
-        x = np.asarray(x, dtype=np.float64)
-        squeeze = x.ndim == 1
-        if squeeze:
-            x = x[:, None]
+    def cross(self, x: np.ndarray) -> np.ndarray:
+        """Per cell, :math:`\\sum_{j \\in c} x_j d_j / w_j` and :math:`\\sum_{j \\in c} d_j`: (n_cells, k + 1).
+
+        Additive over any split of the rows (the Dask backend sums it over the
+        partitions); :meth:`apply` forms the residuals from the sum.
+        """
+        x = np.asarray(x, dtype=np.float64).reshape(self.cells.shape[0], -1)
         psw = self.new_weights
         old = self.old_weights
         ratio = np.divide(old, psw, out=np.zeros_like(psw), where=psw > 0)
-        ind = _indicator(self.cells, self.n_cells)
-        num = ind @ (x * ratio[:, None])
+        num = _indicator(self.cells, self.n_cells) @ (x * ratio[:, None])
         den = np.bincount(self.cells, weights=old, minlength=self.n_cells)
-        means = np.divide(num, den[:, None], out=np.zeros_like(num), where=den[:, None] > 0)
-        out = x - means[self.cells] * psw[:, None]
+        return np.column_stack([num, den])
+
+    def apply(self, x: np.ndarray, cross: np.ndarray) -> np.ndarray:
+        """Residuals of ``x`` (n, k) given the (summed) :meth:`cross`."""
+        x = np.asarray(x, dtype=np.float64).reshape(self.cells.shape[0], -1)
+        num, den = cross[:, :-1], cross[:, -1:]
+        means = np.divide(num, den, out=np.zeros_like(num), where=den > 0)
+        return x - means[self.cells] * self.new_weights[:, None]
+
+    def residualize(self, x: np.ndarray) -> np.ndarray:
+        """Return the post-stratification residuals of the weighted scores ``x`` (n, k)."""
+        squeeze = np.ndim(x) == 1
+        out = self.apply(x, self.cross(x))
         return out[:, 0] if squeeze else out
 
 

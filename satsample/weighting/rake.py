@@ -40,6 +40,9 @@ class RakeResidualizer:
         post-stratified.
     rounds : int
         Rounds of centring (R uses 10).
+    cells : ndarray of int64, shape (K, M) or None
+        The combined cells (one margin code per column) of the whole sample,
+        sorted; ``None``: those of the rows given (a design in memory).
 
     Notes
     -----
@@ -53,31 +56,80 @@ class RakeResidualizer:
     it is not the GREG residual of the raking calibration, so SEs differ
     slightly from those of ``calibrate(distance="raking")``.  Rows with weight
     0 are left out of the means and keep a residual of 0.
+
+    The centring is linear: :math:`x_i \\leftarrow x_i - \\sum_m w^{(m)}_i
+    A_m[c_m(i)]`, and every mean it needs is a sum over the combined cells
+    :math:`\\kappa` (the cross-classification of the margins) of
+    :math:`S_{m\\kappa} = \\sum_{i \\in \\kappa} x_i / w^{(m)}_i` and
+    :math:`R_{m'm\\kappa} = \\sum_{i \\in \\kappa} w^{(m')}_i / w^{(m)}_i` (rows with
+    :math:`w^{(m)}_i > 0`).  :meth:`cross` computes these sums (additive over
+    any split of the rows: the Dask backend sums them over the partitions)
+    and :meth:`apply` runs the rounds on them.
     """
 
     margins: tuple[tuple[np.ndarray, int, np.ndarray], ...]
     rounds: int = 10
+    cells: np.ndarray | None = None
+
+    def _cells(self) -> tuple[np.ndarray, np.ndarray]:
+        """Combined cells (K, M) and the combined cell of each row (n,)."""
+        codes = np.stack([c for c, _n, _w in self.margins], axis=1)
+        if self.cells is None:
+            keys, inv = np.unique(codes, axis=0, return_inverse=True)
+            return keys, inv.reshape(-1).astype(np.int64)
+        mi = pd.MultiIndex.from_arrays(list(self.cells.T))
+        return self.cells, mi.get_indexer(pd.MultiIndex.from_arrays(list(codes.T)))
+
+    def cross(self, x: np.ndarray) -> np.ndarray:
+        """Per combined cell: :math:`S` (M k), :math:`R` (M M) and positive rows (M), flat."""
+        n = self.margins[0][0].shape[0]
+        x = np.asarray(x, dtype=np.float64).reshape(n, -1)
+        keys, kappa = self._cells()
+        n_k, n_m, k = keys.shape[0], len(self.margins), x.shape[1]
+        s = np.zeros((n_k, n_m, k))
+        r = np.zeros((n_k, n_m, n_m))
+        cnt = np.zeros((n_k, n_m))
+        for m, (_codes, _nc, psw) in enumerate(self.margins):
+            pos = psw > 0
+            inv = np.divide(1.0, psw, out=np.zeros_like(psw), where=pos)
+            ind = _indicator(kappa, n_k)
+            s[:, m, :] = ind @ (x * inv[:, None])
+            for m2, (_c2, _n2, psw2) in enumerate(self.margins):
+                r[:, m2, m] = np.bincount(kappa, weights=psw2 * inv, minlength=n_k)
+            cnt[:, m] = np.bincount(kappa, weights=pos.astype(np.float64), minlength=n_k)
+        return np.concatenate([s.reshape(n_k, -1), r.reshape(n_k, -1), cnt], axis=1)
+
+    def apply(self, x: np.ndarray, cross: np.ndarray) -> np.ndarray:
+        """Residuals of ``x`` (n, k) given the (summed) :meth:`cross`."""
+        n = self.margins[0][0].shape[0]
+        x = np.asarray(x, dtype=np.float64).reshape(n, -1)
+        keys = self.cells if self.cells is not None else self._cells()[0]
+        n_k, n_m, k = keys.shape[0], len(self.margins), x.shape[1]
+        s = cross[:, :n_m * k].reshape(n_k, n_m, k)
+        r = cross[:, n_m * k:n_m * k + n_m * n_m].reshape(n_k, n_m, n_m)
+        cnt = cross[:, n_m * k + n_m * n_m:]
+        sizes = [nc for _c, nc, _w in self.margins]
+        counts = [np.bincount(keys[:, m], weights=cnt[:, m], minlength=sizes[m])
+                  for m in range(n_m)]
+        acc = [np.zeros((sizes[m], k)) for m in range(n_m)]
+        for _ in range(self.rounds):
+            for m in range(n_m):
+                t = s[:, m, :].copy()
+                for m2 in range(n_m):
+                    t -= r[:, m2, m, None] * acc[m2][keys[:, m2]]
+                sums = _indicator(keys[:, m], sizes[m]) @ t
+                c = counts[m][:, None]
+                acc[m] += np.divide(sums, c, out=np.zeros_like(sums), where=c > 0)
+        out = x.copy()
+        for m, (codes, _nc, psw) in enumerate(self.margins):
+            out -= psw[:, None] * acc[m][codes]
+        return out
 
     def residualize(self, x: np.ndarray) -> np.ndarray:
         """Return the raking residuals of the weighted scores ``x`` (n, k)."""
-        x = np.array(x, dtype=np.float64, copy=True)
-        squeeze = x.ndim == 1
-        if squeeze:
-            x = x[:, None]
-        prepared = []
-        for codes, n_cells, psw in self.margins:
-            pos = psw > 0
-            counts = np.bincount(codes[pos], minlength=n_cells).astype(np.float64)
-            ind = _indicator(codes, n_cells)
-            prepared.append((codes, ind, counts, psw, pos))
-        for _ in range(self.rounds):
-            for codes, ind, counts, psw, pos in prepared:
-                ratio = np.divide(x, psw[:, None], out=np.zeros_like(x), where=pos[:, None])
-                sums = ind @ ratio
-                means = np.divide(sums, counts[:, None], out=np.zeros_like(sums),
-                                  where=counts[:, None] > 0)
-                x = x - psw[:, None] * means[codes]
-        return x[:, 0] if squeeze else x
+        squeeze = np.ndim(x) == 1
+        out = self.apply(x, self.cross(x))
+        return out[:, 0] if squeeze else out
 
 
 @dataclass(frozen=True, kw_only=True, eq=False)
