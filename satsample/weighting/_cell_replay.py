@@ -394,15 +394,18 @@ def raowu_cell_tables(key: int, w: np.ndarray, values: np.ndarray, domain: np.nd
 
 
 def cell_tables(design: SurveyDesign, v: np.ndarray, domain: np.ndarray, n_domains: int, *,
-                with_cells: bool = True) -> CellTables:
+                with_cells: bool = True, plan: CellReplay | None = None) -> CellTables:
     """Phase (a) on a design in memory: the replicate tables of all its rows.
 
     ``v`` (n, k) and ``domain`` (n,) as checked by
     :func:`satsample.variance.replicate.replicate_totals`.  Lazy Rao-Wu: one
     pass of the kernel (:func:`raowu_cell_tables`); lazy jackknife: the
     closed-form jackknife totals by combined cell and by (domain, cell) pair.
+    ``plan``: the combined cells of these rows when they are given from
+    outside (a Dask partition: global cell codes, see
+    :mod:`satsample.weighting._dask`); by default the design's own plan.
     """
-    plan = cell_replay_plan(design)
+    plan = cell_replay_plan(design) if plan is None else plan
     if not isinstance(plan, CellReplay):
         raise ValueError("the design has no cell replay")
     reps = design.replicates

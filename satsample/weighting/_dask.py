@@ -40,12 +40,15 @@ in-memory residualizer's additive cross-products on a partition,
 given their sum (the engine sums ``cross`` over the partitions in between).
 The in-memory residualizers are these same two methods on all rows.
 
-**Replicates.**  Lazy Rao-Wu (and lazy jackknife) replicates replay steps on
+**Replicates.**  Lazy Rao-Wu bootstrap replicates replay steps on
 categorical cells by the cell path of
 :mod:`satsample.weighting._cell_replay`: the combined cells of all steps get
 global codes (one reduction), each partition computes its additive replicate
 tables, the steps run on the summed cell table and the totals follow
-(:func:`replay_totals`).  Trimming and calibration on numeric variables
+(:func:`replay_totals`).  The lazy jackknife's closed-form totals are
+numbered by the PSUs of the design they run on, so they do not add up over
+partitions: its replay is refused with a :class:`~satsample.SatsampleError`.
+Trimming and calibration on numeric variables
 cannot be replayed on Dask (their in-memory replay needs materialised
 replicate weights): on a design with replicates they raise a
 :class:`~satsample.SatsampleError` suggesting Taylor variance.
@@ -65,7 +68,15 @@ from .._validation import SatsampleError
 from ..design import Stage, SurveyDesign, WeightStep
 from ._common import StepResult
 
-__all__ = ["DaskCellStep", "DaskResidualizer", "dispatch", "replay_plan", "replay_totals"]
+__all__ = [
+    "DaskCellStep",
+    "DaskReplay",
+    "DaskResidualizer",
+    "dispatch",
+    "replay_plan",
+    "replay_totals",
+    "residuals",
+]
 
 _PRIVATE = "__satsample_"
 
@@ -91,6 +102,27 @@ def _dist() -> Any:
     from .. import distributed
 
     return distributed
+
+
+def _none_safe(combine: Callable[[Any, Any], Any], a: Any, b: Any) -> Any:
+    """``combine`` for :func:`satsample.distributed.reduce`: ``None`` is an empty partition."""
+    if a is None:
+        return b
+    if b is None:
+        return a
+    return combine(a, b)
+
+
+def _reduce(design: Any, fn: Callable[[SurveyDesign], Any],
+            combine: Callable[[Any, Any], Any] | None = None) -> Any:
+    """:func:`satsample.distributed.reduce` (element-wise sums unless ``combine`` is given)."""
+    if combine is None:
+        return _dist().reduce(design, fn)
+    return _dist().reduce(design, fn, combine=partial(_none_safe, combine))
+
+
+def _concat_lists(a: list[Any], b: list[Any]) -> list[Any]:
+    return a + b
 
 
 def _user_columns(design: Any) -> list[str]:
@@ -186,7 +218,7 @@ def _cells(design: Any, keys: Sequence[str]) -> _Cells:
     """One reduction: the table of weighted cells of ``keys`` (missing key columns are skipped)."""
     user = _user_columns(design)
     present = tuple(k for k in dict.fromkeys(keys) if k in user)
-    tab = _dist().reduce(design, partial(_cell_rows, keys=present),
+    tab = _reduce(design, partial(_cell_rows, keys=present),
                          combine=partial(_concat_cells, present))
     frame = tab[list(present)].reindex(columns=user) if present else pd.DataFrame(
         index=range(tab.shape[0]), columns=user)
@@ -200,8 +232,8 @@ def _sort_order(frame: pd.DataFrame, keys: tuple[str, ...]) -> np.ndarray:
     """A deterministic order of the cells (by the text of their keys), whatever the partitions."""
     if not keys or frame.shape[0] < 2:
         return np.arange(frame.shape[0])
-    text = frame[list(keys)].astype(str)
-    return np.lexsort([text[k].to_numpy() for k in reversed(keys)])
+    text = [np.array([str(v) for v in frame[k]], dtype=str) for k in reversed(keys)]
+    return np.lexsort(text)
 
 
 @dataclass(frozen=True, kw_only=True, eq=False)
@@ -569,7 +601,7 @@ def _calibrate_numeric(design: Any, totals: Any, variables: Any, names: list[str
     meta = design.frame._meta[user]
     check_columns(meta, names, role="calibration")
     numeric = tuple(_is_numeric(meta[v]) for v in names)
-    levels = _dist().reduce(design, partial(_levels_part, names=tuple(names), numeric=numeric),
+    levels = _reduce(design, partial(_levels_part, names=tuple(names), numeric=numeric),
                             combine=_combine_levels)
     for v in names:  # the in-memory checks, in the in-memory order, with counts of rows
         kind, na, vals = levels[v]
@@ -588,7 +620,7 @@ def _calibrate_numeric(design: Any, totals: Any, variables: Any, names: list[str
     pop = tot.to_numpy(dtype=np.float64)
     full = partial(_part_matrix, tuple(names), fac_levels, mm.columns,
                    np.ones(len(mm.columns), dtype=bool))
-    col_w, xtdx, st = _dist().reduce(design, partial(_lin_sums, full))
+    col_w, xtdx, st = _reduce(design, partial(_lin_sums, full))
     keep, columns = drop_empty_columns(mm, pop, col_w)
     pop = pop[keep]
     mat = partial(_part_matrix, tuple(names), fac_levels, mm.columns, keep)
@@ -598,15 +630,15 @@ def _calibrate_numeric(design: Any, totals: Any, variables: Any, names: list[str
         converged, n_iter, achieved = True, 1, None
     else:
         def moments(eta: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, ...]:
-            return _dist().reduce(design, partial(_moments_part, mat, opt, eta),
+            return _reduce(design, partial(_moments_part, mat, opt, eta),
                                   combine=_combine_moments)
 
         eta, it, rel = newton(moments, st[None, :], pop, opt.epsilon, opt.max_iter)
         lam, n_iter, achieved = eta[0], int(it[0]), float(rel[0])
         converged = achieved < opt.epsilon
     g_of = partial(_g_part, mat, opt, lam, opt.closed)
-    stats = combine_g_stats(_dist().reduce(design, partial(_g_stats_part, g_of, opt),
-                                           combine=lambda a, b: a + b))
+    stats = combine_g_stats(_reduce(design, partial(_g_stats_part, g_of, opt),
+                                           combine=_concat_lists))
     message = conclude(opt, converged, achieved, stats)
     res = StepResult(weights=np.zeros(0), method="calibrate",
                      params=calibration_params(mm, columns, pop, opt, stats),
@@ -665,13 +697,13 @@ def _trim(design: Any, *, lower: float | None = None, upper: float | None = None
 
     opt = trim_options(lower=lower, upper=upper, relative=relative, redistribute=redistribute,
                        strict=strict, max_iter=max_iter, on_nonconvergence=on_nonconvergence)
-    s1, n_pos = _dist().reduce(design, _positive_sum)
+    s1, n_pos = _reduce(design, _positive_sum)
     lo, hi = trim_bounds(opt, s1 / n_pos if n_pos else None)
     _no_replay(design, "trim", "trimming")
     shares: tuple[np.ndarray, ...] = ()
     passes, trimmed, settled = 0, 0, True
     while True:  # the passes of trim._run, each one reduction
-        sums = _dist().reduce(design, partial(_trim_sums, opt, lo, hi, shares))
+        sums = _reduce(design, partial(_trim_sums, opt, lo, hi, shares))
         n_out = int(sums[:, 0].sum())
         if n_out == 0:
             break
@@ -681,7 +713,7 @@ def _trim(design: Any, *, lower: float | None = None, upper: float | None = None
         if not opt["strict"]:
             break
         if passes >= opt["max_iter"]:
-            settled = not _dist().reduce(
+            settled = not _reduce(
                 design, partial(_trim_unsettled, opt, lo, hi, shares)).any()
             break
     res = trim_result(None, opt, lo, hi, passes, trimmed, settled, design.n)
@@ -695,3 +727,195 @@ _STEPS: dict[str, Callable[..., Any]] = {
     "calibrate": _calibrate,
     "trim": _trim,
 }
+
+
+# ------------------------------------------------------------------ Taylor residuals
+def _cross_after(x_of: Callable[[SurveyDesign], np.ndarray], before: tuple[Any, ...],
+                 totals: tuple[np.ndarray, ...], cal: Any, part: SurveyDesign) -> np.ndarray:
+    x = _residualize_all(x_of, before, totals, part)
+    return cal.cross(part, x)
+
+
+def _residualize_all(x_of: Callable[[SurveyDesign], np.ndarray], cals: tuple[Any, ...],
+                     totals: tuple[np.ndarray, ...], part: SurveyDesign) -> np.ndarray:
+    x = np.asarray(x_of(part), dtype=np.float64)
+    x = x.reshape(part.n, -1)
+    for cal, tot in zip(cals, totals, strict=True):
+        x = cal.residualize(part, x, tot)
+    return x
+
+
+def residuals(design: Any, x_of: Callable[[SurveyDesign], np.ndarray]
+              ) -> Callable[[SurveyDesign], np.ndarray]:
+    """The calibration residuals of weighted scores on a Dask design, partition by partition.
+
+    Parameters
+    ----------
+    design : DaskSurveyDesign
+    x_of : callable
+        ``x_of(part) -> (n_part, k)`` weighted scores :math:`w_i z_i` of a
+        partition's rows (picklable).
+
+    Returns
+    -------
+    callable
+        ``fn(part) -> (n_part, k)``: the scores after every residualizer of
+        ``design.calibrations`` in order, as
+        :func:`satsample.variance.taylor.taylor_variance` applies them in
+        memory.  Each residualizer costs one reduction here (its
+        cross-products of the scores residualized by the earlier ones); the
+        caller's variance pass then runs ``fn`` on every partition.
+    """
+    cals = tuple(design.calibrations)
+    totals: list[np.ndarray] = []
+    for c, cal in enumerate(cals):
+        totals.append(_reduce(design, partial(_cross_after, x_of, cals[:c],
+                                                     tuple(totals), cal)))
+    return partial(_residualize_all, x_of, cals, tuple(totals))
+
+
+# ------------------------------------------------------------------ replicates
+@dataclass(frozen=True, kw_only=True, eq=False)
+class DaskReplay:
+    """The combined cells of a Dask design's replayed steps, with global codes.
+
+    Attributes
+    ----------
+    lookups : tuple of _Lookup
+        For every replayed step, how a row finds its cell of that step.
+    keys : ndarray of int64, shape (K, J)
+        The combined cells present: one cell of each of the J steps (sorted).
+    plan : CellReplay
+        The steps on the combined cells (``n_cells = K``, ``live``); its
+        row arrays are empty (each partition gets its own, :meth:`on`).
+    """
+
+    lookups: tuple[_Lookup, ...]
+    keys: np.ndarray
+    plan: Any
+
+    def cells(self, part: SurveyDesign) -> np.ndarray:
+        """The global combined cell of each row of a partition."""
+        rows = _step_cells(self.lookups, part)
+        mi = pd.MultiIndex.from_arrays(list(self.keys.T))
+        idx = mi.get_indexer(pd.MultiIndex.from_arrays(list(rows.T)))
+        if (idx < 0).any():  # pragma: no cover - the keys come from these rows
+            raise SatsampleError("internal error: a row's combined cell was not collected")
+        return idx.astype(np.int64)
+
+    def on(self, part: SurveyDesign) -> Any:
+        """The plan of a partition: its rows' global cells and base weights."""
+        from ..variance.replicate import _step_base_weights
+
+        return replace(self.plan, cell=self.cells(part), base=_step_base_weights(part))
+
+
+def _step_cells(lookups: tuple[_Lookup, ...], part: SurveyDesign) -> np.ndarray:
+    return np.stack([lk.rows(part.data) for lk in lookups], axis=1)
+
+
+def _distinct_cells(lookups: tuple[_Lookup, ...], part: SurveyDesign) -> np.ndarray:
+    return np.unique(_step_cells(lookups, part), axis=0)
+
+
+def _union_cells(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    return np.unique(np.concatenate([a, b]), axis=0)
+
+
+_PLANS: Any = None
+
+
+def replay_plan(design: Any) -> DaskReplay:
+    """The cell replay of the lazy replicates of a Dask design (one reduction, cached).
+
+    Raises
+    ------
+    SatsampleError
+        No lazy replicate steps, a replication method other than the Rao-Wu
+        bootstrap or the jackknife, or more combined cells than the cell path
+        takes.
+    """
+    import weakref
+
+    from ..replicate.bootstrap import RaoWu
+    from ._cell_replay import _MAX_CELLS, _MAX_TABLE, CellReplay, _on_cells
+    from .nonresponse import NonresponseStep
+
+    global _PLANS
+    if _PLANS is None:
+        _PLANS = weakref.WeakKeyDictionary()
+    reps = design.replicates
+    if reps is None or not reps.steps:
+        raise SatsampleError("the Dask design has no weighting step to replay on replicates")
+    got = _PLANS.get(reps)
+    if got is not None:
+        return got
+    if not isinstance(reps.scheme, RaoWu):
+        raise SatsampleError(
+            f"replicates of kind {reps.kind!r} cannot replay weighting steps on a Dask design: "
+            "only the lazy Rao-Wu bootstrap does (its replicate tables add up over partitions "
+            "of whole strata); use bootstrap(..., materialize=False) or Taylor variance")
+    steps = []
+    for st in reps.steps:
+        if not isinstance(st, DaskCellStep):  # pragma: no cover - refused when recorded
+            raise SatsampleError(f"step {type(st).__name__} cannot be replayed on a Dask design")
+        steps.append(st)
+    lookups = tuple(st.lookup for st in steps)
+    keys = _reduce(design, partial(_distinct_cells, lookups), combine=_union_cells)
+    n_cells = int(keys.shape[0])
+    if n_cells > _MAX_CELLS or n_cells * reps.n_replicates > _MAX_TABLE:
+        raise SatsampleError(
+            f"the weighting steps of the Dask design form {n_cells} combined cells, more than "
+            f"the cell replay takes ({_MAX_CELLS}, or {_MAX_TABLE} cells x replicates); use "
+            "Taylor variance")
+    on_cells = tuple(_on_cells(st.step, keys[:, j]) for j, st in enumerate(steps))
+    live = np.ones(n_cells, dtype=bool)
+    for st in on_cells:
+        if isinstance(st, NonresponseStep):
+            live &= np.asarray(st.responded, dtype=bool)
+    plan = CellReplay(cell=np.zeros(0, dtype=np.int64), n_cells=n_cells, steps=on_cells,
+                      base=np.zeros(0), live=live)
+    out = DaskReplay(lookups=lookups, keys=keys, plan=plan)
+    _PLANS[reps] = out
+    return out
+
+
+def _tables_part(rp: DaskReplay, inputs: Callable[[SurveyDesign], tuple[np.ndarray, np.ndarray]],
+                 n_domains: int, part: SurveyDesign) -> Any:
+    from ..replicate._common import as_values
+    from ._cell_replay import cell_tables
+
+    v, domain = inputs(part)
+    v = as_values(v, part.n)
+    return cell_tables(part, v, np.asarray(domain, dtype=np.int64), n_domains,
+                       plan=rp.on(part))
+
+
+def replay_totals(design: Any, inputs: Callable[[SurveyDesign], tuple[np.ndarray, np.ndarray]],
+                  n_domains: int) -> np.ndarray:
+    """Replicate totals ``(R, n_domains, k)`` of a Dask design with its steps replayed.
+
+    Parameters
+    ----------
+    design : DaskSurveyDesign
+        With lazy Rao-Wu or jackknife replicates whose steps are on
+        categorical cells.
+    inputs : callable
+        ``inputs(part) -> (v (n_part, k), domain (n_part,))``: the values and
+        global domain codes (``-1``: none) of a partition's rows (picklable).
+    n_domains : int
+
+    Returns
+    -------
+    ndarray of float64, shape (R, n_domains, k)
+        The totals :func:`satsample.variance.replicate.replicate_totals` gives
+        in memory: phase (a) of :mod:`satsample.weighting._cell_replay` on
+        every partition (global combined cells, global strata), the tables
+        summed, then phase (b) (the steps on the summed cell table, the
+        factors, the totals).
+    """
+    from ._cell_replay import finish, replay_factors
+
+    rp = replay_plan(design)
+    tables = _reduce(design, partial(_tables_part, rp, inputs, int(n_domains)))
+    return finish(tables, rp.plan, replay_factors(rp.plan, tables.cells))

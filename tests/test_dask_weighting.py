@@ -1,0 +1,495 @@
+"""Weighting steps on a Dask design (LocalCluster, 2 worker processes) equal to in memory.
+
+Case C of tests/reference (post-stratification, raking with R's stopping rule
+and tight, linear/raking/logit calibration with bounds; see
+tests/test_weighting_reference.py), plus nonresponse adjustment by classes,
+calibration on a numeric variable and trimming, on frames partitioned
+against the strata (strata split over partitions and shuffled, rows
+interleaved, whole strata with empty partitions).  The in-memory reference
+is the design of the same rows in the frame's global row order.  Checked to
+1e-12 relative: the weights row by row, the history record, the Taylor
+variances with the calibration residuals (residualizers run partition by
+partition on summed cross-products), and the lazy Rao-Wu replicate totals
+with every step replayed on the replicate cell tables.  Non-convergence and
+bad input raise the in-memory SatsampleError with the same message.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from functools import partial
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+dask = pytest.importorskip("dask")
+dd = pytest.importorskip("dask.dataframe")
+pytest.importorskip("dask.distributed")
+
+from satsample._validation import (  # noqa: E402
+    ConvergenceError,
+    ConvergenceWarning,
+    SatsampleError,
+)
+from satsample.design import survey_design  # noqa: E402
+from satsample.distributed import DaskSurveyDesign, reduce  # noqa: E402
+from satsample.distributed.design import ROW, WEIGHT  # noqa: E402
+from satsample.replicate import bootstrap, jackknife  # noqa: E402
+from satsample.variance.replicate import replicate_totals  # noqa: E402
+from satsample.variance.taylor import taylor_variance  # noqa: E402
+from satsample.weighting import (  # noqa: E402
+    _dask,
+    adjust_nonresponse,
+    calibrate,
+    poststratify,
+    rake,
+    trim,
+)
+
+pytestmark = pytest.mark.usefixtures("dask_client")
+
+REF = Path(__file__).resolve().parent / "reference"
+VARS = ["sex", "age_group", "channel"]
+ITEMS = ["q01", "q02", "q05", "q14", "q22"]
+TOL = 1e-12
+
+
+# ------------------------------------------------------------------ data
+@pytest.fixture(scope="module")
+def df():
+    out = pd.read_csv(REF / "data" / "sample_strat.csv")
+    rng = np.random.default_rng(2024)
+    out["responded"] = rng.random(len(out)) < 0.8
+    out["visits"] = rng.poisson(3.0, len(out)).astype(np.float64) + 1.0  # a numeric variable
+    out["dom"] = (out["sex"] == "M").astype(np.int64) + 2 * (out["channel"] == "online")
+    return out
+
+
+@pytest.fixture(scope="module")
+def controls(df):
+    return {
+        "cells": pd.read_csv(REF / "data" / "controls_sex_age.csv"),
+        "margins": pd.read_csv(REF / "data" / "margins.csv"),
+        "totals": pd.read_csv(REF / "data" / "calib_totals.csv"),
+        # totals of ~ sex + visits: the sample's design-weighted totals, visits up 4%
+        "numeric": pd.Series({"(Intercept)": 10964.0, "sexM": 5440.0,
+                              "visits": 1.04 * float((df["design_weight"] * df["visits"]).sum())}),
+    }
+
+
+def frame_of(pdf: pd.DataFrame, layout: str, *, seed: int = 0):
+    """A Dask frame of ``pdf`` cut against its strata, and the same rows in memory (in order).
+
+    ``"split"``: 4 contiguous partitions (strata cut in two: the frame is
+    shuffled); ``"interleaved"``: rows in random order in 3 partitions;
+    ``"whole"``: whole strata in 3 partitions with 2 empty ones (no shuffle).
+    """
+    n = len(pdf)
+    rng = np.random.default_rng(seed)
+    if layout == "split":
+        pieces = np.array_split(np.arange(n), 4)
+    elif layout == "interleaved":
+        pieces = np.array_split(rng.permutation(n), 3)
+    elif layout == "whole":
+        codes = pd.factorize(pdf["agency_id"])[0] % 3
+        idx = [np.flatnonzero(codes == k) for k in range(3)]
+        pieces = [idx[0], idx[0][:0], idx[1], idx[2], idx[2][:0]]
+    else:  # pragma: no cover
+        raise ValueError(layout)
+    parts = [pdf.iloc[i].reset_index(drop=True) for i in pieces]
+    ddf = dd.from_delayed([dask.delayed(p) for p in parts], meta=pdf.iloc[:0], verify_meta=False)
+    return ddf, pd.concat(parts, ignore_index=True)
+
+
+@pytest.fixture(scope="module")
+def bases(df):
+    out = {}
+    for layout in ("split", "interleaved", "whole"):
+        ddf, rows = frame_of(df, layout)
+        mem = survey_design(rows, strata="agency_id", fpc="N_h")
+        dsk = survey_design(ddf, strata="agency_id", fpc="N_h")
+        assert isinstance(dsk, DaskSurveyDesign)
+        assert dsk.shuffled == (layout != "whole")
+        out[layout] = (mem, persisted(dsk), rows)
+    return out
+
+
+def persisted(design):
+    """The design with its (shuffled) frame held by the workers: the shuffle runs once."""
+    return replace(design, frame=design.frame.persist())
+
+
+def weighted(method: str, design, controls):
+    """Case C's steps and the others, on a design in memory or on Dask."""
+    c = controls
+    if method == "nonresponse":
+        return adjust_nonresponse(design, "responded", classes="agency_id")
+    if method == "poststratify":
+        return poststratify(design, ["sex", "age_group"], c["cells"])
+    if method == "rake_default":
+        return rake(design, c["margins"])
+    if method == "rake_tight":
+        return rake(design, c["margins"], max_iter=1000, epsilon=1e-13)
+    if method == "calibrate_linear":
+        return calibrate(design, c["totals"], variables=VARS)
+    if method == "calibrate_raking":
+        return calibrate(design, c["totals"], variables=VARS, distance="raking", epsilon=1e-13,
+                         max_iter=100)
+    if method.startswith("calibrate_numeric"):
+        dist = method.rsplit("_", 1)[1]
+        bounds = (0.5, 2.0) if dist in ("logit", "bounded") else None
+        return calibrate(design, c["numeric"], variables=["sex", "visits"],
+                         distance="logit" if dist == "logit" else "linear", bounds=bounds,
+                         epsilon=1e-13, max_iter=200)
+    if method == "calibrate_logit_warn":  # replicates that miss the bounds are kept (warned)
+        return calibrate(design, c["totals"], variables=VARS, distance="logit", bounds=(0.5, 2.0),
+                         epsilon=1e-13, max_iter=200, on_nonconvergence="warn")
+    if method.startswith("calibrate_"):
+        dist = "logit" if "logit" in method else "linear"
+        lo, hi = (0.5, 2.0) if method.endswith("0.5_2") else (0.4, 2.5)
+        return calibrate(design, c["totals"], variables=VARS, distance=dist, bounds=(lo, hi),
+                         epsilon=1e-13, max_iter=200)
+    if method == "trim":
+        return trim(design, upper=1.3, relative=True)
+    if method == "trim_strict":
+        return trim(design, lower=0.8, upper=1.2, relative=True, strict=True,
+                    redistribute="proportional")
+    if method == "chain":  # nonresponse, raking, calibration: three steps, two residualizers
+        d = adjust_nonresponse(design, "responded", classes="agency_id")
+        d = rake(d, c["margins"], max_iter=50, epsilon=1e-10)
+        return calibrate(d, c["totals"], variables=VARS, distance="logit", bounds=(0.4, 2.5),
+                         epsilon=1e-13, max_iter=200)
+    raise ValueError(method)  # pragma: no cover
+
+
+CELLS = ["nonresponse", "poststratify", "rake_default", "rake_tight", "calibrate_linear",
+         "calibrate_raking", "calibrate_linear_bounded_0.5_2", "calibrate_logit_bounded_0.4_2.5",
+         "chain"]
+NUMERIC = ["calibrate_numeric_linear", "calibrate_numeric_bounded", "calibrate_numeric_logit"]
+TRIM = ["trim", "trim_strict"]
+
+
+def by_row(design) -> pd.DataFrame:
+    """The Dask frame, computed, in global row order."""
+    return design.frame.compute().sort_values(ROW).reset_index(drop=True)
+
+
+def rel(a, b) -> float:
+    a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+    assert a.shape == b.shape
+    scale = np.maximum(np.abs(b), np.max(np.abs(b)) * 1e-3)
+    return float(np.max(np.abs(a - b) / scale)) if b.size else 0.0
+
+
+def same_record(a, b) -> None:
+    """Two history records agree: texts and counts exactly, numbers to 1e-12."""
+    assert (a.method, a.converged, a.n_iter, a.n_rows) == (b.method, b.converged, b.n_iter,
+                                                          b.n_rows)
+    pa, pb = dict(a.params), dict(b.params)
+    assert pa.keys() == pb.keys()
+    for k in pa:
+        same_value(pa[k], pb[k], k)
+    for f in ("kish_deff", "effective_n", "weight_min", "weight_max", "weight_sum"):
+        assert rel(getattr(b, f), getattr(a, f)) < TOL, f
+    assert strip_numbers(a.message) == strip_numbers(b.message)
+
+
+def same_value(x, y, key) -> None:
+    if isinstance(x, dict):
+        assert x.keys() == y.keys()
+        for k in x:
+            same_value(x[k], y[k], key)
+    elif isinstance(x, float):
+        if key == "last_change":  # a difference of nearly equal tables: absolute scale
+            assert abs(x - y) < 1e-9
+        else:
+            assert rel(y, x) < TOL, key
+    else:
+        assert x == y, key
+
+
+def strip_numbers(text: str) -> str:
+    import re
+
+    return re.sub(r"\d+\.\d+(e-?\d+)?", "#", text)
+
+
+# ------------------------------------------------------------------ weights
+@pytest.mark.parametrize("method", [*CELLS, *NUMERIC, *TRIM])
+def test_weights_and_record_equal_in_memory(method, bases, controls):
+    mem, dsk, _rows = bases["split"]
+    a, b = weighted(method, mem, controls), weighted(method, dsk, controls)
+    got = by_row(b)
+    assert rel(got[WEIGHT], a.weights) < TOL
+    assert len(b.history) == len(a.history)
+    for ha, hb in zip(a.history[1:], b.history[1:], strict=True):
+        same_record(ha, hb)
+    assert len(b.calibrations) == len(a.calibrations)
+
+
+@pytest.mark.parametrize("layout", ["interleaved", "whole"])
+@pytest.mark.parametrize("method", ["nonresponse", "rake_tight", "calibrate_logit_bounded_0.4_2.5",
+                                    "calibrate_numeric_logit", "trim_strict"])
+def test_weights_under_other_partitionings(method, layout, bases, controls):
+    mem, dsk, _rows = bases[layout]
+    a, b = weighted(method, mem, controls), weighted(method, dsk, controls)
+    assert rel(by_row(b)[WEIGHT], a.weights) < TOL
+    same_record(a.history[-1], b.history[-1])
+
+
+def test_rake_iterates_on_one_table_of_cells(bases, controls, monkeypatch):
+    """Raking costs one reduction (the table of cells) whatever the number of passes."""
+    _mem, dsk, _rows = bases["whole"]
+    calls = []
+    real = _dask._dist
+
+    class Counting:
+        def __getattr__(self, name):
+            got = getattr(real(), name)
+            if name == "reduce":
+                def counted(*args, **kwargs):
+                    calls.append(name)
+                    return got(*args, **kwargs)
+                return counted
+            return got
+
+    monkeypatch.setattr(_dask, "_dist", Counting)
+    out = rake(dsk, controls["margins"], max_iter=1000, epsilon=1e-13)
+    assert out.history[-1].n_iter == 11
+    assert calls == ["reduce"]  # + the step diagnostics pass of with_weight_factors
+
+
+# ------------------------------------------------------------------ Taylor
+def _scores(items, p, den, part):
+    y = part.data[items].to_numpy(dtype=float)
+    n_ = np.isin(y, [4, 5]).astype(float)
+    d_ = np.isin(y, [1, 2, 3, 4, 5]).astype(float)
+    return part.weights[:, None] * (n_ - p * d_) / den
+
+
+def _gather(fn, part):
+    return part.data[ROW].to_numpy(), fn(part)
+
+
+def _cat(a, b):
+    if a is None or b is None:  # an empty partition
+        return a if b is None else b
+    return np.r_[a[0], b[0]], np.vstack([a[1], b[1]])
+
+
+@pytest.mark.parametrize("layout", ["split", "whole"])
+@pytest.mark.parametrize("method", ["poststratify", "rake_default", "rake_tight",
+                                    "calibrate_linear", "calibrate_logit_bounded_0.4_2.5",
+                                    "calibrate_numeric_bounded", "chain"])
+def test_taylor_with_calibration_residuals(method, layout, bases, controls):
+    """Item shares' Taylor variances: residualizers on Dask equal the in-memory ones."""
+    if layout == "whole" and method not in ("rake_default", "chain"):
+        pytest.skip("one partitioning is enough for the other steps")
+    mem0, dsk0, rows = bases[layout]
+    mem, dsk = weighted(method, mem0, controls), weighted(method, dsk0, controls)
+    y = rows[ITEMS].to_numpy(dtype=float)
+    n_, d_ = np.isin(y, [4, 5]).astype(float), np.isin(y, [1, 2, 3, 4, 5]).astype(float)
+    num, den = mem.weights @ n_, mem.weights @ d_
+    p = num / den
+    x = mem.weights[:, None] * (n_ - p * d_) / den
+    v_mem = taylor_variance(mem, x)
+    fn = _dask.residuals(dsk, partial(_scores, ITEMS, p, den))
+    order, res = reduce(dsk, partial(_gather, fn), combine=_cat)
+    r = res[np.argsort(order)]
+    assert rel(r, _residualized(mem, x)) < 1e-11
+    v_dsk = taylor_variance(replace(mem, calibrations=()), r)
+    assert rel(np.sqrt(v_dsk), np.sqrt(v_mem)) < TOL
+
+
+def _residualized(design, x):
+    for cal in design.calibrations:
+        x = cal.residualize(x)
+    return x
+
+
+# ------------------------------------------------------------------ replicates
+def _inputs(items, part):
+    y = part.data[items].to_numpy(dtype=float)
+    v = np.hstack([np.isin(y, [4, 5]), np.isin(y, [1, 2, 3, 4, 5])]).astype(float)
+    return v, part.data["dom"].to_numpy(dtype=np.int64)
+
+
+@pytest.mark.parametrize("layout", ["split", "interleaved"])
+@pytest.mark.parametrize("method", ["nonresponse", "poststratify", "rake_default", "rake_tight",
+                                    "calibrate_linear", "calibrate_raking",
+                                    "calibrate_logit_warn", "chain"])
+def test_raowu_replicates_replay_the_steps(method, layout, bases, controls):
+    if layout == "interleaved" and method not in ("rake_default", "chain"):
+        pytest.skip("one partitioning is enough for the other steps")
+    mem0, dsk0, rows = bases[layout]
+    mem_b = bootstrap(mem0, n_replicates=20, rng=5, materialize=False)
+    dsk_b = dsk0.with_replicates(mem_b.replicates)
+    mem, dsk = weighted(method, mem_b, controls), weighted(method, dsk_b, controls)
+    v, dom = _inputs(ITEMS, _Rows(rows))
+    if method == "calibrate_logit_warn":  # some replicates miss the bounds: the same ones
+        with pytest.warns(ConvergenceWarning) as w_mem:
+            t_mem = replicate_totals(mem, v, domain=dom, n_domains=4)
+        with pytest.warns(ConvergenceWarning) as w_dsk:
+            t_dsk = _dask.replay_totals(dsk, partial(_inputs, ITEMS), 4)
+        assert [str(w.message) for w in w_dsk] == [str(w.message) for w in w_mem]
+        assert "Calibration failed for" in str(w_mem[0].message)
+    else:
+        t_mem = replicate_totals(mem, v, domain=dom, n_domains=4)
+        t_dsk = _dask.replay_totals(dsk, partial(_inputs, ITEMS), 4)
+    assert rel(t_dsk, t_mem) < TOL
+    k = len(ITEMS)
+    r_mem, r_dsk = t_mem[:, :, :k] / t_mem[:, :, k:], t_dsk[:, :, :k] / t_dsk[:, :, k:]
+    full = (mem.weights[:, None] * v)
+    theta = np.stack([full[dom == g].sum(0) for g in range(4)])
+    theta = theta[:, :k] / theta[:, k:]
+    se_mem = np.sqrt(mem.replicates.variance(r_mem, theta))
+    se_dsk = np.sqrt(dsk.replicates.variance(r_dsk, theta))
+    assert rel(se_dsk, se_mem) < TOL
+
+
+class _Rows:
+    """The in-memory rows as a partition (``data`` only)."""
+
+    def __init__(self, data):
+        self.data = data
+
+
+def test_replay_refused_where_the_cell_path_cannot_go(bases, controls):
+    mem0, dsk0, _rows = bases["whole"]
+    dsk_b = dsk0.with_replicates(bootstrap(mem0, n_replicates=5, rng=1,
+                                           materialize=False).replicates)
+    for method in ("trim", "calibrate_numeric_linear"):
+        with pytest.raises(SatsampleError, match="replicate variance is unavailable"):
+            weighted(method, dsk_b, controls)
+    dsk_j = dsk0.with_replicates(jackknife(mem0, kind="JKn", materialize=False).replicates)
+    d = poststratify(dsk_j, ["sex", "age_group"], controls["cells"])
+    with pytest.raises(SatsampleError, match="only the lazy Rao-Wu bootstrap"):
+        _dask.replay_totals(d, partial(_inputs, ITEMS), 4)
+
+
+# ------------------------------------------------------------------ errors
+def _same_error(fn, mem, dsk, exc=SatsampleError):
+    with pytest.raises(exc) as a:
+        fn(mem)
+    with pytest.raises(exc) as b:
+        fn(dsk)
+    assert type(a.value) is type(b.value)
+    assert str(b.value) == str(a.value)
+    return str(a.value)
+
+
+def test_nonconvergence_gives_the_same_error(bases, controls):
+    mem, dsk, _rows = bases["split"]
+    msg = _same_error(lambda d: rake(d, controls["margins"], max_iter=2, epsilon=1e-13),
+                      mem, dsk, ConvergenceError)
+    assert "did not converge in 2 passes" in msg
+    msg = _same_error(lambda d: calibrate(d, controls["totals"], variables=VARS,
+                                          distance="logit", bounds=(0.9, 1.1), max_iter=20),
+                      mem, dsk, ConvergenceError)
+    assert "Calibration failed" in msg
+    _same_error(lambda d: trim(d, lower=0.95, upper=1.05, relative=True, strict=True,
+                               max_iter=1), mem, dsk, ConvergenceError)
+    with pytest.warns(ConvergenceWarning):
+        a = rake(mem, controls["margins"], max_iter=2, epsilon=1e-13, on_nonconvergence="warn")
+    with pytest.warns(ConvergenceWarning):
+        b = rake(dsk, controls["margins"], max_iter=2, epsilon=1e-13, on_nonconvergence="warn")
+    assert rel(by_row(b)[WEIGHT], a.weights) < TOL
+    same_record(a.history[-1], b.history[-1])
+
+
+@pytest.fixture(scope="module")
+def holes(df):
+    """Case C's data with missing values in a class variable, on Dask and in memory."""
+    rows = df.copy()
+    rows["region"] = np.where(np.arange(len(rows)) % 50 == 7, None, rows["sex"])
+    rows["visits"] = np.where(np.arange(len(rows)) % 90 == 3, np.nan, rows["visits"])
+    ddf, rows = frame_of(rows, "split")
+    return (survey_design(rows, strata="agency_id", fpc="N_h"),
+            persisted(survey_design(ddf, strata="agency_id", fpc="N_h")))
+
+
+@pytest.mark.parametrize("case", [
+    "missing_column", "missing_values", "missing_numeric", "empty_cell", "absent_level",
+    "bounds", "trim_bounds", "margins_disagree", "bad_response",
+])
+def test_bad_input_gives_the_same_error(case, holes, controls):
+    mem, dsk = holes
+    c = controls
+    fns = {
+        "missing_column": lambda d: adjust_nonresponse(d, "responded", classes="nope"),
+        "missing_values": lambda d: poststratify(d, ["region"], pd.DataFrame(
+            {"region": ["F", "M"], "Freq": [5524, 5440]})),
+        "missing_numeric": lambda d: calibrate(d, c["numeric"], variables=["sex", "visits"]),
+        "empty_cell": lambda d: poststratify(d, ["sex", "age_group"], pd.concat(
+            [c["cells"], pd.DataFrame({"sex": ["X"], "age_group": ["18-29"], "Freq": [10]})])),
+        "absent_level": lambda d: poststratify(d, ["sex", "age_group"], c["cells"].iloc[1:]),
+        "bounds": lambda d: calibrate(d, c["totals"], variables=VARS, distance="logit"),
+        "trim_bounds": lambda d: trim(d, lower=3.0, upper=4.0, relative=True),
+        "margins_disagree": lambda d: rake(d, [("sex", pd.Series({"F": 1.0, "M": 2.0})),
+                                               ("channel", pd.Series({"in_person": 1.0,
+                                                                      "online": 1.0,
+                                                                      "postal": 2.0}))]),
+        "bad_response": lambda d: adjust_nonresponse(d, "sex"),
+    }
+    msg = _same_error(fns[case], mem, dsk)
+    if case == "missing_values":
+        assert "has 15 missing value(s)" in msg  # rows, not cells
+
+
+def test_propensity_classes_are_refused_on_dask(bases):
+    _mem, dsk, _rows = bases["whole"]
+    with pytest.raises(SatsampleError, match="not available on a Dask design"):
+        adjust_nonresponse(dsk, "responded", method="propensity", covariates=["sex"])
+
+
+# ------------------------------------------------------------------ demo pipeline
+@pytest.fixture(scope="module")
+def demo():
+    from satsample.datasets import make_population, simulate_responses
+    from satsample.questionnaire import load_questionnaire
+    from satsample.selection import select
+
+    q = load_questionnaire("sipas_2017")
+    pop = make_population(n_users=6_000, questionnaire=q, rng=3)
+    drawn = select(pop.frame, ids="user_id", strata="agency_id", n=25, method="srswor", rng=4,
+                   take_all=True)
+    fielded = simulate_responses(pop, drawn.sample, rng=5).reset_index(drop=True)
+    margins = [(v, pop.frame[v].value_counts().rename("Freq").rename_axis(v).reset_index())
+               for v in ("agency_id", "sex", "age_group", "channel")]
+    return q, fielded, margins
+
+
+def test_demo_pipeline_on_dask(demo):
+    """Nonresponse by agency, raking on four margins, lazy Rao-Wu: equal to in memory."""
+    q, fielded, margins = demo
+    ddf, rows = frame_of(fielded, "interleaved", seed=7)
+    mem = survey_design(rows, strata="agency_id", weights="design_weight", fpc="fpc")
+    dsk = persisted(survey_design(ddf, strata="agency_id", weights="design_weight", fpc="fpc"))
+    mem = bootstrap(mem, n_replicates=20, rng=6, materialize=False)
+    dsk = dsk.with_replicates(mem.replicates)
+
+    def pipeline(d):
+        d = adjust_nonresponse(d, "responded", classes="agency_id")
+        return rake(d, margins, max_iter=50, epsilon=1e-8)
+
+    mem, dsk = pipeline(mem), pipeline(dsk)
+    assert rel(by_row(dsk)[WEIGHT], mem.weights) < TOL
+    for ha, hb in zip(mem.history[1:], dsk.history[1:], strict=True):
+        same_record(ha, hb)
+    # the index's inputs: satisfied and answered counts of every item, by agency
+    items = [c for c in rows.columns if c in q.items] if hasattr(q, "items") else None
+    items = items or [c for c in rows.columns if c.startswith("q") and c[1:].isdigit()]
+    codes = pd.Index(sorted(rows["agency_id"].unique()))
+    agency = partial(_agency_inputs, items, codes)
+    v, dom = agency(_Rows(rows))
+    t_mem = replicate_totals(mem, v, domain=dom, n_domains=len(codes))
+    t_dsk = _dask.replay_totals(dsk, agency, len(codes))
+    assert rel(t_dsk, t_mem) < TOL
+
+
+def _agency_inputs(items, codes, part):
+    y = part.data[items].to_numpy(dtype=float)
+    v = np.hstack([np.isin(y, [4, 5]), np.isin(y, [1, 2, 3, 4, 5])]).astype(float)
+    return v, codes.get_indexer(part.data["agency_id"]).astype(np.int64)
