@@ -30,7 +30,6 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .._validation import SatsampleError
 from ..estimation.domains import Domains, check_domain_columns, domain_coding
 from ..estimation.engine import Rows, make_rows
 from ._reduce import add_results, reduce
@@ -132,12 +131,8 @@ def dask_source(design: Any, make_inputs: Callable[[Any], Any], by: str | Sequen
 
     cols = as_column_list(by)
     check_domain_columns(design.frame._meta, cols)  # names only: the frame's columns
-    reps = design.replicates
-    if variance == "replicate" and reps is not None and reps.steps:
-        raise SatsampleError(
-            "replicate variance of a Dask design whose replicates replay weighting steps is "
-            "not available yet (the steps' replay runs on in-memory designs); use "
-            "variance='taylor'")
+    # replicates replaying weighting steps: each partition's replicate totals take the cell
+    # path with the factors the steps prepared (satsample.weighting._dask), so they add up
     chk = reduce(design, partial(_pass_check, make_inputs, cols), combine=_combine_check)
     if cols:
         coding, _codes = domain_coding(chk["combos"], cols)

@@ -223,7 +223,12 @@ def _entry(design: SurveyDesign) -> _Entry | None:
     got = _CACHE.get(reps)
     if got is not None and got.base is base:
         return got
-    entry = _Entry(base=base, plan=_make_plan(design, base))
+    given = getattr(reps.steps[-1], "cell_entry", None)
+    if given is not None:  # a Dask partition: the cells and factors of the whole sample
+        plan, factors = given(design, base)
+        entry = _Entry(base=base, plan=plan, factors=factors)
+    else:
+        entry = _Entry(base=base, plan=_make_plan(design, base))
     _CACHE[reps] = entry
     return entry
 

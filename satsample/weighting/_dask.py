@@ -35,22 +35,30 @@ variance passes can read the weights before and after their step.
 
 **Taylor variance.**  Post-stratification, raking and calibration record a
 Dask residualizer (:class:`DaskResidualizer`): ``cross(part, x)`` returns the
-in-memory residualizer's additive cross-products on a partition,
-``residualize(part, x, cross_total)`` the residuals of the partition's rows
-given their sum (the engine sums ``cross`` over the partitions in between).
-The in-memory residualizers are these same two methods on all rows.
+in-memory residualizer's additive cross-products on a partition (one column
+per column of ``x``), ``residualize(part, x, cross_total)`` the residuals of
+the partition's rows given their sum (the engine,
+:mod:`satsample.distributed.estimators`, sums ``cross`` over the partitions
+in between).  The in-memory residualizers are these same two methods on all
+rows; what does not depend on the scores (the cell totals of the weights
+before post-stratification, raking's ratios of weights by combined cell, the
+inverse of :math:`X'DX`) is computed once from the step's own tables.
 
-**Replicates.**  Lazy Rao-Wu bootstrap replicates replay steps on
-categorical cells by the cell path of
-:mod:`satsample.weighting._cell_replay`: the combined cells of all steps get
-global codes (one reduction), each partition computes its additive replicate
-tables, the steps run on the summed cell table and the totals follow
-(:func:`replay_totals`).  The lazy jackknife's closed-form totals are
-numbered by the PSUs of the design they run on, so they do not add up over
-partitions: its replay is refused with a :class:`~satsample.SatsampleError`.
-Trimming and calibration on numeric variables
-cannot be replayed on Dask (their in-memory replay needs materialised
-replicate weights): on a design with replicates they raise a
+**Replicates.**  Lazy replicates (the Rao-Wu bootstrap and the jackknife of a
+Dask design) replay the steps on categorical cells by the cell path of
+:mod:`satsample.weighting._cell_replay`, in its two phases.  When a step is
+recorded on a design with replicates, the combined cells of all its steps get
+global codes (one reduction), every partition computes its replicate cell
+table (phase (a)), and the steps run on the summed table (phase (b)); the
+factors of the combined cells are kept with the steps (:class:`DaskReplay`),
+so a replicate that does not converge is reported by the step, by replicate
+number, as when materialised replicate weights are weighted in memory.  The
+engine's replicate passes are then additive: on each partition the in-memory
+``replicate_totals`` takes the cell path with these factors
+(``_cell_replay._entry`` reads them from the last step).  Trimming and
+calibration on numeric variables cannot be replayed on cell tables (in
+memory they take the block path, which needs materialised replicate
+weights): on a Dask design with replicates they raise a
 :class:`~satsample.SatsampleError` suggesting Taylor variance.
 """
 
@@ -68,15 +76,7 @@ from .._validation import SatsampleError
 from ..design import Stage, SurveyDesign, WeightStep
 from ._common import StepResult
 
-__all__ = [
-    "DaskCellStep",
-    "DaskReplay",
-    "DaskResidualizer",
-    "dispatch",
-    "replay_plan",
-    "replay_totals",
-    "residuals",
-]
+__all__ = ["DaskCellStep", "DaskReplay", "DaskResidualizer", "dispatch"]
 
 _PRIVATE = "__satsample_"
 
@@ -150,8 +150,10 @@ def _record(design: Any, fn: Callable[[SurveyDesign], np.ndarray], res: StepResu
     from ..distributed.design import WEIGHT
 
     col = _snapshot(len(out.history) - 1)
-    frame = out.frame.assign(**{col: out.frame[WEIGHT]})
-    return replace(out, frame=frame)
+    out = replace(out, frame=out.frame.assign(**{col: out.frame[WEIGHT]}))
+    if out.replicates is not None:
+        out = _prepare_replay(out)
+    return out
 
 
 def _no_replay(design: Any, step: str, why: str) -> None:
@@ -170,23 +172,27 @@ def _no_replay(design: Any, step: str, why: str) -> None:
 # ------------------------------------------------------------------ cell tables
 _N = f"{_PRIVATE}n__"
 _W = f"{_PRIVATE}wsum__"
+_P = f"{_PRIVATE}npos__"
+_SUMS = [_N, _W, _P]
 
 
 def _cell_rows(part: SurveyDesign, keys: tuple[str, ...]) -> pd.DataFrame:
     """One partition's table of cells: key values, rows and sum of the current weights."""
     data = part.data
+    w = np.asarray(part.weights, dtype=np.float64)
     if not keys:
-        return pd.DataFrame({_N: [part.n], _W: [float(np.sum(part.weights))]})
-    df = data[list(keys)].assign(**{_N: np.ones(part.n, dtype=np.int64), _W: part.weights})
-    return (df.groupby(list(keys), dropna=False, sort=False, observed=True)[[_N, _W]].sum()
+        return pd.DataFrame({_N: [part.n], _W: [float(w.sum())], _P: [int((w > 0).sum())]})
+    df = data[list(keys)].assign(**{_N: np.ones(part.n, dtype=np.int64), _W: w,
+                                    _P: (w > 0).astype(np.int64)})
+    return (df.groupby(list(keys), dropna=False, sort=False, observed=True)[_SUMS].sum()
             .reset_index())
 
 
 def _concat_cells(keys: tuple[str, ...], a: pd.DataFrame, b: pd.DataFrame) -> pd.DataFrame:
     both = pd.concat([a, b], ignore_index=True)
     if not keys:
-        return both.sum().to_frame().T.astype({_N: np.int64})
-    return (both.groupby(list(keys), dropna=False, sort=False, observed=True)[[_N, _W]].sum()
+        return both.sum().to_frame().T.astype({_N: np.int64, _P: np.int64})
+    return (both.groupby(list(keys), dropna=False, sort=False, observed=True)[_SUMS].sum()
             .reset_index())
 
 
@@ -198,6 +204,7 @@ class _Cells:
     frame: pd.DataFrame  # user columns (keys with their values, the others all missing)
     counts: np.ndarray  # rows behind each cell
     weights: np.ndarray  # sum of the current weights of those rows
+    positive: np.ndarray  # rows with a positive weight
 
     def design(self) -> SurveyDesign:
         """An in-memory design whose rows are the cells (what the steps' cores read)."""
@@ -225,7 +232,8 @@ def _cells(design: Any, keys: Sequence[str]) -> _Cells:
     order = _sort_order(frame, present)
     frame = frame.iloc[order].reset_index(drop=True)
     return _Cells(keys=present, frame=frame, counts=tab[_N].to_numpy(dtype=np.int64)[order],
-                  weights=tab[_W].to_numpy(dtype=np.float64)[order])
+                  weights=tab[_W].to_numpy(dtype=np.float64)[order],
+                  positive=tab[_P].to_numpy(dtype=np.int64)[order])
 
 
 def _sort_order(frame: pd.DataFrame, keys: tuple[str, ...]) -> np.ndarray:
@@ -285,26 +293,34 @@ class DaskCellStep:
     method: str
     lookup: _Lookup
     step: Any
+    replay: DaskReplay | None = None
+
+    def cell_entry(self, part: SurveyDesign, base: np.ndarray) -> tuple[Any, np.ndarray]:
+        """The cell replay of a partition's rows (read by ``_cell_replay``)."""
+        if self.replay is None:  # pragma: no cover - only the last step is read
+            raise SatsampleError(f"{self.method}: the replay on replicates was not prepared")
+        return self.replay.entry(part, base)
 
     def apply(self, block: np.ndarray, replicate_index: np.ndarray) -> np.ndarray:
         """Not available: the replicate weights of a Dask design are never materialised."""
         raise SatsampleError(
             f"{self.method}: the replicate weights of a Dask design are not materialised; "
-            "its replicates are replayed on cells (satsample.weighting._dask.replay_totals)")
+            "its replicates replay the steps on cell tables only")
 
 
 # ------------------------------------------------------------------ residualizers
-def _build_poststrat(lookup: _Lookup, step: Any, j: int, part: SurveyDesign) -> Any:
+def _build_poststrat(lookup: _Lookup, step: Any, den: np.ndarray, j: int,
+                     part: SurveyDesign) -> Any:
     from .poststratify import PostStratResidualizer
 
     idx = lookup.rows(part.data)
     return PostStratResidualizer(cells=step.codes[idx], n_cells=step.n_cells,
                                  old_weights=_weights_before(part, j),
-                                 new_weights=_weights_after(part, j))
+                                 new_weights=_weights_after(part, j), den=den)
 
 
-def _build_rake(lookup: _Lookup, cell_resid: Any, cell_old: np.ndarray, keys: np.ndarray, j: int,
-                part: SurveyDesign) -> Any:
+def _build_rake(lookup: _Lookup, cell_resid: Any, cell_old: np.ndarray, keys: np.ndarray,
+                fixed: np.ndarray, j: int, part: SurveyDesign) -> Any:
     from .rake import RakeResidualizer
 
     idx = lookup.rows(part.data)
@@ -313,7 +329,8 @@ def _build_rake(lookup: _Lookup, cell_resid: Any, cell_old: np.ndarray, keys: np
     for codes, n_cells, w_cell in cell_resid.margins:
         f = np.divide(w_cell, cell_old, out=np.zeros_like(w_cell), where=cell_old > 0)
         margins.append((codes[idx], n_cells, old * f[idx]))
-    return RakeResidualizer(margins=tuple(margins), rounds=cell_resid.rounds, cells=keys)
+    return RakeResidualizer(margins=tuple(margins), rounds=cell_resid.rounds, cells=keys,
+                            fixed=fixed)
 
 
 def _build_greg_cells(lookup: _Lookup, cell_resid: Any, j: int, part: SurveyDesign) -> Any:
@@ -394,8 +411,10 @@ def _poststratify(design: Any, strata: Any, population: Any, **options: Any) -> 
                                    counts=cells.counts)
     lookup = cells.lookup()
     j = len(design.history)
+    step = res.replicate_step
+    den = np.bincount(step.codes, weights=cells.weights, minlength=step.n_cells)
     resid = DaskResidualizer(method="poststratify",
-                             build=partial(_build_poststrat, lookup, res.replicate_step, j))
+                             build=partial(_build_poststrat, lookup, step, den, j))
     return _record(design, partial(_cell_factor, lookup, _factors(res, cells)), res,
                    calibration=resid,
                    replicate_step=DaskCellStep(method=res.method, lookup=lookup,
@@ -417,8 +436,9 @@ def _rake(design: Any, margins: Any, *, max_iter: int = 10, epsilon: float = 1.0
     j = len(design.history)
     cell_resid = res.calibration
     keys = np.unique(np.stack([c for c, _n, _w in cell_resid.margins], axis=1), axis=0)
+    fixed = cell_resid.fixed_tables(counts=cells.positive)
     resid = DaskResidualizer(method="rake", build=partial(
-        _build_rake, lookup, cell_resid, np.array(cells.weights), keys, j))
+        _build_rake, lookup, cell_resid, np.array(cells.weights), keys, fixed, j))
     return _record(design, partial(_cell_factor, lookup, _factors(res, cells)), res,
                    calibration=resid,
                    replicate_step=DaskCellStep(method=res.method, lookup=lookup,
@@ -612,10 +632,10 @@ def _calibrate_numeric(design: Any, totals: Any, variables: Any, names: list[str
         if kind == "factor":
             check_grouping(vals, name=v, role="calibration")
     lev_frame = _level_frame(meta, names, levels)
-    mm, tot = _resolve_totals(totals, _Cells(keys=(), frame=lev_frame,
-                                             counts=np.ones(len(lev_frame), np.int64),
-                                             weights=np.ones(len(lev_frame))).design(),
-                              variables)
+    ones = np.ones(len(lev_frame), dtype=np.int64)
+    mm, tot = _resolve_totals(totals, _Cells(keys=(), frame=lev_frame, counts=ones,
+                                             weights=ones.astype(np.float64),
+                                             positive=ones).design(), variables)
     fac_levels = {v: mm.levels[v] for v in names}
     pop = tot.to_numpy(dtype=np.float64)
     full = partial(_part_matrix, tuple(names), fac_levels, mm.columns,
@@ -729,85 +749,45 @@ _STEPS: dict[str, Callable[..., Any]] = {
 }
 
 
-# ------------------------------------------------------------------ Taylor residuals
-def _cross_after(x_of: Callable[[SurveyDesign], np.ndarray], before: tuple[Any, ...],
-                 totals: tuple[np.ndarray, ...], cal: Any, part: SurveyDesign) -> np.ndarray:
-    x = _residualize_all(x_of, before, totals, part)
-    return cal.cross(part, x)
-
-
-def _residualize_all(x_of: Callable[[SurveyDesign], np.ndarray], cals: tuple[Any, ...],
-                     totals: tuple[np.ndarray, ...], part: SurveyDesign) -> np.ndarray:
-    x = np.asarray(x_of(part), dtype=np.float64)
-    x = x.reshape(part.n, -1)
-    for cal, tot in zip(cals, totals, strict=True):
-        x = cal.residualize(part, x, tot)
-    return x
-
-
-def residuals(design: Any, x_of: Callable[[SurveyDesign], np.ndarray]
-              ) -> Callable[[SurveyDesign], np.ndarray]:
-    """The calibration residuals of weighted scores on a Dask design, partition by partition.
-
-    Parameters
-    ----------
-    design : DaskSurveyDesign
-    x_of : callable
-        ``x_of(part) -> (n_part, k)`` weighted scores :math:`w_i z_i` of a
-        partition's rows (picklable).
-
-    Returns
-    -------
-    callable
-        ``fn(part) -> (n_part, k)``: the scores after every residualizer of
-        ``design.calibrations`` in order, as
-        :func:`satsample.variance.taylor.taylor_variance` applies them in
-        memory.  Each residualizer costs one reduction here (its
-        cross-products of the scores residualized by the earlier ones); the
-        caller's variance pass then runs ``fn`` on every partition.
-    """
-    cals = tuple(design.calibrations)
-    totals: list[np.ndarray] = []
-    for c, cal in enumerate(cals):
-        totals.append(_reduce(design, partial(_cross_after, x_of, cals[:c],
-                                                     tuple(totals), cal)))
-    return partial(_residualize_all, x_of, cals, tuple(totals))
-
-
 # ------------------------------------------------------------------ replicates
 @dataclass(frozen=True, kw_only=True, eq=False)
 class DaskReplay:
-    """The combined cells of a Dask design's replayed steps, with global codes.
+    """The replay of a Dask design's weighting steps on its lazy replicates, prepared once.
 
     Attributes
     ----------
     lookups : tuple of _Lookup
         For every replayed step, how a row finds its cell of that step.
     keys : ndarray of int64, shape (K, J)
-        The combined cells present: one cell of each of the J steps (sorted).
+        The combined cells present in the whole sample: one cell of each of
+        the J steps (sorted): their row number is the global combined cell.
     plan : CellReplay
-        The steps on the combined cells (``n_cells = K``, ``live``); its
-        row arrays are empty (each partition gets its own, :meth:`on`).
+        The steps on the combined cells (``n_cells = K``, ``live``); its row
+        arrays are filled per partition (:meth:`entry`).
+    factors : ndarray of float64, shape (R, K)
+        The factor of every combined cell in every replicate, from the
+        replicate cell table of the whole sample.
     """
 
     lookups: tuple[_Lookup, ...]
     keys: np.ndarray
     plan: Any
+    factors: np.ndarray
 
-    def cells(self, part: SurveyDesign) -> np.ndarray:
-        """The global combined cell of each row of a partition."""
-        rows = _step_cells(self.lookups, part)
-        mi = pd.MultiIndex.from_arrays(list(self.keys.T))
-        idx = mi.get_indexer(pd.MultiIndex.from_arrays(list(rows.T)))
-        if (idx < 0).any():  # pragma: no cover - the keys come from these rows
-            raise SatsampleError("internal error: a row's combined cell was not collected")
-        return idx.astype(np.int64)
+    def entry(self, part: SurveyDesign, base: np.ndarray) -> tuple[Any, np.ndarray]:
+        """The cell replay of a partition: its rows' global cells and base weights."""
+        return replace(self.plan, cell=_global_cells(self.lookups, self.keys, part),
+                       base=base), self.factors
 
-    def on(self, part: SurveyDesign) -> Any:
-        """The plan of a partition: its rows' global cells and base weights."""
-        from ..variance.replicate import _step_base_weights
 
-        return replace(self.plan, cell=self.cells(part), base=_step_base_weights(part))
+def _global_cells(lookups: tuple[_Lookup, ...], keys: np.ndarray, part: SurveyDesign
+                  ) -> np.ndarray:
+    rows = _step_cells(lookups, part)
+    mi = pd.MultiIndex.from_arrays(list(keys.T))
+    idx = mi.get_indexer(pd.MultiIndex.from_arrays(list(rows.T)))
+    if (idx < 0).any():  # pragma: no cover - the keys come from these rows
+        raise SatsampleError("internal error: a row's combined cell was not collected")
+    return idx.astype(np.int64)
 
 
 def _step_cells(lookups: tuple[_Lookup, ...], part: SurveyDesign) -> np.ndarray:
@@ -822,52 +802,45 @@ def _union_cells(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.unique(np.concatenate([a, b]), axis=0)
 
 
-_PLANS: Any = None
+def _cell_table_part(lookups: tuple[_Lookup, ...], keys: np.ndarray, plan: Any,
+                     part: SurveyDesign) -> np.ndarray:
+    """Phase (a) on a partition: its replicate cell table (R, K) under the base weights."""
+    from ..variance.replicate import _step_base_weights
+    from ._cell_replay import cell_tables
+
+    mine = replace(plan, cell=_global_cells(lookups, keys, part),
+                   base=_step_base_weights(part))
+    none = np.full(part.n, -1, dtype=np.int64)
+    return cell_tables(part, np.zeros((part.n, 1), dtype=np.uint8), none, 1, plan=mine).cells
 
 
-def replay_plan(design: Any) -> DaskReplay:
-    """The cell replay of the lazy replicates of a Dask design (one reduction, cached).
+def _prepare_replay(design: Any) -> Any:
+    """Prepare the replay of every step of a Dask design on its lazy replicates.
 
-    Raises
-    ------
-    SatsampleError
-        No lazy replicate steps, a replication method other than the Rao-Wu
-        bootstrap or the jackknife, or more combined cells than the cell path
-        takes.
+    Two reductions: the combined cells of all steps present in the sample
+    (global codes), then the replicate cell table (phase (a) of
+    :mod:`satsample.weighting._cell_replay` on every partition, summed).  The
+    steps run on the summed table (phase (b): convergence per replicate,
+    reported by replicate number under the step's policy, as the weighting of
+    materialised replicate weights does) and the factors of the combined
+    cells are kept in the last step, so that every later replicate pass of
+    the engine is additive over the partitions (each partition's totals use
+    these factors, see ``_cell_replay._entry``).
     """
-    import weakref
-
-    from ..replicate.bootstrap import RaoWu
-    from ._cell_replay import _MAX_CELLS, _MAX_TABLE, CellReplay, _on_cells
+    from ._cell_replay import _MAX_CELLS, _MAX_TABLE, CellReplay, _on_cells, replay_factors
     from .nonresponse import NonresponseStep
 
-    global _PLANS
-    if _PLANS is None:
-        _PLANS = weakref.WeakKeyDictionary()
     reps = design.replicates
-    if reps is None or not reps.steps:
-        raise SatsampleError("the Dask design has no weighting step to replay on replicates")
-    got = _PLANS.get(reps)
-    if got is not None:
-        return got
-    if not isinstance(reps.scheme, RaoWu):
-        raise SatsampleError(
-            f"replicates of kind {reps.kind!r} cannot replay weighting steps on a Dask design: "
-            "only the lazy Rao-Wu bootstrap does (its replicate tables add up over partitions "
-            "of whole strata); use bootstrap(..., materialize=False) or Taylor variance")
-    steps = []
-    for st in reps.steps:
-        if not isinstance(st, DaskCellStep):  # pragma: no cover - refused when recorded
-            raise SatsampleError(f"step {type(st).__name__} cannot be replayed on a Dask design")
-        steps.append(st)
+    steps = reps.steps
     lookups = tuple(st.lookup for st in steps)
     keys = _reduce(design, partial(_distinct_cells, lookups), combine=_union_cells)
     n_cells = int(keys.shape[0])
     if n_cells > _MAX_CELLS or n_cells * reps.n_replicates > _MAX_TABLE:
         raise SatsampleError(
-            f"the weighting steps of the Dask design form {n_cells} combined cells, more than "
-            f"the cell replay takes ({_MAX_CELLS}, or {_MAX_TABLE} cells x replicates); use "
-            "Taylor variance")
+            f"{steps[-1].method}: the weighting steps of the Dask design form {n_cells} "
+            f"combined cells, more than the replay on replicate cell tables takes "
+            f"({_MAX_CELLS}, or {_MAX_TABLE} cells x replicates), so replicate variance is "
+            "unavailable on Dask; weight a design without replicates and use Taylor variance")
     on_cells = tuple(_on_cells(st.step, keys[:, j]) for j, st in enumerate(steps))
     live = np.ones(n_cells, dtype=bool)
     for st in on_cells:
@@ -875,47 +848,13 @@ def replay_plan(design: Any) -> DaskReplay:
             live &= np.asarray(st.responded, dtype=bool)
     plan = CellReplay(cell=np.zeros(0, dtype=np.int64), n_cells=n_cells, steps=on_cells,
                       base=np.zeros(0), live=live)
-    out = DaskReplay(lookups=lookups, keys=keys, plan=plan)
-    _PLANS[reps] = out
+    table = _reduce(design, partial(_cell_table_part, lookups, keys, plan))
+    replay = DaskReplay(lookups=lookups, keys=keys, plan=plan,
+                        factors=replay_factors(plan, table))
+    last = replace(steps[-1], replay=replay)
+    new_steps = (*steps[:-1], last)
+    out = replace(design, replicates=replace(reps, steps=new_steps))
+    if getattr(design, "partition_replicates", None) is not None:
+        out = replace(out, partition_replicates=replace(design.partition_replicates,
+                                                        steps=new_steps))
     return out
-
-
-def _tables_part(rp: DaskReplay, inputs: Callable[[SurveyDesign], tuple[np.ndarray, np.ndarray]],
-                 n_domains: int, part: SurveyDesign) -> Any:
-    from ..replicate._common import as_values
-    from ._cell_replay import cell_tables
-
-    v, domain = inputs(part)
-    v = as_values(v, part.n)
-    return cell_tables(part, v, np.asarray(domain, dtype=np.int64), n_domains,
-                       plan=rp.on(part))
-
-
-def replay_totals(design: Any, inputs: Callable[[SurveyDesign], tuple[np.ndarray, np.ndarray]],
-                  n_domains: int) -> np.ndarray:
-    """Replicate totals ``(R, n_domains, k)`` of a Dask design with its steps replayed.
-
-    Parameters
-    ----------
-    design : DaskSurveyDesign
-        With lazy Rao-Wu or jackknife replicates whose steps are on
-        categorical cells.
-    inputs : callable
-        ``inputs(part) -> (v (n_part, k), domain (n_part,))``: the values and
-        global domain codes (``-1``: none) of a partition's rows (picklable).
-    n_domains : int
-
-    Returns
-    -------
-    ndarray of float64, shape (R, n_domains, k)
-        The totals :func:`satsample.variance.replicate.replicate_totals` gives
-        in memory: phase (a) of :mod:`satsample.weighting._cell_replay` on
-        every partition (global combined cells, global strata), the tables
-        summed, then phase (b) (the steps on the summed cell table, the
-        factors, the totals).
-    """
-    from ._cell_replay import finish, replay_factors
-
-    rp = replay_plan(design)
-    tables = _reduce(design, partial(_tables_part, rp, inputs, int(n_domains)))
-    return finish(tables, rp.plan, replay_factors(rp.plan, tables.cells))

@@ -43,6 +43,9 @@ class PostStratResidualizer:
         Number of codes.
     old_weights, new_weights : ndarray of float64, shape (n,)
         Weights before and after the step.
+    den : ndarray of float64, shape (n_cells,) or None
+        Sum of ``old_weights`` in each cell over the whole sample; ``None``:
+        over the rows given (a design in memory).
 
     Notes
     -----
@@ -60,26 +63,31 @@ class PostStratResidualizer:
     n_cells: int
     old_weights: np.ndarray
     new_weights: np.ndarray
+    den: np.ndarray | None = None
 
     def cross(self, x: np.ndarray) -> np.ndarray:
-        """Per cell, :math:`\\sum_{j \\in c} x_j d_j / w_j` and :math:`\\sum_{j \\in c} d_j`: (n_cells, k + 1).
+        """Per cell, :math:`\\sum_{j \\in c} x_j d_j / w_j`: (n_cells, k).
 
         Additive over any split of the rows (the Dask backend sums it over the
         partitions); :meth:`apply` forms the residuals from the sum.
         """
         x = np.asarray(x, dtype=np.float64).reshape(self.cells.shape[0], -1)
         psw = self.new_weights
-        old = self.old_weights
-        ratio = np.divide(old, psw, out=np.zeros_like(psw), where=psw > 0)
-        num = _indicator(self.cells, self.n_cells) @ (x * ratio[:, None])
-        den = np.bincount(self.cells, weights=old, minlength=self.n_cells)
-        return np.column_stack([num, den])
+        ratio = np.divide(self.old_weights, psw, out=np.zeros_like(psw), where=psw > 0)
+        return _indicator(self.cells, self.n_cells) @ (x * ratio[:, None])
 
     def apply(self, x: np.ndarray, cross: np.ndarray) -> np.ndarray:
-        """Residuals of ``x`` (n, k) given the (summed) :meth:`cross`."""
+        """Residuals of ``x`` (n, k) given the (summed) :meth:`cross`.
+
+        The cell sums of the weights before the step are ``den`` when given
+        (the whole sample's, for a Dask partition), else those of the rows.
+        """
         x = np.asarray(x, dtype=np.float64).reshape(self.cells.shape[0], -1)
-        num, den = cross[:, :-1], cross[:, -1:]
-        means = np.divide(num, den, out=np.zeros_like(num), where=den > 0)
+        den = self.den
+        if den is None:
+            den = np.bincount(self.cells, weights=self.old_weights, minlength=self.n_cells)
+        den = den[:, None]
+        means = np.divide(cross, den, out=np.zeros_like(cross), where=den > 0)
         return x - means[self.cells] * self.new_weights[:, None]
 
     def residualize(self, x: np.ndarray) -> np.ndarray:

@@ -43,6 +43,8 @@ class RakeResidualizer:
     cells : ndarray of int64, shape (K, M) or None
         The combined cells (one margin code per column) of the whole sample,
         sorted; ``None``: those of the rows given (a design in memory).
+    fixed : ndarray of float64, shape (K, M M + M) or None
+        :meth:`fixed_tables` of the whole sample; ``None``: of the rows given.
 
     Notes
     -----
@@ -62,14 +64,16 @@ class RakeResidualizer:
     :math:`\\kappa` (the cross-classification of the margins) of
     :math:`S_{m\\kappa} = \\sum_{i \\in \\kappa} x_i / w^{(m)}_i` and
     :math:`R_{m'm\\kappa} = \\sum_{i \\in \\kappa} w^{(m')}_i / w^{(m)}_i` (rows with
-    :math:`w^{(m)}_i > 0`).  :meth:`cross` computes these sums (additive over
-    any split of the rows: the Dask backend sums them over the partitions)
-    and :meth:`apply` runs the rounds on them.
+    :math:`w^{(m)}_i > 0`).  :meth:`cross` computes :math:`S` (additive over
+    any split of the rows: the Dask backend sums it over the partitions),
+    :meth:`fixed_tables` :math:`R` and the counts, and :meth:`apply` runs the
+    rounds on them.
     """
 
     margins: tuple[tuple[np.ndarray, int, np.ndarray], ...]
     rounds: int = 10
     cells: np.ndarray | None = None
+    fixed: np.ndarray | None = None
 
     def _cells(self) -> tuple[np.ndarray, np.ndarray]:
         """Combined cells (K, M) and the combined cell of each row (n,)."""
@@ -80,34 +84,54 @@ class RakeResidualizer:
         mi = pd.MultiIndex.from_arrays(list(self.cells.T))
         return self.cells, mi.get_indexer(pd.MultiIndex.from_arrays(list(codes.T)))
 
-    def cross(self, x: np.ndarray) -> np.ndarray:
-        """Per combined cell: :math:`S` (M k), :math:`R` (M M) and positive rows (M), flat."""
-        n = self.margins[0][0].shape[0]
-        x = np.asarray(x, dtype=np.float64).reshape(n, -1)
+    def fixed_tables(self, counts: np.ndarray | None = None) -> np.ndarray:
+        """Per combined cell: :math:`R` (M M, flat) and the rows with a positive weight (M).
+
+        They do not depend on the scores.  ``counts``: rows behind each row
+        when the rows are weighted cells (the Dask backend computes the whole
+        sample's tables on its table of cells, whose weights have the rows'
+        ratios).
+        """
         keys, kappa = self._cells()
-        n_k, n_m, k = keys.shape[0], len(self.margins), x.shape[1]
-        s = np.zeros((n_k, n_m, k))
+        n_k, n_m = keys.shape[0], len(self.margins)
+        c = np.ones(kappa.size) if counts is None else np.asarray(counts, dtype=np.float64)
         r = np.zeros((n_k, n_m, n_m))
         cnt = np.zeros((n_k, n_m))
         for m, (_codes, _nc, psw) in enumerate(self.margins):
             pos = psw > 0
             inv = np.divide(1.0, psw, out=np.zeros_like(psw), where=pos)
-            ind = _indicator(kappa, n_k)
-            s[:, m, :] = ind @ (x * inv[:, None])
             for m2, (_c2, _n2, psw2) in enumerate(self.margins):
-                r[:, m2, m] = np.bincount(kappa, weights=psw2 * inv, minlength=n_k)
-            cnt[:, m] = np.bincount(kappa, weights=pos.astype(np.float64), minlength=n_k)
-        return np.concatenate([s.reshape(n_k, -1), r.reshape(n_k, -1), cnt], axis=1)
+                r[:, m2, m] = np.bincount(kappa, weights=c * psw2 * inv, minlength=n_k)
+            cnt[:, m] = np.bincount(kappa, weights=c * pos, minlength=n_k)
+        return np.concatenate([r.reshape(n_k, -1), cnt], axis=1)
+
+    def cross(self, x: np.ndarray) -> np.ndarray:
+        """Per (combined cell, margin): :math:`S` of every column of ``x``, (K M, k)."""
+        n = self.margins[0][0].shape[0]
+        x = np.asarray(x, dtype=np.float64).reshape(n, -1)
+        keys, kappa = self._cells()
+        n_k, n_m = keys.shape[0], len(self.margins)
+        s = np.zeros((n_k, n_m, x.shape[1]))
+        ind = _indicator(kappa, n_k)
+        for m, (_codes, _nc, psw) in enumerate(self.margins):
+            inv = np.divide(1.0, psw, out=np.zeros_like(psw), where=psw > 0)
+            s[:, m, :] = ind @ (x * inv[:, None])
+        return s.reshape(n_k * n_m, -1)
 
     def apply(self, x: np.ndarray, cross: np.ndarray) -> np.ndarray:
-        """Residuals of ``x`` (n, k) given the (summed) :meth:`cross`."""
+        """Residuals of ``x`` (n, k) given the (summed) :meth:`cross`.
+
+        The tables of :meth:`fixed_tables` are ``fixed`` when given (the whole
+        sample's, for a Dask partition), else those of the rows.
+        """
         n = self.margins[0][0].shape[0]
         x = np.asarray(x, dtype=np.float64).reshape(n, -1)
         keys = self.cells if self.cells is not None else self._cells()[0]
+        fixed = self.fixed if self.fixed is not None else self.fixed_tables()
         n_k, n_m, k = keys.shape[0], len(self.margins), x.shape[1]
-        s = cross[:, :n_m * k].reshape(n_k, n_m, k)
-        r = cross[:, n_m * k:n_m * k + n_m * n_m].reshape(n_k, n_m, n_m)
-        cnt = cross[:, n_m * k + n_m * n_m:]
+        s = np.asarray(cross, dtype=np.float64).reshape(n_k, n_m, k)
+        r = fixed[:, :n_m * n_m].reshape(n_k, n_m, n_m)
+        cnt = fixed[:, n_m * n_m:]
         sizes = [nc for _c, nc, _w in self.margins]
         counts = [np.bincount(keys[:, m], weights=cnt[:, m], minlength=sizes[m])
                   for m in range(n_m)]
