@@ -856,7 +856,7 @@ def allocate_for_precision(
     >>> N_h = pd.Series({"A": 2000, "B": 120, "C": 60})
     >>> plan = allocate_for_precision(N_h, moe=0.10, p=0.9, response_rate=0.6,
     ...                               min_respondents=30)
-    >>> plan.to_frame()[["n_h", "expected_respondents", "publishable", "binds"]]
+    >>> plan.to_frame()[["n_h", "expected_respondents", "publishable", "binds"]]  # doctest: +NORMALIZE_WHITESPACE
              n_h  expected_respondents  publishable        binds
     stratum
     A         57                  34.2         True
