@@ -774,38 +774,8 @@ class Stage:
     take_all: bool = False
 
 
-def select_multistage(frame: pd.DataFrame, *, stages: Sequence[Stage],
-                      rng: RNGLike = None) -> SelectedSample:
-    """Multistage selection (e.g. districts, then communes, then users).
-
-    Parameters
-    ----------
-    frame : pandas.DataFrame
-        Unit-level frame with the cluster columns of every stage; not modified.
-    stages : sequence of Stage
-        Stage 1 may be stratified; stage s > 1 selects within each cluster
-        selected at stage s − 1; the last stage has ``unit=`` the id column.
-    rng : int, Generator, SeedSequence or None
-        Randomness.
-
-    Returns
-    -------
-    SelectedSample
-        ``sample`` has, per stage s, ``psu_stage{s}`` (cluster or unit id),
-        ``prob_stage{s}`` (conditional inclusion probability at that stage),
-        ``fpc_stage{s}`` (number of clusters/units at that stage in the
-        stratum or selected parent), and ``stratum`` (stage-1 stratum),
-        ``inclusion_prob`` = Π prob_stage, ``design_weight`` = Π 1/prob_stage
-        (= 1/inclusion_prob), ``fpc`` = fpc_stage1. Pass to a design as
-        ``ids=[psu_stage1, ..., psu_stageS]``, ``strata="stratum"``,
-        ``fpc=[fpc_stage1, ..., fpc_stageS]``.
-
-    Notes
-    -----
-    Unconditional ``π_i = Π_s π_{s}(i | selected parent)``; the stage
-    probabilities are those of :func:`select` with the cluster table of that
-    stage (one row per cluster, sizes summed over its units).
-    """
+def _check_stages(frame: pd.DataFrame, stages: Sequence[Stage]) -> list[Stage]:
+    """The stages of :func:`select_multistage`: each well formed, columns present, nested."""
     if not isinstance(frame, pd.DataFrame):
         raise SatsampleError("frame must be a pandas DataFrame")
     stages = list(stages)
@@ -850,6 +820,66 @@ def select_multistage(frame: pd.DataFrame, *, stages: Sequence[Stage],
                                   f"{st.cluster!r} lies in several {parents[-1]!r} values; "
                                   f"stages must be nested")
         parents.append(st.cluster)
+    return stages
+
+
+def _stage_table(current: pd.DataFrame, st: Stage, s: int, key: str, parent: str | None,
+                 sort_cols: list[str]) -> tuple[pd.DataFrame, str | None]:
+    """The table stage ``s`` draws from (one row per cluster, or the units) and its size column."""
+    if st.cluster is not None:
+        grp = current.groupby(key, sort=False)
+        table = pd.DataFrame({key: list(grp.groups.keys())})
+        if parent is not None:
+            table[parent] = grp[parent].first().reindex(table[key]).to_numpy()
+        if st.method in _PPS:
+            measure = grp[st.size].sum() if st.size is not None else grp.size()
+            table["_size"] = measure.reindex(table[key]).to_numpy(dtype=float)
+        for c in sort_cols:
+            table[c] = grp[c].first().reindex(table[key]).to_numpy()
+        size_col = "_size" if st.method in _PPS else None
+    else:
+        table = current[[c for c in current.columns if not str(c).startswith(
+            ("prob_stage", "fpc_stage", "psu_stage", "_stratum1"))]]
+        size_col = st.size
+        if st.method in _PPS and size_col is None:
+            raise SatsampleError(f"stage {s}: method={st.method!r} needs size=")
+    return table, size_col
+
+
+def select_multistage(frame: pd.DataFrame, *, stages: Sequence[Stage],
+                      rng: RNGLike = None) -> SelectedSample:
+    """Multistage selection (e.g. districts, then communes, then users).
+
+    Parameters
+    ----------
+    frame : pandas.DataFrame
+        Unit-level frame with the cluster columns of every stage; not modified.
+    stages : sequence of Stage
+        Stage 1 may be stratified; stage s > 1 selects within each cluster
+        selected at stage s − 1; the last stage has ``unit=`` the id column.
+    rng : int, Generator, SeedSequence or None
+        Randomness.
+
+    Returns
+    -------
+    SelectedSample
+        ``sample`` has, per stage s, ``psu_stage{s}`` (cluster or unit id),
+        ``prob_stage{s}`` (conditional inclusion probability at that stage),
+        ``fpc_stage{s}`` (number of clusters/units at that stage in the
+        stratum or selected parent), and ``stratum`` (stage-1 stratum),
+        ``inclusion_prob`` = Π prob_stage, ``design_weight`` = Π 1/prob_stage
+        (= 1/inclusion_prob), ``fpc`` = fpc_stage1. Pass to a design as
+        ``ids=[psu_stage1, ..., psu_stageS]``, ``strata="stratum"``,
+        ``fpc=[fpc_stage1, ..., fpc_stageS]``.
+
+    Notes
+    -----
+    Unconditional ``π_i = Π_s π_{s}(i | selected parent)``; the stage
+    probabilities are those of :func:`select` with the cluster table of that
+    stage (one row per cluster, sizes summed over its units).
+    """
+    stages = _check_stages(frame, stages)
+    uid = stages[-1].unit
     gen, desc, entropy, state = _describe_rng(rng)
     current = frame.copy()
     stage_recs = []
@@ -858,23 +888,7 @@ def select_multistage(frame: pd.DataFrame, *, stages: Sequence[Stage],
         parent = st.stratum if s == 1 else stages[s - 2].cluster
         key = st.cluster if st.cluster is not None else uid
         sort_cols = as_column_list(st.sort)
-        if st.cluster is not None:
-            grp = current.groupby(key, sort=False)
-            table = pd.DataFrame({key: list(grp.groups.keys())})
-            if parent is not None:
-                table[parent] = grp[parent].first().reindex(table[key]).to_numpy()
-            if st.method in _PPS:
-                measure = grp[st.size].sum() if st.size is not None else grp.size()
-                table["_size"] = measure.reindex(table[key]).to_numpy(dtype=float)
-            for c in sort_cols:
-                table[c] = grp[c].first().reindex(table[key]).to_numpy()
-            size_col = "_size" if st.method in _PPS else None
-        else:
-            table = current[[c for c in current.columns if not str(c).startswith(
-                ("prob_stage", "fpc_stage", "psu_stage", "_stratum1"))]]
-            size_col = st.size
-            if st.method in _PPS and size_col is None:
-                raise SatsampleError(f"stage {s}: method={st.method!r} needs size=")
+        table, size_col = _stage_table(current, st, s, key, parent, sort_cols)
         strata = (table[parent].to_numpy() if parent is not None
                   else np.full(len(table), "all", dtype=object))
         drawn, info = _draw_table(table, id=key, strata=strata, n=st.n, method=st.method,
