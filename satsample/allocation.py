@@ -316,6 +316,116 @@ def _bounds(N: np.ndarray, index: pd.Index, min_n: Any, max_n: Any) -> tuple[np.
 # ---------------------------------------------------------------------------- allocate
 
 
+def _bisect(ok: Any, lo: float, hi: float, *, rel: float = 0.0, absolute: float = 0.0) -> float:
+    """Smallest ``x`` in ``(lo, hi]`` (to the tolerance) with ``ok(x)``; ``ok`` is monotone, ``ok(hi)``.
+
+    Stops after 200 halvings or when ``hi - lo <= absolute + rel * hi``.
+    """
+    for _ in range(200):
+        mid = 0.5 * (lo + hi)
+        if ok(mid):
+            hi = mid
+        else:
+            lo = mid
+        if hi - lo <= absolute + rel * hi:
+            break
+    return hi
+
+
+def _check_unit_interval(arr: np.ndarray, index: pd.Index, name: str, *, closed: bool,
+                         hint: str = "") -> None:
+    """``arr`` in [0, 1] (``closed``) or in (0, 1); the error names the stratum and value."""
+    bad = ((arr < 0) | (arr > 1)) if closed else ((arr <= 0) | (arr >= 1))
+    if bad.any():
+        i = int(np.flatnonzero(bad)[0])
+        where = "[0, 1]" if closed else "(0, 1)"
+        raise SatsampleError(f"{name}: value {plain(arr[i])!r} for stratum {plain(index[i])!r} "
+                             f"must lie in {where}{hint if arr[i] >= 1 else ''}")
+
+
+def _check_response_rate(rr: np.ndarray, index: pd.Index) -> None:
+    if (rr > 1).any():
+        i = int(np.flatnonzero(rr > 1)[0])
+        raise SatsampleError(f"response_rate: value {plain(rr[i])!r} for stratum "
+                             f"{plain(index[i])!r} must lie in (0, 1]")
+
+
+def _rule_scores(rule: str, Nf: np.ndarray, S: np.ndarray | None, c: np.ndarray | None,
+                 power: float) -> np.ndarray:
+    """Scores ``a_h`` of a rule (``n_h ∝ a_h`` before bounds); see :func:`allocate`."""
+    if rule in ("neyman", "optimal") and S is None:
+        raise SatsampleError(f"rule={rule!r} needs sd= (or p=) per stratum")
+    if rule == "optimal" and c is None:
+        raise SatsampleError("rule='optimal' needs cost= per stratum")
+    if not np.isfinite(power):
+        raise SatsampleError(f"power={power!r} must be a finite number")
+    if rule == "proportional":
+        return Nf.copy()
+    if rule == "equal":
+        return np.ones(len(Nf))
+    if rule == "neyman":
+        return Nf * S
+    if rule == "optimal":
+        return Nf * S / np.sqrt(c)
+    return (S if S is not None else 1.0) * Nf**power
+
+
+def _total_for_variance(a: np.ndarray, L: np.ndarray, U: np.ndarray, Nf: np.ndarray,
+                        K: np.ndarray, rr: np.ndarray, target_variance: float,
+                        rounding: str) -> float:
+    """Smallest total n whose bounded allocation gives a national variance <= the target."""
+    if not (np.isfinite(target_variance) and target_variance > 0):
+        raise SatsampleError(f"target_variance={target_variance!r} must be a positive number")
+    W = Nf / Nf.sum()
+    Ucap = np.minimum(U, Nf)
+
+    def vtot(tot: float) -> float:
+        x, _, _ = _clip_solve(a, L, Ucap, np.ones(len(Nf)), tot)
+        return float(np.sum(W**2 * _stratum_var(x, Nf, K, rr)))
+
+    lo, hi = float(np.sum(L)), float(np.sum(Ucap))
+    if vtot(hi) > target_variance:
+        raise SatsampleError(f"target_variance={target_variance!r} cannot be reached even "
+                             f"with the largest allocation (variance {vtot(hi):.6g} at n={hi:g})")
+    hi = _bisect(lambda t: vtot(t) <= target_variance, lo, hi, absolute=1e-9)
+    target = float(math.ceil(hi - 1e-9)) if rounding != "none" else hi
+    return min(target, float(np.sum(Ucap)))
+
+
+def _check_minimum_affordable(target: float, low_tot: float, n_strata: int, min_n: Any,
+                              budget: float | None) -> None:
+    """A total (or budget) below what the per-stratum minimums cost: say what they cost."""
+    if target >= low_tot - _TOL * max(1.0, target):
+        return
+    unit = "costs" if budget is not None else "needs"
+    scalar = isinstance(min_n, (int, float, np.number)) and not isinstance(min_n, bool)
+    shown_min = f"min_n={plain(min_n)!r}" if scalar else "min_n per stratum"
+    raise SatsampleError(
+        f"{'budget' if budget is not None else 'n'}={target:g} cannot give each of the "
+        f"{n_strata} strata its minimum sample ({shown_min}, capped at N_h): the minimum {unit} "
+        f"{low_tot:g}" + (" (sum of cost x minimum)" if budget is not None else " units")
+        + "; raise it, or lower min_n= (min_n=None allows strata with no sample and "
+        "no variance estimate)"
+    )
+
+
+def _round_within_budget(x: np.ndarray, U: np.ndarray, c: np.ndarray, budget: float) -> np.ndarray:
+    """Hamilton rounding under a cost budget: +1 steps by largest remainder while affordable."""
+    tol = _TOL * np.maximum(1.0, x)
+    fl = np.floor(x + tol)
+    frac = np.maximum(x - fl, 0.0)
+    spent = float(np.sum(c * fl))
+    for i in np.argsort(-frac, kind="stable"):
+        if frac[i] <= 0:
+            break
+        if fl[i] + 1 <= U[i] and spent + c[i] <= budget * (1 + 1e-12):
+            fl[i] += 1
+            spent += c[i]
+    return fl.astype(np.int64)
+
+
+
+
 @renamed_keywords(variance="target_variance")
 def allocate(
     strata_sizes: pd.Series | Mapping[Any, int],
@@ -419,38 +529,18 @@ def allocate(
     if sd is not None and p is not None:
         raise SatsampleError("give either sd= or p=, not both")
     p_arr = _per_stratum(p, index, "p")
-    if p_arr is not None and ((p_arr < 0) | (p_arr > 1)).any():
-        i = int(np.flatnonzero((p_arr < 0) | (p_arr > 1))[0])
-        raise SatsampleError(f"p: value {plain(p_arr[i])!r} for stratum {plain(index[i])!r} is outside [0, 1]")
+    if p_arr is not None:
+        _check_unit_interval(p_arr, index, "p", closed=True)
     S = np.sqrt(p_arr * (1 - p_arr)) if p_arr is not None else _per_stratum(
         sd, index, "sd", nonneg=True)
     c = _per_stratum(cost, index, "cost", positive=True)
     deff_a = _per_stratum(deff, index, "deff", positive=True)
     rr = _per_stratum(response_rate, index, "response_rate", positive=True)
-    if (rr > 1).any():
-        i = int(np.flatnonzero(rr > 1)[0])
-        raise SatsampleError(f"response_rate: value {plain(rr[i])!r} for stratum {plain(index[i])!r} is > 1")
-    if rule in ("neyman", "optimal") and S is None:
-        raise SatsampleError(f"rule={rule!r} needs sd= (or p=) per stratum")
-    if rule == "optimal" and c is None:
-        raise SatsampleError("rule='optimal' needs cost= per stratum")
-    if not np.isfinite(power):
-        raise SatsampleError(f"power={power!r} must be a finite number")
-
-    if rule == "proportional":
-        a = Nf.copy()
-    elif rule == "equal":
-        a = np.ones(len(N))
-    elif rule == "neyman":
-        a = Nf * S
-    elif rule == "optimal":
-        a = Nf * S / np.sqrt(c)
-    else:
-        a = (S if S is not None else 1.0) * Nf**power
+    _check_response_rate(rr, index)
+    a = _rule_scores(rule, Nf, S, c, power)
 
     L, U, mn, mx = _bounds(N, index, min_n, max_n)
-    n_targets = sum(x is not None for x in (n, budget, target_variance))
-    if n_targets != 1:
+    if sum(x is not None for x in (n, budget, target_variance)) != 1:
         raise SatsampleError("give exactly one of n=, budget= or target_variance=")
     if budget is not None and c is None:
         raise SatsampleError("budget= needs cost= per stratum")
@@ -459,30 +549,8 @@ def allocate(
 
     cons_c = c if budget is not None else np.ones(len(N))
     if target_variance is not None:
-        if not (np.isfinite(target_variance) and target_variance > 0):
-            raise SatsampleError(f"target_variance={target_variance!r} must be a positive number")
         K = _variance_terms(Nf, S, p_arr is not None, deff_a, rr)
-        W = Nf / Nf.sum()
-        Ucap = np.minimum(U, Nf)
-
-        def vtot(tot: float) -> float:
-            x, _, _ = _clip_solve(a, L, Ucap, np.ones(len(N)), tot)
-            return float(np.sum(W**2 * _stratum_var(x, Nf, K, rr)))
-
-        lo, hi = float(np.sum(L)), float(np.sum(Ucap))
-        if vtot(hi) > target_variance:
-            raise SatsampleError(f"target_variance={target_variance!r} cannot be reached even "
-                                 f"with the largest allocation (variance {vtot(hi):.6g} at n={hi:g})")
-        for _ in range(200):
-            mid = 0.5 * (lo + hi)
-            if vtot(mid) <= target_variance:
-                hi = mid
-            else:
-                lo = mid
-            if hi - lo < 1e-9:
-                break
-        target = float(math.ceil(hi - 1e-9)) if rounding != "none" else hi
-        target = min(target, float(np.sum(Ucap)))
+        target = _total_for_variance(a, L, U, Nf, K, rr, target_variance, rounding)
     elif budget is not None:
         if not (np.isfinite(budget) and budget > 0):
             raise SatsampleError(f"budget={budget!r} must be a positive number")
@@ -494,19 +562,7 @@ def allocate(
             raise SatsampleError(f"n={n!r} must be positive")
         target = float(n)
 
-    what = "cost" if budget is not None else "n"
-    low_tot = float(np.sum(cons_c * L))
-    if target < low_tot - _TOL * max(1.0, target):
-        unit = "costs" if budget is not None else "needs"
-        scalar = isinstance(min_n, (int, float, np.number)) and not isinstance(min_n, bool)
-        shown_min = f"min_n={plain(min_n)!r}" if scalar else "min_n per stratum"
-        raise SatsampleError(
-            f"{'budget' if budget is not None else 'n'}={target:g} cannot give each of the {len(N)} strata its minimum sample "
-            f"({shown_min}, capped at N_h): the minimum {unit} {low_tot:g}"
-            + (" (sum of cost x minimum)" if budget is not None else " units")
-            + "; raise it, or lower min_n= (min_n=None allows strata with no sample and "
-            "no variance estimate)"
-        )
+    _check_minimum_affordable(target, float(np.sum(cons_c * L)), len(N), min_n, budget)
     if not take_all:
         # allocate as if N_h did not cap, then refuse any stratum above N_h
         big = float(np.sum(Nf)) + target + 1.0
@@ -519,8 +575,8 @@ def allocate(
                               f"N_h={N[i]} and take_all=False")
     top_tot = float(np.sum(cons_c * U))
     if target > top_tot + _TOL * max(1.0, target):
-        raise SatsampleError(f"{what}={target:g} exceeds what the strata can take (N_h or max_n): "
-                             f"{top_tot:g}")
+        raise SatsampleError(f"{'cost' if budget is not None else 'n'}={target:g} exceeds what "
+                             f"the strata can take (N_h or max_n): {top_tot:g}")
     x, at_low, at_up = _clip_solve(a, L, U, cons_c, min(target, top_tot))
 
     if rounding == "none":
@@ -528,17 +584,7 @@ def allocate(
     elif rounding == "ceil":
         n_h = round_allocation(x, rounding="ceil")
     elif budget is not None:
-        tol = _TOL * np.maximum(1.0, x)
-        fl = np.floor(x + tol)
-        frac = np.maximum(x - fl, 0.0)
-        spent = float(np.sum(c * fl))
-        for i in np.argsort(-frac, kind="stable"):
-            if frac[i] <= 0:
-                break
-            if fl[i] + 1 <= U[i] and spent + c[i] <= budget * (1 + 1e-12):
-                fl[i] += 1
-                spent += c[i]
-        n_h = fl.astype(np.int64)
+        n_h = _round_within_budget(x, U, c, budget)
     else:
         n_h = round_allocation(x, int(round(min(target, top_tot))), rounding="hamilton", upper=U)
 
@@ -553,7 +599,6 @@ def allocate(
                 sd_from="p" if p_arr is not None else ("sd" if S is not None else None))
     return _make_allocation(index, N, n_h, x, L, U, cons, rule, opts, S, p_arr is not None, c,
                             deff_a, rr, level, None)
-
 
 def _fmt_num(x: float) -> str:
     return f"{x:g}"
@@ -589,6 +634,115 @@ def _make_allocation(index: pd.Index, N: np.ndarray, n_h: np.ndarray, x: np.ndar
 
 
 # ---------------------------------------------------------------------------- precision
+
+
+def _publication_floor(min_respondents: float | None, min_effective_n: float | None,
+                       deff: np.ndarray, rr: np.ndarray, Nf: np.ndarray,
+                       index: pd.Index) -> tuple[np.ndarray | None, np.ndarray]:
+    """Respondents needed per stratum (``max(a, b deff_h)``) and the units to select for them.
+
+    Warns (:class:`SmallDomainWarning`) naming the strata that a census at their expected
+    response rate cannot bring to the minimum.
+    """
+    for name, val in (("min_respondents", min_respondents),
+                      ("min_effective_n", min_effective_n)):
+        if val is not None and not (isinstance(val, (int, float, np.integer, np.floating))
+                                    and np.isfinite(val) and val >= 0):
+            raise SatsampleError(f"{name}={val!r} must be a non-negative number or None")
+    if min_respondents is None and min_effective_n is None:
+        return None, np.zeros(len(Nf))
+    needed = np.maximum(float(min_respondents or 0.0), float(min_effective_n or 0.0) * deff)
+    x_pub = needed / rr
+    floor = np.minimum(np.ceil(x_pub - _TOL * np.maximum(1.0, x_pub)), Nf)
+    short = Nf * rr < needed * (1 - 1e-12)
+    if short.any():
+        import warnings
+
+        from ._validation import SmallDomainWarning
+
+        names = [str(index[i]) for i in np.flatnonzero(short)]
+        warnings.warn(
+            f"{len(names)} stratum/strata cannot reach the publication minimum of "
+            f"{_fmt_num(needed[short].max())} respondents even with a census at the "
+            f"expected response rate (planned as take-all): {names[:10]}"
+            + (" ..." if len(names) > 10 else ""),
+            SmallDomainWarning, stacklevel=3)
+    return needed, floor
+
+
+@dataclass(frozen=True, kw_only=True, eq=False)
+class _PrecisionPlan:
+    """The designs of :func:`allocate_for_precision` for a relaxation factor ``r`` of the targets."""
+
+    Nf: np.ndarray
+    moe: np.ndarray
+    pq: np.ndarray
+    deff: np.ndarray
+    rr: np.ndarray
+    K: np.ndarray
+    cost: np.ndarray
+    lower: np.ndarray
+    z: float
+    national_moe: float | None
+
+    def selected_exact(self, r: float) -> np.ndarray:
+        """Units to select (real) for margins ``r e_h``: Cochran's ``m_h`` over ``rr_h``."""
+        e = r * self.moe
+        d = self.deff * self.z * self.z * self.pq / (e * e)
+        return d / (1.0 + (d - 1.0) / self.Nf) / self.rr
+
+    def requirement(self, r: float) -> np.ndarray:
+        n_sel = self.selected_exact(r)
+        n_int = np.ceil(n_sel - _TOL * np.maximum(1.0, n_sel))
+        return np.maximum(np.minimum(n_int, self.Nf), self.lower)
+
+    def national_var(self, n_h: np.ndarray) -> float:
+        W = self.Nf / self.Nf.sum()
+        return float(np.sum(W**2 * _stratum_var(n_h, self.Nf, self.K, self.rr)))
+
+    def total_cost(self, n_h: np.ndarray) -> float:
+        return float(np.sum(self.cost * n_h))
+
+    def design(self, r: float) -> tuple[np.ndarray, np.ndarray]:
+        """(allocation, per-stratum requirement) for the targets relaxed by ``r``."""
+        base = self.requirement(r)
+        if self.national_moe is None:
+            return base, base
+        vt = (r * self.national_moe / self.z) ** 2
+        if self.national_var(base) <= vt:
+            return base, base
+        if self.national_var(self.Nf) > vt:
+            return self.Nf.copy(), base  # census of every stratum still short (nonresponse)
+        W = self.Nf / self.Nf.sum()
+        a = W * np.sqrt(self.K) / np.sqrt(self.cost)
+
+        def top(lam: float) -> np.ndarray:
+            x = np.minimum(np.maximum(base, lam * a), self.Nf)
+            return np.ceil(x - _TOL * np.maximum(1.0, x))
+
+        hi = 1.0
+        while self.national_var(top(hi)) > vt:
+            hi *= 2.0
+        return top(_bisect(lambda lam: self.national_var(top(lam)) <= vt, 0.0, hi,
+                           rel=1e-12)), base
+
+    def relaxation(self, budget: float) -> float:
+        """Smallest ``r >= 1`` whose design costs at most ``budget`` (1 if the targets fit)."""
+        def fits(r: float) -> bool:
+            return self.total_cost(self.design(r)[0]) <= budget * (1 + 1e-12)
+
+        if fits(1.0):
+            return 1.0
+        floor_cost = self.total_cost(self.lower)
+        if floor_cost > budget * (1 + 1e-12):
+            raise SatsampleError(f"budget={budget:g} is below the cost of the minimum sizes "
+                                 f"(min_n per stratum): {floor_cost:g}")
+        hi = 2.0
+        while not fits(hi) and hi <= 1e12:
+            hi *= 2.0
+        return _bisect(fits, 1.0, hi, rel=1e-12)
+
+
 
 
 def allocate_for_precision(
@@ -702,7 +856,7 @@ def allocate_for_precision(
     >>> N_h = pd.Series({"A": 2000, "B": 120, "C": 60})
     >>> plan = allocate_for_precision(N_h, moe=0.10, p=0.9, response_rate=0.6,
     ...                               min_respondents=30)
-    >>> plan.to_frame()[["n_h", "expected_respondents", "publishable", "binds"]]
+    >>> plan.to_frame()[["n_h", "expected_respondents", "publishable", "binds"]]  # doctest: +NORMALIZE_WHITESPACE
              n_h  expected_respondents  publishable        binds
     stratum
     A         57                  34.2         True
@@ -715,129 +869,32 @@ def allocate_for_precision(
     Nf = N.astype(float)
     p_arr = _per_stratum(p, index, "p")
     moe_arr = _per_stratum(moe, index, "moe")
-    for name, arr in (("p", p_arr), ("moe", moe_arr)):
-        bad = (arr <= 0) | (arr >= 1)
-        if bad.any():
-            i = int(np.flatnonzero(bad)[0])
-            hint = ("; margins of error are on the 0-1 scale of the results (moe=0.10 is "
-                    "10 points on the published 0-100 scale)" if name == "moe" and arr[i] >= 1
-                    else "")
-            raise SatsampleError(f"{name}: value {plain(arr[i])!r} for stratum {plain(index[i])!r} must lie "
-                                 f"in (0, 1){hint}")
+    _check_unit_interval(p_arr, index, "p", closed=False)
+    _check_unit_interval(moe_arr, index, "moe", closed=False,
+                         hint="; margins of error are on the 0-1 scale of the results "
+                              "(moe=0.10 is 10 points on the published 0-100 scale)")
     deff_a = _per_stratum(deff, index, "deff", positive=True)
     rr = _per_stratum(response_rate, index, "response_rate", positive=True)
-    if (rr > 1).any():
-        i = int(np.flatnonzero(rr > 1)[0])
-        raise SatsampleError(f"response_rate: value {plain(rr[i])!r} for stratum {plain(index[i])!r} must "
-                             f"lie in (0, 1]")
+    _check_response_rate(rr, index)
     c = _per_stratum(cost, index, "cost", positive=True)
-    cc = np.ones(len(N)) if c is None else c
     mn = _per_stratum(min_n, index, "min_n", nonneg=True)
-    mn = np.zeros(len(N)) if mn is None else mn
-    Lmin = np.minimum(np.ceil(mn), Nf)
-    needed: np.ndarray | None = None
-    pub_floor = np.zeros(len(N))
-    for name, val in (("min_respondents", min_respondents),
-                      ("min_effective_n", min_effective_n)):
-        if val is not None and not (isinstance(val, (int, float, np.integer, np.floating))
-                                    and np.isfinite(val) and val >= 0):
-            raise SatsampleError(f"{name}={val!r} must be a non-negative number or None")
-    if min_respondents is not None or min_effective_n is not None:
-        needed = np.maximum(float(min_respondents or 0.0),
-                            float(min_effective_n or 0.0) * deff_a)
-        x_pub = needed / rr
-        pub_floor = np.minimum(np.ceil(x_pub - _TOL * np.maximum(1.0, x_pub)), Nf)
-        Lmin = np.maximum(Lmin, pub_floor)
-        short = Nf * rr < needed * (1 - 1e-12)
-        if short.any():
-            import warnings
-
-            from ._validation import SmallDomainWarning
-
-            names = [str(index[i]) for i in np.flatnonzero(short)]
-            warnings.warn(
-                f"{len(names)} stratum/strata cannot reach the publication minimum of "
-                f"{_fmt_num(needed[short].max())} respondents even with a census at the "
-                f"expected response rate (planned as take-all): {names[:10]}"
-                + (" ..." if len(names) > 10 else ""),
-                SmallDomainWarning, stacklevel=2)
+    Lmin = np.minimum(np.ceil(np.zeros(len(N)) if mn is None else mn), Nf)
+    needed, pub_floor = _publication_floor(min_respondents, min_effective_n, deff_a, rr, Nf,
+                                           index)
+    Lmin = np.maximum(Lmin, pub_floor)
     if national_moe is not None:
         check_probability(national_moe, name="national_moe")
     if budget is not None and not (np.isfinite(budget) and budget > 0):
         raise SatsampleError(f"budget={budget!r} must be a positive number")
-    z = z_value(level)
     S = np.sqrt(p_arr * (1 - p_arr))
-    K = _variance_terms(Nf, S, True, deff_a, rr)
-    W = Nf / Nf.sum()
-    pq = p_arr * (1 - p_arr)
-
-    def requirement(r: float) -> np.ndarray:
-        e = r * moe_arr
-        d = deff_a * z * z * pq / (e * e)
-        m = d / (1.0 + (d - 1.0) / Nf)
-        n_sel = m / rr
-        n_int = np.ceil(n_sel - _TOL * np.maximum(1.0, n_sel))
-        return np.maximum(np.minimum(n_int, Nf), Lmin)
-
-    def national_var(n_h: np.ndarray) -> float:
-        return float(np.sum(W**2 * _stratum_var(n_h, Nf, K, rr)))
-
-    def design(r: float) -> tuple[np.ndarray, np.ndarray]:
-        base = requirement(r)
-        if national_moe is None:
-            return base, base
-        vt = (r * national_moe / z) ** 2
-        if national_var(base) <= vt:
-            return base, base
-        if national_var(Nf) > vt:
-            return Nf.copy(), base  # census of every stratum still short (nonresponse)
-        a = W * np.sqrt(K) / np.sqrt(cc)
-
-        def top(lam: float) -> np.ndarray:
-            x = np.minimum(np.maximum(base, lam * a), Nf)
-            return np.ceil(x - _TOL * np.maximum(1.0, x))
-
-        lo, hi = 0.0, 1.0
-        while national_var(top(hi)) > vt:
-            hi *= 2.0
-        for _ in range(200):
-            mid = 0.5 * (lo + hi)
-            if national_var(top(mid)) <= vt:
-                hi = mid
-            else:
-                lo = mid
-            if hi - lo <= 1e-12 * hi:
-                break
-        return top(hi), base
-
-    def total_cost(n_h: np.ndarray) -> float:
-        return float(np.sum(cc * n_h))
-
-    r = 1.0
-    n_h, base = design(1.0)
-    if budget is not None and total_cost(n_h) > budget * (1 + 1e-12):
-        floor_cost = total_cost(Lmin)
-        if floor_cost > budget * (1 + 1e-12):
-            raise SatsampleError(f"budget={budget:g} is below the cost of the minimum sizes "
-                                 f"(min_n per stratum): {floor_cost:g}")
-        lo, hi = 1.0, 2.0
-        while total_cost(design(hi)[0]) > budget * (1 + 1e-12):
-            hi *= 2.0
-            if hi > 1e12:
-                break
-        for _ in range(200):
-            mid = 0.5 * (lo + hi)
-            if total_cost(design(mid)[0]) <= budget * (1 + 1e-12):
-                hi = mid
-            else:
-                lo = mid
-            if hi - lo <= 1e-12 * hi:
-                break
-        r = hi
-        n_h, base = design(r)
+    plan = _PrecisionPlan(Nf=Nf, moe=moe_arr, pq=p_arr * (1 - p_arr), deff=deff_a, rr=rr,
+                          K=_variance_terms(Nf, S, True, deff_a, rr),
+                          cost=np.ones(len(N)) if c is None else c, lower=Lmin,
+                          z=z_value(level), national_moe=national_moe)
+    r = 1.0 if budget is None else plan.relaxation(budget)
+    n_h, base = plan.design(r)
     n_int = n_h.astype(np.int64)
-    exact_base = (lambda e: (lambda d: d / (1.0 + (d - 1.0) / Nf) / rr)(
-        deff_a * z * z * pq / (e * e)))(moe_arr)
+    exact_base = plan.selected_exact(1.0)
     cons = {
         "min": (n_int == Lmin) & (Lmin > 0) & (Lmin > np.minimum(exact_base, Nf) + _TOL),
         "max": np.zeros(len(N), dtype=bool),
@@ -853,9 +910,7 @@ def allocate_for_precision(
                 national_moe=national_moe, cost=cost, min_n=min_n, relaxation=r,
                 min_respondents=min_respondents, min_effective_n=min_effective_n,
                 respondents_needed=None if needed is None else needed.copy(),
-                budget_unused=None if budget is None else budget - total_cost(n_h),
-                required_cost_unconstrained=total_cost(design(1.0)[0]))
-    alloc = _make_allocation(index, N, n_int, np.minimum(exact_base, Nf), Lmin, Nf, cons,
-                             "precision", opts, S, True, c, deff_a, rr, level,
-                             moe_arr.copy())
-    return alloc
+                budget_unused=None if budget is None else budget - plan.total_cost(n_h),
+                required_cost_unconstrained=plan.total_cost(plan.design(1.0)[0]))
+    return _make_allocation(index, N, n_int, np.minimum(exact_base, Nf), Lmin, Nf, cons,
+                            "precision", opts, S, True, c, deff_a, rr, level, moe_arr.copy())

@@ -394,6 +394,78 @@ def _check_ids(frame: pd.DataFrame, id: str) -> None:
         )
 
 
+def _stratum_size(lab: Any, n_h: float, r_h: int, N_h: int, method: str,
+                  take_all: bool) -> tuple[float, int, bool]:
+    """Checked sample and reserve sizes of a stratum, and whether it became take-all."""
+    if method in ("poisson", "bernoulli"):
+        if r_h:
+            raise SatsampleError(f"n_reserve is not available with method={method!r}")
+        if n_h > N_h + _EPS:
+            raise DesignError(f"stratum {lab!r}: expected size n_h={n_h:g} exceeds N_h={N_h}")
+        return n_h, r_h, False
+    if n_h != int(n_h):
+        raise SatsampleError(f"stratum {lab!r}: n_h={n_h!r} must be an integer for "
+                             f"method={method!r}")
+    n_h = int(n_h)
+    took = False
+    if method != "srswr" and n_h > N_h:
+        if not take_all:
+            raise DesignError(f"stratum {lab!r}: n_h={n_h} exceeds N_h={N_h} "
+                              f"(pass take_all=True to take the whole stratum)")
+        took, n_h = True, N_h
+    if method != "srswr":
+        r_h = min(r_h, N_h - n_h)
+    return n_h, r_h, took
+
+
+def _draw_stratum(method: str, N_h: int, n_h: float, k: int, a: np.ndarray | None,
+                  gen: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Positions drawn among the stratum's ``N_h`` ordered units (``k`` = sample + reserve).
+
+    Returns the positions, their inclusion probabilities (of the sample and its reserve)
+    and the indices, among the drawn, of certainty units (PPS).
+    """
+    none = np.zeros(0, dtype=np.int64)
+    if method == "srswor":
+        return gen.permutation(N_h)[:k], np.full(k, k / N_h), none
+    if method == "srswr":
+        chosen = gen.integers(0, N_h, size=k) if k else none
+        return chosen, np.full(k, np.nan), none
+    if method == "systematic":
+        pi = np.full(N_h, k / N_h)
+        chosen = _draw_systematic(pi, gen) if k else none
+        return chosen, pi[chosen], none
+    if method == "bernoulli":
+        pi = np.full(N_h, n_h / N_h)
+        chosen = np.flatnonzero(gen.random(N_h) < pi)
+        return chosen, pi[chosen], none
+    pi = _pi_capped(a, float(k)) if k else np.zeros(N_h)
+    if method == "poisson":
+        chosen = np.flatnonzero(gen.random(N_h) < pi)
+    elif k == 0:
+        chosen = none
+    elif method == "pps_systematic":
+        chosen = _draw_systematic(pi, gen)
+    elif method == "pps_brewer":
+        chosen = _draw_brewer(pi, gen)
+    else:
+        chosen = _draw_sampford(pi, gen)
+    return chosen, pi[chosen], np.flatnonzero(pi[chosen] >= 1.0 - 1e-12)
+
+
+def _reserve_order(lab: Any, chosen: np.ndarray, pi_full: np.ndarray, cert: np.ndarray,
+                   n_h: int, k: int, gen: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """Certainty units first, then a random order of the others (the first n_h are the sample)."""
+    is_cert = np.zeros(len(chosen), dtype=bool)
+    is_cert[cert] = True
+    if is_cert.sum() > n_h:
+        raise DesignError(f"stratum {lab!r}: {int(is_cert.sum())} certainty units with "
+                          f"n_h + n_reserve = {k} exceed n_h = {n_h}; reduce n_reserve")
+    perm = np.concatenate([np.flatnonzero(is_cert),
+                           gen.permutation(np.flatnonzero(~is_cert))]).astype(np.int64)
+    return chosen[perm], pi_full[perm]
+
+
 def _draw_table(table: pd.DataFrame, *, id: str, strata: np.ndarray, n: Any, method: str,
                 size: str | None, sort: list[str], n_reserve: Any, take_all: bool,
                 gen: np.random.Generator) -> tuple[pd.DataFrame, dict[str, Any]]:
@@ -413,27 +485,9 @@ def _draw_table(table: pd.DataFrame, *, id: str, strata: np.ndarray, n: Any, met
     for h, lab in enumerate(labels):
         pos = np.flatnonzero(codes == h)
         N_h = len(pos)
-        n_h = nmap[lab]
-        r_h = int(rmap[lab])
-        if method in ("poisson", "bernoulli"):
-            if r_h:
-                raise SatsampleError(f"n_reserve is not available with method={method!r}")
-            if n_h > N_h + _EPS:
-                raise DesignError(f"stratum {lab!r}: expected size n_h={n_h:g} exceeds "
-                                  f"N_h={N_h}")
-        else:
-            if n_h != int(n_h):
-                raise SatsampleError(f"stratum {lab!r}: n_h={n_h!r} must be an integer for "
-                                     f"method={method!r}")
-            n_h = int(n_h)
-            if method != "srswr" and n_h > N_h:
-                if not take_all:
-                    raise DesignError(f"stratum {lab!r}: n_h={n_h} exceeds N_h={N_h} "
-                                      f"(pass take_all=True to take the whole stratum)")
-                took.append(lab)
-                n_h = N_h
-            if method != "srswr":
-                r_h = min(r_h, N_h - n_h)
+        n_h, r_h, whole = _stratum_size(lab, nmap[lab], int(rmap[lab]), N_h, method, take_all)
+        if whole:
+            took.append(lab)
         Nrec[lab], nrec[lab], rrec[lab] = N_h, n_h, r_h
         # order of the units inside the stratum
         if method in _ORDERED:
@@ -443,46 +497,10 @@ def _draw_table(table: pd.DataFrame, *, id: str, strata: np.ndarray, n: Any, met
         else:
             pos = pos[pd.Index(ids[pos]).argsort()]
         k = n_h + r_h
-        cert = np.zeros(0, dtype=np.int64)
-        if method == "srswor":
-            chosen = gen.permutation(N_h)[:k]
-            pi_full = np.full(k, k / N_h)
-        elif method == "srswr":
-            chosen = gen.integers(0, N_h, size=k) if k else np.zeros(0, np.int64)
-            pi_full = np.full(k, np.nan)
-        elif method == "systematic":
-            pi = np.full(N_h, k / N_h)
-            chosen = _draw_systematic(pi, gen) if k else np.zeros(0, np.int64)
-            pi_full = pi[chosen]
-        elif method == "bernoulli":
-            pi = np.full(N_h, n_h / N_h)
-            chosen = np.flatnonzero(gen.random(N_h) < pi)
-            pi_full = pi[chosen]
-        else:
-            a = a_all[pos]
-            pi = _pi_capped(a, float(k)) if k else np.zeros(N_h)
-            if method == "poisson":
-                chosen = np.flatnonzero(gen.random(N_h) < pi)
-            elif k == 0:
-                chosen = np.zeros(0, np.int64)
-            elif method == "pps_systematic":
-                chosen = _draw_systematic(pi, gen)
-            elif method == "pps_brewer":
-                chosen = _draw_brewer(pi, gen)
-            else:
-                chosen = _draw_sampford(pi, gen)
-            pi_full = pi[chosen]
-            cert = np.flatnonzero(pi_full >= 1.0 - 1e-12)
+        chosen, pi_full, cert = _draw_stratum(method, N_h, n_h, k,
+                                              None if a_all is None else a_all[pos], gen)
         if r_h > 0 and method not in ("srswor", "srswr"):
-            # certainty units first, then a random order of the others
-            is_cert = np.zeros(len(chosen), dtype=bool)
-            is_cert[cert] = True
-            if is_cert.sum() > n_h:
-                raise DesignError(f"stratum {lab!r}: {int(is_cert.sum())} certainty units with "
-                                  f"n_h + n_reserve = {k} exceed n_h = {n_h}; reduce n_reserve")
-            perm = np.concatenate([np.flatnonzero(is_cert),
-                                   gen.permutation(np.flatnonzero(~is_cert))]).astype(np.int64)
-            chosen, pi_full = chosen[perm], pi_full[perm]
+            chosen, pi_full = _reserve_order(lab, chosen, pi_full, cert, n_h, k, gen)
         rows = table.iloc[pos[chosen]].copy()
         rows["stratum"] = lab
         rows["fpc"] = float(N_h)
@@ -756,38 +774,8 @@ class Stage:
     take_all: bool = False
 
 
-def select_multistage(frame: pd.DataFrame, *, stages: Sequence[Stage],
-                      rng: RNGLike = None) -> SelectedSample:
-    """Multistage selection (e.g. districts, then communes, then users).
-
-    Parameters
-    ----------
-    frame : pandas.DataFrame
-        Unit-level frame with the cluster columns of every stage; not modified.
-    stages : sequence of Stage
-        Stage 1 may be stratified; stage s > 1 selects within each cluster
-        selected at stage s − 1; the last stage has ``unit=`` the id column.
-    rng : int, Generator, SeedSequence or None
-        Randomness.
-
-    Returns
-    -------
-    SelectedSample
-        ``sample`` has, per stage s, ``psu_stage{s}`` (cluster or unit id),
-        ``prob_stage{s}`` (conditional inclusion probability at that stage),
-        ``fpc_stage{s}`` (number of clusters/units at that stage in the
-        stratum or selected parent), and ``stratum`` (stage-1 stratum),
-        ``inclusion_prob`` = Π prob_stage, ``design_weight`` = Π 1/prob_stage
-        (= 1/inclusion_prob), ``fpc`` = fpc_stage1. Pass to a design as
-        ``ids=[psu_stage1, ..., psu_stageS]``, ``strata="stratum"``,
-        ``fpc=[fpc_stage1, ..., fpc_stageS]``.
-
-    Notes
-    -----
-    Unconditional ``π_i = Π_s π_{s}(i | selected parent)``; the stage
-    probabilities are those of :func:`select` with the cluster table of that
-    stage (one row per cluster, sizes summed over its units).
-    """
+def _check_stages(frame: pd.DataFrame, stages: Sequence[Stage]) -> list[Stage]:
+    """The stages of :func:`select_multistage`: each well formed, columns present, nested."""
     if not isinstance(frame, pd.DataFrame):
         raise SatsampleError("frame must be a pandas DataFrame")
     stages = list(stages)
@@ -832,6 +820,66 @@ def select_multistage(frame: pd.DataFrame, *, stages: Sequence[Stage],
                                   f"{st.cluster!r} lies in several {parents[-1]!r} values; "
                                   f"stages must be nested")
         parents.append(st.cluster)
+    return stages
+
+
+def _stage_table(current: pd.DataFrame, st: Stage, s: int, key: str, parent: str | None,
+                 sort_cols: list[str]) -> tuple[pd.DataFrame, str | None]:
+    """The table stage ``s`` draws from (one row per cluster, or the units) and its size column."""
+    if st.cluster is not None:
+        grp = current.groupby(key, sort=False)
+        table = pd.DataFrame({key: list(grp.groups.keys())})
+        if parent is not None:
+            table[parent] = grp[parent].first().reindex(table[key]).to_numpy()
+        if st.method in _PPS:
+            measure = grp[st.size].sum() if st.size is not None else grp.size()
+            table["_size"] = measure.reindex(table[key]).to_numpy(dtype=float)
+        for c in sort_cols:
+            table[c] = grp[c].first().reindex(table[key]).to_numpy()
+        size_col = "_size" if st.method in _PPS else None
+    else:
+        table = current[[c for c in current.columns if not str(c).startswith(
+            ("prob_stage", "fpc_stage", "psu_stage", "_stratum1"))]]
+        size_col = st.size
+        if st.method in _PPS and size_col is None:
+            raise SatsampleError(f"stage {s}: method={st.method!r} needs size=")
+    return table, size_col
+
+
+def select_multistage(frame: pd.DataFrame, *, stages: Sequence[Stage],
+                      rng: RNGLike = None) -> SelectedSample:
+    """Multistage selection (e.g. districts, then communes, then users).
+
+    Parameters
+    ----------
+    frame : pandas.DataFrame
+        Unit-level frame with the cluster columns of every stage; not modified.
+    stages : sequence of Stage
+        Stage 1 may be stratified; stage s > 1 selects within each cluster
+        selected at stage s − 1; the last stage has ``unit=`` the id column.
+    rng : int, Generator, SeedSequence or None
+        Randomness.
+
+    Returns
+    -------
+    SelectedSample
+        ``sample`` has, per stage s, ``psu_stage{s}`` (cluster or unit id),
+        ``prob_stage{s}`` (conditional inclusion probability at that stage),
+        ``fpc_stage{s}`` (number of clusters/units at that stage in the
+        stratum or selected parent), and ``stratum`` (stage-1 stratum),
+        ``inclusion_prob`` = Π prob_stage, ``design_weight`` = Π 1/prob_stage
+        (= 1/inclusion_prob), ``fpc`` = fpc_stage1. Pass to a design as
+        ``ids=[psu_stage1, ..., psu_stageS]``, ``strata="stratum"``,
+        ``fpc=[fpc_stage1, ..., fpc_stageS]``.
+
+    Notes
+    -----
+    Unconditional ``π_i = Π_s π_{s}(i | selected parent)``; the stage
+    probabilities are those of :func:`select` with the cluster table of that
+    stage (one row per cluster, sizes summed over its units).
+    """
+    stages = _check_stages(frame, stages)
+    uid = stages[-1].unit
     gen, desc, entropy, state = _describe_rng(rng)
     current = frame.copy()
     stage_recs = []
@@ -840,23 +888,7 @@ def select_multistage(frame: pd.DataFrame, *, stages: Sequence[Stage],
         parent = st.stratum if s == 1 else stages[s - 2].cluster
         key = st.cluster if st.cluster is not None else uid
         sort_cols = as_column_list(st.sort)
-        if st.cluster is not None:
-            grp = current.groupby(key, sort=False)
-            table = pd.DataFrame({key: list(grp.groups.keys())})
-            if parent is not None:
-                table[parent] = grp[parent].first().reindex(table[key]).to_numpy()
-            if st.method in _PPS:
-                measure = grp[st.size].sum() if st.size is not None else grp.size()
-                table["_size"] = measure.reindex(table[key]).to_numpy(dtype=float)
-            for c in sort_cols:
-                table[c] = grp[c].first().reindex(table[key]).to_numpy()
-            size_col = "_size" if st.method in _PPS else None
-        else:
-            table = current[[c for c in current.columns if not str(c).startswith(
-                ("prob_stage", "fpc_stage", "psu_stage", "_stratum1"))]]
-            size_col = st.size
-            if st.method in _PPS and size_col is None:
-                raise SatsampleError(f"stage {s}: method={st.method!r} needs size=")
+        table, size_col = _stage_table(current, st, s, key, parent, sort_cols)
         strata = (table[parent].to_numpy() if parent is not None
                   else np.full(len(table), "all", dtype=object))
         drawn, info = _draw_table(table, id=key, strata=strata, n=st.n, method=st.method,

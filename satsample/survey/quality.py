@@ -220,13 +220,40 @@ def check_returns(
     QualityResult
     """
     q = questionnaire
-    items = list(q.items)
     findings: list[Finding] = []
     f = forms.reset_index(drop=True).copy()
+    codes, answered, share, valid_mask = _check_answers(f, unreadable, raw, q, findings)
+    keep = _check_ids(f, units, findings)
+    if has_agency:
+        _check_agencies(f, keep, agencies, agency_column, findings)
+    released, strat_col = _released_reserves(f, keep, units, released_record, findings)
+    _classify(f, keep, share, answered, findings, n_items=len(q.items),
+              has_disposition=has_disposition, disposition_codes=disposition_codes,
+              disposition_column=disposition_column, complete_min=complete_min,
+              partial_min=partial_min)
+    kept = f[keep].copy()
+    straight_share = _check_respondents(kept, codes, valid_mask, units, list(q.items), findings,
+                                        respondents=respondents,
+                                        straight_min_items=straight_min_items,
+                                        straight_max_share=straight_max_share)
+    cases = _cases(units, strat_col, released, kept, not_returned)
+    by_agency = _agency_summary(cases, findings, respondents, straight_share)
+    findings.sort(key=lambda x: (0 if x.severity == "error" else 1, list(CHECKS).index(x.check)))
+    return QualityResult(findings=tuple(findings), forms=kept.reset_index(drop=True),
+                         cases=cases, released=released, by_agency=by_agency)
+
+
+def _check_answers(f: pd.DataFrame, unreadable: pd.DataFrame, raw: pd.DataFrame,
+                   q: Questionnaire, findings: list[Finding]
+                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Unknown labels and codes outside the questionnaire; blanks them in ``f`` (in place).
+
+    Returns the item codes (NaN blank or unusable), the items answered and their share per
+    form, and the mask of valid (scored) codes.
+    """
+    items = list(q.items)
     codes = f[items].to_numpy(dtype=np.float64, copy=True)
     allowed = np.array(sorted(set(q.valid_codes) | set(q.unusable_codes)), dtype=np.float64)
-
-    # -- answers: unknown labels and codes outside the questionnaire --------------------
     unread = unreadable[items].to_numpy(dtype=bool)
     outside = ~np.isnan(codes) & ~np.isin(codes, allowed) & ~unread
     for k, item in enumerate(items):
@@ -251,8 +278,14 @@ def check_returns(
     share = answered / max(len(items), 1)
     f["share_answered"] = share
     valid_mask = np.isin(codes, np.asarray(q.valid_codes, dtype=np.float64))
+    return codes, answered, share, valid_mask
 
-    # -- ids ---------------------------------------------------------------------------
+
+def _check_ids(f: pd.DataFrame, units: pd.DataFrame, findings: list[Finding]) -> np.ndarray:
+    """Forms without an id, duplicated ids, ids never sampled; adds ``f["agency"]`` (in place).
+
+    Returns the mask of forms kept.
+    """
     keep = np.ones(len(f), dtype=bool)
     no_id = f["id"].isna().to_numpy()
     for file, g in f[no_id].groupby("_file", sort=False):
@@ -273,7 +306,6 @@ def check_returns(
                                     message=f"id {i!r} is on {len(g)} forms ({where})"))
     keep &= ~dup
     unit_agency = dict(zip(units["id"], units["agency"], strict=True))
-    unit_rank = dict(zip(units["id"], units["reserve_rank"].astype(int), strict=True))
     in_plan = f["id"].map(lambda i: i in unit_agency).to_numpy(dtype=bool)
     out_sample = keep & ~in_plan
     for file, g in f[out_sample].groupby("_file", sort=False):
@@ -285,30 +317,44 @@ def check_returns(
                                         f"({rows_text(g['_row'])})"))
     keep &= in_plan
     f["agency"] = f["id"].map(unit_agency)
-    if has_agency:
-        known = set(agencies)
-        rep = f["agency_reported"]
-        unknown = keep & rep.notna().to_numpy() & ~rep.isin(known).to_numpy()
-        for (file, a), g in f[unknown].groupby(["_file", "agency_reported"], sort=False):
-            findings.append(Finding(check="unknown_agency", file=file, column=agency_column,
-                                    value=str(a), rows=tuple(int(r) for r in g["_row"]),
-                                    message=f"file {file!r}, column {agency_column!r}: agency "
-                                            f"{a!r} is not in the frame ({rows_text(g['_row'])})"))
-        mism = keep & rep.notna().to_numpy() & ~unknown & (rep != f["agency"]).to_numpy()
-        for (file, a), g in f[mism].groupby(["_file", "agency_reported"], sort=False):
-            findings.append(Finding(
-                check="agency_mismatch", file=file, column=agency_column, value=str(a),
-                agency=str(g["agency"].iloc[0]), rows=tuple(int(r) for r in g["_row"]),
-                ids=tuple(map(str, g["id"])),
-                message=f"file {file!r}, column {agency_column!r}: agency {a!r} differs from "
-                        f"the agency the id was sampled in ({g['agency'].iloc[0]!r}; "
-                        f"{rows_text(g['_row'])})"))
+    return keep
 
-    # -- reserves (ordered within each sampling stratum: the agency, or its strata) ----
+
+def _check_agencies(f: pd.DataFrame, keep: np.ndarray, agencies: Sequence[str],
+                    agency_column: str | None, findings: list[Finding]) -> None:
+    """The agency written on the form: unknown to the frame, or not the one sampled."""
+    known = set(agencies)
+    rep = f["agency_reported"]
+    unknown = keep & rep.notna().to_numpy() & ~rep.isin(known).to_numpy()
+    for (file, a), g in f[unknown].groupby(["_file", "agency_reported"], sort=False):
+        findings.append(Finding(check="unknown_agency", file=file, column=agency_column,
+                                value=str(a), rows=tuple(int(r) for r in g["_row"]),
+                                message=f"file {file!r}, column {agency_column!r}: agency "
+                                        f"{a!r} is not in the frame ({rows_text(g['_row'])})"))
+    mism = keep & rep.notna().to_numpy() & ~unknown & (rep != f["agency"]).to_numpy()
+    for (file, a), g in f[mism].groupby(["_file", "agency_reported"], sort=False):
+        findings.append(Finding(
+            check="agency_mismatch", file=file, column=agency_column, value=str(a),
+            agency=str(g["agency"].iloc[0]), rows=tuple(int(r) for r in g["_row"]),
+            ids=tuple(map(str, g["id"])),
+            message=f"file {file!r}, column {agency_column!r}: agency {a!r} differs from "
+                    f"the agency the id was sampled in ({g['agency'].iloc[0]!r}; "
+                    f"{rows_text(g['_row'])})"))
+
+
+def _released_reserves(f: pd.DataFrame, keep: np.ndarray, units: pd.DataFrame,
+                       released_record: Mapping[str, int] | None, findings: list[Finding]
+                       ) -> tuple[dict[str, int], str]:
+    """Reserves used per sampling stratum against the record; adds rank and stratum to ``f``.
+
+    Reserves are ordered within each sampling stratum: the agency, or its strata.  Returns
+    the reserves released per stratum and the name of the stratum column of ``units``.
+    """
     strat_col = "stratum" if "stratum" in units.columns else "agency"
     word = "stratum" if strat_col == "stratum" and not units["stratum"].astype(str).equals(
         units["agency"].astype(str)) else "agency"
     unit_stratum = dict(zip(units["id"], units[strat_col], strict=True))
+    unit_rank = dict(zip(units["id"], units["reserve_rank"].astype(int), strict=True))
     f["reserve_rank"] = f["id"].map(unit_rank)
     f["_stratum"] = f["id"].map(unit_stratum)
     kept = f[keep]
@@ -331,8 +377,18 @@ def check_returns(
         else:
             released[str(a)] = used
         released[str(a)] = min(released[str(a)], int(n_res.get(a, 0)))
+    return released, strat_col
 
-    # -- dispositions ------------------------------------------------------------------
+
+def _classify(f: pd.DataFrame, keep: np.ndarray, share: np.ndarray, answered: np.ndarray,
+              findings: list[Finding], *, n_items: int, has_disposition: bool,
+              disposition_codes: Mapping[str, str], disposition_column: str | None,
+              complete_min: float, partial_min: float) -> None:
+    """Disposition class of every form (``f["disposition_class"]``, in place).
+
+    Derived from the share of items answered, or the office's code when it is known and
+    consistent with the answers (unknown codes and contradictions are findings).
+    """
     derived = _derive(share, complete_min, partial_min)
     cls = derived.copy()
     if has_disposition:
@@ -368,12 +424,19 @@ def check_returns(
                 value=v, rows=tuple(int(r) for r in g["_row"]), ids=tuple(map(str, g["id"])),
                 message=f"file {file!r}, column {disposition_column!r}: disposition {v!r} "
                         f"({disposition_class(v, disposition_codes)}) contradicts the answers "
-                        f"({int(n_ans.min())}-{int(n_ans.max())} of {len(items)} items "
+                        f"({int(n_ans.min())}-{int(n_ans.max())} of {n_items} items "
                         f"answered; {rows_text(g['_row'])})"))
     f["disposition_class"] = cls
-    kept = f[keep].copy()
 
-    # -- per agency checks on respondents ------------------------------------------------
+
+def _check_respondents(kept: pd.DataFrame, codes: np.ndarray, valid_mask: np.ndarray,
+                       units: pd.DataFrame, items: list[str], findings: list[Finding], *,
+                       respondents: Sequence[str], straight_min_items: int,
+                       straight_max_share: float) -> dict[str, float]:
+    """Per agency, on respondents: items never answered, straightlining, duplicated forms.
+
+    Returns the straightlining share per agency.
+    """
     resp = kept["disposition_class"].isin(list(respondents)).to_numpy()
     rk = kept[resp]
     vm = valid_mask[kept.index.to_numpy()][resp]
@@ -419,8 +482,12 @@ def check_returns(
                     message=f"agency {a!r}: ids {', '.join(map(str, g['id'][:6]))} have "
                             f"identical answers to every item (a form keyed twice?; "
                             f"{_where(g)})"))
+    return straight_share
 
-    # -- cases -------------------------------------------------------------------------
+
+def _cases(units: pd.DataFrame, strat_col: str, released: dict[str, int], kept: pd.DataFrame,
+           not_returned: str) -> pd.DataFrame:
+    """One row per case in the released sample, with its disposition class."""
     rel = units[strat_col].map(released).to_numpy()
     in_sample = units["reserve_rank"].to_numpy() <= rel
     cases = units[in_sample][["id", "agency", "reserve_rank"]].copy()
@@ -428,8 +495,12 @@ def check_returns(
     cases["returned"] = cases["id"].map(lambda i: i in form_class).astype(bool)
     cases["disposition_class"] = cases["id"].map(lambda i: form_class.get(i, not_returned))
     cases = cases.reset_index(drop=True)
+    return cases
 
-    # -- per agency summary --------------------------------------------------------------
+
+def _agency_summary(cases: pd.DataFrame, findings: list[Finding], respondents: Sequence[str],
+                    straight_share: dict[str, float]) -> pd.DataFrame:
+    """Sampled, released, returned, respondents, eligible, errors and warnings per agency."""
     rows = []
     errs = pd.Series([x.agency for x in findings if x.severity == "error"], dtype=object)
     warns = pd.Series([x.agency for x in findings if x.severity == "warning"], dtype=object)
@@ -442,7 +513,4 @@ def check_returns(
                      "known_eligible": elig,
                      "straightline_share": straight_share.get(str(a), np.nan),
                      "errors": int((errs == a).sum()), "warnings": int((warns == a).sum())})
-    by_agency = pd.DataFrame(rows)
-    findings.sort(key=lambda x: (0 if x.severity == "error" else 1, list(CHECKS).index(x.check)))
-    return QualityResult(findings=tuple(findings), forms=kept.reset_index(drop=True),
-                         cases=cases, released=released, by_agency=by_agency)
+    return pd.DataFrame(rows)
