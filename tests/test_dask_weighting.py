@@ -155,6 +155,10 @@ def weighted(method: str, design, controls):
     if method == "trim_strict":
         return trim(design, lower=0.8, upper=1.2, relative=True, strict=True,
                     redistribute="proportional")
+    if method == "chain_numeric":  # then unbounded linear calibration on a numeric variable
+        d = adjust_nonresponse(design, "responded", classes="agency_id")
+        d = rake(d, c["margins"], max_iter=50, epsilon=1e-10)
+        return calibrate(d, c["numeric"], variables=["sex", "visits"])
     if method == "chain":  # nonresponse, raking, calibration: three steps, two residualizers
         d = adjust_nonresponse(design, "responded", classes="agency_id")
         d = rake(d, c["margins"], max_iter=50, epsilon=1e-10)
@@ -309,6 +313,8 @@ class _Table:
 @pytest.mark.parametrize(("method", "layout", "scheme"), [
     ("poststratify", "split", "raowu"), ("calibrate_logit_warn", "split", "raowu"),
     ("chain", "interleaved", "raowu"), ("rake_default", "whole", "jkn"),
+    ("calibrate_numeric_linear", "split", "raowu"), ("chain_numeric", "interleaved", "raowu"),
+    ("chain_numeric", "whole", "jkn"),
 ])
 def test_replicates_replay_the_steps(method, layout, scheme, bases, controls):
     """Lazy Rao-Wu / JKn replicates with every step replayed on cells: equal to in memory."""
@@ -344,9 +350,12 @@ def test_replicates_replay_the_steps(method, layout, scheme, bases, controls):
 def test_replay_refused_where_the_cell_path_cannot_go(bases, controls):
     _mem0, dsk0, _rows = bases["whole"]
     for reps in (bootstrap(dsk0, n_replicates=5, rng=1), jackknife(dsk0, kind="JKn")):
-        for method in ("trim", "calibrate_numeric_linear"):
+        for method in ("trim", "calibrate_numeric_bounded", "calibrate_numeric_logit"):
             with pytest.raises(SatsampleError, match="replicate variance is unavailable"):
                 weighted(method, reps, controls)
+        d = weighted("calibrate_numeric_linear", reps, controls)  # replayed through x, x v
+        with pytest.raises(SatsampleError, match="after a calibration on numeric variables"):
+            poststratify(d, ["sex", "age_group"], controls["cells"])
 
 
 # ------------------------------------------------------------------ errors

@@ -254,8 +254,8 @@ def _entry(design: SurveyDesign) -> _Entry | None:
         return got
     given = getattr(reps.steps[-1], "cell_entry", None)
     if given is not None:  # a Dask partition: the cells and factors of the whole sample
-        plan, factors = given(design, base)
-        entry = _Entry(base=base, plan=plan, factors=factors)
+        plan, factors, lam = given(design, base)
+        entry = _Entry(base=base, plan=plan, factors=factors, lam=lam)
     else:
         entry = _Entry(base=base, plan=_make_plan(design, base))
     _CACHE[reps] = entry

@@ -56,10 +56,12 @@ number, as when materialised replicate weights are weighted in memory.  The
 engine's replicate passes are then additive: on each partition the in-memory
 ``replicate_totals`` takes the cell path with these factors
 (``_cell_replay._entry`` reads them from the last step).  Trimming and
-calibration on numeric variables cannot be replayed on cell tables (in
-memory they take the block path, which needs materialised replicate
-weights): on a Dask design with replicates they raise a
-:class:`~satsample.SatsampleError` suggesting Taylor variance.
+bounded or nonlinear calibration on numeric variables cannot be replayed on
+cell tables (in memory they take the block path, which needs materialised
+replicate weights): on a Dask design with replicates they raise a
+:class:`~satsample.SatsampleError` suggesting Taylor variance.  An unbounded
+linear calibration on numeric variables as the last step is replayed through
+replicate totals of its model matrix (``CellReplay.linear``), as in memory.
 """
 
 from __future__ import annotations
@@ -291,11 +293,13 @@ class DaskCellStep:
     """
 
     method: str
-    lookup: _Lookup
+    lookup: _Lookup | None
     step: Any
     replay: DaskReplay | None = None
+    matrix: Callable[[SurveyDesign], np.ndarray] | None = None
 
-    def cell_entry(self, part: SurveyDesign, base: np.ndarray) -> tuple[Any, np.ndarray]:
+    def cell_entry(self, part: SurveyDesign, base: np.ndarray
+                   ) -> tuple[Any, np.ndarray, np.ndarray | None]:
         """The cell replay of a partition's rows (read by ``_cell_replay``)."""
         if self.replay is None:  # pragma: no cover - only the last step is read
             raise SatsampleError(f"{self.method}: the replay on replicates was not prepared")
@@ -457,7 +461,9 @@ def _calibrate(design: Any, totals: Any, *, variables: Any = None, distance: Any
     from .controls import _is_numeric
 
     if any(v in meta.columns and _is_numeric(meta[v]) for v in names):
-        _no_replay(design, "calibrate", "calibration on numeric variables")
+        if not opt.closed:
+            _no_replay(design, "calibrate",
+                       "bounded or nonlinear calibration on numeric variables")
         return _calibrate_numeric(design, totals, variables, names, opt)
     from .calibrate import _calibrate_result
     from .controls import rows_behind
@@ -614,6 +620,7 @@ def _calibrate_numeric(design: Any, totals: Any, variables: Any, names: list[str
         cross_inverse,
         drop_empty_columns,
         newton,
+        replay_step,
     )
     from .controls import _is_numeric, model_matrix, rows_behind
 
@@ -666,7 +673,11 @@ def _calibrate_numeric(design: Any, totals: Any, variables: Any, names: list[str
     j = len(design.history)
     resid = DaskResidualizer(method="calibrate", build=partial(
         _build_greg_rows, mat, g_of, cross_inverse(xtdx), j))
-    return _record(design, g_of, res, calibration=resid)
+    linear = None
+    if design.replicates is not None:  # unbounded linear (others refused): replayed via x, x v
+        linear = DaskCellStep(method="calibrate", lookup=None, matrix=mat,
+                              step=replay_step(np.zeros((0, pop.size)), pop, opt))
+    return _record(design, g_of, res, calibration=resid, replicate_step=linear)
 
 
 # ------------------------------------------------------------------ trimming
@@ -767,21 +778,40 @@ class DaskReplay:
     factors : ndarray of float64, shape (R, K)
         The factor of every combined cell in every replicate, from the
         replicate cell table of the whole sample.
+    lam : ndarray of float64, shape (R, p) or None
+        After a final linear calibration on numeric variables: its
+        coefficients in every replicate (``_cell_replay.linear_lambda``).
+    matrix : callable or None
+        That calibration's model matrix of a partition's rows.
     """
 
     lookups: tuple[_Lookup, ...]
     keys: np.ndarray
     plan: Any
     factors: np.ndarray
+    lam: np.ndarray | None = None
+    matrix: Callable[[SurveyDesign], np.ndarray] | None = None
 
-    def entry(self, part: SurveyDesign, base: np.ndarray) -> tuple[Any, np.ndarray]:
+    def entry(self, part: SurveyDesign, base: np.ndarray
+              ) -> tuple[Any, np.ndarray, np.ndarray | None]:
         """The cell replay of a partition: its rows' global cells and base weights."""
-        return replace(self.plan, cell=_global_cells(self.lookups, self.keys, part),
-                       base=base), self.factors
+        return _partition_plan(self.plan, self.lookups, self.keys, self.matrix, part,
+                               base), self.factors, self.lam
+
+
+def _partition_plan(plan: Any, lookups: tuple[_Lookup, ...], keys: np.ndarray,
+                    matrix: Callable[[SurveyDesign], np.ndarray] | None, part: SurveyDesign,
+                    base: np.ndarray) -> Any:
+    out = replace(plan, cell=_global_cells(lookups, keys, part), base=base)
+    if matrix is not None:
+        out = replace(out, linear=replace(plan.linear, matrix=matrix(part)))
+    return out
 
 
 def _global_cells(lookups: tuple[_Lookup, ...], keys: np.ndarray, part: SurveyDesign
                   ) -> np.ndarray:
+    if not lookups:  # no step on cells: one combined cell
+        return np.zeros(part.n, dtype=np.int64)
     rows = _step_cells(lookups, part)
     mi = pd.MultiIndex.from_arrays(list(keys.T))
     idx = mi.get_indexer(pd.MultiIndex.from_arrays(list(rows.T)))
@@ -795,6 +825,8 @@ def _step_cells(lookups: tuple[_Lookup, ...], part: SurveyDesign) -> np.ndarray:
 
 
 def _distinct_cells(lookups: tuple[_Lookup, ...], part: SurveyDesign) -> np.ndarray:
+    if not lookups:
+        return np.zeros((1, 0), dtype=np.int64)
     return np.unique(_step_cells(lookups, part), axis=0)
 
 
@@ -803,15 +835,19 @@ def _union_cells(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 
 def _cell_table_part(lookups: tuple[_Lookup, ...], keys: np.ndarray, plan: Any,
-                     part: SurveyDesign) -> np.ndarray:
-    """Phase (a) on a partition: its replicate cell table (R, K) under the base weights."""
+                     matrix: Callable[[SurveyDesign], np.ndarray] | None, part: SurveyDesign
+                     ) -> tuple[np.ndarray, np.ndarray]:
+    """Phase (a) on a partition: its replicate cell table (R, K) under the base weights.
+
+    With a final linear calibration, also the cell moments of its model matrix.
+    """
     from ..variance.replicate import _step_base_weights
     from ._cell_replay import cell_tables
 
-    mine = replace(plan, cell=_global_cells(lookups, keys, part),
-                   base=_step_base_weights(part))
+    mine = _partition_plan(plan, lookups, keys, matrix, part, _step_base_weights(part))
     none = np.full(part.n, -1, dtype=np.int64)
-    return cell_tables(part, np.zeros((part.n, 1), dtype=np.uint8), none, 1, plan=mine).cells
+    t = cell_tables(part, np.zeros((part.n, 1), dtype=np.uint8), none, 1, plan=mine)
+    return t.cells, (np.zeros(0) if t.moments is None else t.moments)
 
 
 def _prepare_replay(design: Any) -> Any:
@@ -827,12 +863,29 @@ def _prepare_replay(design: Any) -> Any:
     the engine is additive over the partitions (each partition's totals use
     these factors, see ``_cell_replay._entry``).
     """
-    from ._cell_replay import _MAX_CELLS, _MAX_TABLE, CellReplay, _on_cells, replay_factors
+    from ._cell_replay import (
+        _MAX_CELLS,
+        _MAX_TABLE,
+        CellReplay,
+        _on_cells,
+        linear_lambda,
+        replay_factors,
+    )
     from .nonresponse import NonresponseStep
 
     reps = design.replicates
     steps = reps.steps
-    lookups = tuple(st.lookup for st in steps)
+    linear = steps[-1] if steps[-1].matrix is not None else None
+    cell_steps = steps[:-1] if linear is not None else steps
+    for st in cell_steps:
+        if st.matrix is not None:
+            raise SatsampleError(
+                f"{steps[-1].method}: a weighting step after a calibration on numeric variables "
+                "cannot be replayed on the replicates of a Dask design (only a final unbounded "
+                "linear calibration is replayed through replicate totals), so replicate "
+                "variance is unavailable; weight a design without replicates and use Taylor "
+                "variance")
+    lookups = tuple(st.lookup for st in cell_steps)
     keys = _reduce(design, partial(_distinct_cells, lookups), combine=_union_cells)
     n_cells = int(keys.shape[0])
     if n_cells > _MAX_CELLS or n_cells * reps.n_replicates > _MAX_TABLE:
@@ -841,16 +894,20 @@ def _prepare_replay(design: Any) -> Any:
             f"combined cells, more than the replay on replicate cell tables takes "
             f"({_MAX_CELLS}, or {_MAX_TABLE} cells x replicates), so replicate variance is "
             "unavailable on Dask; weight a design without replicates and use Taylor variance")
-    on_cells = tuple(_on_cells(st.step, keys[:, j]) for j, st in enumerate(steps))
+    on_cells = tuple(_on_cells(st.step, keys[:, j]) for j, st in enumerate(cell_steps))
     live = np.ones(n_cells, dtype=bool)
     for st in on_cells:
         if isinstance(st, NonresponseStep):
             live &= np.asarray(st.responded, dtype=bool)
     plan = CellReplay(cell=np.zeros(0, dtype=np.int64), n_cells=n_cells, steps=on_cells,
-                      base=np.zeros(0), live=live)
-    table = _reduce(design, partial(_cell_table_part, lookups, keys, plan))
-    replay = DaskReplay(lookups=lookups, keys=keys, plan=plan,
-                        factors=replay_factors(plan, table))
+                      base=np.zeros(0), live=live,
+                      linear=None if linear is None else linear.step)
+    matrix = None if linear is None else linear.matrix
+    table, moments = _reduce(design, partial(_cell_table_part, lookups, keys, plan, matrix))
+    factors = replay_factors(plan, table)
+    lam = None if linear is None else linear_lambda(plan, factors, moments)
+    replay = DaskReplay(lookups=lookups, keys=keys, plan=plan, factors=factors, lam=lam,
+                        matrix=matrix)
     last = replace(steps[-1], replay=replay)
     new_steps = (*steps[:-1], last)
     out = replace(design, replicates=replace(reps, steps=new_steps))
