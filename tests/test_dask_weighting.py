@@ -472,3 +472,17 @@ def test_demo_pipeline_on_dask(demo):
     assert b.options["replay"] == "cells" and a.options["replay"] in ("cells", "partitions")
     for name in ("overall", "elements"):
         same_estimate(_Table(getattr(a, name)), _Table(getattr(b, name)))
+
+
+def test_diagnostics_on_dask(bases, controls):
+    mem0, dsk0, _rows = bases["split"]
+    mem, dsk = weighted("chain", mem0, controls), weighted("chain", dsk0, controls)
+    a, b = ss.weight_summary(dsk), ss.weight_summary(mem)
+    assert list(a["method"]) == list(b["method"]) and list(a["n_rows"]) == list(b["n_rows"])
+    assert rel(a["kish_deff"], b["kish_deff"]) < TOL
+    for ctl, var in ((controls["margins"], None), (controls["totals"], VARS),
+                     (controls["cells"], ["sex", "age_group"])):
+        ca = ss.calibration_check(dsk, ctl, variables=var)
+        cb = ss.calibration_check(mem, ctl, variables=var)
+        assert list(ca["term"]) == list(cb["term"])
+        assert rel(ca["achieved"], cb["achieved"]) < TOL

@@ -751,12 +751,29 @@ def _trim(design: Any, *, lower: float | None = None, upper: float | None = None
     return _record(design, partial(_trim_weights, opt, lo, hi, shares), res, mode="weights")
 
 
+# ------------------------------------------------------------------ diagnostics
+def _calibration_check(design: Any, controls: Any, *, variables: Any = None) -> pd.DataFrame:
+    """:func:`~satsample.weighting.calibration_check` on the table of weighted cells."""
+    from .._validation import as_column_list
+    from .controls import margins_from_table, rows_behind
+    from .diagnostics import calibration_check
+
+    if isinstance(controls, pd.DataFrame) and {"variable", "level"} <= set(controls.columns):
+        keys = [str(v) for v, _m in margins_from_table(controls)]
+    else:
+        keys = as_column_list(variables)
+    cells = _cells(design, keys)
+    with rows_behind(cells.counts):
+        return calibration_check(cells.design(), controls, variables=variables)
+
+
 _STEPS: dict[str, Callable[..., Any]] = {
     "adjust_nonresponse": _adjust_nonresponse,
     "poststratify": _poststratify,
     "rake": _rake,
     "calibrate": _calibrate,
     "trim": _trim,
+    "calibration_check": _calibration_check,
 }
 
 

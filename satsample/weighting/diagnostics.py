@@ -30,7 +30,7 @@ def weight_summary(design: SurveyDesign) -> pd.DataFrame:
 
     Parameters
     ----------
-    design : SurveyDesign
+    design : SurveyDesign or DaskSurveyDesign
 
     Returns
     -------
@@ -46,7 +46,8 @@ def weight_summary(design: SurveyDesign) -> pd.DataFrame:
     :math:`n \\sum w_i^2 / (\\sum w_i)^2` and the effective sample size
     :math:`(\\sum w_i)^2 / \\sum w_i^2`, over the rows with a positive weight.
     """
-    design = check_design(design, "weight_summary")
+    if type(design).__name__ != "DaskSurveyDesign":  # a Dask design has the same history
+        design = check_design(design, "weight_summary")
     rows = []
     for k, st in enumerate(design.history):
         rows.append({
@@ -81,7 +82,18 @@ def calibration_check(design: SurveyDesign, controls: pd.DataFrame | pd.Series |
         Columns ``term`` (level, cell or model-matrix column), ``control``,
         ``achieved`` (:math:`\\sum_i w_i x_i`), ``difference`` (achieved minus
         control) and ``relative_difference``.
+
+    Notes
+    -----
+    A Dask design (:class:`~satsample.distributed.DaskSurveyDesign`) is
+    checked on its table of weighted cells of the variables involved (one
+    reduction over the partitions): the same sums of weights by level.
     """
+    from ._dask import dispatch
+
+    if (out := dispatch(design, "calibration_check", controls, variables=variables)
+            ) is not None:
+        return out
     design = check_design(design, "calibration_check")
     w = np.asarray(design.weights, dtype=np.float64)
     terms: list[str] = []
