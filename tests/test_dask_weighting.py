@@ -489,3 +489,16 @@ def test_diagnostics_on_dask(bases, controls):
         cb = ss.calibration_check(mem, ctl, variables=var)
         assert list(ca["term"]) == list(cb["term"])
         assert rel(ca["achieved"], cb["achieved"]) < TOL
+
+
+def test_declared_replicate_weights_are_not_reweighted_on_dask(df, controls):
+    rows = df.copy()
+    rng = np.random.default_rng(9)
+    names = [f"rw{r}" for r in range(4)]
+    for c in names:
+        rows[c] = rows["design_weight"] * rng.uniform(0.5, 1.5, len(rows))
+    ddf, _ = frame_of(rows, "whole")
+    d = ss.declare_replicates(survey_design(ddf, strata="agency_id", fpc="N_h"), names,
+                              kind="bootstrap")
+    with pytest.raises(SatsampleError, match="cannot be applied to them on Dask"):
+        poststratify(d, ["sex", "age_group"], controls["cells"])

@@ -97,6 +97,18 @@ def dispatch(design: Any, step: str, *args: Any, **kwargs: Any) -> Any:
 
     if not isinstance(design, DaskSurveyDesign):  # pragma: no cover - a foreign class
         return None
+    reps = design.replicates
+    if step != "calibration_check" and reps is not None:
+        from ..replicate.bootstrap import RaoWu
+        from ..replicate.jackknife import Jackknife
+
+        if not isinstance(reps.scheme, (RaoWu, Jackknife)):
+            raise SatsampleError(
+                f"{step}: the {reps.n_replicates} {reps.kind!r} replicate weights of this Dask "
+                "design are columns of the frame (declare_replicates); a weighting step cannot "
+                "be applied to them on Dask: weight the design first and declare replicate "
+                "weights that already include the weighting, or use bootstrap()/jackknife(), "
+                "whose replicates replay the steps")
     return _STEPS[step](design, *args, **kwargs)
 
 
