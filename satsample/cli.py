@@ -135,6 +135,10 @@ def _build_parser() -> _Parser:
                       help="target margin of error (95 %%) of each agency's index, in points "
                            "on the 0-100 scale of the outputs, from 1 to 50 (default 10, "
                            "i.e. ±10 points; 0.10 is refused, not read as a share)")
+    demo.add_argument("--small-area", action="store_true",
+                      help="a lean year (proportional allocation, 10 planned respondents in "
+                           "small offices) whose agencies below 30 respondents get a "
+                           "model-based (Fay-Herriot) estimate, labelled so in every output")
     demo.add_argument("--quiet", action="store_true", help="no progress messages")
     return parser
 
@@ -183,7 +187,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 run_demo(out=out, seed=args.seed, population_seed=args.population_seed,
                          n_users=args.n_users, n_replicates=args.replicates,
                          questionnaire=args.questionnaire, moe=args.moe,
-                         progress=not args.quiet)
+                         progress=not args.quiet, small_area=args.small_area)
             except (ConfigError, DataError, OutputError):
                 raise
             except SatsampleError as exc:  # a bad --questionnaire definition

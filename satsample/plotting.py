@@ -720,6 +720,8 @@ def plot_element_heatmap(
     values = scale * np.column_stack([overall, wide.to_numpy(dtype=float)])
     sup_row = (rows["status"] == "suppress").to_numpy()
     values[sup_row, :] = np.nan  # an agency not published shows none of its elements
+    # an overall value from another source than the direct estimator is framed and keyed
+    model_row = ~rows["source"].isin(_DIRECT).to_numpy() & ~sup_row
     col_labels = [_t(language, "overall"), *codes]
     element_key = _element_names(estimate, codes, language)
     items = _layout(rows, grouped=tier is not None, language=language)
@@ -757,8 +759,14 @@ def plot_element_heatmap(
                 v = data[y, x]
                 if np.isfinite(v):
                     dark = norm(v) > 0.6
+                    model = x == 0 and bool(model_row[col[y][1]])
                     ax.text(x, y, _num(v, decimals, language), ha="center", va="center",
-                            fontsize=fs, color="white" if dark else "0.1")
+                            fontsize=fs, color="white" if dark else "0.1",
+                            style="italic" if model else "normal")
+                    if model:
+                        ax.add_patch(Rectangle((x - 0.45, y - 0.42), 0.9, 0.84, fill=False,
+                                               edgecolor="#7a0177", lw=1.4,
+                                               label="model-based"))
                 else:
                     ax.add_patch(Rectangle((x - 0.5, y - 0.5), 1, 1, fill=False,
                                            hatch="////", edgecolor="0.75", lw=0))
@@ -783,7 +791,9 @@ def plot_element_heatmap(
     cb = fig.colorbar(image, ax=list(axes), location="bottom", shrink=0.5, aspect=40,
                       pad=0.01)
     cb.set_label(_t(language, "colorbar", top=_scale_top(scale)) + "   –  "
-                 + _t(language, "not_published_short"), fontsize=_SMALL)
+                 + _t(language, "not_published_short")
+                 + ("   ▢ " + _t(language, "model") if model_row.any() else ""),
+                 fontsize=_SMALL)
     cb.ax.tick_params(labelsize=_SMALL)
     if any(k != c for k, c in zip(element_key, codes, strict=True)):
         chars = int(figsize[0] * 72 * 0.95 / (0.58 * _SMALL))
