@@ -13,7 +13,8 @@ Conventions shared by every figure:
   (:func:`satsample.flags.flag_estimate`) are never drawn: the agency keeps its place as a
   marked gap with "not published (n = ...)"; ``"review"`` rows are drawn with an open
   marker.  Rows from another source than the direct (design-based) estimator (e.g.
-  ``"model-based"``) are drawn with a square marker.
+  ``"model-based"``) are drawn with a square marker and their own key entry ("model-based
+  estimate"); in the heat map their overall cell is framed, in italics, and keyed.
 * **Reference**: a reference line always says what it is, in the key: "national estimate
   80.8 (80.4-81.2)" (an :class:`~satsample.results.IndexEstimate` without ``by``, drawn
   with its interval as a band) or "mean of agencies 82.2" (the unweighted mean of the
@@ -696,7 +697,9 @@ def plot_element_heatmap(
         One heat-map Axes per column of panels (plus the colour bar's Axes, last).  Each
         panel's image (``ax.images[0]``) holds ``scale * estimate`` in a masked array: the
         first column is the overall index, then the elements in questionnaire order;
-        suppressed cells are masked.
+        suppressed cells are masked.  An overall value that is not a direct estimate
+        (``source`` ``"model-based"``) is framed (a patch labelled ``"model-based"``) and
+        named in the colour bar's key.
     """
     from matplotlib import colormaps
     from matplotlib.colors import Normalize

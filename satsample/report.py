@@ -38,7 +38,7 @@ import pandas as pd
 
 from ._spreadsheet import protect_worksheet
 from ._validation import SatsampleError, check_choice
-from .flags import flag_estimate
+from .flags import _model_based, _unranked_model_rows, flag_estimate
 from .plotting import (
     LANGUAGES,
     TIER_LABELS,
@@ -855,33 +855,6 @@ def _league(flagged: Any, league: Any, national: Any, notes: list[str]) -> Any:
     except SatsampleError as exc:
         notes.append(f"league table: {exc}")
         return None
-
-
-def _model_based(tab: pd.DataFrame) -> pd.Series:
-    """Rows whose value is not the direct (design-based) estimate, e.g. ``"model-based"``."""
-    if "source" not in tab.columns:
-        return pd.Series(False, index=tab.index)
-    src = tab["source"].astype(object).fillna("direct").astype(str)
-    return ~src.isin(("direct", "design-based", "nan"))
-
-
-def _unranked_model_rows(flagged: Any) -> Any:
-    """The estimate with model-based overall rows marked "suppress" for the ranking only.
-
-    A rank interval needs the joint (replicate) distribution of every ranked estimate; a
-    model-based estimate has only its MSE, and shrinkage pulls it to its synthetic value, so
-    it is not ranked with the direct ones (it is shown, labelled, everywhere else).
-    """
-    ov = getattr(flagged, "overall", None)
-    if ov is None or "status" not in ov.columns:
-        return flagged
-    model = _model_based(ov).to_numpy()
-    if not model.any():
-        return flagged
-    ov = ov.copy()
-    ov["status"] = ov["status"].astype(object)
-    ov.loc[model, "status"] = "suppress"
-    return dataclasses.replace(flagged, overall=ov)
 
 
 def _change(flagged: Any, previous: Any, notes: list[str]) -> tuple[Any, set[str]]:

@@ -289,3 +289,36 @@ def test_an_english_report_and_figure_say_model_based(sa_demo, tmp_path):
     assert len(rows) == len(step.model_based)
     assert all(re.match(r'<tr class="model"><td>–?</td>', r) for r in rows), rows[0]
     assert any(f">{html.escape(a)}<" in r or a in r for r in rows)
+
+
+def test_a_higher_min_n_replaces_publishable_agencies_and_they_leave_the_ranking(sa_demo):
+    from satsample.flags import _unranked_model_rows
+    from satsample.ranking import league_table
+
+    out, seen = sa_demo
+    _cfg, est, frame = seen["args"]
+    text = (out / "survey.toml").read_text(encoding="utf-8").replace(
+        "min_n = 30\n\n[output]", "min_n = 60\n\n[output]")
+    (out / "survey_60.toml").write_text(text, encoding="utf-8")
+    new, step = apply_small_area(load_config(out / "survey_60.toml"), est, frame,
+                                 np.random.SeedSequence(1))
+    ov, got = est.overall, new.overall
+    middle = ((ov["n"] >= 30) & (ov["n"] < 60)).to_numpy()
+    assert middle.any() and (ov.loc[middle, "status"] != "suppress").all()
+    assert (got.loc[middle, "status"] == "model-based").all()
+    assert (got.loc[ov["n"].to_numpy() >= 60, "source"] == "direct").all()
+    assert step.min_n == 60
+    lt = league_table(_unranked_model_rows(new), rank_intervals=False)
+    ranked = set(lt.to_frame()["domain"].astype(str))
+    assert not ranked & set(step.model_based)
+    assert len(ranked) == int((ov["n"] >= 60).sum())
+
+
+def test_the_heat_map_frames_and_keys_the_model_based_overall_cells(sa_demo):
+    _out, seen = sa_demo
+    new, step = seen["result"]
+    fig = plotting.plot_element_heatmap(new, language="en")
+    framed = [p for ax in fig.axes for p in ax.patches if p.get_label() == "model-based"]
+    assert len(framed) == len(step.model_based)
+    keys = " ".join(ax.get_xlabel() for ax in fig.axes)
+    assert "model-based estimate" in keys

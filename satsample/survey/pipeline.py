@@ -1024,8 +1024,9 @@ def _design_data(cfg: SurveyConfig, q: Questionnaire, frame: pd.DataFrame,
 
 
 def _estimate(cfg: SurveyConfig, q: Questionnaire, data: pd.DataFrame, frame: pd.DataFrame,
-              pg: Progress) -> tuple[Any, dict[str, Any], Any]:
+              pg: Progress) -> tuple[Any, dict[str, Any], Any, Any]:
     from ..design import survey_design
+    from ..flags import _unranked_model_rows
     from ..index import satisfaction_index
     from ..ranking import league_table
     from ..replicate import bootstrap, jackknife
@@ -1068,13 +1069,25 @@ def _estimate(cfg: SurveyConfig, q: Questionnaire, data: pd.DataFrame, frame: pd
     # publication is a property of every estimate: each output (CSV, league table, report,
     # figures) reads the same status and leaves suppressed values out
     estimates = {name: _flag(cfg, e) for name, e in estimates.items()}
+    sa_step = None
+    if cfg["small_area"]["enabled"]:
+        from .small_area import apply_small_area
+
+        agency = cfg["frame"]["agency"]
+        if agency not in estimates:
+            raise ConfigError(f"small_area needs the index by agency: add [{agency!r}] to "
+                              f"estimation.domains ({[list(b) for b in cfg.domains]})")
+        with pg.step("small-area estimates (Fay-Herriot)"):
+            estimates[agency], sa_step = apply_small_area(cfg, estimates[agency], frame,
+                                                          _seeds(cfg)[2])
     est = estimates[next(n for n, by in sets if by == (rank_by,))]
     rk = cfg["ranking"]
     with pg.step("league table"):
-        league = league_table(est, top_k=rk["top_k"], bottom_k=rk["bottom_k"],
-                              adjust=rk["adjust"],
+        # a model-based estimate is shown, labelled, but not ranked (see flags)
+        league = league_table(_unranked_model_rows(est), top_k=rk["top_k"],
+                              bottom_k=rk["bottom_k"], adjust=rk["adjust"],
                               rank_intervals=est.replicate_estimates is not None)
-    return design, estimates, league
+    return design, estimates, league, sa_step
 
 
 def _flag_options(cfg: SurveyConfig) -> dict[str, Any]:
@@ -1283,6 +1296,10 @@ def _league_model_rows(lt: pd.DataFrame, est: Any, agency: str, scale: float) ->
         if at.any():
             for c, v in row.items():
                 lt.loc[at, c] = v
+            for c in ("rank", "rank_low", "rank_high", "p_top", "p_bottom", "reference",
+                      "diff", "diff_se", "df", "p_value", "p_adjusted", "significant"):
+                if c in lt.columns:
+                    lt.loc[at, c] = pd.NA if c != "significant" else ""
         else:
             lt = pd.concat([lt, pd.DataFrame([row])], ignore_index=True)
     return lt
@@ -1336,20 +1353,9 @@ def run(config: str | Path | SurveyConfig, *, progress: Progress | None = None) 
                         "full report, fix the files or set checks.on_error = \"resolve\"")
     data = _design_data(cfg, q, frame, doc, qr)
     try:
-        design, estimates, league = _estimate(cfg, q, data, frame, pg)
+        design, estimates, league, sa_step = _estimate(cfg, q, data, frame, pg)
     except (ConfigError, DataError):
         raise
-    sa_step = None
-    if cfg["small_area"]["enabled"]:
-        from .small_area import apply_small_area
-
-        agency = cfg["frame"]["agency"]
-        if agency not in estimates:
-            raise ConfigError(f"small_area needs the index by agency: add [{agency!r}] to "
-                              f"estimation.domains ({[list(b) for b in cfg.domains]})")
-        with pg.step("small-area estimates (Fay-Herriot)"):
-            estimates[agency], sa_step = apply_small_area(cfg, estimates[agency], frame,
-                                                          _seeds(cfg)[2])
     rates = _rates(cfg, qr.cases, frame, weights=data.set_index("id").loc[
         qr.cases["id"].to_numpy(), "design_weight"].to_numpy())
     target = cfg.folder / "results"
