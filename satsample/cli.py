@@ -219,6 +219,15 @@ def main(argv: Sequence[str] | None = None) -> int:
               f"{100 * nat['ci_low']:.2f} to {100 * nat['ci_high']:.2f}); "
               f"{len(res_run.quality.errors)} data problem(s) resolved; results in "
               f"{res_run.folder}")
+        sa = res_run.small_area
+        if sa is not None:
+            print(f"  small-area: {len(sa.model_based)} agencies below {sa.min_n} respondents "
+                  f"published with a model-based estimate ({_one_line(sa.fit.model)})")
+            for a, lack in sa.no_covariates.items():
+                print(f"  note: agency {a} has no covariate {', '.join(lack)}: not in the "
+                      "small-area model")
+            for note in sa.notes:
+                print(f"  note: small-area: {_one_line(note)}")
         return EXIT_CODES["ok"]
     except _UsageError as exc:
         print(_one_line(str(exc)), file=sys.stderr)

@@ -322,3 +322,32 @@ def test_the_heat_map_frames_and_keys_the_model_based_overall_cells(sa_demo):
     assert len(framed) == len(step.model_based)
     keys = " ".join(ax.get_xlabel() for ax in fig.axes)
     assert "model-based estimate" in keys
+
+
+def test_satsample_run_says_what_the_small_area_step_did_and_repeats_exactly(sa_demo):
+    out, _ = sa_demo
+    before = (out / "results" / "index_agency_id.csv").read_bytes()
+    with contextlib.redirect_stdout(io.StringIO()) as buf:
+        assert main(["run", str(out / "survey.toml"), "--quiet"]) == 0
+    text = buf.getvalue()
+    _, ov = _overall(out)
+    k = int((ov["source"] == "model-based").sum())
+    assert f"small-area: {k} agencies below 30 respondents published with a model-based " \
+           "estimate (Fay-Herriot area-level model, REML" in text
+    assert (out / "results" / "index_agency_id.csv").read_bytes() == before
+
+
+def test_a_covariate_file_mixing_numbers_and_text_is_a_data_error(sa_demo):
+    from satsample.survey import DataError
+
+    out, seen = sa_demo
+    _, _, frame = seen["args"]
+    prior = pd.read_csv(out / "inputs" / "agency_covariates.csv", dtype=str)
+    prior.loc[3, "index_last_year"] = "n/a"
+    prior.to_csv(out / "inputs" / "covariates_text.csv", index=False)
+    text = (out / "survey.toml").read_text(encoding="utf-8").replace(
+        "inputs/agency_covariates.csv", "inputs/covariates_text.csv")
+    (out / "survey_text.toml").write_text(text, encoding="utf-8")
+    with pytest.raises(DataError, match=r"covariates_text\.csv'.*column 'index_last_year': "
+                                        r"value 'n/a' is not a number"):
+        agency_covariates(load_config(out / "survey_text.toml"), frame)

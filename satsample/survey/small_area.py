@@ -22,6 +22,7 @@ import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any
 
 import numpy as np
@@ -83,16 +84,25 @@ class SmallAreaStep:
         }
 
 
-def _numeric(s: pd.Series) -> pd.Series | None:
-    """The column as numbers when every non-missing value is one (files read as text)."""
+def _numeric(s: pd.Series, *, what: str) -> pd.Series | None:
+    """The column as numbers when every non-missing value is one (files read as text).
+
+    None for a text column; a column mixing numbers and text (``"n/a"`` in last year's
+    index) is a :class:`DataError` naming the value, not a factor with one level per agency.
+    """
     if pd.api.types.is_bool_dtype(s.dtype):
         return None
     if pd.api.types.is_numeric_dtype(s.dtype):
         return s.astype(float)
     num = pd.to_numeric(s, errors="coerce")
-    if num[s.notna()].isna().any():
+    bad = (num.isna() & s.notna()).to_numpy()
+    if not bad.any():
+        return num.astype(float)
+    if bad.all() or not num.notna().any():
         return None
-    return num.astype(float)
+    raise DataError(f"{what}, column {s.name!r}: value {s[bad].iloc[0]!r} is not a number "
+                    f"while {int(num.notna().sum())} other values are ({int(bad.sum())} such "
+                    "value(s)); leave a missing value empty")
 
 
 def _read_covariate_file(cfg: SurveyConfig, agencies: pd.Index) -> pd.DataFrame | None:
@@ -165,7 +175,7 @@ def agency_covariates(cfg: SurveyConfig, frame: pd.DataFrame) -> pd.DataFrame:
     for spec in sa["covariates"]:
         if file is not None and spec in file.columns:
             col = file[spec].reindex(order)
-            num = _numeric(col)
+            num = _numeric(col, what=f"small-area covariate file {Path(sa['file']).name!r}")
             out[spec] = num if num is not None else col.astype(object)
             continue
         name, sep, level = spec.partition(":")
@@ -185,7 +195,7 @@ def agency_covariates(cfg: SurveyConfig, frame: pd.DataFrame) -> pd.DataFrame:
         if spec not in frame.columns:
             raise ConfigError(f"key small_area.covariates: {spec!r} is not a column of {where}")
         col = frame[spec]
-        num = _numeric(col)
+        num = _numeric(col, what="frame")
         if num is not None:
             out[spec] = num.groupby(keys, sort=False).mean().reindex(order).to_numpy()
             continue
@@ -296,5 +306,5 @@ def apply_small_area(cfg: SurveyConfig, estimate: Any, frame: pd.DataFrame,
     synthetic = tuple(a for a in rows if not bool(tab.loc[a, "in_sample"]))
     step = SmallAreaStep(fit=fit, min_n=min_n, covariates=tuple(covs),
                          model_based=tuple(str(a) for a in rows), synthetic=synthetic,
-                         no_covariates=no_cov, notes=notes)
+                         no_covariates=MappingProxyType(no_cov), notes=notes)
     return new, step
