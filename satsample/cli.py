@@ -135,6 +135,10 @@ def _build_parser() -> _Parser:
                       help="target margin of error (95 %%) of each agency's index, in points "
                            "on the 0-100 scale of the outputs, from 1 to 50 (default 10, "
                            "i.e. ±10 points; 0.10 is refused, not read as a share)")
+    demo.add_argument("--small-area", action="store_true",
+                      help="a lean year (proportional allocation, 10 planned respondents in "
+                           "small offices) whose agencies below 30 respondents get a "
+                           "model-based (Fay-Herriot) estimate, labelled so in every output")
     demo.add_argument("--quiet", action="store_true", help="no progress messages")
     return parser
 
@@ -183,7 +187,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 run_demo(out=out, seed=args.seed, population_seed=args.population_seed,
                          n_users=args.n_users, n_replicates=args.replicates,
                          questionnaire=args.questionnaire, moe=args.moe,
-                         progress=not args.quiet)
+                         progress=not args.quiet, small_area=args.small_area)
             except (ConfigError, DataError, OutputError):
                 raise
             except SatsampleError as exc:  # a bad --questionnaire definition
@@ -215,6 +219,15 @@ def main(argv: Sequence[str] | None = None) -> int:
               f"{100 * nat['ci_low']:.2f} to {100 * nat['ci_high']:.2f}); "
               f"{len(res_run.quality.errors)} data problem(s) resolved; results in "
               f"{res_run.folder}")
+        sa = res_run.small_area
+        if sa is not None:
+            print(f"  small-area: {len(sa.model_based)} agencies below {sa.min_n} respondents "
+                  f"published with a model-based estimate ({_one_line(sa.fit.model)})")
+            for a, lack in sa.no_covariates.items():
+                print(f"  note: agency {a} has no covariate {', '.join(lack)}: not in the "
+                      "small-area model")
+            for note in sa.notes:
+                print(f"  note: small-area: {_one_line(note)}")
         return EXIT_CODES["ok"]
     except _UsageError as exc:
         print(_one_line(str(exc)), file=sys.stderr)

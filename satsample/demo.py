@@ -26,6 +26,16 @@
    CSV tables); no output holds the value of a suppressed agency;
 7. compare with the known truth of the synthetic population: ``DIR/truth_check.csv``
    (suppressed agencies without estimates) and ``DIR/summary.txt``.
+
+``satsample demo --small-area`` runs a leaner year of the same province: the sample is
+allocated proportionally to the agencies' sizes with a planning floor of
+:data:`SMALL_AREA_FLOOR` respondents (``design.min_respondents``), so many commune offices
+return 10 to 30 questionnaires, below the publication minimum of :data:`MIN_RESPONDENTS`
+(``flags.min_n``).  The configuration has a ``[small_area]`` section: those agencies are
+published with the Fay-Herriot EBLUP of their index (REML, GVF-smoothed sampling
+variances) from the agency tier, last year's index (``inputs/agency_covariates.csv``) and
+the share of online applications in the frame, labelled "model-based" in the CSV tables,
+the figures and the report; ``truth_check.csv`` compares them with the truth too.
 """
 
 from __future__ import annotations
@@ -45,10 +55,15 @@ if TYPE_CHECKING:
     from .datasets import Population
     from .questionnaire import Questionnaire
 
-__all__ = ["MIN_RESPONDENTS", "check_moe_points", "run_demo"]
+__all__ = ["MIN_RESPONDENTS", "SMALL_AREA_FLOOR", "check_moe_points", "run_demo"]
 
 #: Publication minimum of respondents per agency used by the demo.
 MIN_RESPONDENTS = 30
+#: Planning floor of respondents per agency of ``satsample demo --small-area``.
+SMALL_AREA_FLOOR = 10
+#: Sample size of the proportional allocation of ``--small-area`` (at most a third of the
+#: population): about 3.5 % of the default 200,000 users.
+SMALL_AREA_N = 7000
 
 _OFFICE_CODES = {"Hoàn thành": "I", "Trả lời một phần": "P", "Từ chối": "R",
                  "Không liên lạc được": "NC", "Không thuộc đối tượng": "NE"}
@@ -70,9 +85,47 @@ def _load_questionnaire(spec: str) -> tuple[Questionnaire, str]:
     return Questionnaire.from_json(path), f"file = {json.dumps(str(path.resolve()))}"
 
 
+def _design_text(*, moe: float, small_area_n: int | None) -> str:
+    if small_area_n is None:
+        return f"""[design]
+method = "srswor"
+allocation = "precision"
+moe = {moe / 100!r}             # share: {moe:g} points on the 0-100 scale
+p = 0.8
+deff = 1.3
+expected_response = 0.6
+min_respondents = {MIN_RESPONDENTS}
+min_effective_n = {MIN_RESPONDENTS}   # Korn-Graubard effective n of the flags
+reserves = 0.5"""
+    return f"""[design]
+# a lean year: proportional allocation, small offices plan only {SMALL_AREA_FLOOR} respondents;
+# below the publication minimum (flags.min_n) the model of [small_area] gives their index
+method = "srswor"
+allocation = "proportional"
+n = {small_area_n}
+deff = 1.3
+expected_response = 0.6
+min_respondents = {SMALL_AREA_FLOOR}
+reserves = 0.5"""
+
+
+_SMALL_AREA_TEXT = """
+[small_area]
+# agencies with fewer than min_n respondents get the Fay-Herriot EBLUP of their index
+file = "inputs/agency_covariates.csv"    # index_last_year, one row per agency
+covariates = ["agency_level", "index_last_year", "channel:online"]
+method = "reml"
+variance = "gvf"     # sampling variances smoothed by a generalized variance function
+min_n = {min_n}
+"""
+
+
 def _config_text(*, seed: int, q_line: str, moe: float, n_replicates: int,
-                 paper: str = "inputs/responses_paper.xlsx") -> str:
+                 paper: str = "inputs/responses_paper.xlsx",
+                 small_area_n: int | None = None) -> str:
     codes = ", ".join(f'"{k}" = "{v}"' for k, v in _OFFICE_CODES.items())
+    design = _design_text(moe=moe, small_area_n=small_area_n)
+    small = "" if small_area_n is None else _SMALL_AREA_TEXT.format(min_n=MIN_RESPONDENTS)
     return f"""# satsample demo: one survey year of a synthetic province (see docs: Your own survey)
 [survey]
 name = "SIPAS demo (synthetic province)"
@@ -92,16 +145,7 @@ contact = ["channel", "procedure_field"]
 {q_line}
 value_labels = {{ "Bình thường" = 3 }}
 
-[design]
-method = "srswor"
-allocation = "precision"
-moe = {moe / 100!r}             # share: {moe:g} points on the 0-100 scale
-p = 0.8
-deff = 1.3
-expected_response = 0.6
-min_respondents = {MIN_RESPONDENTS}
-min_effective_n = {MIN_RESPONDENTS}   # Korn-Graubard effective n of the flags
-reserves = 0.5
+{design}
 
 [field]
 disposition = "disposition"
@@ -143,7 +187,7 @@ domains = [["agency_id"], ["agency_level"]]
 
 [flags]
 min_n = {MIN_RESPONDENTS}
-
+{small}
 [output]
 folder = "."
 language = "vi"
@@ -264,6 +308,7 @@ def run_demo(
     questionnaire: str = "sipas_2017",
     moe: float = 10.0,
     progress: bool = True,
+    small_area: bool = False,
 ) -> pd.DataFrame:
     """Run a whole survey year on synthetic data through files, ``plan``, ``validate``, ``run``.
 
@@ -288,11 +333,19 @@ def run_demo(
         of the outputs (10 = ±10 points); from 1 to 50.
     progress : bool, default=True
         Print progress to stderr.
+    small_area : bool, default=False
+        Run the lean year with model-based estimates for the small agencies (see the
+        module notes): proportional allocation of ``min(7000, n_users // 3)`` units with a
+        floor of :data:`SMALL_AREA_FLOOR` expected respondents, ``inputs/
+        agency_covariates.csv`` and a ``[small_area]`` section in ``survey.toml``.
+        Off by default: a model-based estimate is a methodological choice made on request,
+        and the default demo shows the standard direct estimates with suppression.
 
     Returns
     -------
     pandas.DataFrame
-        The per-agency comparison with the truth written to ``truth_check.csv``.
+        The per-agency comparison with the truth written to ``truth_check.csv`` (with
+        ``source``: ``"direct"`` or ``"model-based"``).
     """
     from .datasets import make_population
     from .survey import load_config, plan, run, validate
@@ -311,12 +364,22 @@ def run_demo(
         pop = make_population(n_users=n_users, questionnaire=q, rng=population_seed)
         frame = pop.frame.copy()
         write_csv(frame, inputs / "frame.csv")
+        covariates = inputs / "agency_covariates.csv"
+        if small_area:
+            # last year's published index of every agency, on the 0-100 scale
+            write_csv(pd.DataFrame({"agency_id": pop.agencies["agency_id"].astype(str),
+                                    "index_last_year": (100 * pop.agencies["p_prior"]).round(1)}),
+                      covariates)
+        elif covariates.exists():
+            covariates.unlink()  # an earlier --small-area demo in the same folder
     cfg_path = out / "survey.toml"
     from .survey.io import have_excel
 
     paper = "inputs/responses_paper.xlsx" if have_excel() else "inputs/responses_paper.csv"
-    cfg_path.write_text(_config_text(seed=seed, q_line=q_line, moe=moe,
-                                     n_replicates=n_replicates, paper=paper), encoding="utf-8")
+    cfg_path.write_text(_config_text(
+        seed=seed, q_line=q_line, moe=moe, n_replicates=n_replicates, paper=paper,
+        small_area_n=min(SMALL_AREA_N, n_users // 3) if small_area else None),
+        encoding="utf-8")
     cfg = load_config(cfg_path)
     if progress:
         print("satsample plan", file=sys.stderr)
@@ -352,6 +415,8 @@ def run_demo(
         "respondents": by["n"].to_numpy().astype(int),
         "true_index": 100 * pop.truth.agencies.loc[by.index, "index"].to_numpy(),
         "status": by["status"].to_numpy(),
+        "source": (by["source"].astype(object).fillna("direct").to_numpy()
+                   if "source" in by.columns else "direct"),
     })
     table["covered"] = pd.array(np.where(
         shown, (table["ci_low"] <= table["true_index"]) & (table["true_index"] <= table["ci_high"]),
@@ -364,15 +429,18 @@ def run_demo(
                    table=table, by=by, nat=nat, truth=truth, covered=covered, rr1=rr1,
                    n_replicates=n_replicates, weighting=[s.method for s in
                                                          result.design.history],
-                   replay=est["all"].options.get("replay"))
+                   replay=est["all"].options.get("replay"), small_area=result.small_area)
     print(
         f"National satisfaction index: {100 * nat['estimate']:.1f} "
         f"(95% CI {100 * nat['ci_low']:.1f} to {100 * nat['ci_high']:.1f}); "
         f"true population value {100 * truth:.1f} "
         f"({'inside' if covered else 'OUTSIDE'} the interval)"
     )
+    n_model = int((table["source"] == "model-based").sum())
     print(
-        f"{len(table)} agencies ({int(shown.sum())} published); AAPOR RR1 {100 * rr1:.1f}%; "
+        f"{len(table)} agencies ({int(shown.sum())} published"
+        + (f", {n_model} with a model-based estimate" if small_area else "")
+        + f"); AAPOR RR1 {100 * rr1:.1f}%; "
         f"validate found {n_err} error(s) and {n_warn} warning(s) (planted), resolved by run; "
         f"report in {out / 'results' / 'report.html'} ({time.perf_counter() - t0:.0f} s)"
     )
@@ -399,13 +467,13 @@ def check_moe_points(moe: float, *, name: str = "--moe") -> float:
 def _write_summary(path: Path, *, q: Questionnaire, seed: int, n_users: int, planned: Any,
                    table: pd.DataFrame, by: pd.DataFrame, nat: pd.Series, truth: float,
                    covered: bool, rr1: float, n_replicates: int, weighting: list[str],
-                   replay: str | None = None) -> None:
+                   replay: str | None = None, small_area: Any = None) -> None:
     """``summary.txt``: what the demo did, in a few lines; no suppressed value."""
     alloc = planned.allocation
     short = alloc[~alloc["publishable"]]
     status = ("RECONSTRUCTED: the list of criteria is not confirmed by an official text"
               if q.reconstructed else "as published")
-    pub = table[table["status"] != "suppress"].sort_values(
+    pub = table[(table["status"] != "suppress") & (table["source"] == "direct")].sort_values(
         ["index", "agency_id"], ascending=[False, True], kind="mergesort")
     hidden = table[table["status"] == "suppress"]
     lines = [
@@ -413,9 +481,12 @@ def _write_summary(path: Path, *, q: Questionnaire, seed: int, n_users: int, pla
         f"questionnaire: {q.name} ({len(q.items)} criteria in {len(q.elements)} elements); "
         f"status: {status}",
         f"population: {n_users:,} service users in {len(table)} agencies; seed {seed}",
-        f"plan: {planned.n_main:,} selected (+{planned.n_reserve:,} reserves) so that every "
-        f"agency expects at least {MIN_RESPONDENTS} respondents and an effective sample of "
-        f"{MIN_RESPONDENTS} at a 60 % response rate"
+        (f"plan: {planned.n_main:,} selected (+{planned.n_reserve:,} reserves) so that every "
+         f"agency expects at least {MIN_RESPONDENTS} respondents and an effective sample of "
+         f"{MIN_RESPONDENTS} at a 60 % response rate" if small_area is None else
+         f"plan: {planned.n_main:,} selected (+{planned.n_reserve:,} reserves), proportional "
+         f"to the agencies' sizes with at least {SMALL_AREA_FLOOR} expected respondents per "
+         f"agency at a 60 % response rate")
         + (f"; {len(short)} agencies too small to reach it even with a census are taken whole "
            f"({', '.join(short['agency'].astype(str))})" if len(short) else ""),
         f"AAPOR RR1: {100 * rr1:.1f} %",
@@ -425,9 +496,20 @@ def _write_summary(path: Path, *, q: Questionnaire, seed: int, n_users: int, pla
         f"national index: {100 * nat['estimate']:.1f} (95% CI {100 * nat['ci_low']:.1f} to "
         f"{100 * nat['ci_high']:.1f}; SE {100 * nat['se']:.2f})",
         f"true population index: {100 * truth:.1f} ({'covered' if covered else 'NOT covered'})",
-        f"agencies published: {len(pub)} of {len(table)} "
+        f"agencies published: {int((table['status'] != 'suppress').sum())} of {len(table)} "
         f"({int((table['status'] == 'review').sum())} marked for review)",
     ]
+    if small_area is not None:
+        fit = small_area.fit
+        mb = table[table["source"] == "model-based"]
+        cov = mb["covered"].astype("boolean")
+        lines.append(
+            f"model-based (Fay-Herriot, {fit.method.upper()}, sigma2_v = {fit.sigma2_v:.3g}; "
+            f"covariates {', '.join(small_area.covariates)}): {len(mb)} agencies below "
+            f"{small_area.min_n} respondents, true index inside {int(cov.sum())} of "
+            f"{int(cov.notna().sum())} intervals: "
+            + ", ".join(f"{r.agency_id} {r.index:.1f} (n = {r.respondents})"
+                        for r in mb.itertuples()))
     reason = by["reason"].fillna("").astype(str)
     why = hidden["agency_id"].map(lambda a: "; ".join(
         part.split(":")[0] for part in reason.loc[a].split("; ")))

@@ -9,6 +9,7 @@ al. 2017), see :func:`publication_flags`.
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import numpy as np
@@ -313,3 +314,30 @@ def published(table: pd.DataFrame) -> np.ndarray:
     if "status" not in table.columns:
         return np.ones(len(table), dtype=bool)
     return (table["status"].astype(str) != "suppress").to_numpy()
+
+
+def _model_based(tab: pd.DataFrame) -> pd.Series:
+    """Rows whose value is not the direct (design-based) estimate, e.g. ``"model-based"``."""
+    if "source" not in tab.columns:
+        return pd.Series(False, index=tab.index)
+    src = tab["source"].astype(object).fillna("direct").astype(str)
+    return ~src.isin(("direct", "design-based", "nan"))
+
+
+def _unranked_model_rows(flagged: Any) -> Any:
+    """The estimate with model-based overall rows marked "suppress" for the ranking only.
+
+    A rank interval needs the joint (replicate) distribution of every ranked estimate; a
+    model-based estimate has only its MSE, and shrinkage pulls it to its synthetic value, so
+    it is not ranked with the direct ones (it is shown, labelled, everywhere else).
+    """
+    ov = getattr(flagged, "overall", None)
+    if ov is None or "status" not in ov.columns:
+        return flagged
+    model = _model_based(ov).to_numpy()
+    if not model.any():
+        return flagged
+    ov = ov.copy()
+    ov["status"] = ov["status"].astype(object)
+    ov.loc[model, "status"] = "suppress"
+    return dataclasses.replace(flagged, overall=ov)

@@ -13,7 +13,8 @@ Conventions shared by every figure:
   (:func:`satsample.flags.flag_estimate`) are never drawn: the agency keeps its place as a
   marked gap with "not published (n = ...)"; ``"review"`` rows are drawn with an open
   marker.  Rows from another source than the direct (design-based) estimator (e.g.
-  ``"model-based"``) are drawn with a square marker.
+  ``"model-based"``) are drawn with a square marker and their own key entry ("model-based
+  estimate"); in the heat map their overall cell is framed, in italics, and keyed.
 * **Reference**: a reference line always says what it is, in the key: "national estimate
   80.8 (80.4-81.2)" (an :class:`~satsample.results.IndexEstimate` without ``by``, drawn
   with its interval as a band) or "mean of agencies 82.2" (the unweighted mean of the
@@ -696,7 +697,9 @@ def plot_element_heatmap(
         One heat-map Axes per column of panels (plus the colour bar's Axes, last).  Each
         panel's image (``ax.images[0]``) holds ``scale * estimate`` in a masked array: the
         first column is the overall index, then the elements in questionnaire order;
-        suppressed cells are masked.
+        suppressed cells are masked.  An overall value that is not a direct estimate
+        (``source`` ``"model-based"``) is framed (a patch labelled ``"model-based"``) and
+        named in the colour bar's key.
     """
     from matplotlib import colormaps
     from matplotlib.colors import Normalize
@@ -720,6 +723,8 @@ def plot_element_heatmap(
     values = scale * np.column_stack([overall, wide.to_numpy(dtype=float)])
     sup_row = (rows["status"] == "suppress").to_numpy()
     values[sup_row, :] = np.nan  # an agency not published shows none of its elements
+    # an overall value from another source than the direct estimator is framed and keyed
+    model_row = ~rows["source"].isin(_DIRECT).to_numpy() & ~sup_row
     col_labels = [_t(language, "overall"), *codes]
     element_key = _element_names(estimate, codes, language)
     items = _layout(rows, grouped=tier is not None, language=language)
@@ -757,8 +762,14 @@ def plot_element_heatmap(
                 v = data[y, x]
                 if np.isfinite(v):
                     dark = norm(v) > 0.6
+                    model = x == 0 and bool(model_row[col[y][1]])
                     ax.text(x, y, _num(v, decimals, language), ha="center", va="center",
-                            fontsize=fs, color="white" if dark else "0.1")
+                            fontsize=fs, color="white" if dark else "0.1",
+                            style="italic" if model else "normal")
+                    if model:
+                        ax.add_patch(Rectangle((x - 0.45, y - 0.42), 0.9, 0.84, fill=False,
+                                               edgecolor="#7a0177", lw=1.4,
+                                               label="model-based"))
                 else:
                     ax.add_patch(Rectangle((x - 0.5, y - 0.5), 1, 1, fill=False,
                                            hatch="////", edgecolor="0.75", lw=0))
@@ -783,7 +794,9 @@ def plot_element_heatmap(
     cb = fig.colorbar(image, ax=list(axes), location="bottom", shrink=0.5, aspect=40,
                       pad=0.01)
     cb.set_label(_t(language, "colorbar", top=_scale_top(scale)) + "   –  "
-                 + _t(language, "not_published_short"), fontsize=_SMALL)
+                 + _t(language, "not_published_short")
+                 + ("   ▢ " + _t(language, "model") if model_row.any() else ""),
+                 fontsize=_SMALL)
     cb.ax.tick_params(labelsize=_SMALL)
     if any(k != c for k, c in zip(element_key, codes, strict=True)):
         chars = int(figsize[0] * 72 * 0.95 / (0.58 * _SMALL))

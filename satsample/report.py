@@ -38,7 +38,7 @@ import pandas as pd
 
 from ._spreadsheet import protect_worksheet
 from ._validation import SatsampleError, check_choice
-from .flags import flag_estimate
+from .flags import _model_based, _unranked_model_rows, flag_estimate
 from .plotting import (
     LANGUAGES,
     TIER_LABELS,
@@ -62,6 +62,7 @@ th{background:#eef3f8}
 td.text,th.text{text-align:left}
 tr.suppress td{color:#666;background:#f2f2f2}
 tr.review td{background:#fff4d6}
+tr.model td{font-style:italic;color:#7a0177}
 tr.tier td{background:#e8eef5;font-weight:600;text-align:left}
 figure{margin:1em 0}
 figure img{max-width:100%;height:auto}
@@ -108,6 +109,27 @@ _W: dict[str, dict[str, str]] = {
         "ci": "{pct} % interval", "rank_int": "Rank interval", "n": "Respondents",
         "status": "Note", "not_pub": "not published", "review": "to review",
         "model": "model-based",
+        "model_part": ", {n} of them with a model-based estimate",
+        "sa_h": "Model-based estimates for agencies with few respondents",
+        "sa_list_h": "Agencies with a model-based estimate",
+        "sa_intro": "These agencies have too few respondents for a direct estimate; their index "
+                    "is a model-based (Fay-Herriot) estimate, labelled model-based, and is not "
+                    "ranked (see Methods):",
+        "sa_synthetic": "no respondent: synthetic estimate",
+        "sa_agency": " Model-based estimate (Fay-Herriot small-area model), not ranked; see "
+                     "Methods.",
+        "sa_txt": "The index of an agency with too few respondents is a model-based estimate: "
+                  "the empirical best linear unbiased predictor (EBLUP) of the Fay-Herriot "
+                  "area-level model y_d = x_d'β + v_d + e_d, with agency effects "
+                  "v_d ~ N(0, σ²_v) and sampling errors e_d ~ N(0, ψ_d), fitted to the "
+                  "direct indices of the {m} agencies with respondents. Covariates: {covs}. "
+                  "σ²_v = {s2}, estimated by {method}{boundary}. Sampling variances ψ_d: "
+                  "{psi}. The interval is the estimate ± {z} × its root mean squared error "
+                  "(MSE: {mse}). An agency without respondents gets the synthetic estimate "
+                  "x_d'β. The elements and criteria of these agencies are not modelled; "
+                  "model-based estimates are not ranked. Model: {model}.",
+        "sa_boundary": " (at its boundary 0: each estimate is its synthetic part x_d'β)",
+        "sa_coef": "Coefficients (SE): {coefs}.",
         "not_pub_h": "Agencies not published",
         "not_pub_intro": "These agencies were surveyed but their estimates are not "
                          "published; each reason is stated once with the agencies it "
@@ -223,6 +245,28 @@ _W: dict[str, dict[str, str]] = {
         "ci": "Khoảng tin cậy {pct} %", "rank_int": "Khoảng thứ hạng", "n": "Số người trả lời",
         "status": "Ghi chú", "not_pub": "không công bố", "review": "cần xem xét",
         "model": "theo mô hình",
+        "model_part": ", trong đó {n} cơ quan có ước lượng theo mô hình",
+        "sa_h": "Ước lượng theo mô hình cho các cơ quan có ít người trả lời",
+        "sa_list_h": "Cơ quan có ước lượng theo mô hình",
+        "sa_intro": "Các cơ quan này có quá ít người trả lời để ước lượng trực tiếp; chỉ số "
+                    "của họ là ước lượng theo mô hình (Fay-Herriot), được ghi rõ là theo mô "
+                    "hình và không được xếp hạng (xem phần Phương pháp):",
+        "sa_synthetic": "không có người trả lời: ước lượng tổng hợp",
+        "sa_agency": " Ước lượng theo mô hình (mô hình ước lượng khu vực nhỏ Fay-Herriot), "
+                     "không xếp hạng; xem phần Phương pháp.",
+        "sa_txt": "Chỉ số của cơ quan có quá ít người trả lời là ước lượng theo mô hình: dự "
+                  "báo tuyến tính không chệch tốt nhất thực nghiệm (EBLUP) của mô hình cấp "
+                  "khu vực Fay-Herriot y_d = x_d'β + v_d + e_d, với hiệu ứng cơ quan "
+                  "v_d ~ N(0, σ²_v) và sai số chọn mẫu e_d ~ N(0, ψ_d), ước lượng từ chỉ số "
+                  "trực tiếp của {m} cơ quan có người trả lời. Biến phụ trợ: {covs}. "
+                  "σ²_v = {s2}, ước lượng bằng {method}{boundary}. Phương sai chọn mẫu ψ_d: "
+                  "{psi}. Khoảng tin cậy là ước lượng ± {z} × căn bậc hai của sai số bình "
+                  "phương trung bình (MSE: {mse}). Cơ quan không có người trả lời nhận ước "
+                  "lượng tổng hợp x_d'β. Các yếu tố và tiêu chí của các cơ quan này không "
+                  "được mô hình hóa; ước lượng theo mô hình không được xếp hạng. "
+                  "Mô hình: {model}.",
+        "sa_boundary": " (tại biên 0: mỗi ước lượng bằng phần tổng hợp x_d'β)",
+        "sa_coef": "Hệ số (sai số chuẩn): {coefs}.",
         "not_pub_h": "Cơ quan không công bố",
         "not_pub_intro": "Các cơ quan này đã được khảo sát nhưng kết quả không được công bố; "
                          "mỗi lý do được nêu một lần cùng các cơ quan liên quan.",
@@ -533,6 +577,7 @@ def build_report(
     html_path: str | Path | None = None,
     excel_path: str | Path | None = None,
     pdf_path: str | Path | None = None,
+    small_area: Any = None,
 ) -> ReportFiles:
     """Write the report of a survey round: one self-contained HTML file and an Excel workbook.
 
@@ -586,6 +631,13 @@ def build_report(
         PDF backend, fonts embedded) has the executive summary, every figure on its own
         page with its caption, and the methods; the tables and agency pages are in the HTML
         and the workbook.
+    small_area : FayHerriotEstimate or None, default=None
+        The Fay-Herriot fit behind the rows of ``estimate.overall`` whose ``source`` is
+        ``"model-based"`` (:func:`satsample.sae.small_area_estimates`, as ``satsample
+        run`` does with ``[small_area]``): the methods section states the model, its
+        covariates, :math:`\\hat\\sigma^2_v`, the method and the sampling variances.  Those
+        rows are labelled "model-based" in the table, the figure, the agency page and the
+        workbook, listed with their ``n``, and not ranked.
 
     Returns
     -------
@@ -644,7 +696,8 @@ def build_report(
     pct = round(100 * float(flagged.options.get("level", 0.95) or 0.95))
     notes: list[str] = []
     ctx = _Context(flagged=flagged, names=names_m, tier=tier_m, language=language,
-                   scale=scale, decimals=decimals, rule=rule, pct=pct, notes=notes)
+                   scale=scale, decimals=decimals, rule=rule, pct=pct, notes=notes,
+                   small_area=small_area)
     ctx.national = _national_row(national)
     ctx.league = _league(flagged, league, national, notes)
     ctx.change, ctx.prev_suppressed = _change(flagged, previous, notes)
@@ -720,6 +773,7 @@ class _Context:
     prev_suppressed: set[str] = dataclasses.field(default_factory=set)
     national_elements: pd.Series | None = None
     pdf: Any = None
+    small_area: Any = None
     text: dict[str, list[tuple[str, str]]] = dataclasses.field(default_factory=dict)
     _rows: pd.DataFrame | None = None
 
@@ -779,6 +833,7 @@ def _national_row(national: Any) -> pd.Series | None:
 def _league(flagged: Any, league: Any, national: Any, notes: list[str]) -> Any:
     from .ranking import league_table
 
+    flagged = _unranked_model_rows(flagged)
     sup = set(_overall_table(flagged).query("status == 'suppress'")["domain"].astype(str))
     if league is not None:
         ranked = set(league.to_frame()["domain"].astype(str))
@@ -826,7 +881,8 @@ def _change_shown(ctx: _Context) -> pd.DataFrame:
         return pd.DataFrame()
     tab = ctx.change.to_frame()
     tab["domain"] = tab["domain"].astype(str)
-    sup = set(ctx.rows.loc[ctx.rows["status"] == "suppress", "domain"])
+    rows = ctx.rows
+    sup = set(rows.loc[(rows["status"] == "suppress") | _model_based(rows), "domain"])
     return tab[~tab["domain"].isin(sup | ctx.prev_suppressed)].reset_index(drop=True)
 
 
@@ -873,9 +929,11 @@ def _summary_html(ctx: _Context) -> str:
         b.append(("big", w["mean_only"].format(est=ctx.num(pub.mean()))))
     n_sup = int((rows["status"] == "suppress").sum())
     n_rev = int((rows["status"] == "review").sum())
+    n_model = int((_model_based(rows) & (rows["status"] != "suppress")).sum())
     b.append(("p", w["published"].format(
         pub=len(rows) - n_sup, tot=len(rows), sup=n_sup,
-        rev=w["review_part"].format(n=n_rev) if n_rev else "")))
+        rev=(w["review_part"].format(n=n_rev) if n_rev else "")
+        + (w["model_part"].format(n=n_model) if n_model else ""))))
     if ctx.league is not None:
         lt = ctx.league.to_frame().sort_values(["rank", "domain"], kind="stable")
         k = min(int(ctx.league.options.get("top_k", 5)), max(1, len(lt) // 2))
@@ -976,7 +1034,8 @@ def _index_html(ctx: _Context, national: Any) -> str:
                 if pd.notna(r.get("rank_low")) else "–")
         body.append([_int(r["rank"], lang), r["name"], ctx.num(r["estimate"]),
                      f"{ctx.num(r['ci_low'])}-{ctx.num(r['ci_high'])}", rint, n_txt, note])
-        classes.append(r["status"] if r["status"] == "review" else "")
+        classes.append(r["status"] if r["status"] == "review" else (
+            "model" if r["status"] != "suppress" and note.endswith(w["model"]) else ""))
     out.append(_table(header, body, classes=classes, text_cols={1, 6},
                       caption=w["table_cap"]))
     out.append(_not_published_html(ctx))
@@ -997,6 +1056,17 @@ def _not_published_html(ctx: _Context) -> str:
                                for i in idx)
             out.append(f"<li><strong>{_e(reason[:1].upper() + reason[1:])}</strong>: "
                        f"{_e(listed)}</li>")
+        out.append("</ul>")
+    model = rows[_model_based(rows) & (rows["status"] != "suppress")]
+    if not model.empty:
+        out.append(f"<h3>{_e(w['sa_list_h'])}</h3>")
+        out.append('<p class="note">' + _e(w["sa_intro"]) + "</p><ul>")
+        for _, r in model.iterrows():
+            n_r = r.get("n")
+            extra = (f"; {w['sa_synthetic']}" if pd.notna(n_r) and float(n_r) == 0 else "")
+            out.append(f"<li>{_e(r['name'])}: {_e(ctx.num(r['estimate']))} "
+                       f"({_e(ctx.num(r['ci_low']))}-{_e(ctx.num(r['ci_high']))}), "
+                       f"n = {_e(_int(n_r, ctx.language))}, {_e(w['model'])}{_e(extra)}</li>")
         out.append("</ul>")
     rev = rows[rows["status"] == "review"]
     if not rev.empty:
@@ -1068,6 +1138,7 @@ def _agencies_html(ctx: _Context) -> str:
     tier_means = pub_el.groupby(["tier", "element"])["estimate"].mean()
     nat_el = ctx.national_elements
     out = [f"<h2>{_e(w['agencies_h'])}</h2>"]
+    is_model = _model_based(rows)
     for _, r in rows.iterrows():
         dom = r["domain"]
         head = (f"{r['name']}" + (f" ({dom})" if r["name"] != dom else "")
@@ -1089,6 +1160,8 @@ def _agencies_html(ctx: _Context) -> str:
                 hi=ctx.num(r["ci_high"]))
         if r["status"] == "review":
             line += f" ({w['review']}: {_reason_words(r, ctx.rule, lang)})"
+        if is_model.loc[_]:
+            line += w["sa_agency"]
         out.append("<p>" + _e(line) + "</p>")
         mine = el[el["domain"] == dom].set_index("element")
         header = [w["element"], w["index"], w["ci"].format(pct=ctx.pct), w["n"]]
@@ -1207,6 +1280,9 @@ def _methods_html(ctx: _Context, design: Any, allocation: Any,
         out.append("<p>" + _e(w["var_taylor"].format(ci=_CI_WORDS[lang].get(ci, ci),
                                                       pct=ctx.pct)) + "</p>")
     out.append(f"<h3>{_e(w['rule_h'])}</h3><p>" + _e(_rule_sentence(ctx)) + "</p>")
+    if ctx.small_area is not None:
+        out.append(f"<h3>{_e(w['sa_h'])}</h3>" + "".join(
+            "<p>" + _e(t) + "</p>" for t in _small_area_sentences(ctx)))
     if q is not None:
         codes = ", ".join(str(c) for c in getattr(q, "satisfied_codes", ()))
         out.append(f"<h3>{_e(w['q_h'])}</h3><p>" + _e(w["q_txt"].format(
@@ -1216,6 +1292,28 @@ def _methods_html(ctx: _Context, design: Any, allocation: Any,
     doc = "".join(out)
     ctx.text["methods"] = _text_blocks(doc)
     return doc
+
+
+def _small_area_sentences(ctx: _Context) -> list[str]:
+    """The methods paragraph of the small-area model: model, covariates, sigma2_v, psi."""
+    from scipy import stats
+
+    from .sae.area_level import METHOD_NAMES
+    from .sae.variances import describe_psi
+
+    w = _W[ctx.language]
+    fit = ctx.small_area
+    covs = ", ".join(fit.covariates) or "–"
+    z = float(stats.norm.ppf(0.5 + float(fit.level) / 2))
+    coefs = "; ".join(f"{t} {e:.4g} ({s:.3g})" for t, e, s in zip(
+        fit.coefficients["term"], fit.coefficients["estimate"], fit.coefficients["se"],
+        strict=True))
+    return [w["sa_txt"].format(
+        m=fit.n_sampled, covs=covs, s2=f"{fit.sigma2_v:.4g}", method=METHOD_NAMES[fit.method],
+        boundary=w["sa_boundary"] if fit.boundary else "",
+        psi=describe_psi(fit.sampling_variances), z=_num(z, 2, ctx.language),
+        mse=fit.mse_method, model=fit.model),
+        w["sa_coef"].format(coefs=coefs)]
 
 
 def _weighted_rows(design: Any) -> int:
@@ -1278,6 +1376,8 @@ def _sheets(ctx: _Context, design: Any, allocation: Any,
              (w["not_pub"], int((rows["status"] == "suppress").sum())),
              (w["review"], int((rows["status"] == "review").sum())),
              (w["rule_h"], _rule_sentence(ctx))]
+    if ctx.small_area is not None:
+        info.append((w["sa_h"], " ".join(_small_area_sentences(ctx))))
     q = getattr(ctx.flagged, "questionnaire", None)
     if q is not None:
         info.append((w["q_h"], f"{q.name}: " + (w["q_recon"] if q.reconstructed

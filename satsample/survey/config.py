@@ -167,6 +167,28 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "adjust": _k("str", "holm", "Multiplicity adjustment of comparisons.",
                      allowed=("holm", "bonferroni", "none")),
     },
+    "small_area": {
+        "enabled": _k("bool", None, "Publish model-based (Fay-Herriot) estimates for agencies "
+                      "below min_n (default: true when the section is present)."),
+        "covariates": _k("list[str]", (), "Agency covariates: columns of small_area.file, "
+                         "frame columns constant within an agency (e.g. the tier) or numeric "
+                         "(agency mean), or \"column:level\" (share of the agency's frame "
+                         "users at that level)."),
+        "file": _k("path", None, "Agency covariate table: one row per agency, keyed by the "
+                   "frame.agency column (e.g. last year's index)."),
+        "method": _k("str", "reml", "Estimator of the area-effect variance sigma2_v.",
+                     allowed=("reml", "ml", "fh", "amrl", "ampl")),
+        "variance": _k("str", None, "Sampling variances psi_d of the direct estimates "
+                       "(required when enabled).", allowed=("gvf", "proportion", "direct")),
+        "deff": _k("float", None, "Design effect of variance = \"proportion\" "
+                   "(default: design.deff).", low=0.0),
+        "mse": _k("str", "analytic", "MSE of the model-based estimates.",
+                  allowed=("analytic", "bootstrap")),
+        "replicates": _k("int", 200, "Parametric bootstrap replicates (mse = \"bootstrap\").",
+                         low=10),
+        "min_n": _k("int", None, "Agencies with fewer respondents get the model-based "
+                    "estimate (default: flags.min_n).", low=1),
+    },
     "output": {
         "folder": _k("path", REQ, "Output folder: plan/, validation/ and results/ go here."),
         "language": _k("str", "vi", "Language of reports and field lists.", allowed=("vi", "en")),
@@ -452,7 +474,10 @@ def load_config(path: str | Path) -> SurveyConfig:
     for name, schema in SCHEMA.items():
         if name not in raw and any(k.required for k in schema.values()):
             raise ConfigError(f"missing section [{name}] in {str(p)!r}")
-        sections[name] = MappingProxyType(_section(name, schema, raw.get(name, {}), base))
+        sec = _section(name, schema, raw.get(name, {}), base)
+        if name == "small_area" and sec["enabled"] is None:
+            sec["enabled"] = "small_area" in raw  # writing the section turns it on
+        sections[name] = MappingProxyType(sec)
     _cross_checks(sections)
     return SurveyConfig(path=p, sections=MappingProxyType(sections),
                         sha256=hashlib.sha256(raw_bytes).hexdigest(), text=text)
@@ -492,6 +517,21 @@ def _cross_checks(s: Mapping[str, Mapping[str, Any]]) -> None:
             raise ConfigError(f"key dispositions.codes.{code!r} = {cls!r}: expected an AAPOR "
                               f"class ({', '.join(DISPOSITION_CLASSES)}) or an AAPOR code "
                               "such as \"2.11\"")
+    sa = s["small_area"]
+    if sa["enabled"]:
+        if not sa["covariates"]:
+            raise ConfigError("small_area.enabled = true needs small_area.covariates (agency "
+                              "covariates of the model, e.g. [\"agency_level\"])")
+        if sa["variance"] is None:
+            raise ConfigError("small_area.enabled = true needs small_area.variance: the "
+                              "sampling variances of the direct estimates change the estimates "
+                              "and are chosen explicitly; allowed values: 'gvf', 'proportion', "
+                              "'direct'")
+        for c in sa["covariates"]:
+            col, sep, level = c.partition(":")
+            if sep and (not col.strip() or not level.strip()):
+                raise ConfigError(f"key small_area.covariates: element {c!r} is not a column "
+                                  "name or \"column:level\" (e.g. \"channel:online\")")
     for st in s["weighting"]["steps"]:
         if st["type"] == "trim" and st["lower"] is None and st["upper"] is None:
             raise ConfigError("a weighting step of type 'trim' needs lower or upper")

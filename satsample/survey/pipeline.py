@@ -13,13 +13,14 @@
 ``run(config)``
     design -> validation -> dispositions -> weighting (replayed on every replicate) ->
     index per item, element and overall for every domain -> flags -> league table ->
-    report and files in ``results/``.
+    small-area estimates (with ``[small_area]``) -> report and files in ``results/``.
 
 Every step writes into a temporary folder beside its target and moves it into place only
 when every file is complete, so a failure leaves no half-written output.
 
-Randomness: ``numpy.random.SeedSequence(survey.seed).spawn(2)``; the first child draws the
-sample (``plan``), the second the bootstrap replicates (``run``).
+Randomness: ``numpy.random.SeedSequence(survey.seed).spawn(3)``; the first child draws the
+sample (``plan``), the second the bootstrap replicates (``run``), the third the parametric
+bootstrap of the small-area MSE (``small_area.mse = "bootstrap"``).
 """
 
 from __future__ import annotations
@@ -205,7 +206,8 @@ def _stratum_column(cfg: SurveyConfig) -> str:
 
 
 def _seeds(cfg: SurveyConfig) -> list[np.random.SeedSequence]:
-    return np.random.SeedSequence(int(cfg["survey"]["seed"])).spawn(2)
+    # children 0 and 1 are those of spawn(2): adding the third changed no earlier draw
+    return np.random.SeedSequence(int(cfg["survey"]["seed"])).spawn(3)
 
 
 # ============================================================================ inputs
@@ -858,6 +860,9 @@ class RunResult:
     league : LeagueTable or None
     rates : pandas.DataFrame
     quality : QualityResult
+    small_area : SmallAreaStep or None
+        The small-area step (``[small_area]`` enabled): the Fay-Herriot fit and the
+        agencies published with a model-based estimate; None otherwise.
     """
 
     folder: Path
@@ -866,6 +871,7 @@ class RunResult:
     league: Any
     rates: pd.DataFrame
     quality: QualityResult
+    small_area: Any = None
 
 
 def _margin_tables(cfg: SurveyConfig, step: Mapping[str, Any], frame: pd.DataFrame,
@@ -1018,8 +1024,9 @@ def _design_data(cfg: SurveyConfig, q: Questionnaire, frame: pd.DataFrame,
 
 
 def _estimate(cfg: SurveyConfig, q: Questionnaire, data: pd.DataFrame, frame: pd.DataFrame,
-              pg: Progress) -> tuple[Any, dict[str, Any], Any]:
+              pg: Progress) -> tuple[Any, dict[str, Any], Any, Any]:
     from ..design import survey_design
+    from ..flags import _unranked_model_rows
     from ..index import satisfaction_index
     from ..ranking import league_table
     from ..replicate import bootstrap, jackknife
@@ -1062,13 +1069,25 @@ def _estimate(cfg: SurveyConfig, q: Questionnaire, data: pd.DataFrame, frame: pd
     # publication is a property of every estimate: each output (CSV, league table, report,
     # figures) reads the same status and leaves suppressed values out
     estimates = {name: _flag(cfg, e) for name, e in estimates.items()}
+    sa_step = None
+    if cfg["small_area"]["enabled"]:
+        from .small_area import apply_small_area
+
+        agency = cfg["frame"]["agency"]
+        if agency not in estimates:
+            raise ConfigError(f"small_area needs the index by agency: add [{agency!r}] to "
+                              f"estimation.domains ({[list(b) for b in cfg.domains]})")
+        with pg.step("small-area estimates (Fay-Herriot)"):
+            estimates[agency], sa_step = apply_small_area(cfg, estimates[agency], frame,
+                                                          _seeds(cfg)[2])
     est = estimates[next(n for n, by in sets if by == (rank_by,))]
     rk = cfg["ranking"]
     with pg.step("league table"):
-        league = league_table(est, top_k=rk["top_k"], bottom_k=rk["bottom_k"],
-                              adjust=rk["adjust"],
+        # a model-based estimate is shown, labelled, but not ranked (see flags)
+        league = league_table(_unranked_model_rows(est), top_k=rk["top_k"],
+                              bottom_k=rk["bottom_k"], adjust=rk["adjust"],
                               rank_intervals=est.replicate_estimates is not None)
-    return design, estimates, league
+    return design, estimates, league, sa_step
 
 
 def _flag_options(cfg: SurveyConfig) -> dict[str, Any]:
@@ -1166,12 +1185,17 @@ def _plan_allocation(cfg: SurveyConfig, frame: pd.DataFrame, doc: Mapping[str, A
 
 def _write_results(cfg: SurveyConfig, tmp: Path, *, design: Any, estimates: Mapping[str, Any],
                    league: Any, rates: pd.DataFrame, qr: QualityResult, data: pd.DataFrame,
-                   frame: pd.DataFrame | None = None, allocation: Any = None) -> None:
+                   frame: pd.DataFrame | None = None, allocation: Any = None,
+                   small_area: Any = None) -> None:
     """The output step: every file of ``results/`` (the one place that calls the report).
 
     No suppressed value is written: the index CSVs leave it empty, the league table and
     the figures leave the agency out (listed with its reason), and the report
-    (:func:`satsample.report.build_report`) honours the same flags.
+    (:func:`satsample.report.build_report`) honours the same flags.  With the small-area
+    step, a model-based agency's overall row carries the model-based value, status and
+    ``source`` ``"model-based"`` and the ``model`` statement in the index CSV; the league
+    table lists it, unranked, with that value and label; the figure marks it (legend
+    "model-based estimate") and the report states the model in its methods section.
     """
     import matplotlib
 
@@ -1197,6 +1221,8 @@ def _write_results(cfg: SurveyConfig, tmp: Path, *, design: Any, estimates: Mapp
         for c in ("rank", "rank_low", "rank_high"):
             if c in lt.columns:
                 lt[c] = lt[c].round().astype("Int64")
+    if small_area is not None and (cfg["estimation"]["rank_by"] or fr["agency"]) == fr["agency"]:
+        lt = _league_model_rows(lt, estimates[fr["agency"]], fr["agency"], scale)
     write_csv(lt, tmp / "league_table.csv")
     write_csv(rates, tmp / "response_rates.csv")
     write_csv(qr.table(), tmp / "quality_findings.csv")
@@ -1227,7 +1253,9 @@ def _write_results(cfg: SurveyConfig, tmp: Path, *, design: Any, estimates: Mapp
                  response_rates=rr_table, flags=_flag_options(cfg), names=names, tier=tier,
                  language=language, scale=scale, title=str(cfg["survey"]["name"]),
                  html_path=tmp / "report.html",
-                 excel_path=tmp / "report.xlsx" if have_excel() else None)
+                 excel_path=tmp / "report.xlsx" if have_excel() else None,
+                 small_area=None if small_area is None or est is not estimates.get(
+                     fr["agency"]) else small_area.fit)
     manifest = {
         "satsample": __version__, "survey": cfg["survey"]["name"], "year": cfg["survey"]["year"],
         "config_sha256": cfg.sha256, "seed": int(cfg["survey"]["seed"]),
@@ -1235,10 +1263,46 @@ def _write_results(cfg: SurveyConfig, tmp: Path, *, design: Any, estimates: Mapp
         "weighting": [s.method for s in design.history],
         "cases": len(data), "respondents": int(data["respondent"].sum()),
         "problems": {"errors": len(qr.errors), "warnings": len(qr.warnings)},
+        "small_area": None if small_area is None else small_area.record(),
         "files": [*sorted(p.name for p in tmp.iterdir()), "run.json"],
     }
     (tmp / "run.json").write_text(json.dumps(manifest, ensure_ascii=False, indent=2,
                                              default=str), encoding="utf-8")
+
+
+def _league_model_rows(lt: pd.DataFrame, est: Any, agency: str, scale: float) -> pd.DataFrame:
+    """League rows of the model-based agencies: listed unranked, with their labelled value."""
+    ov = est.overall
+    if "source" not in ov.columns:
+        return lt
+    model = ov[(ov["source"] == "model-based").to_numpy()]
+    if model.empty:
+        return lt
+    lt = lt.copy()
+    for c in ("source", "model"):
+        if c not in lt.columns:
+            lt[c] = "" if c == "model" else "direct"
+        lt[c] = lt[c].astype(object)
+    lt["status"] = lt["status"].astype(object)
+    lt["reason"] = lt["reason"].astype(object)
+    key = lt["domain"].astype(str)
+    for _, r in model.iterrows():
+        at = (key == str(r[agency])).to_numpy()
+        row = {"domain": r[agency], "estimate": scale * float(r["estimate"]),
+               "se": scale * float(r["se"]), "n": r["n"], "status": "model-based",
+               "reason": "; ".join(filter(None, [str(r.get("reason") or ""),
+                                                 "model-based estimate: not ranked"])),
+               "source": "model-based", "model": r.get("model", "")}
+        if at.any():
+            for c, v in row.items():
+                lt.loc[at, c] = v
+            for c in ("rank", "rank_low", "rank_high", "p_top", "p_bottom", "reference",
+                      "diff", "diff_se", "df", "p_value", "p_adjusted", "significant"):
+                if c in lt.columns:
+                    lt.loc[at, c] = pd.NA if c != "significant" else ""
+        else:
+            lt = pd.concat([lt, pd.DataFrame([row])], ignore_index=True)
+    return lt
 
 
 def run(config: str | Path | SurveyConfig, *, progress: Progress | None = None) -> RunResult:
@@ -1289,7 +1353,7 @@ def run(config: str | Path | SurveyConfig, *, progress: Progress | None = None) 
                         "full report, fix the files or set checks.on_error = \"resolve\"")
     data = _design_data(cfg, q, frame, doc, qr)
     try:
-        design, estimates, league = _estimate(cfg, q, data, frame, pg)
+        design, estimates, league, sa_step = _estimate(cfg, q, data, frame, pg)
     except (ConfigError, DataError):
         raise
     rates = _rates(cfg, qr.cases, frame, weights=data.set_index("id").loc[
@@ -1298,6 +1362,6 @@ def run(config: str | Path | SurveyConfig, *, progress: Progress | None = None) 
     with pg.step("writing the results"), _staging(target, overwrite=True) as tmp:
         _write_results(cfg, tmp, design=design, estimates=estimates, league=league,
                        rates=rates, qr=qr, data=data, frame=frame,
-                       allocation=_plan_allocation(cfg, frame, doc))
+                       allocation=_plan_allocation(cfg, frame, doc), small_area=sa_step)
     return RunResult(folder=target, design=design, estimates=estimates, league=league,
-                     rates=rates, quality=qr)
+                     rates=rates, quality=qr, small_area=sa_step)
