@@ -100,3 +100,17 @@ def reference_questionnaire():
     from satsample.questionnaire import load_questionnaire
 
     return load_questionnaire("reference_22")
+
+
+@pytest.fixture(scope="session")
+def dask_client():
+    """A ``dask.distributed`` LocalCluster of 2 worker processes (1 thread each), once per session.
+
+    Worker processes inherit ``PYTHONPATH``, so they import the same ``satsample``.
+    While the client is open it is dask's default scheduler.
+    """
+    distributed = pytest.importorskip("dask.distributed")
+    with (distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                                   dashboard_address=":0") as cluster,
+          distributed.Client(cluster) as client):
+        yield client

@@ -55,9 +55,13 @@ def survey_design(
 
     Parameters
     ----------
-    data : pandas.DataFrame
+    data : pandas.DataFrame or dask.dataframe.DataFrame
         One row per responding (or sampled) unit.  It is copied; the caller's
-        frame is never modified.
+        frame is never modified.  A Dask DataFrame gives a
+        :class:`~satsample.distributed.DaskSurveyDesign` (``pip install
+        "satsample[dask]"``): the same checks in one pass over the partitions,
+        and the frame shuffled once by stratum when a stratum spans several
+        partitions (see :mod:`satsample.distributed`).
     ids : str or sequence of str, optional
         Cluster column for each stage (stage 1 first).  ``None`` means every
         row is its own PSU (element sampling).
@@ -92,6 +96,7 @@ def survey_design(
     Returns
     -------
     SurveyDesign
+        (:class:`~satsample.distributed.DaskSurveyDesign` for a Dask DataFrame.)
 
     Raises
     ------
@@ -116,7 +121,13 @@ def survey_design(
     (only when a stage-2 fpc is given).
     """
     if not isinstance(data, pd.DataFrame):
-        raise SatsampleError(f"data must be a pandas DataFrame, got {type(data).__name__}")
+        from ..distributed.design import dask_survey_design, is_dask_frame
+
+        if is_dask_frame(data):
+            return dask_survey_design(data, ids=ids, strata=strata, weights=weights, probs=probs,
+                                      fpc=fpc, nest=nest, lonely_psu=lonely_psu)
+        raise SatsampleError(
+            f"data must be a pandas or Dask DataFrame, got {type(data).__name__}")
     if data.shape[0] == 0:
         raise SatsampleError("data has no rows")
     lonely_psu = check_choice(lonely_psu, name="lonely_psu", allowed=LONELY_PSU_RULES)

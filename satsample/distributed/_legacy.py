@@ -41,9 +41,9 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 import pandas as pd
 
-from ._compat import renamed_keywords
-from ._random import RNGLike, stream_key
-from ._validation import (
+from .._compat import renamed_keywords
+from .._random import RNGLike, stream_key
+from .._validation import (
     DesignError,
     SatsampleError,
     as_column_list,
@@ -52,14 +52,14 @@ from ._validation import (
     check_positive_int,
     check_weights,
 )
-from .design import LONELY_PSU_RULES, ReplicateWeights, check_design_weights, nested_codes
-from .estimation import engine
-from .estimation.domains import Domains, Groups, column_codes, combine_codes, levels_frame, lookup
-from .estimation.index import IndexCombination, check_index_options, index_estimate, indicators
-from .questionnaire import Questionnaire
-from .replicate._common import Layout, layout_from_codes
-from .replicate.bootstrap import check_raowu_strata, raowu_totals
-from .results import IndexEstimate
+from ..design import LONELY_PSU_RULES, ReplicateWeights, check_design_weights, nested_codes
+from ..estimation import engine
+from ..estimation.domains import Domains, Groups, column_codes, combine_codes, levels_frame, lookup
+from ..estimation.index import IndexCombination, check_index_options, index_estimate, indicators
+from ..questionnaire import Questionnaire
+from ..replicate._common import Layout, layout_from_codes
+from ..replicate.bootstrap import check_raowu_strata, raowu_totals
+from ..results import IndexEstimate
 
 if TYPE_CHECKING:  # pragma: no cover
     import dask.dataframe as dd
