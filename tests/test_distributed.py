@@ -184,9 +184,12 @@ def test_generator_rng_draws_the_key_as_bootstrap_does(sample):
 def test_synchronous_and_threaded_schedulers_agree_exactly(sample, split):
     pdf, q = sample
     ddf = dd.from_pandas(pdf, npartitions=3) if split else _whole(pdf)
-    with dask.config.set(scheduler="synchronous"):
+    # tasks shuffle: a session's distributed client (tests/conftest.py) would make dask pick
+    # its P2P shuffle, which only runs on the distributed scheduler
+    with dask.config.set({"scheduler": "synchronous", "dataframe.shuffle.method": "tasks"}):
         a = _dask(ddf, q, by="agency_level")
-    with dask.config.set(scheduler="threads", num_workers=3):
+    with dask.config.set({"scheduler": "threads", "num_workers": 3,
+                          "dataframe.shuffle.method": "tasks"}):
         b = _dask(ddf, q, by="agency_level")
     for level in LEVELS:
         pd.testing.assert_frame_equal(getattr(a, level), getattr(b, level), check_exact=True)
