@@ -17,7 +17,8 @@ import numpy as np
 
 from ..design import Stage, SurveyDesign
 
-__all__ = ["taylor_variance", "taylor_vcov"]
+__all__ = ["taylor_finish", "taylor_pieces", "taylor_variance", "taylor_vcov",
+           "taylor_vcov_finish", "taylor_vcov_pieces"]
 
 _BLOCK = 64  # columns per block on the dense (calibrated) path
 
@@ -75,9 +76,8 @@ def _stage_contrib(
     stage: Stage,
     parent_fraction: np.ndarray,
     lonely_psu: str,
-    first_stage: bool,
 ) -> np.ndarray:
-    """Variance contribution of one stage, (n_domains, k)."""
+    """Variance contribution of one stage, (n_domains, k) (before the "average" factor)."""
     k = x.shape[1]
     n_strata_codes = int(stage.stratum.max()) + 1
     n_h, f_h = _per_stratum(stage, n_strata_codes)
@@ -128,29 +128,112 @@ def _stage_contrib(
     scale = scale * mult[s_stratum]
     contrib = np.zeros((n_domains, k))
     np.add.at(contrib, s_domain, scale[:, None] * ss)
-
-    if lonely_psu == "average" and first_stage:
-        factor = _average_factor(stage, domain, n_domains, keep)
-        if factor is not None:
-            contrib *= factor[:, None]
     return contrib
 
 
-def _sparse_variance(design: SurveyDesign, x: np.ndarray, domain: np.ndarray,
-                     n_domains: int) -> np.ndarray:
-    total = np.zeros((n_domains, x.shape[1]))
+def _sparse_pieces(design: SurveyDesign, x: np.ndarray, domain: np.ndarray,
+                   n_domains: int) -> dict[str, np.ndarray]:
+    """Additive pieces of the variance (sums over strata): stage 1, later stages, strata counts."""
+    first = np.zeros((n_domains, x.shape[1]))
+    later = np.zeros((n_domains, x.shape[1]))
     parent_fraction = np.ones(design.n)
     for s, stage in enumerate(design.stages):
-        total += _stage_contrib(x, domain, n_domains, stage, parent_fraction,
-                                design.lonely_psu, first_stage=(s == 0))
+        c = _stage_contrib(x, domain, n_domains, stage, parent_fraction, design.lonely_psu)
+        if s == 0:
+            first = c
+        else:
+            later += c
         parent_fraction = parent_fraction * stage.sampling_fraction
-    return total
+    n_all, n_lonely = _average_counts(design, domain, n_domains)
+    return {"first": first, "later": later, "n_all": n_all, "n_lonely": n_lonely}
+
+
+def _average_counts(design: SurveyDesign, domain: np.ndarray,
+                    n_domains: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per domain, the strata present and those with a lonely PSU (rule "average", else zeros)."""
+    if design.lonely_psu != "average":
+        return np.zeros(n_domains), np.zeros(n_domains)
+    return _average_strata(design.stages[0], domain, n_domains, domain >= 0)
+
+
+def taylor_finish(pieces: dict[str, np.ndarray]) -> np.ndarray:
+    """Variances (G, k) from the (summed) pieces of :func:`taylor_pieces`.
+
+    Stage 1 is multiplied by the "average" factor of each domain: strata
+    present over strata without a lonely PSU (1 when no stratum is lonely).
+    """
+    factor = _average_factor(pieces["n_all"], pieces["n_lonely"])
+    return pieces["first"] * factor[:, None] + pieces["later"]
 
 
 def _residualize(design: SurveyDesign, x: np.ndarray) -> np.ndarray:
     for cal in design.calibrations:
         x = cal.residualize(x)
     return x
+
+
+def dense_blocks(n_domains: int, k: int, block: int = _BLOCK):
+    """(domains, columns, pair indices) of the dense domain columns, block by block.
+
+    A calibrated design's scores are residualised on dense columns, one per
+    (domain g, column j) pair (pair index ``g k + j``), ``block`` pairs at a time.
+    """
+    g_all = np.repeat(np.arange(n_domains), k)
+    j_all = np.tile(np.arange(k), n_domains)
+    for start in range(0, g_all.size, block):
+        yield (g_all[start:start + block], j_all[start:start + block],
+               np.arange(start, min(start + block, g_all.size)))
+
+
+def dense_columns(x: np.ndarray, domain: np.ndarray, gs: np.ndarray, js: np.ndarray) -> np.ndarray:
+    """``x[:, j]`` in domain ``g`` (zero elsewhere) for every pair of a block."""
+    return np.where(domain[:, None] == gs[None, :], x[:, js], 0.0)
+
+
+def _memory_residualizers(design: SurveyDesign):
+    """The design's residualizers as ``f(x, pairs)`` (in memory the pairs do not matter)."""
+    return tuple((lambda x, pairs, cal=cal: cal.residualize(x)) for cal in design.calibrations)
+
+
+def taylor_pieces(design: SurveyDesign, x: np.ndarray, *, domain: np.ndarray | None = None,
+                  n_domains: int = 1, residualize=None) -> dict[str, np.ndarray]:
+    """Additive pieces of :func:`taylor_variance`: sums over the strata of ``design``.
+
+    Parameters
+    ----------
+    design, x, domain, n_domains
+        As :func:`taylor_variance`.
+    residualize : sequence of callables, optional
+        ``f(dense, pairs) -> residuals`` applied in order to the dense domain
+        columns of a calibrated design (``pairs``: their (domain, column) pair
+        indices, see :func:`dense_blocks`); default: the design's calibrations.
+
+    Returns
+    -------
+    dict
+        ``first`` and ``later`` (G, k): stage-1 and later-stage contributions;
+        ``n_all``, ``n_lonely`` (G,): strata present and lonely strata per
+        domain (rule "average").  Pieces of designs holding disjoint sets of
+        whole strata add up; :func:`taylor_finish` turns the sum into variances.
+    """
+    x, domain, n_domains = _scores_and_domains(design, x, domain, n_domains)
+    resid = _memory_residualizers(design) if residualize is None else tuple(residualize)
+    if not resid:
+        return _sparse_pieces(design, x, domain, n_domains)
+    k = x.shape[1]
+    out = {"first": np.zeros((n_domains, k)), "later": np.zeros((n_domains, k))}
+    zero_domain = np.zeros(design.n, dtype=np.int64)
+    for gs, js, pairs in dense_blocks(n_domains, k):
+        dense = dense_columns(x, domain, gs, js)
+        for f in resid:
+            dense = f(dense, pairs)
+        p = _sparse_pieces(design, dense, zero_domain, 1)
+        out["first"][gs, js] = p["first"][0]
+        out["later"][gs, js] = p["later"][0]
+    n_all, n_lonely = _average_counts(design, zero_domain, 1)
+    out["n_all"] = np.repeat(n_all, n_domains)
+    out["n_lonely"] = np.repeat(n_lonely, n_domains)
+    return out
 
 
 def _scores_and_domains(design: SurveyDesign, x: np.ndarray, domain: np.ndarray | None,
@@ -206,52 +289,47 @@ def taylor_variance(
     domain columns processed in blocks.
     """
     squeeze = np.ndim(x) == 1
-    x, domain, n_domains = _scores_and_domains(design, x, domain, n_domains)
-    if not design.calibrations:
-        out = _sparse_variance(design, x, domain, n_domains)
-    else:
-        k = x.shape[1]
-        out = np.zeros((n_domains, k))
-        # dense columns (domain g, column j), in blocks of pairs, built in one vectorised step
-        g_all = np.repeat(np.arange(n_domains), k)
-        j_all = np.tile(np.arange(k), n_domains)
-        zero_domain = np.zeros(design.n, dtype=np.int64)
-        for start in range(0, g_all.size, _BLOCK):
-            gs, js = g_all[start:start + _BLOCK], j_all[start:start + _BLOCK]
-            dense = np.where(domain[:, None] == gs[None, :], x[:, js], 0.0)
-            dense = _residualize(design, dense)
-            out[gs, js] = _sparse_variance(design, dense, zero_domain, 1)[0]
+    out = taylor_finish(taylor_pieces(design, x, domain=domain, n_domains=n_domains))
     return out[:, 0] if squeeze else out
 
 
-def _average_factor(stage: Stage, domain: np.ndarray, n_domains: int,
-                    keep: np.ndarray) -> np.ndarray | None:
-    """Per domain, R's ``"average"`` factor: strata present over strata without a lonely PSU.
+def _average_strata(stage: Stage, domain: np.ndarray, n_domains: int,
+                    keep: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per domain, the strata present and the strata with a lonely PSU among them (float64).
 
     R's svyby/subset drops the rows outside a domain, so the strata and the
     lonely strata are counted among the strata present in each domain.
-    ``None`` when no stratum is lonely.
     """
     lonely_row = stage.n_sampled == 1
     if stage.popsize is not None:
         lonely_row = lonely_row & (stage.popsize > 1)
-    if not lonely_row.any():
-        return None
-    n_strata_codes = int(stage.stratum.max()) + 1
+    n_strata_codes = int(stage.stratum.max()) + 1 if stage.stratum.size else 1
     is_lonely = np.zeros(n_strata_codes, dtype=bool)
     is_lonely[stage.stratum[lonely_row]] = True
     pres = np.unique(stage.stratum[keep] * n_domains + domain[keep])
     p_stratum, p_domain = pres // n_domains, pres % n_domains
-    n_all = np.bincount(p_domain, minlength=n_domains)
-    n_lonely = np.bincount(p_domain[is_lonely[p_stratum]], minlength=n_domains)
+    n_all = np.bincount(p_domain, minlength=n_domains).astype(np.float64)
+    n_lonely = np.bincount(p_domain[is_lonely[p_stratum]], minlength=n_domains).astype(np.float64)
+    return n_all, n_lonely
+
+
+def _average_factor(n_all: np.ndarray, n_lonely: np.ndarray) -> np.ndarray:
+    """R's ``"average"`` factor per domain: strata present over strata without a lonely PSU.
+
+    1 where no stratum of the domain is lonely (and for the other rules, whose counts are 0).
+    """
     n_ok = n_all - n_lonely
     with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(n_ok > 0, n_all / np.maximum(n_ok, 1), np.nan)
+        f = np.where(n_ok > 0, n_all / np.maximum(n_ok, 1), np.nan)
+    return np.where(n_lonely > 0, f, 1.0)
 
 
 def _stage_cov(x: np.ndarray, domain: np.ndarray, n_domains: int, stage: Stage,
-               parent_fraction: np.ndarray, lonely_psu: str, first_stage: bool) -> np.ndarray:
-    """Covariance contribution of one stage, (G k, G k), columns ordered (domain, column)."""
+               parent_fraction: np.ndarray, lonely_psu: str) -> np.ndarray:
+    """Covariance contribution of one stage, (G k, G k), columns ordered (domain, column).
+
+    Before the "average" factor (applied to the sum, :func:`taylor_vcov_finish`).
+    """
     from scipy import sparse
 
     k = x.shape[1]
@@ -288,13 +366,52 @@ def _stage_cov(x: np.ndarray, domain: np.ndarray, n_domains: int, stage: Stage,
     m = sparse.diags(inv_n) @ (a @ t)
     centred = t - a.T @ m  # T_i - m_h(i)
     s = sparse.diags(scale[cluster_stratum])
-    cov = np.asarray((centred.T @ (s @ centred)).todense())
-    if lonely_psu == "average" and first_stage:
-        factor = _average_factor(stage, domain, n_domains, keep)
-        if factor is not None:
-            f = np.sqrt(np.repeat(factor, k))
-            cov = cov * f[:, None] * f[None, :]
-    return cov
+    return np.asarray((centred.T @ (s @ centred)).todense())
+
+
+def taylor_vcov_pieces(design: SurveyDesign, x: np.ndarray, *, domain: np.ndarray | None = None,
+                       n_domains: int = 1, residualize=None) -> dict[str, np.ndarray]:
+    """Additive pieces of :func:`taylor_vcov` (sums over the strata of ``design``).
+
+    As :func:`taylor_pieces`: ``first``, ``later`` (G k, G k) and the strata
+    counts ``n_all``, ``n_lonely`` per column (G k,); ``residualize`` as there
+    (applied to all dense columns at once, pairs ``0..G k - 1``).
+    """
+    x, domain, n_domains = _scores_and_domains(design, x, domain, n_domains)
+    k = x.shape[1]
+    resid = _memory_residualizers(design) if residualize is None else tuple(residualize)
+    if resid:
+        keep = domain >= 0
+        dense = np.zeros((design.n, n_domains * k))
+        rows = np.flatnonzero(keep)
+        cols = domain[rows][:, None] * k + np.arange(k)[None, :]
+        dense[rows[:, None], cols] = x[rows]
+        pairs = np.arange(n_domains * k)
+        for f in resid:
+            dense = f(dense, pairs)
+        x = dense
+        domain = np.zeros(design.n, dtype=np.int64)
+        n_domains, k = 1, x.shape[1]
+    first = np.zeros((n_domains * k, n_domains * k))
+    later = np.zeros((n_domains * k, n_domains * k))
+    parent_fraction = np.ones(design.n)
+    for s, stage in enumerate(design.stages):
+        c = _stage_cov(x, domain, n_domains, stage, parent_fraction, design.lonely_psu)
+        if s == 0:
+            first = c
+        else:
+            later += c
+        parent_fraction = parent_fraction * stage.sampling_fraction
+    n_all, n_lonely = _average_counts(design, domain, n_domains)
+    return {"first": first, "later": later, "n_all": np.repeat(n_all, k),
+            "n_lonely": np.repeat(n_lonely, k)}
+
+
+def taylor_vcov_finish(pieces: dict[str, np.ndarray]) -> np.ndarray:
+    """Covariance matrix from the (summed) pieces of :func:`taylor_vcov_pieces` (exactly symmetric)."""
+    f = np.sqrt(_average_factor(pieces["n_all"], pieces["n_lonely"]))
+    out = pieces["first"] * f[:, None] * f[None, :] + pieces["later"]
+    return (out + out.T) / 2.0
 
 
 def taylor_vcov(
@@ -335,21 +452,4 @@ def taylor_vcov(
     :math:`\\sqrt{c_g c_{g'}}`, so the diagonal equals the variances.  After
     calibration the scores are first replaced by their calibration residuals.
     """
-    x, domain, n_domains = _scores_and_domains(design, x, domain, n_domains)
-    k = x.shape[1]
-    if design.calibrations:
-        keep = domain >= 0
-        dense = np.zeros((design.n, n_domains * k))
-        rows = np.flatnonzero(keep)
-        cols = domain[rows][:, None] * k + np.arange(k)[None, :]
-        dense[rows[:, None], cols] = x[rows]
-        x = _residualize(design, dense)
-        domain = np.zeros(design.n, dtype=np.int64)
-        n_domains, k = 1, x.shape[1]
-    out = np.zeros((n_domains * k, n_domains * k))
-    parent_fraction = np.ones(design.n)
-    for s, stage in enumerate(design.stages):
-        out += _stage_cov(x, domain, n_domains, stage, parent_fraction, design.lonely_psu,
-                          first_stage=(s == 0))
-        parent_fraction = parent_fraction * stage.sampling_fraction
-    return (out + out.T) / 2.0  # exactly symmetric
+    return taylor_vcov_finish(taylor_vcov_pieces(design, x, domain=domain, n_domains=n_domains))
