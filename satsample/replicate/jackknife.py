@@ -203,16 +203,18 @@ class Jackknife(ReplicateScheme):
         return out
 
     # ----------------------------------------------------------- closed form
-    def ratio_variance(self, design: Any, num: np.ndarray, den: np.ndarray, coef: np.ndarray,
-                       domain: np.ndarray, n_domains: int, mse: bool) -> np.ndarray:
-        """Jackknife variance of ``theta_gl = sum_k coef[g, l, k] N_gk / D_gk`` in closed form.
+    def ratio_sums(self, design: Any, num: np.ndarray, den: np.ndarray, coef: np.ndarray,
+                   domain: np.ndarray, n_domains: int,
+                   full: tuple[np.ndarray, np.ndarray] | None = None) -> dict[str, Any]:
+        """Sums over the replicates of the design's strata, for :meth:`ratio_finish`.
 
-        Replicate *(h, i)* changes the totals by :math:`a = (m_h - 1) N_{hg} - m_h
-        t_{hig}` (and *b* for *D*), so :math:`N'/D' - N/D = (a D - N b) / (D (D +
-        b))` is computed without cancellation; the sums :math:`\\sum r_s d`,
-        :math:`\\sum r_s d^2`, :math:`\\sum d` give the variance about the replicate
-        mean.  PSUs of a stratum with no row in the domain share one replicate
-        value; "adjust" replicates are added from their totals.
+        Returns ``s1``, ``s2``, ``msum`` (G, L): :math:`\\sum_r rs_r d_r`,
+        :math:`\\sum_r rs_r d_r^2`, :math:`\\sum_r d_r` with
+        :math:`d_r = \theta_r - \theta`, and ``s0`` = :math:`\\sum_r rs_r`.
+        ``full``: the full-sample totals :math:`(N, D)` (G, K) when the design
+        holds only some strata of the sample (a Dask partition: the sums of
+        partitions holding disjoint whole strata then add up); default: the
+        design's own totals (then returned as ``full``).
         """
         from .._kernels.jackknife import _jkn_ratio_variance
         from ..variance.replicate import linear_ratios
@@ -228,10 +230,13 @@ class Jackknife(ReplicateScheme):
             grp_d = np.repeat(grp_tot[:, K:], K, axis=1)
         else:
             cell_d, grp_d = cell_tot[:, K:], grp_tot[:, K:]
-        n_full = np.zeros((n_domains, K))
-        d_full = np.zeros((n_domains, K))
-        np.add.at(n_full, grp_dom, grp_tot[:, :K])
-        np.add.at(d_full, grp_dom, grp_d)
+        if full is None:
+            n_full = np.zeros((n_domains, K))
+            d_full = np.zeros((n_domains, K))
+            np.add.at(n_full, grp_dom, grp_tot[:, :K])
+            np.add.at(d_full, grp_dom, grp_d)
+        else:
+            n_full, d_full = (np.ascontiguousarray(a, dtype=np.float64) for a in full)
         nh = lay.strat_npsu
         grp_nh = np.where(plan.has_rep[grp_strat], nh[grp_strat], 0)  # 0: no replicate
         dom_start = np.searchsorted(grp_dom, np.arange(n_domains + 1)).astype(np.int64)
@@ -244,19 +249,59 @@ class Jackknife(ReplicateScheme):
         s0 = float((nh[plan.has_rep] * plan.rscale[plan.has_rep]).sum())
         if plan.adjust.size:
             grp_nd = np.hstack([grp_tot[:, :K], grp_d])
-            full = np.hstack([n_full, d_full])
-            t_a = self._adjust_totals(plan, full, grp_nd, grp_dom, grp_strat)
+            t_a = self._adjust_totals(plan, np.hstack([n_full, d_full]), grp_nd, grp_dom,
+                                      grp_strat)
             d_a = linear_ratios(t_a[..., :K], t_a[..., K:], coef) - theta
             rs = plan.adjust_rscale
             s1 = s1 + rs * d_a.sum(axis=0)
             s2 = s2 + rs * (d_a * d_a).sum(axis=0)
             msum = msum + d_a.sum(axis=0)
             s0 += rs * plan.adjust.size
+        out = {"s1": s1, "s2": s2, "msum": msum, "s0": s0}
+        if full is None:
+            out["full"] = (n_full, d_full)
+        return out
+
+    @staticmethod
+    def ratio_theta(n_full: np.ndarray, d_full: np.ndarray, coef: np.ndarray) -> np.ndarray:
+        """The full-sample :math:`\theta_{gl} = \\sum_k c_{glk} N_{gk}/D_{gk}` as the kernel computes it."""
+        from .._kernels.jackknife import _jkn_ratio_variance
+
+        g, _l, k = coef.shape
+        empty = np.zeros((0, k))
+        return _jkn_ratio_variance(
+            np.ascontiguousarray(n_full, dtype=np.float64),
+            np.ascontiguousarray(d_full, dtype=np.float64), coef, np.zeros(g + 1, np.int64),
+            np.zeros(0, np.int64), np.zeros(0), empty, empty, np.zeros(1, np.int64), empty,
+            empty)[0]
+
+    @staticmethod
+    def ratio_finish(theta: np.ndarray, sums: dict[str, Any], *, scale: float,
+                     n_replicates: int, mse: bool) -> np.ndarray:
+        """The variance (G, L) from the (summed) :meth:`ratio_sums`."""
         undefined = np.isnan(theta)  # e.g. an empty domain: every replicate is undefined too
+        s1, s2, msum, s0 = sums["s1"], sums["s2"], sums["msum"], sums["s0"]
         if mse:
-            return plan.scale * np.where(undefined, np.nan, s2)
-        cbar = msum / plan.n_replicates
-        return plan.scale * np.where(undefined, np.nan, s2 - 2.0 * cbar * s1 + cbar * cbar * s0)
+            return scale * np.where(undefined, np.nan, s2)
+        cbar = msum / n_replicates
+        return scale * np.where(undefined, np.nan, s2 - 2.0 * cbar * s1 + cbar * cbar * s0)
+
+    def ratio_variance(self, design: Any, num: np.ndarray, den: np.ndarray, coef: np.ndarray,
+                       domain: np.ndarray, n_domains: int, mse: bool) -> np.ndarray:
+        r"""Jackknife variance of ``theta_gl = sum_k coef[g, l, k] N_gk / D_gk`` in closed form.
+
+        Replicate *(h, i)* changes the totals by :math:`a = (m_h - 1) N_{hg} - m_h
+        t_{hig}` (and *b* for *D*), so :math:`N'/D' - N/D = (a D - N b) / (D (D +
+        b))` is computed without cancellation; the sums :math:`\sum r_s d`,
+        :math:`\sum r_s d^2`, :math:`\sum d` give the variance about the replicate
+        mean (:meth:`ratio_sums`, :meth:`ratio_finish`).  PSUs of a stratum with no
+        row in the domain share one replicate value; "adjust" replicates are added
+        from their totals.
+        """
+        plan = self.plan(design)
+        sums = self.ratio_sums(design, num, den, coef, domain, n_domains)
+        return self.ratio_finish(self.ratio_theta(*sums["full"], coef), sums, scale=plan.scale,
+                                 n_replicates=plan.n_replicates, mse=mse)
 
 
 def lazy_jackknife_replicates(
