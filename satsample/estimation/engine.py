@@ -28,13 +28,14 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import numpy as np
 
 from .._validation import SatsampleError, check_choice
 from ..variance import replicate as rep_backend
-from ..variance.taylor import taylor_variance, taylor_vcov
+from ..variance.taylor import taylor_finish, taylor_pieces, taylor_vcov_finish, taylor_vcov_pieces
 from .domains import ROW_BLOCK, Domains, Groups, domain_df
 
 __all__ = ["Combination", "Fit", "Identity", "Inputs", "fit", "resolve_variance"]
@@ -328,139 +329,261 @@ def _values_and_used(design: Any, inputs: Inputs) -> tuple[np.ndarray, Any, np.n
     return num0, den, used, pos
 
 
+# ----------------------------------------------------------------- the seam
 @dataclass(frozen=True, kw_only=True, eq=False)
-class _Totals:
-    """Per-row values with unused rows zeroed, domain totals, ratios and the linearisation."""
+class Rows:
+    """Per-row values of a statistic on one in-memory design: the sample, or a Dask partition.
 
+    Every pass of :func:`fit_source` and :func:`vcov_source` is a function of
+    a ``Rows`` returning additive arrays (sums over the design's strata).
+    ``residualize`` holds the calibration residualizers as ``f(dense, pairs)``
+    (:func:`satsample.variance.taylor.taylor_pieces`).
+    """
+
+    design: Any
     num0: np.ndarray
-    den0: Any
+    den0: Any  # None (totals), "used" (means, shares) or the denominators, zero where unused
     used: np.ndarray | None
     pos: np.ndarray
     codes: np.ndarray
     grp: Groups
-    tot_num: np.ndarray
-    big_n: np.ndarray
-    n_obs: np.ndarray
-    r: np.ndarray
-    lin: Linearization
+    residualize: tuple[Callable[[np.ndarray, np.ndarray], np.ndarray], ...] = ()
 
-    def scores(self, rows: slice, *, centred: bool = True) -> np.ndarray:
+    def scores(self, lin: Linearization, rows: slice = slice(None), *,
+               centred: bool = True) -> np.ndarray:
         den = self.den0 if self.den0 is None or isinstance(self.den0, str) else self.den0[rows]
-        return scores(self.lin, self.num0[rows], den,
+        return scores(lin, self.num0[rows], den,
                       None if self.used is None else self.used[rows], self.codes[rows],
                       centred=centred)
 
+    def den_values(self) -> Any:
+        """Denominator values per row for the replicate backends (None for totals)."""
+        if self.den0 is None:
+            return None
+        if isinstance(self.den0, str):
+            return self.pos[:, None] if self.used is None else self.used
+        return self.den0
 
-def _domain_totals(design: Any, inputs: Inputs, combo: Combination, dom: Domains) -> _Totals:
-    codes, g = dom.codes, dom.n_domains
+
+def make_rows(design: Any, inputs: Inputs, codes: np.ndarray, n_domains: int, *,
+              residualize: Any = None) -> Rows:
+    """The :class:`Rows` of ``inputs`` on ``design`` (residualizers: the design's by default)."""
     num0, den0, used, pos = _values_and_used(design, inputs)
+    if residualize is None:
+        residualize = tuple((lambda x, pairs, cal=cal: cal.residualize(x))
+                            for cal in design.calibrations)
+    return Rows(design=design, num0=num0, den0=den0, used=used, pos=pos, codes=codes,
+                grp=Groups(codes, n_domains, design.weights), residualize=tuple(residualize))
+
+
+class MemorySource:
+    """The in-memory backend: the whole sample is one partition, ``reduce(fn) = fn(rows)``.
+
+    A source has ``design`` (the design of the whole sample: replicates,
+    lonely-PSU rule, calibrations), ``reduce(fn, combine=None)`` (``fn(rows)``
+    on every partition, results added) and ``calibrated(dense_fn)`` (a source
+    whose rows residualize with the global quantities the calibrations need:
+    nothing to do in memory).  The Dask backend is
+    :class:`satsample.distributed.estimators.DaskSource`.
+    """
+
+    def __init__(self, design: Any, inputs: Inputs, codes: np.ndarray, n_domains: int) -> None:
+        self.design = design
+        self.rows = make_rows(design, inputs, codes, n_domains)
+
+    def reduce(self, fn: Callable[[Rows], Any], combine: Any = None) -> Any:
+        return fn(self.rows)
+
+    def calibrated(self, dense_fn: Callable[[Rows], Any]) -> MemorySource:
+        return self
+
+
+def _den_kind(den: Any) -> str | None:
+    return None if den is None else ("used" if isinstance(den, str) else "ratio")
+
+
+def _pass_totals(combo: Combination, g: int, replicate: bool, rows: Rows) -> dict[str, Any]:
+    """Pass 1: domain totals N, D, counts, df pieces, 0/1 flag; replicate totals if asked."""
+    num0, used, pos, grp = rows.num0, rows.used, rows.pos, rows.grp
     k = num0.shape[1]
-    grp = Groups(codes, g, design.weights)
-    tot_num = grp.sum(num0)
+    out: dict[str, Any] = {"num": grp.sum(num0)}
     if used is None:
-        big_n = np.repeat(grp.sum(pos[:, None]), k, axis=1)
-        n_obs = np.repeat(grp.sum(pos[:, None], weighted=False), k, axis=1)
+        out["big_n"] = np.repeat(grp.sum(pos[:, None]), k, axis=1)
+        out["n_obs"] = np.repeat(grp.sum(pos[:, None], weighted=False), k, axis=1)
     else:
-        big_n = grp.sum(used)
-        n_obs = grp.sum(used, weighted=False)
-    if inputs.den is None:
-        tot_den = None
-    elif isinstance(inputs.den, str):
-        tot_den = big_n
+        out["big_n"] = grp.sum(used)
+        out["n_obs"] = grp.sum(used, weighted=False)
+    if rows.den0 is not None and not isinstance(rows.den0, str):
+        out["den"] = grp.sum(rows.den0)
+    # 0/1 numerators (the SRS moments of shares in closed form): 1 where a partition has others
+    out["not01"] = int(not (num0.dtype == np.uint8 and (num0.size == 0 or int(num0.max()) <= 1)))
+    if combo.keeps_ratios and combo.n_out == k:
+        used_l = pos if used is None else used
     else:
-        tot_den = grp.sum(den0)
-    r, lin = linearization(combo, tot_num, tot_den, big_n)
-    return _Totals(num0=num0, den0=den0, used=used, pos=pos, codes=codes, grp=grp,
-                   tot_num=tot_num, big_n=big_n, n_obs=n_obs, r=r, lin=lin)
+        used_l = used_outputs(np.broadcast_to(pos[:, None], num0.shape) if used is None
+                              else used, combo)
+        out["n_obs_l"] = grp.sum(used_l, weighted=False)
+        out["big_n_l"] = grp.sum(used_l)
+    if rows.design.replicates is None:
+        out["df"] = domain_df(rows.design, used_l, rows.codes, g)
+    if replicate:
+        out["rep"] = _replicate_totals(rows, g)
+    return out
+
+
+def _replicate_totals(rows: Rows, g: int) -> np.ndarray:
+    """Replicate totals (R, G, k) of the numerators, then (ratios) of the denominators."""
+    num0, den_vals = rows.num0, rows.den_values()
+    if den_vals is None:
+        vals = num0
+    elif den_vals.dtype == np.bool_:
+        vals = np.concatenate([num0, den_vals.astype(num0.dtype)], axis=1)
+    else:
+        vals = np.concatenate([np.asarray(num0, dtype=np.float64), den_vals], axis=1)
+    return rep_backend.replicate_totals(rows.design, vals, domain=rows.codes, n_domains=g)
+
+
+def _replicate_values(combo: Combination, rt: np.ndarray, k: int, ratio: bool) -> np.ndarray:
+    """Replicate estimates (R, G, L) from the replicate totals."""
+    if not ratio:
+        return combo.value(rt)
+    return combo.value(ratios_of(rt[..., :k], rt[..., k:]))
+
+
+def _weighted_scores(lin: Linearization, rows: Rows, outputs: np.ndarray | None = None
+                     ) -> np.ndarray:
+    z = rows.scores(lin, centred=False)
+    if outputs is not None:
+        z = z[:, outputs]
+    z *= rows.design.weights[:, None]
+    return z
+
+
+def _dense_fit(lin: Linearization, g: int, rows: Rows) -> Any:
+    """The dense domain columns of the weighted scores, block by block (calibrated Taylor)."""
+    from ..variance.taylor import dense_blocks, dense_columns
+
+    z = _weighted_scores(lin, rows)
+    for gs, js, pairs in dense_blocks(g, z.shape[1]):
+        yield pairs, dense_columns(z, rows.codes, gs, js)
+
+
+def _pass_taylor(lin: Linearization, g: int, shares: bool, shape: tuple[int, int],
+                 rows: Rows) -> dict[str, Any]:
+    """Pass 2 (Taylor): the variance pieces and the SRS moments of the scores."""
+    out: dict[str, Any] = {}
+    z = rows.scores(lin, centred=False)
+    if not shares and lin.ratio:
+        out["s1"] = rows.grp.sum(z)
+        out["s2"] = rows.grp.sum(z * z)
+    z *= rows.design.weights[:, None]
+    out["taylor"] = taylor_pieces(rows.design, z, domain=rows.codes, n_domains=g,
+                                  residualize=rows.residualize)
+    del z
+    if not shares and (not lin.ratio or out["s1"].shape != shape):
+        out["s1"], out["s2"] = moments(partial(rows.scores, lin), rows.codes, g,
+                                       rows.design.weights, shape)
+    return out
+
+
+def _pass_moments(lin: Linearization, g: int, shape: tuple[int, int], rows: Rows
+                  ) -> dict[str, Any]:
+    """Pass 2 (replicates): the SRS moments of the scores (design effects)."""
+    s1, s2 = moments(partial(rows.scores, lin), rows.codes, g, rows.design.weights, shape)
+    return {"s1": s1, "s2": s2}
+
+
+def _pass_closed(coef: np.ndarray, full: tuple[np.ndarray, np.ndarray], g: int,
+                 moments_shape: tuple[int, int] | None, lin: Linearization, rows: Rows
+                 ) -> dict[str, Any]:
+    """Pass 2 (closed-form jackknife): the scheme's sums over replicates, and SRS moments."""
+    num = np.asarray(rows.num0, dtype=np.float64)
+    den = np.asarray(rows.den_values(), dtype=np.float64)
+    out: dict[str, Any] = {"sums": rows.design.replicates.scheme.ratio_sums(
+        rows.design, num, den, coef, rows.codes, g, full=full)}
+    if moments_shape is not None:
+        out.update(_pass_moments(lin, g, moments_shape, rows))
+    return out
 
 
 def fit(design: Any, inputs: Inputs, combo: Combination, dom: Domains, variance: str,
         deff: str) -> Fit:
-    """Estimates, SEs, df, design effects and counts of ``combo`` by domain.
+    """Estimates, SEs, df, design effects and counts of ``combo`` by domain (in memory).
 
-    Nothing of size (n, L) in float64 is built unless the Taylor variance needs
-    the scores; the design effect's SRS variance comes from grouped sums (in
-    closed form for 0/1 shares) or row blocks of scores.
+    :func:`fit_source` on the in-memory backend (the sample is one partition).
     """
-    w = design.weights
-    codes, g = dom.codes, dom.n_domains
-    t = _domain_totals(design, inputs, combo, dom)
-    num0, den0, used, pos, grp, lin = t.num0, t.den0, t.used, t.pos, t.grp, t.lin
-    k = num0.shape[1]
-    tot_num, big_n, n_obs, r = t.tot_num, t.big_n, t.n_obs, t.r
+    return fit_source(MemorySource(design, inputs, dom.codes, dom.n_domains), combo,
+                      dom.n_domains, variance, deff, den=_den_kind(inputs.den))
+
+
+def fit_source(src: Any, combo: Combination, g: int, variance: str, deff: str, *,
+               den: str | None) -> Fit:
+    """Estimates, SEs, df, design effects and counts of ``combo`` by domain, from a source.
+
+    Pass 1 (:func:`reduce` of the rows): domain totals :math:`N, D`, counts,
+    df pieces (PSUs minus strata among the rows used: additive over whole
+    strata), replicate totals.  Small algebra: ratios, linearisation,
+    estimates.  Pass 2: Taylor pieces and SRS moments of the scores, or the
+    closed-form jackknife sums, or (replicates) the moments.  Calibrated
+    Taylor designs on Dask add one pass per calibration (its cross-products).
+    ``den``: ``None`` (totals), ``"used"`` (means, shares) or ``"ratio"``.
+    """
+    design = src.design
+    ratio = den is not None
+    closed = (variance == "replicate" and ratio and combo.linear
+              and rep_backend.closed_form(design))
+    t = src.reduce(partial(_pass_totals, combo, g, variance == "replicate" and not closed))
+    tot_num, big_n, n_obs = t["num"], t["big_n"], t["n_obs"]
+    k = tot_num.shape[1]
+    tot_den = None if den is None else (big_n if den == "used" else t["den"])
+    r, lin = linearization(combo, tot_num, tot_den, big_n)
     est = combo.value(r)
-    score_fn = t.scores
     # 0/1 shares: the SRS moments of the ratio scores in closed form,
     # sum w (y - p)^2 = Y (1 - p)^2 + (N - Y) p^2
     s1 = s2 = None
-    if (isinstance(inputs.den, str) and combo.n_out == k and combo.keeps_ratios
-            and num0.dtype == np.uint8 and (num0.size == 0 or int(num0.max()) <= 1)):
+    shares = den == "used" and combo.n_out == k and combo.keeps_ratios and t["not01"] == 0
+    if shares:
         p, d_safe = lin.r_safe, lin.d_safe
         with np.errstate(invalid="ignore", divide="ignore"):
             s1 = (tot_num - p * big_n) / d_safe
             s2 = (tot_num * (1 - p) ** 2 + (big_n - tot_num) * p * p) / (d_safe * d_safe)
     reps = None
-    closed = False
     if variance == "taylor":
-        z = score_fn(slice(None), centred=False)
-        if s1 is None and lin.ratio:
-            s1 = grp.sum(z)
-            s2 = grp.sum(z * z)
-        z *= w[:, None]
-        var = taylor_variance(design, z, domain=codes, n_domains=g)
-        del z
+        src2 = src.calibrated(partial(_dense_fit, lin, g)) if design.calibrations else src
+        p2 = src2.reduce(partial(_pass_taylor, lin, g, shares, est.shape))
+        var = taylor_finish(p2["taylor"])
+        if not shares:
+            s1, s2 = p2["s1"], p2["s2"]
+    elif closed:
+        coef = coefficients(combo, r)
+        full = (tot_num, tot_den if tot_den.shape[1] == k else np.repeat(tot_den, k, axis=1))
+        p2 = src.reduce(partial(_pass_closed, coef, full, g, None if shares else est.shape, lin))
+        scheme, reps_w = design.replicates.scheme, design.replicates
+        theta = scheme.ratio_theta(*full, coef)
+        with np.errstate(invalid="ignore"):
+            var = scheme.ratio_finish(theta, p2["sums"], scale=reps_w.scale,
+                                      n_replicates=reps_w.n_replicates, mse=bool(reps_w.mse))
+        if not shares:
+            s1, s2 = p2["s1"], p2["s2"]
     else:
-        den_vals = _den_values(inputs, den0, used, pos)
-        if lin.ratio and combo.linear and rep_backend.closed_form(design):
-            closed = True
-            coef = coefficients(combo, r)
-            var = rep_backend.replicate_ratio_variance(design, num0, den_vals, coef, domain=codes,
-                                             n_domains=g)
-        else:
-            reps = replicate_estimates(design, combo, num0, den_vals, codes, g)
-            with np.errstate(invalid="ignore"):
-                var = design.replicates.variance(reps, est)
-    identity = combo.keeps_ratios and combo.n_out == k
-    if identity:
-        used_l = pos if used is None else used
+        reps = _replicate_values(combo, t["rep"], k, ratio)
+        with np.errstate(invalid="ignore"):
+            var = design.replicates.variance(reps, est)
+        if not shares:
+            p2 = src.reduce(partial(_pass_moments, lin, g, est.shape))
+            s1, s2 = p2["s1"], p2["s2"]
+    if "n_obs_l" in t:
+        n_obs, big_n = t["n_obs_l"], t["big_n_l"]
+    if design.replicates is not None:
+        df = np.full((g, est.shape[1]), float(design.replicates.degf))
     else:
-        used_l = used_outputs(np.broadcast_to(pos[:, None], num0.shape) if used is None
-                              else used, combo)
-        n_obs = grp.sum(used_l, weighted=False)
-        big_n = grp.sum(used_l)
-    df = domain_df(design, used_l, codes, g)
+        df = t["df"]
     if df.shape[1] != est.shape[1]:
         df = np.repeat(df, est.shape[1], axis=1)
-    if s1 is None or s1.shape != est.shape:
-        s1, s2 = moments(score_fn, codes, g, w, est.shape)
     deff_v = deff_ratio(var, srs_variance(big_n, n_obs, s1, s2, deff))
+    closed_form = bool(closed)
     return Fit(estimate=est, se=np.sqrt(var), df=df, deff=deff_v, n=n_obs, big_n=big_n,
-               replicates=reps, variance=variance, closed_form=closed)
-
-
-def _den_values(inputs: Inputs, den0: Any, used: np.ndarray | None, pos: np.ndarray) -> Any:
-    """Denominator values per row for the replicate backends (None for totals)."""
-    if inputs.den is None:
-        return None
-    if isinstance(inputs.den, str):
-        return pos[:, None] if used is None else used
-    return den0
-
-
-def replicate_estimates(design: Any, combo: Combination, num0: np.ndarray, den_vals: Any,
-                        codes: np.ndarray, g: int) -> np.ndarray:
-    """Replicate estimates (R, G, L): ``combo`` of the replicate ratios (or totals)."""
-    k = num0.shape[1]
-    if den_vals is None:
-        rt = rep_backend.replicate_totals(design, num0, domain=codes, n_domains=g)
-        return combo.value(rt)
-    if den_vals.dtype == np.bool_:
-        vals = np.concatenate([num0, den_vals.astype(num0.dtype)], axis=1)
-    else:
-        vals = np.concatenate([np.asarray(num0, dtype=np.float64), den_vals], axis=1)
-    rt = rep_backend.replicate_totals(design, vals, domain=codes, n_domains=g)
-    del vals
-    return combo.value(ratios_of(rt[..., :k], rt[..., k:]))
+               replicates=reps, variance=variance, closed_form=closed_form)
 
 
 def ratios_of(num_t: np.ndarray, den_t: np.ndarray) -> np.ndarray:
@@ -468,6 +591,34 @@ def ratios_of(num_t: np.ndarray, den_t: np.ndarray) -> np.ndarray:
     ok = den_t != 0
     with np.errstate(invalid="ignore", divide="ignore"):
         return np.where(ok, num_t / np.where(ok, den_t, 1.0), np.nan)
+
+
+def _pass_lin(rows: Rows) -> dict[str, Any]:
+    """The totals the linearisation needs (pass 1 of a covariance)."""
+    grp, used, pos = rows.grp, rows.used, rows.pos
+    k = rows.num0.shape[1]
+    out = {"num": grp.sum(rows.num0),
+           "big_n": grp.sum(used) if used is not None else np.repeat(
+               grp.sum(pos[:, None]), k, axis=1)}
+    if rows.den0 is not None and not isinstance(rows.den0, str):
+        out["den"] = grp.sum(rows.den0)
+    return out
+
+
+def _dense_vcov(lin: Linearization, outputs: np.ndarray | None, g: int, rows: Rows) -> Any:
+    """All dense domain columns of the weighted scores at once (calibrated covariance)."""
+    z = _weighted_scores(lin, rows, outputs)
+    k = z.shape[1]
+    dense = np.zeros((z.shape[0], g * k))
+    keep = np.flatnonzero(rows.codes >= 0)
+    dense[keep[:, None], rows.codes[keep][:, None] * k + np.arange(k)[None, :]] = z[keep]
+    yield np.arange(g * k), dense
+
+
+def _pass_vcov(lin: Linearization, outputs: np.ndarray | None, g: int, rows: Rows
+               ) -> dict[str, Any]:
+    return taylor_vcov_pieces(rows.design, _weighted_scores(lin, rows, outputs),
+                              domain=rows.codes, n_domains=g, residualize=rows.residualize)
 
 
 def vcov(design: Any, inputs: Inputs, combo: Combination, dom: Domains, variance: str,
@@ -481,19 +632,32 @@ def vcov(design: Any, inputs: Inputs, combo: Combination, dom: Domains, variance
     every (domain, output) pair.  Replicates: the replicate covariance of the
     replicate estimates (recomputed for a closed-form jackknife).
     """
-    codes, g = dom.codes, dom.n_domains
-    t = _domain_totals(design, inputs, combo, dom)
-    if variance == "taylor":
-        z = t.scores(slice(None), centred=False)
-        if outputs is not None:
-            z = z[:, outputs]
-        z *= design.weights[:, None]
-        return taylor_vcov(design, z, domain=codes, n_domains=g)
+    return vcov_source(MemorySource(design, inputs, dom.codes, dom.n_domains), combo,
+                       dom.n_domains, variance, fitted, den=_den_kind(inputs.den),
+                       outputs=outputs)
+
+
+def vcov_source(src: Any, combo: Combination, g: int, variance: str, fitted: Fit, *,
+                den: str | None, outputs: np.ndarray | None = None) -> np.ndarray:
+    """:func:`vcov` from a source (see :func:`fit_source`)."""
+    design = src.design
     reps = fitted.replicates
+    if variance == "taylor":
+        t = src.reduce(_pass_lin)
+        tot_den = None if den is None else (t["big_n"] if den == "used" else t["den"])
+        _r, lin = linearization(combo, t["num"], tot_den, t["big_n"])
+        src2 = (src.calibrated(partial(_dense_vcov, lin, outputs, g)) if design.calibrations
+                else src)
+        return taylor_vcov_finish(src2.reduce(partial(_pass_vcov, lin, outputs, g)))
     if reps is None:
-        reps = replicate_estimates(design, combo, t.num0,
-                                   _den_values(inputs, t.den0, t.used, t.pos), codes, g)
+        rt = src.reduce(partial(_pass_rep, g))
+        k = rt.shape[-1] if den is None else rt.shape[-1] // 2
+        reps = _replicate_values(combo, rt, k, den is not None)
     est = fitted.estimate
     if outputs is not None:
         reps, est = reps[..., outputs], est[:, outputs]
     return design.replicates.covariance(reps.reshape(reps.shape[0], -1), est.reshape(-1))
+
+
+def _pass_rep(g: int, rows: Rows) -> np.ndarray:
+    return _replicate_totals(rows, g)
