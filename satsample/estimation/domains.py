@@ -20,7 +20,8 @@ from scipy import sparse
 
 from .._validation import SatsampleError, as_column_list, check_columns, check_grouping
 
-__all__ = ["Domains", "Groups", "column_codes", "combine_codes", "domain_df", "domains", "lookup"]
+__all__ = ["DomainCoding", "Domains", "Groups", "check_domain_columns", "column_codes",
+           "combine_codes", "domain_coding", "domain_df", "domains", "lookup"]
 
 ROW_BLOCK = 65536  # rows per block: scores, moments, casts of small-int matrices
 
@@ -111,16 +112,14 @@ def levels_frame(cols: Sequence[str], per_levels: Sequence[np.ndarray], shape: t
                          for j, c in enumerate(cols)})
 
 
-def domains(data: pd.DataFrame, by: str | Sequence[str] | None) -> Domains:
-    """Domain codes of every row of ``data`` for the cross-classification of ``by``."""
+def check_domain_columns(data: pd.DataFrame, by: str | Sequence[str] | None) -> list[str]:
+    """The ``by`` columns as a list, checked: present, listed once, no missing value, one kind."""
     cols = as_column_list(by)
-    n = len(data)
     if not cols:
-        return Domains(np.zeros(n, dtype=np.int64), 1, pd.DataFrame(index=range(1)), 1, ())
+        return cols
     check_columns(data, cols, role="domain (by)")
     if len(set(cols)) != len(cols):
         raise SatsampleError(f"by={cols!r} lists a column more than once")
-    per_codes, per_levels = [], []
     for c in cols:
         s = data[c]
         miss = int(s.isna().sum())
@@ -130,13 +129,58 @@ def domains(data: pd.DataFrame, by: str | Sequence[str] | None) -> Domains:
                 "(e.g. 'unknown') or drop those rows before declaring the design"
             )
         check_grouping(s, name=c, role="domain (by)")  # one kind of value (no mixed types)
-        codes, uniques = column_codes(s)
+    return cols
+
+
+@dataclass(frozen=True)
+class DomainCoding:
+    """How to code the domains of any rows: levels of each ``by`` column, domains present.
+
+    Built from rows holding every combination (e.g. the distinct combinations
+    of the partitions of a Dask frame); :meth:`codes` codes other rows the
+    same way (``-1`` for a combination not present).
+    """
+
+    by: tuple[str, ...]
+    levels: tuple[pd.Index, ...]
+    shape: tuple[int, ...]
+    present: np.ndarray
+
+    def codes(self, data: pd.DataFrame) -> np.ndarray:
+        if not self.by:
+            return np.zeros(len(data), dtype=np.int64)
+        per = [lookup(data[c], lev) for c, lev in zip(self.by, self.levels)]
+        return combine_codes(per, self.shape, self.present)[0]
+
+    def domains(self, codes: np.ndarray) -> Domains:
+        if not self.by:
+            return Domains(codes, 1, pd.DataFrame(index=range(1)), 1, ())
+        return Domains(codes, int(self.present.size),
+                       levels_frame(self.by, self.levels, self.shape, self.present),
+                       int(np.prod(self.shape)), self.by)
+
+
+def domain_coding(data: pd.DataFrame, by: str | Sequence[str] | None
+                  ) -> tuple[DomainCoding, np.ndarray]:
+    """The :class:`DomainCoding` of ``data`` and the domain code of each of its rows."""
+    cols = check_domain_columns(data, by)
+    if not cols:
+        return (DomainCoding((), (), (), np.zeros(1, dtype=np.int64)),
+                np.zeros(len(data), dtype=np.int64))
+    per_codes, per_levels = [], []
+    for c in cols:
+        codes, uniques = column_codes(data[c])
         per_codes.append(codes)
-        per_levels.append(uniques)
+        per_levels.append(pd.Index(uniques, dtype=object))
     shape = tuple(len(u) for u in per_levels)
     codes, present = combine_codes(per_codes, shape)
-    return Domains(codes, int(present.size), levels_frame(cols, per_levels, shape, present),
-                   int(np.prod(shape)), tuple(cols))
+    return DomainCoding(tuple(cols), tuple(per_levels), shape, present), codes
+
+
+def domains(data: pd.DataFrame, by: str | Sequence[str] | None) -> Domains:
+    """Domain codes of every row of ``data`` for the cross-classification of ``by``."""
+    coding, codes = domain_coding(data, by)
+    return coding.domains(codes)
 
 
 class Groups:

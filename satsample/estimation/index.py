@@ -12,6 +12,7 @@ domain.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from functools import partial
 from typing import Any, Literal
 
 import numpy as np
@@ -23,9 +24,9 @@ from ..intervals import CI_METHODS, confidence_interval
 from ..questionnaire import Questionnaire
 from ..results import IndexEstimate
 from . import engine
-from .domains import ROW_BLOCK, Domains, domains
+from .domains import ROW_BLOCK, Domains
 from .engine import Combination, Fit, Inputs
-from .statistics import design_summary, options
+from .statistics import design_summary, fit_design, is_dask_design, n_positive, options
 
 __all__ = ["IndexCombination", "indicators", "satisfaction_index"]
 
@@ -175,29 +176,34 @@ def satisfaction_index(
     answer (for a criterion: to that criterion).  A criterion with no usable
     answer in a domain has NaN estimate and ``n = 0``.
     """
-    if not isinstance(design, SurveyDesign):
+    if not isinstance(design, SurveyDesign) and not is_dask_design(design):
         raise SatsampleError(f"design must be a SurveyDesign, got {type(design).__name__}")
     check_index_options(questionnaire, measure=measure, level=level, ci_method=ci_method,
                         deff=deff)
     variance = engine.resolve_variance(design, variance)
-    y, d = indicators(design.data, questionnaire, measure)
-    dom = domains(design.data, by)
     combo = IndexCombination(questionnaire)
-    inputs = Inputs(num=y, den="used", ok=d)
-    fitted = engine.fit(design, inputs, combo, dom, variance, deff)
-    pos = design.weights > 0
-    n_design = None if not design.calibrations else float(pos.sum())
-    n_zero = int((~pos).sum())
+    src, dom, fitted, excluded, _inputs = fit_design(
+        design, partial(_index_inputs, questionnaire, measure), by, combo, variance, deff,
+        "used")
+    n_design = None if not design.calibrations else float(n_positive(design))
     opts = options(design, fitted, measure=measure, level=level, ci_method=ci_method,
                    deff=deff, aggregation=questionnaire.aggregation)
 
     def covariance(outputs: np.ndarray) -> np.ndarray:
-        return engine.vcov(design, inputs, combo, dom, variance, fitted, outputs=outputs)
+        return engine.vcov_source(src, combo, dom.n_domains, variance, fitted, den="used",
+                                  outputs=outputs)
 
     return index_estimate(questionnaire, dom, fitted, level=level, ci_method=ci_method,
-                          options=opts, excluded={"zero weight": n_zero} if n_zero else {},
-                          n_design=n_design, design_summary=design_summary(design),
-                          vcov_fn=covariance)
+                          options=opts, excluded=excluded, n_design=n_design,
+                          design_summary=design_summary(design), vcov_fn=covariance)
+
+
+def _index_inputs(questionnaire: Questionnaire, measure: str,
+                  design: SurveyDesign) -> tuple[Inputs, dict[str, int]]:
+    """The index's per-row inputs (satisfied ``y``, usable ``d``) and the zero-weight rows."""
+    y, d = indicators(design.data, questionnaire, measure)
+    n_zero = int(np.count_nonzero(design.weights <= 0))
+    return Inputs(num=y, den="used", ok=d), ({"zero weight": n_zero} if n_zero else {})
 
 
 def index_estimate(questionnaire: Questionnaire, dom: Domains, fitted: Fit, *, level: float,

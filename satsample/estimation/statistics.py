@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Sequence
+from functools import partial
 from typing import Any, Literal
 
 import numpy as np
@@ -110,7 +111,13 @@ def _both(a: np.ndarray | None, b: np.ndarray | None) -> np.ndarray | None:
     return a if b is None else a & b
 
 
-def design_summary(design: SurveyDesign) -> dict[str, Any]:
+def design_summary(design: Any) -> dict[str, Any]:
+    if not isinstance(design, SurveyDesign):  # a Dask design: its level tables
+        out = {"n": design.n, "strata": design.n_strata, "psu": design.n_psu,
+               "degf": design.degf}
+        if design.replicates is not None:
+            out["replicates"] = design.replicates.n_replicates
+        return out
     # PSU codes are 0..P-1: count them without a sort
     psu = design.psu
     n_psu = int(np.count_nonzero(np.bincount(psu))) if psu.size else 0
@@ -121,39 +128,85 @@ def design_summary(design: SurveyDesign) -> dict[str, Any]:
     return out
 
 
-def options(design: SurveyDesign, fitted: Fit, **extra: Any) -> dict[str, Any]:
+def n_positive(design: Any) -> int:
+    """Rows with a positive analysis weight (a Dask design: from its last weighting step)."""
+    if isinstance(design, SurveyDesign):
+        return int(np.count_nonzero(design.weights))
+    return int(design.history[-1].n_rows)
+
+
+def options(design: Any, fitted: Fit, **extra: Any) -> dict[str, Any]:
     """The options of a result fitted on ``design`` (see :func:`engine.options`).
 
     ``replay`` says how the weighting steps of replicates generated on the fly
     were replayed: ``"cells"`` (replicate cell tables), ``"blocks"`` (blocks of
-    replicate weights) or ``None`` (nothing replayed).
+    replicate weights) or ``None`` (nothing replayed).  A Dask design adds
+    ``engine="dask"``, ``partitions`` and ``shuffled`` (whether the frame was
+    shuffled by stratum).
     """
     from ..variance.replicate import replay_path
 
     out = engine.options(fitted, replicates=design.replicates, lonely_psu=design.lonely_psu,
                          calibrated=bool(design.calibrations), **extra)
-    out["replay"] = replay_path(design) if fitted.variance == "replicate" else None
+    if isinstance(design, SurveyDesign):
+        out["replay"] = replay_path(design) if fitted.variance == "replicate" else None
+    else:
+        reps = design.replicates
+        out["replay"] = ("partitions" if fitted.variance == "replicate" and reps is not None
+                         and reps.steps else None)
+        out.update(engine="dask", partitions=design.n_partitions, shuffled=design.shuffled)
     return out
+
+
+def is_dask_design(design: Any) -> bool:
+    """True for a :class:`satsample.distributed.DaskSurveyDesign` (without importing dask)."""
+    return (type(design).__name__ == "DaskSurveyDesign"
+            and type(design).__module__.startswith("satsample.distributed"))
+
+
+def fit_design(design: Any, make_inputs: Any, by: str | Sequence[str] | None,
+               combo: engine.Combination, variance: str, deff: str, den: str | None
+               ) -> tuple[Any, Domains, Fit, dict[str, int], Inputs | None]:
+    """Domains, inputs and the engine's fit, in memory or on Dask: every estimator's one entry.
+
+    ``make_inputs(design) -> (Inputs, excluded)`` builds the per-row inputs of
+    an in-memory design: the sample's, or on Dask each partition's (a first
+    pass then checks them, codes the domains and adds up ``excluded``).
+    Returns the source (for :func:`engine.vcov_source`), the domains, the fit,
+    the exclusions and the inputs (``None`` on Dask).
+    """
+    if isinstance(design, SurveyDesign):
+        dom = domains(design.data, by)
+        inputs, excluded = make_inputs(design)
+        src: Any = engine.MemorySource(design, inputs, dom.codes, dom.n_domains)
+    else:
+        from ..distributed.estimators import dask_source
+
+        src, dom, excluded = dask_source(design, make_inputs, by, variance)
+        inputs = None
+    fitted = engine.fit_source(src, combo, dom.n_domains, variance, deff, den=den)
+    return src, dom, fitted, excluded, inputs
 
 
 def _build(
     statistic: str,
-    design: SurveyDesign,
-    inputs: Inputs,
-    dom: Domains,
+    design: Any,
+    make_inputs: Any,
+    by: str | Sequence[str] | None,
     labels: list[str],
     *,
+    den: str | None,
     variance: str,
     level: float,
     ci_method: str,
     na: str,
     deff: str,
-    excluded: dict[str, int],
     likelihood: bool = False,
 ) -> Estimate:
     """Run the engine for the identity combination and lay the result out as an Estimate."""
     combo = Identity(len(labels))
-    fitted = engine.fit(design, inputs, combo, dom, variance, deff)
+    src, dom, fitted, excluded, inputs = fit_design(design, make_inputs, by, combo, variance,
+                                                    deff, den)
     k = fitted.estimate.shape[1]
     keep = fitted.n > 0  # (G, k)
     # rows: domain-major, variable-minor
@@ -164,7 +217,7 @@ def _build(
     n_obs = fitted.n[gi, ki]
     if statistic == "proportion":
         n_design = n_obs if not design.calibrations else np.full(
-            n_obs.shape, float(np.count_nonzero(design.weights)))
+            n_obs.shape, float(n_positive(design)))
         low, high = confidence_interval(est, se, df, level=level, method=ci_method,  # type: ignore[arg-type]
                                         n_design=n_design, n_obs=n_obs)
         if likelihood and variance == "taylor":
@@ -191,7 +244,7 @@ def _build(
     cells = gi * k + ki
 
     def covariance() -> np.ndarray:
-        full = engine.vcov(design, inputs, combo, dom, variance, fitted)
+        full = engine.vcov_source(src, combo, dom.n_domains, variance, fitted, den=den)
         return full[np.ix_(cells, cells)]
 
     return Estimate(
@@ -209,21 +262,54 @@ def _build(
     )
 
 
-def _columns(design: SurveyDesign, y: str | Sequence[str], by: str | Sequence[str] | None,
-             na: str) -> tuple[list[str], np.ndarray, np.ndarray | None, Domains, dict[str, int]]:
-    """The ``y`` columns, their values, usable mask, the domains and the exclusions counted."""
-    cols = as_column_list(y)
-    if not cols:
-        raise SatsampleError("y: give at least one column")
-    dom = domains(design.data, by)
+def _y_inputs(cols: list[str], na: str, den: str | None, statistic: str,
+              design: SurveyDesign) -> tuple[Inputs, dict[str, int]]:
+    """The inputs of total/mean/proportion: the ``y`` columns, usable mask, exclusions."""
     excluded: dict[str, int] = {}
     vals = _numeric_columns(design, cols, "y")
     ok = _missing(vals, cols, na, excluded, "y")
-    return cols, vals, ok, dom, excluded
+    if statistic == "proportion":
+        _check_01(vals, ok, cols)
+    return Inputs(num=vals, den=den, ok=ok), excluded
 
 
-def _prepare(design: SurveyDesign, level: float, variance: str, na: str, deff: str) -> str:
-    if not isinstance(design, SurveyDesign):
+def _ratio_inputs(nums: list[str], dens: list[str], na: str,
+                  design: SurveyDesign) -> tuple[Inputs, dict[str, int]]:
+    """The inputs of ratio: numerators, denominators, rows usable for both, exclusions."""
+    excluded: dict[str, int] = {}
+    y = _numeric_columns(design, nums, "numerator")
+    x = _numeric_columns(design, dens, "denominator")
+    ok_y = _missing(y, nums, na, excluded, "numerator")
+    ok_x = _missing(x, dens, na, excluded, "denominator")
+    x = np.asarray(x, dtype=np.float64)
+    return Inputs(num=y, den=x, ok=_both(ok_y, ok_x)), excluded
+
+
+def _check_01(vals: np.ndarray, ok: np.ndarray | None, cols: list[str]) -> None:
+    if vals.dtype == np.uint8:
+        bad = vals > 1
+    else:
+        bad = (vals != 0) & (vals != 1)
+        if ok is not None:
+            bad &= ok
+    if bad.any():
+        j = int(np.flatnonzero(bad.any(axis=0))[0])
+        shown = ", ".join(f"{v:g}" for v in np.unique(vals[bad[:, j], j])[:5])
+        raise SatsampleError(
+            f"proportion: column {cols[j]!r} has {int(bad[:, j].sum())} value(s) other than 0/1 "
+            f"({shown}); recode it to 0/1 (or use mean())"
+        )
+
+
+def _y_columns(y: str | Sequence[str]) -> list[str]:
+    cols = as_column_list(y)
+    if not cols:
+        raise SatsampleError("y: give at least one column")
+    return cols
+
+
+def _prepare(design: Any, level: float, variance: str, na: str, deff: str) -> str:
+    if not isinstance(design, SurveyDesign) and not is_dask_design(design):
         raise SatsampleError(f"design must be a SurveyDesign, got {type(design).__name__}")
     check_probability(level, name="level")
     check_choice(na, name="na", allowed=("error", "drop"))
@@ -280,10 +366,9 @@ def total(
     domain with a usable value.
     """
     variance = _prepare(design, level, variance, na, deff)
-    cols, vals, ok, dom, excluded = _columns(design, y, by, na)
-    return _build("total", design, Inputs(num=vals, den=None, ok=ok), dom, cols,
-                  variance=variance, level=level, ci_method="mean", na=na, deff=deff,
-                  excluded=excluded)
+    cols = _y_columns(y)
+    return _build("total", design, partial(_y_inputs, cols, na, None, "total"), by, cols,
+                  den=None, variance=variance, level=level, ci_method="mean", na=na, deff=deff)
 
 
 def mean(
@@ -314,10 +399,9 @@ def mean(
     variable.
     """
     variance = _prepare(design, level, variance, na, deff)
-    cols, vals, ok, dom, excluded = _columns(design, y, by, na)
-    return _build("mean", design, Inputs(num=vals, den="used", ok=ok), dom, cols,
-                  variance=variance, level=level, ci_method="mean", na=na, deff=deff,
-                  excluded=excluded)
+    cols = _y_columns(y)
+    return _build("mean", design, partial(_y_inputs, cols, na, "used", "mean"), by, cols,
+                  den="used", variance=variance, level=level, ci_method="mean", na=na, deff=deff)
 
 
 def ratio(
@@ -366,17 +450,10 @@ def ratio(
             f"ratio: {len(nums)} numerators and {len(dens)} denominators; give one denominator "
             "or one per numerator"
         )
-    dom = domains(design.data, by)
-    excluded: dict[str, int] = {}
-    y = _numeric_columns(design, nums, "numerator")
-    x = _numeric_columns(design, dens, "denominator")
-    ok_y = _missing(y, nums, na, excluded, "numerator")
-    ok_x = _missing(x, dens, na, excluded, "denominator")
-    x = np.asarray(x, dtype=np.float64)
     labels = [f"{a}/{b}" for a, b in zip(nums, dens)]
-    return _build("ratio", design, Inputs(num=y, den=x, ok=_both(ok_y, ok_x)), dom, labels,
-                  variance=variance, level=level, ci_method="mean", na=na, deff=deff,
-                  excluded=excluded)
+    return _build("ratio", design, partial(_ratio_inputs, nums, dens, na), by, labels,
+                  den="ratio", variance=variance, level=level, ci_method="mean", na=na,
+                  deff=deff)
 
 
 def proportion(
@@ -425,23 +502,15 @@ def proportion(
     """
     check_choice(ci_method, name="ci_method", allowed=CI_METHODS)
     variance = _prepare(design, level, variance, na, deff)
-    cols, vals, ok, dom, excluded = _columns(design, y, by, na)
-    if vals.dtype == np.uint8:
-        bad = vals > 1
-    else:
-        bad = (vals != 0) & (vals != 1)
-        if ok is not None:
-            bad &= ok
-    if bad.any():
-        j = int(np.flatnonzero(bad.any(axis=0))[0])
-        shown = ", ".join(f"{v:g}" for v in np.unique(vals[bad[:, j], j])[:5])
+    if ci_method == "likelihood" and variance == "taylor" and is_dask_design(design):
         raise SatsampleError(
-            f"proportion: column {cols[j]!r} has {int(bad[:, j].sum())} value(s) other than 0/1 "
-            f"({shown}); recode it to 0/1 (or use mean())"
-        )
-    return _build("proportion", design, Inputs(num=vals, den="used", ok=ok), dom, cols,
-                  variance=variance, level=level, ci_method=ci_method, na=na, deff=deff,
-                  excluded=excluded, likelihood=ci_method == "likelihood")
+            "ci_method='likelihood' with a Taylor variance replays R's quasibinomial glm on the "
+            "rows of each domain and is not available on a Dask design; use 'logit', 'beta', "
+            "'wilson'... or replicate weights")
+    cols = _y_columns(y)
+    return _build("proportion", design, partial(_y_inputs, cols, na, "used", "proportion"), by,
+                  cols, den="used", variance=variance, level=level, ci_method=ci_method, na=na,
+                  deff=deff, likelihood=ci_method == "likelihood")
 
 
 _GLM_EPSILON = 1e-8  # R's glm.control(): relative deviance change
