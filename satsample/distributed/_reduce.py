@@ -41,7 +41,8 @@ def require_dask() -> Any:
 def add_results(a: Any, b: Any) -> Any:
     """The default combination of partition results: element-wise sums.
 
-    Arrays and numbers add; dicts add key by key; tuples and lists add
+    Arrays and numbers add; dicts add key by key (a key missing on one side
+    counts as ``None``); tuples and lists add
     position by position; ``None`` (an empty partition) is the identity.
     """
     if a is None:
@@ -49,7 +50,7 @@ def add_results(a: Any, b: Any) -> Any:
     if b is None:
         return a
     if isinstance(a, dict):
-        return {k: add_results(a[k], b[k]) for k in a}
+        return {k: add_results(a.get(k), b.get(k)) for k in {**a, **b}}
     if isinstance(a, (tuple, list)):
         return type(a)(add_results(x, y) for x, y in zip(a, b))
     return np.add(a, b) if isinstance(a, np.ndarray) else a + b

@@ -97,6 +97,10 @@ class DaskSurveyDesign:
     shuffled : bool
         Whether the caller's frame was shuffled by stratum (``ddf.shuffle(on=strata)``).
     n_partitions : int
+    partition_replicates : ReplicateWeights or None
+        What each partition's design carries: ``replicates``, with a jackknife
+        renumbered to the global replicate numbers
+        (:class:`satsample.distributed.replicates.PartitionJackknife`).
     """
 
     frame: Any
@@ -111,6 +115,7 @@ class DaskSurveyDesign:
     replicates: ReplicateWeights | None = None
     shuffled: bool = False
     n_partitions: int = 1
+    partition_replicates: ReplicateWeights | None = field(default=None, repr=False)
 
     @property
     def n_strata(self) -> int:
@@ -141,9 +146,12 @@ class DaskSurveyDesign:
 
     def with_replicates(self, replicates: ReplicateWeights) -> DaskSurveyDesign:
         """Return a new design carrying ``replicates`` (lazy: ``replicates.weights is None``)."""
+        from .replicates import partition_replicates
+
         if replicates.weights is not None:
             raise DesignError("a Dask design carries replicates generated on the fly only")
-        return replace(self, replicates=replicates)
+        out = replace(self, replicates=replicates, partition_replicates=None)
+        return replace(out, partition_replicates=partition_replicates(out))
 
     def __repr__(self) -> str:
         rep = "" if self.replicates is None else (
@@ -168,8 +176,9 @@ def partition_design(pdf: pd.DataFrame, design: DaskSurveyDesign) -> SurveyDesig
       sorted by stratum, then label; by row order without ``ids``) and later
       stages coded within the partition;
     * ``weights`` are the current analysis weights (``WEIGHT`` after a
-      weighting step), ``design_weights`` the declared ones; ``history`` and
-      ``replicates`` are the global ones (the same objects); ``calibrations``
+      weighting step), ``design_weights`` the declared ones; ``history`` is
+      the global one, ``replicates`` too (the same object; a jackknife's scheme
+      renumbers the partition's replicates globally); ``calibrations``
       is empty (the engine applies ``design.calibrations`` with their global
       cross-products);
     * ``data`` holds the partition's rows (private columns included).
@@ -210,7 +219,8 @@ def partition_design(pdf: pd.DataFrame, design: DaskSurveyDesign) -> SurveyDesig
         w = _readonly(pdf[WEIGHT].to_numpy(dtype=np.float64))
     return replace(d, weights=w, design_weights=d.weights, stages=tuple(stages),
                    strata_labels=_readonly(np.asarray(design.strata_labels, dtype=object)),
-                   calibrations=(), replicates=design.replicates, history=design.history,
+                   calibrations=(), replicates=design.partition_replicates,
+                   history=design.history,
                    columns=dict(design.columns))
 
 
@@ -296,6 +306,7 @@ def with_weight_factors(
                 f"fly; weighting step {step.method!r} must give replicate_step= (the step "
                 "replayed on the replicates)")
         reps = replace(reps, steps=(*reps.steps, replicate_step))
+        part_reps = replace(design.partition_replicates, steps=reps.steps)
     meta = design.frame._meta
     if WEIGHT not in meta.columns:
         meta = meta.assign(**{WEIGHT: np.zeros(0, dtype=np.float64)})
@@ -303,6 +314,7 @@ def with_weight_factors(
                                         meta=meta, enforce_metadata=False)
     cal = design.calibrations + ((calibration,) if calibration is not None else ())
     out = replace(design, frame=frame, calibrations=cal, replicates=reps,
+                  partition_replicates=part_reps if reps is not None else None,
                   history=(*design.history, step))
     mom = reduce(out, _weight_moments, combine=_combine_moments)
     n, s1, s2 = int(mom["n"]), mom["s1"], mom["s2"]

@@ -446,6 +446,11 @@ def quantile(
     >>> bool((q.table["ci_low"] <= q.table["estimate"]).all())
     True
     """
+    if type(design).__name__ == "DaskSurveyDesign":
+        raise SatsampleError(
+            "quantile is not available on a Dask design: a quantile is not a smooth function "
+            "of totals (its point and interval need the sorted values of each domain); "
+            "compute it on the rows of the domains of interest in memory")
     if not isinstance(design, SurveyDesign):
         raise SatsampleError(f"design must be a SurveyDesign, got {type(design).__name__}")
     check_choice(rule, name="rule", allowed=QUANTILE_RULES)

@@ -86,6 +86,11 @@ def with_replicates(
     >>> ss.with_replicates(d, share_q01).table["variable"].tolist()
     ['q01>=4']
     """
+    if type(design).__name__ == "DaskSurveyDesign":
+        raise SatsampleError(
+            "with_replicates is not available on a Dask design: it calls a Python function "
+            "on the whole data once per replicate; use the estimators (total, mean, ratio, "
+            "proportion, satisfaction_index), which run partition by partition")
     if not isinstance(design, SurveyDesign):
         raise SatsampleError(f"design must be a SurveyDesign, got {type(design).__name__}")
     if not callable(statistic):

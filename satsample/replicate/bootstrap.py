@@ -222,7 +222,8 @@ def bootstrap(
         Store the ``(R, n)`` weights.  ``False`` (``"subbootstrap"`` only)
         generates them on the fly, in O(n) memory.  Storage only: for the same
         ``rng`` the replicate weights, estimates and SEs are identical (bit for
-        bit) either way.
+        bit) either way.  A Dask design never stores them (``"subbootstrap"``
+        only; the option is ignored).
 
     Returns
     -------
@@ -255,6 +256,10 @@ def bootstrap(
     """
     replicates = check_positive_int(n_replicates, name="n_replicates", minimum=2)
     check_choice(kind, name="kind", allowed=("subbootstrap", "bootstrap"))
+    if type(design).__name__ == "DaskSurveyDesign":  # generated on the fly in every partition
+        from ..distributed.replicates import dask_bootstrap
+
+        return dask_bootstrap(design, n_replicates=replicates, kind=kind, rng=rng, mse=mse)
     warn_if_weighted(design)
     if kind == "subbootstrap":
         scheme = RaoWu(seed=int(stream_key(rng)))

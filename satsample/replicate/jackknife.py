@@ -342,7 +342,8 @@ def jackknife(
         PSU per response (R = n); their ``replicate_estimates`` is then
         ``None`` (``options["replicate_estimates"]`` says so).  The replicates
         and the variances are the same either way (every lonely-PSU rule and
-        certainty strata included).
+        certainty strata included).  A Dask design never stores them (the
+        option is ignored).
 
     Returns
     -------
@@ -378,6 +379,10 @@ def jackknife(
     160
     """
     check_choice(kind, name="kind", allowed=("JKn", "JK1"))
+    if type(design).__name__ == "DaskSurveyDesign":  # implied by the design, never stored
+        from ..distributed.replicates import dask_jackknife
+
+        return dask_jackknife(design, kind=kind, mse=mse)
     warn_if_weighted(design)
     if len(design.stages) > 1:
         warnings.warn(

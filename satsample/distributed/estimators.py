@@ -1,0 +1,148 @@
+"""The engine's source on Dask: the passes of :func:`satsample.estimation.engine.fit_source`
+run partition by partition (:func:`satsample.distributed.reduce`).
+
+Nothing statistical lives here: the estimators build their per-row inputs
+with the same functions as in memory (applied to each partition's design),
+and the engine's passes are the in-memory ones.  This module only says where
+the rows come from (:class:`DaskSource`), codes the domains once for all
+partitions, and computes the global cross-products calibration residuals need.
+
+Calibration residualizers of a Dask design (``DaskSurveyDesign.calibrations``)
+follow a two-method protocol:
+
+* ``cross(part, x) -> ndarray (q, m)``: the partition's additive share of the
+  global quantity the residuals need (e.g. :math:`X' D^{1/2} u` of GREG), for
+  the ``m`` columns of ``x`` (weighted scores of the partition ``part``);
+* ``residualize(part, x, total) -> ndarray (n_part, m)``: the residuals of
+  ``x`` given ``total``, the sum of ``cross`` over the partitions for the same
+  columns (``total[:, j]`` goes with ``x[:, j]``).
+
+Several calibrations are applied in order; calibration *c* sees the residuals
+of the earlier ones, so each adds one pass over the data.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from functools import partial
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from .._validation import SatsampleError
+from ..estimation.domains import Domains, check_domain_columns, domain_coding
+from ..estimation.engine import Rows, make_rows
+from ._reduce import add_results, reduce
+
+__all__ = ["DaskSource", "dask_source"]
+
+
+def _residualize_with(cal: Any, part: Any, total: np.ndarray, x: np.ndarray,
+                      pairs: np.ndarray) -> np.ndarray:
+    return cal.residualize(part, x, total[:, pairs])
+
+
+def _rows_then(make_inputs: Callable[[Any], Any], coding: Any, g: int, cals: tuple[Any, ...],
+               cal_totals: tuple[np.ndarray, ...], fn: Callable[[Rows], Any], part: Any) -> Any:
+    """On a worker: the partition's rows (inputs, domain codes, bound residualizers), then ``fn``."""
+    inputs, _excluded = make_inputs(part)
+    codes = coding.codes(part.data)
+    resid = tuple(partial(_residualize_with, cal, part, tot)
+                  for cal, tot in zip(cals, cal_totals))
+    return fn(make_rows(part, inputs, codes, g, residualize=resid))
+
+
+def _cross_pass(dense_fn: Callable[[Rows], Any], cal: Any, rows: Rows) -> np.ndarray:
+    """A calibration's cross-products of the dense score columns (after the earlier residuals)."""
+    out = []
+    for pairs, dense in dense_fn(rows):
+        for f in rows.residualize:
+            dense = f(dense, pairs)
+        out.append(np.asarray(cal.cross(rows.design, dense), dtype=np.float64))
+    return np.concatenate(out, axis=1)
+
+
+class DaskSource:
+    """The engine's rows on Dask: every pass is :func:`reduce` over the partitions' designs.
+
+    Parameters
+    ----------
+    design : DaskSurveyDesign
+    make_inputs : callable
+        ``make_inputs(part) -> (Inputs, excluded)`` on a partition's design.
+    coding : DomainCoding
+        The domains of the whole sample.
+    n_domains : int
+    cal_totals : tuple of ndarray
+        Global cross-products of the first calibrations (see the module docstring).
+    """
+
+    def __init__(self, design: Any, make_inputs: Callable[[Any], Any], coding: Any,
+                 n_domains: int, cal_totals: tuple[np.ndarray, ...] = ()) -> None:
+        self.design = design
+        self.make_inputs = make_inputs
+        self.coding = coding
+        self.n_domains = int(n_domains)
+        self.cal_totals = tuple(cal_totals)
+
+    def reduce(self, fn: Callable[[Rows], Any], combine: Any = None) -> Any:
+        cals = self.design.calibrations[:len(self.cal_totals)]
+        return reduce(self.design, partial(_rows_then, self.make_inputs, self.coding,
+                                           self.n_domains, cals, self.cal_totals, fn),
+                      combine=combine)
+
+    def calibrated(self, dense_fn: Callable[[Rows], Any]) -> DaskSource:
+        """The source whose rows residualize the dense columns of ``dense_fn`` (one pass each)."""
+        totals: list[np.ndarray] = []
+        for cal in self.design.calibrations:
+            src = DaskSource(self.design, self.make_inputs, self.coding, self.n_domains,
+                             tuple(totals))
+            totals.append(src.reduce(partial(_cross_pass, dense_fn, cal)))
+        return DaskSource(self.design, self.make_inputs, self.coding, self.n_domains,
+                          tuple(totals))
+
+
+def _pass_check(make_inputs: Callable[[Any], Any], by: list[str], part: Any) -> dict[str, Any]:
+    """Pass 0 on a partition: domain columns and inputs checked, domains present, exclusions."""
+    check_domain_columns(part.data, by)
+    _inputs, excluded = make_inputs(part)
+    combos = part.data[by].drop_duplicates(ignore_index=True) if by else None
+    return {"combos": combos, "excluded": dict(excluded)}
+
+
+def _combine_check(a: dict[str, Any] | None, b: dict[str, Any] | None) -> dict[str, Any] | None:
+    if a is None or b is None:
+        return a if b is None else b
+    combos = a["combos"]
+    if combos is not None:
+        combos = pd.concat([combos, b["combos"]], ignore_index=True).drop_duplicates(
+            ignore_index=True)
+    return {"combos": combos, "excluded": add_results(a["excluded"], b["excluded"])}
+
+
+def dask_source(design: Any, make_inputs: Callable[[Any], Any], by: str | Sequence[str] | None,
+                variance: str) -> tuple[DaskSource, Domains, dict[str, int]]:
+    """Pass 0 (checks, domains present, exclusions) and the :class:`DaskSource` of an estimator.
+
+    Errors are those of the in-memory estimator on the partition, prefixed with
+    ``"partition i: "`` (a count in a message is the partition's).
+    """
+    from .._validation import as_column_list
+
+    cols = as_column_list(by)
+    check_domain_columns(design.frame._meta, cols)  # names only: the frame's columns
+    reps = design.replicates
+    if variance == "replicate" and reps is not None and reps.steps:
+        raise SatsampleError(
+            "replicate variance of a Dask design whose replicates replay weighting steps is "
+            "not available yet (the steps' replay runs on in-memory designs); use "
+            "variance='taylor'")
+    chk = reduce(design, partial(_pass_check, make_inputs, cols), combine=_combine_check)
+    if cols:
+        coding, _codes = domain_coding(chk["combos"], cols)
+    else:
+        coding, _codes = domain_coding(pd.DataFrame(index=range(1)), None)
+    dom = coding.domains(np.zeros(0, dtype=np.int64))
+    excluded = {k: int(v) for k, v in chk["excluded"].items() if v}
+    return DaskSource(design, make_inputs, coding, dom.n_domains), dom, excluded
