@@ -1,4 +1,8 @@
-"""satisfaction_index_dask equals the in-memory satisfaction_index on the lazy Rao-Wu bootstrap."""
+"""satisfaction_index_dask (a deprecated alias of the Dask backend) equals the in-memory index.
+
+The alias is survey_design(ddf) + bootstrap + satisfaction_index; these tests
+keep its behaviour for its last release (the backend itself: test_dask_backend.py).
+"""
 
 from __future__ import annotations
 
@@ -11,8 +15,10 @@ dd = pytest.importorskip("dask.dataframe")
 
 import satsample as ss  # noqa: E402
 from satsample._validation import DesignError, SatsampleError  # noqa: E402
-from satsample.distributed import _partition_layout, satisfaction_index_dask  # noqa: E402
-from satsample.replicate._common import design_layout as _layout  # noqa: E402
+from satsample.distributed import satisfaction_index_dask  # noqa: E402
+
+pytestmark = pytest.mark.filterwarnings(
+    "ignore:satisfaction_index_dask is deprecated:DeprecationWarning")
 
 R = 40
 LEVELS = ("overall", "elements", "items")
@@ -77,19 +83,10 @@ def _assert_same(res, ref, *, rtol=1e-12, exact=False):
     assert res.by == ref.by
 
 
-# --------------------------------------------------------------- layout twin
-@pytest.mark.parametrize("psu", [None, "cluster"])
-def test_partition_layout_equals_in_memory_layout(sample, psu):
-    pdf, _ = sample
-    perm = np.random.default_rng(0).permutation(len(pdf))  # strata interleaved
-    data = pdf.iloc[perm].reset_index(drop=True)
-    design = ss.survey_design(data, strata="stratum", weights="design_weight", ids=psu)
-    ref = _layout(design)
-    psu_codes = (np.arange(design.n) if psu is None
-                 else pd.factorize(data[psu], sort=True)[0].astype(np.int64))
-    got = _partition_layout(np.asarray(design.strata, np.int64), psu_codes)
-    for name in ("order", "psu_local", "strat_start", "strat_code", "strat_npsu"):
-        np.testing.assert_array_equal(getattr(got, name), getattr(ref, name), err_msg=name)
+def test_alias_is_deprecated(sample):
+    pdf, q = sample
+    with pytest.warns(DeprecationWarning, match="satisfaction_index_dask is deprecated"):
+        _dask(_whole(pdf), q)
 
 
 # ------------------------------------------------------- equality with memory
@@ -226,14 +223,14 @@ def test_missing_column_is_named(sample, kw, name):
 def test_missing_item_column(sample):
     pdf, q = sample
     ddf = dd.from_pandas(pdf.drop(columns="q07"), npartitions=2)
-    with pytest.raises(SatsampleError, match=r"item column\(s\) 'q07' not found"):
+    with pytest.raises(SatsampleError, match=r"item column\(s\) 'q07' .*not found"):
         _dask(ddf, q)
 
 
 def test_missing_strata_values(sample):
     pdf, q = sample
     data = pdf.assign(stratum=pdf["stratum"].where(pdf.index % 500 != 3))
-    with pytest.raises(SatsampleError, match=r"strata column 'stratum' has 4 missing"):
+    with pytest.raises(SatsampleError, match=r"partition 0: strata column 'stratum' has 2 missing"):
         _dask(dd.from_pandas(data, npartitions=2), q, strata="stratum")
 
 
@@ -258,7 +255,7 @@ def test_lonely_psu(sample):
     data = pdf.copy()
     first = data["stratum"] == data["stratum"].iloc[0]
     data.loc[first, "cluster"] = "solo"
-    with pytest.raises(DesignError, match=r"single PSU"):
+    with pytest.raises(DesignError, match=r"only one PSU"):
         _dask(_whole(data), q, psu="cluster")
     res = _dask(_whole(data), q, psu="cluster", lonely_psu="remove", by="agency_id")
     ref = _memory(data, q, psu="cluster", lonely_psu="remove", by="agency_id")
@@ -269,11 +266,11 @@ def test_clusters_not_nested(sample):
     pdf, q = sample
     data = pdf.copy()
     data.loc[[0, 1999], "cluster"] = "shared"  # first and last strata, different partitions
-    with pytest.raises(DesignError, match=r"'shared' of column 'cluster' appears in more"):
+    with pytest.raises(DesignError, match=r"'shared' of column 'cluster' appears in 2 different"):
         _dask(_whole(data), q, psu="cluster")
     data.loc[[0, 1999], "cluster"] = ["shared", "x"]
     data.loc[[0, 590], "cluster"] = "shared"  # two strata of partition 0
-    with pytest.raises(DesignError, match=r"partition 0: cluster 'shared'"):
+    with pytest.raises(DesignError, match=r"cluster 'shared' of column 'cluster' appears in 2"):
         _dask(_whole(data), q, psu="cluster")
 
 

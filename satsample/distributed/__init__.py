@@ -14,13 +14,12 @@ in-memory engine's per-row work on it, and adds the partitions' small results
 analysis weights computed partition by partition (the weighting steps).
 """
 
-from ._legacy import _partition_layout, satisfaction_index_dask
+from ._legacy import satisfaction_index_dask
 from ._reduce import add_results, reduce
 from .design import DaskSurveyDesign, partition_design, with_weight_factors
 
 __all__ = [
     "DaskSurveyDesign",
-    "_partition_layout",
     "add_results",
     "partition_design",
     "reduce",
