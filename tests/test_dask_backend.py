@@ -195,3 +195,272 @@ def test_with_weight_factors(strat):
 
     with pytest.raises(SatsampleError, match=r"partition \d: weights .* negative"):
         with_weight_factors(d, negative, step=step)
+
+
+# ======================================================= estimators: memory and R
+S_ITEMS = [f"s{i:02d}" for i in range(1, 23)]
+NUMERIC = ("estimate", "se", "ci_low", "ci_high", "df", "deff", "n")
+
+
+def same_table(a: pd.DataFrame, b: pd.DataFrame, *, rtol: float = 1e-12, exact: bool = False):
+    """Equal labels, counts and df; numbers to ``rtol`` relative (bit for bit with ``exact``)."""
+    assert list(a.columns) == list(b.columns)
+    labels = [c for c in a.columns if c not in NUMERIC]
+    pd.testing.assert_frame_equal(a[labels], b[labels])
+    for col in [c for c in NUMERIC if c in a.columns]:
+        x, y = a[col].to_numpy(float), b[col].to_numpy(float)
+        np.testing.assert_array_equal(np.isnan(x), np.isnan(y), err_msg=col)
+        if exact or col in ("n", "df"):
+            np.testing.assert_array_equal(x, y, err_msg=col)
+        else:
+            np.testing.assert_allclose(x, y, rtol=rtol, atol=0, err_msg=col)
+
+
+def same_index(a, b, **kw):
+    for level in ("overall", "elements", "items"):
+        same_table(getattr(a, level), getattr(b, level), **kw)
+    assert a.empty_cells == b.empty_cells and a.excluded == b.excluded
+    assert dict(a.design_summary) == dict(b.design_summary)
+    if b.replicate_estimates is not None:
+        for key, arr in b.replicate_estimates.items():
+            np.testing.assert_allclose(a.replicate_estimates[key], arr, rtol=kw.get("rtol", 1e-12))
+
+
+def same_estimate(a, b, **kw):
+    same_table(a.table, b.table, **kw)
+    assert (a.excluded, a.empty_cells, a.n_cells_possible) == (
+        b.excluded, b.empty_cells, b.n_cells_possible)
+    assert dict(a.design_summary) == dict(b.design_summary)
+    expected = {k: v for k, v in b.options.items() if k != "replay"}
+    got = {k: v for k, v in a.options.items() if k not in ("replay", "engine", "partitions",
+                                                            "shuffled")}
+    assert got == expected
+    assert a.options["engine"] == "dask"
+
+
+def both(pdf, layout, **kw):
+    """The Dask design of ``pdf`` cut by ``layout`` and the in-memory design of the same rows."""
+    ddf, rows = frame_of(pdf, layout)
+    return ss.survey_design(ddf, **kw), ss.survey_design(rows, **kw)
+
+
+@pytest.fixture(scope="module")
+def case_a():
+    from conftest import load_case
+
+    return load_case("A_stratified_srs")["results"]
+
+
+@pytest.fixture(scope="module")
+def designs_a(strat):
+    return {lay: both(strat, lay, strata="agency_id", fpc="N_h")
+            for lay in ("split", "interleaved", "empty")}
+
+
+@pytest.mark.parametrize("layout", ["split", "interleaved", "empty"])
+def test_case_a_index_by_strata_is_bit_identical(designs_a, layout, reference_questionnaire,
+                                                 case_a):
+    d, mem = designs_a[layout]
+    res = ss.satisfaction_index(d, reference_questionnaire, by="agency_id")
+    ref = ss.satisfaction_index(mem, reference_questionnaire, by="agency_id")
+    same_index(res, ref, exact=True)  # domains = strata, whole strata per partition
+    assert res.options["engine"] == "dask" and res.options["shuffled"]
+    for rec in case_a["by"]["agency_id"]["index"][:5]:
+        ov = res.overall[res.overall["agency_id"] == rec["domain"]].iloc[0]
+        np.testing.assert_allclose([ov["estimate"], ov["se"]], [rec["index"], rec["index_se"]],
+                                   rtol=1e-10)
+
+
+def test_case_a(designs_a, case_a, reference_questionnaire):
+    d, mem = designs_a["split"]
+    assert d.degf == case_a["degf"] == 689
+    est = ss.proportion(d, S_ITEMS, na="drop")
+    same_estimate(est, ss.proportion(mem, S_ITEMS, na="drop"))
+    r = pd.DataFrame(case_a["items"])
+    np.testing.assert_allclose(est.table["estimate"], r["estimate"], rtol=1e-10)
+    np.testing.assert_allclose(est.table["se"], r["se"], rtol=1e-10)
+    assert est.table["df"].iloc[0] == 670
+    res = ss.satisfaction_index(d, reference_questionnaire)
+    same_index(res, ss.satisfaction_index(mem, reference_questionnaire))
+    np.testing.assert_allclose([res.overall["estimate"].iloc[0], res.overall["se"].iloc[0]],
+                               [case_a["index"]["index"], case_a["index"]["index_se"]],
+                               rtol=1e-10)
+    by = ss.mean(d, S_ITEMS, by="channel", na="drop")
+    same_estimate(by, ss.mean(mem, S_ITEMS, by="channel", na="drop"))
+    cells = ss.proportion(d, "s01", by=["agency_id", "channel"], na="drop")
+    same_estimate(cells, ss.proportion(mem, "s01", by=["agency_id", "channel"], na="drop"))
+    assert (len(cells.table), cells.n_cells_possible, cells.empty_cells) == (65, 84, 19)
+    assert cells.excluded == {"'s01' missing (na='drop')": 717 - 698}
+    tot = ss.total(d, ["n01", "d01", "n20", "d20"])
+    same_estimate(tot, ss.total(mem, ["n01", "d01", "n20", "d20"]))
+    t = tot.table.set_index("variable")
+    for c in ("n01", "d01", "n20", "d20"):
+        np.testing.assert_allclose([t.loc[c, "estimate"], t.loc[c, "se"]],
+                                   [case_a["totals"]["estimate"][c], case_a["totals"]["se"][c]],
+                                   rtol=1e-10)
+
+
+def test_case_a_ratio_and_interval_methods(designs_a):
+    d, mem = designs_a["interleaved"]
+    same_estimate(ss.ratio(d, ["n01", "n02"], "d01", by="sex"),
+                  ss.ratio(mem, ["n01", "n02"], "d01", by="sex"))
+    for method in ("logit", "beta", "wilson"):
+        same_estimate(ss.proportion(d, ["s01", "s05"], by="agency_level", na="drop",
+                                    ci_method=method, level=0.9),
+                      ss.proportion(mem, ["s01", "s05"], by="agency_level", na="drop",
+                                    ci_method=method, level=0.9))
+    with pytest.raises(SatsampleError, match=r"likelihood.*not available on a Dask design"):
+        ss.proportion(d, "s01", na="drop", ci_method="likelihood")
+
+
+# ------------------------------------------------------------------- case B
+B_DESIGNS = {
+    "two_stage_fpc": dict(ids=["commune_id", "user_id"], strata="district_id",
+                          fpc=["M_h", "N_hi"]),
+    "first_stage_only_fpc": dict(ids="commune_id", strata="district_id", fpc="M_h",
+                                 weights="design_weight"),
+    "with_replacement": dict(ids="commune_id", strata="district_id", weights="design_weight"),
+}
+
+
+@pytest.mark.parametrize("variant", list(B_DESIGNS))
+def test_case_b(variant, reference_questionnaire):
+    from conftest import load_case
+
+    case = load_case("B_two_stage")["variants"][variant]
+    data = add_indicator_columns(load_data("sample_twostage"))
+    d, mem = both(data, "interleaved", **B_DESIGNS[variant])
+    res = ss.satisfaction_index(d, reference_questionnaire, by="district_id")
+    same_index(res, ss.satisfaction_index(mem, reference_questionnaire, by="district_id"))
+    for rec in case["by_district_index"]:
+        ov = res.overall[res.overall["district_id"] == rec["domain"]].iloc[0]
+        np.testing.assert_allclose([ov["estimate"], ov["se"]], [rec["index"], rec["index_se"]],
+                                   rtol=1e-10)
+    tot = ss.total(d, ["n01", "d01"])
+    same_estimate(tot, ss.total(mem, ["n01", "d01"]))
+    np.testing.assert_allclose(tot.table["se"], [case["totals"]["se"][c] for c in ("n01", "d01")],
+                               rtol=1e-10)
+
+
+@pytest.mark.parametrize("rule", ["adjust", "average", "certainty", "remove"])
+def test_case_b_lonely(rule, reference_questionnaire):
+    from conftest import load_case
+
+    case = load_case("B_two_stage_lonely_psu")["results"][rule]
+    data = add_indicator_columns(load_data("sample_twostage_lonely"))
+    d, mem = both(data, "split", ids=["commune_id", "user_id"], strata="district_id",
+                  fpc=["M_h", "N_hi"], lonely_psu=rule)
+    est = ss.proportion(d, S_ITEMS, na="drop", by="sex")
+    same_estimate(est, ss.proportion(mem, S_ITEMS, na="drop", by="sex"))
+    res = ss.satisfaction_index(d, reference_questionnaire)
+    same_index(res, ss.satisfaction_index(mem, reference_questionnaire))
+    np.testing.assert_allclose([res.overall["estimate"].iloc[0], res.overall["se"].iloc[0]],
+                               [case["index"]["index"], case["index"]["index_se"]], rtol=1e-10)
+    v = ss.total(d, ["n01", "d01"], by="sex").vcov()
+    np.testing.assert_allclose(v, ss.total(mem, ["n01", "d01"], by="sex").vcov(), rtol=1e-12)
+
+
+def test_case_b_lonely_fail():
+    ddf, _rows = frame_of(load_data("sample_twostage_lonely"), "interleaved")
+    with pytest.raises(DesignError, match=r"Stratum \(DIS04\) has only one PSU at stage 1"):
+        ss.survey_design(ddf, ids=["commune_id", "user_id"], strata="district_id",
+                         fpc=["M_h", "N_hi"])
+
+
+# ------------------------------------------------------------------- case D
+@pytest.fixture(scope="module")
+def case_d():
+    from conftest import load_case
+
+    return load_case("D_replicate_weights")["results"]
+
+
+@pytest.mark.parametrize("key", ["JKn", "JKn_mse"])
+def test_case_d_jkn(designs_a, case_d, key, reference_questionnaire):
+    ref = case_d[key]
+    d, mem = designs_a["empty"]
+    dj = ss.jackknife(d, mse=ref["mse"])
+    mj = ss.jackknife(mem, mse=ref["mse"], materialize=False)
+    assert dj.replicates.n_replicates == 717 and dj.degf == 689
+    np.testing.assert_array_equal(dj.replicates.rscales, mj.replicates.rscales)
+    res = ss.satisfaction_index(dj, reference_questionnaire, by="agency_level")
+    same_index(res, ss.satisfaction_index(mj, reference_questionnaire, by="agency_level"))
+    assert res.options["replicate_estimates"].startswith("not stored")
+    one = ss.satisfaction_index(dj, reference_questionnaire)
+    np.testing.assert_allclose(one.overall["se"].iloc[0], ref["index"]["index_se"], rtol=1e-10)
+    est = ss.mean(dj, S_ITEMS, na="drop")
+    np.testing.assert_allclose(est.table["se"], pd.DataFrame(ref["items"])["se"], rtol=1e-10)
+    # replicate totals (not a ratio): every partition adds its totals of all 717 replicates
+    same_estimate(ss.total(dj, ["n01", "d01"], by="sex"),
+                  ss.total(mj, ["n01", "d01"], by="sex"))
+
+
+@pytest.mark.parametrize("key", ["JK1", "JK1_mse"])
+def test_case_d_jk1(strat, case_d, key, reference_questionnaire):
+    ref = case_d[key]
+    one = strat[strat["agency_id"] == ref.get("agency", "PRV02")].reset_index(drop=True)
+    d, mem = both(one, "split", fpc="N_h")
+    dj = ss.jackknife(d, kind="JK1", mse=ref["mse"])
+    assert dj.replicates.n_replicates == 40 and dj.degf == 39
+    res = ss.satisfaction_index(dj, reference_questionnaire)
+    same_index(res, ss.satisfaction_index(
+        ss.jackknife(mem, kind="JK1", mse=ref["mse"], materialize=False), reference_questionnaire))
+    np.testing.assert_allclose(res.overall["se"].iloc[0], ref["index"]["index_se"], rtol=1e-10)
+    with pytest.raises(DesignError, match="JK1"):
+        ss.jackknife(both(strat, "split", strata="agency_id", fpc="N_h")[0], kind="JK1")
+
+
+def test_case_d_two_stage_jkn(case_d, reference_questionnaire):
+    from satsample._validation import SatsampleWarning
+
+    ref = case_d["JKn_two_stage"]
+    data = add_indicator_columns(load_data("sample_twostage"))
+    d, _mem = both(data, "empty", ids=["commune_id", "user_id"], strata="district_id",
+                  fpc=["M_h", "N_hi"])
+    with pytest.warns(SatsampleWarning, match="after the first stage are dropped"):
+        dj = ss.jackknife(d)
+    assert dj.replicates.n_replicates == 6 and dj.degf == 3
+    res = ss.satisfaction_index(dj, reference_questionnaire)
+    np.testing.assert_allclose(res.overall["se"].iloc[0], ref["index"]["index_se"], rtol=1e-10)
+
+
+def test_raowu_lazy_equals_memory(designs_a, reference_questionnaire):
+    d, mem = designs_a["interleaved"]
+    db = ss.bootstrap(d, n_replicates=30, rng=11)
+    mb = ss.bootstrap(mem, n_replicates=30, rng=11, materialize=False)
+    assert db.replicates.degf == mb.replicates.degf and db.replicates.seed == mb.replicates.seed
+    res = ss.satisfaction_index(db, reference_questionnaire, by="agency_id")
+    same_index(res, ss.satisfaction_index(mb, reference_questionnaire, by="agency_id"), exact=True)
+    same_estimate(ss.total(db, "n01", by="channel"), ss.total(mb, "n01", by="channel"))
+    v = ss.mean(db, ["s01", "s02"], by="sex", na="drop").vcov()
+    np.testing.assert_allclose(v, ss.mean(mb, ["s01", "s02"], by="sex", na="drop").vcov(),
+                               rtol=1e-12)
+    with pytest.raises(SatsampleError, match="kind='subbootstrap'"):
+        ss.bootstrap(d, n_replicates=30, kind="bootstrap", rng=1)
+
+
+# ------------------------------------------------------------------- case G
+def test_case_g_continuous_and_covariance(strat):
+    from conftest import load_case
+
+    case = load_case("G_quantiles_contrasts")["results"]
+    data = strat.merge(load_data("extra_strat"), on="user_id", how="left", validate="1:1")
+    keep = data["s01"].notna() & data["s02"].notna()
+    data.loc[~keep, ["s01", "s02"]] = np.nan
+    d, mem = both(data, "split", strata="agency_id", fpc="N_h")
+    est = ss.mean(d, ["s01", "s02"], by="sex", na="drop")
+    ref = ss.mean(mem, ["s01", "s02"], by="sex", na="drop")
+    same_estimate(est, ref)
+    cov = case["domain_covariance"]
+    np.testing.assert_allclose(est.vcov().loc[cov["labels"], cov["labels"]].to_numpy(),
+                               np.array(cov["vcov"]), rtol=1e-10)
+    c = ss.contrast(est, case["contrast_linear"]["weights"])
+    np.testing.assert_allclose(c.table["se"], ss.contrast(ref, case["contrast_linear"]["weights"])
+                               .table["se"], rtol=1e-12)
+    cont = [c for c in data.columns if c not in strat.columns and c != "user_id"
+            and pd.api.types.is_numeric_dtype(data[c])]
+    same_estimate(ss.mean(d, cont, na="drop"), ss.mean(mem, cont, na="drop"))
+    same_estimate(ss.total(d, cont, na="drop", by="agency_level"),
+                  ss.total(mem, cont, na="drop", by="agency_level"))
+    with pytest.raises(SatsampleError, match="quantile is not available on a Dask design"):
+        ss.quantile(d, "s01", probs=0.5)

@@ -468,7 +468,10 @@ def dask_survey_design(
     lonely-PSU checks run unchanged (same errors as in memory).  When a
     stratum spans several partitions, the frame is shuffled once by stratum
     (``ddf.shuffle(on=strata)``; all rows go to one partition without
-    ``strata``) and each partition is put back in global row order.
+    ``strata``), each partition is put back in global row order, and the
+    result is persisted (held in the workers' memory) for the later passes.
+    A frame whose partitions already hold whole strata (e.g. Parquet files
+    written by stratum) is neither shuffled nor persisted: every pass reads it.
     """
     require_dask()
     import dask
@@ -535,7 +538,9 @@ def dask_survey_design(
     if shuffled:
         frame = (frame.shuffle(on=strata) if strata is not None
                  else frame.repartition(npartitions=1))
-        frame = frame.map_partitions(_in_row_order, meta=pos_meta)
+        # shuffled once: the shuffled partitions are kept by the workers (dask's persist),
+        # so that the later passes read them instead of shuffling again
+        frame = frame.map_partitions(_in_row_order, meta=pos_meta).persist()
     step = WeightStep(method="design", params=(
         ("ids", id_cols), ("strata", strata), ("weights", weights), ("probs", probs),
         ("fpc", fpc_cols), ("lonely_psu", lonely_psu)))

@@ -324,6 +324,14 @@ def _average_factor(n_all: np.ndarray, n_lonely: np.ndarray) -> np.ndarray:
     return np.where(n_lonely > 0, f, 1.0)
 
 
+def _dense_codes(codes: np.ndarray) -> np.ndarray:
+    """Codes renumbered ``0..m-1`` in their order when some codes below the maximum are absent."""
+    seen = np.bincount(codes) > 0 if codes.size else np.zeros(0, dtype=bool)
+    if bool(seen.all()):
+        return codes
+    return (np.cumsum(seen) - 1)[codes]
+
+
 def _stage_cov(x: np.ndarray, domain: np.ndarray, n_domains: int, stage: Stage,
                parent_fraction: np.ndarray, lonely_psu: str) -> np.ndarray:
     """Covariance contribution of one stage, (G k, G k), columns ordered (domain, column).
@@ -336,10 +344,11 @@ def _stage_cov(x: np.ndarray, domain: np.ndarray, n_domains: int, stage: Stage,
     n_cols = n_domains * k
     keep = domain >= 0
     rows = np.flatnonzero(keep)
-    n_clusters = int(stage.cluster.max()) + 1
+    cluster = _dense_codes(stage.cluster)  # a Dask partition holds some of the global codes
+    n_clusters = int(cluster.max()) + 1
     # cluster totals T (clusters x G k), sparse: a row adds x[i, j] to column g_i k + j
     coo = sparse.coo_matrix(
-        (x[rows].ravel(), (np.repeat(stage.cluster[rows], k),
+        (x[rows].ravel(), (np.repeat(cluster[rows], k),
                            (domain[rows][:, None] * k + np.arange(k)[None, :]).ravel())),
         shape=(n_clusters, n_cols))
     t = coo.tocsr()
@@ -349,7 +358,7 @@ def _stage_cov(x: np.ndarray, domain: np.ndarray, n_domains: int, stage: Stage,
     mult = np.ones(n_strata_codes)
     mult[stage.stratum] = parent_fraction
     cluster_stratum = np.zeros(n_clusters, dtype=np.int64)
-    cluster_stratum[stage.cluster] = stage.stratum
+    cluster_stratum[cluster] = stage.stratum
     lonely = n_h == 1
     scale = (1.0 - f_h) * np.where(lonely, 1.0, n_h / np.maximum(n_h - 1.0, 1.0))
     scale = np.where(1.0 - f_h < 1e-7, 0.0, scale)  # certainty strata contribute nothing
