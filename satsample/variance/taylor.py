@@ -134,18 +134,24 @@ def _stage_contrib(
 def _sparse_pieces(design: SurveyDesign, x: np.ndarray, domain: np.ndarray,
                    n_domains: int) -> dict[str, np.ndarray]:
     """Additive pieces of the variance (sums over strata): stage 1, later stages, strata counts."""
-    first = np.zeros((n_domains, x.shape[1]))
-    later = np.zeros((n_domains, x.shape[1]))
+    first, later = _by_stage(design, _stage_contrib, x, domain, n_domains)
+    n_all, n_lonely = _average_counts(design, domain, n_domains)
+    return {"first": first, "later": later, "n_all": n_all, "n_lonely": n_lonely}
+
+
+def _by_stage(design: SurveyDesign, contrib, x: np.ndarray, domain: np.ndarray,
+              n_domains: int) -> tuple[np.ndarray, np.ndarray]:
+    """Stage 1's contribution and the sum of the later stages' (each times the earlier fractions)."""
+    first = later = None
     parent_fraction = np.ones(design.n)
     for s, stage in enumerate(design.stages):
-        c = _stage_contrib(x, domain, n_domains, stage, parent_fraction, design.lonely_psu)
+        c = contrib(x, domain, n_domains, stage, parent_fraction, design.lonely_psu)
         if s == 0:
-            first = c
+            first, later = c, np.zeros_like(c)
         else:
             later += c
         parent_fraction = parent_fraction * stage.sampling_fraction
-    n_all, n_lonely = _average_counts(design, domain, n_domains)
-    return {"first": first, "later": later, "n_all": n_all, "n_lonely": n_lonely}
+    return first, later
 
 
 def _average_counts(design: SurveyDesign, domain: np.ndarray,
@@ -401,16 +407,7 @@ def taylor_vcov_pieces(design: SurveyDesign, x: np.ndarray, *, domain: np.ndarra
         x = dense
         domain = np.zeros(design.n, dtype=np.int64)
         n_domains, k = 1, x.shape[1]
-    first = np.zeros((n_domains * k, n_domains * k))
-    later = np.zeros((n_domains * k, n_domains * k))
-    parent_fraction = np.ones(design.n)
-    for s, stage in enumerate(design.stages):
-        c = _stage_cov(x, domain, n_domains, stage, parent_fraction, design.lonely_psu)
-        if s == 0:
-            first = c
-        else:
-            later += c
-        parent_fraction = parent_fraction * stage.sampling_fraction
+    first, later = _by_stage(design, _stage_cov, x, domain, n_domains)
     n_all, n_lonely = _average_counts(design, domain, n_domains)
     return {"first": first, "later": later, "n_all": np.repeat(n_all, k),
             "n_lonely": np.repeat(n_lonely, k)}
