@@ -19,9 +19,18 @@ or replicate weights (:mod:`satsample.variance.replicate`: :math:`h` recomputed
 from the replicate totals, or in closed form for a jackknife whose replicates
 are not stored when :math:`h` is linear).
 
-:func:`fit` runs the whole path; :func:`from_totals` finishes it from totals
-computed elsewhere (the Dask path); :func:`scores` and :func:`moments` are
-the linearisation both use.
+The reduction seam.  :func:`fit_source` and :func:`vcov_source` are passes
+over :class:`Rows` (the per-row values of one in-memory design) whose results
+are additive arrays (sums over the design's strata), reached through a
+*source*: pass 1 gives the domain totals :math:`N, D`, counts, df pieces and
+replicate totals; small algebra gives the ratios, estimates and the
+linearisation; pass 2 gives the Taylor pieces, the closed-form jackknife sums
+or the SRS moments of the scores.  In memory (:class:`MemorySource`) the
+sample is one partition and ``reduce(fn) = fn(rows)``; on Dask
+(:class:`satsample.distributed.estimators.DaskSource`) every partition is an
+in-memory design with the global codes of the sample and the partitions'
+results are added.  :func:`fit` and :func:`vcov` are the in-memory entry points;
+:func:`scores` and :func:`moments` are the linearisation.
 """
 
 from __future__ import annotations
