@@ -557,3 +557,34 @@ def test_inputs_not_modified(strat):
     pd.testing.assert_frame_equal(ddf.compute(), seen)
     assert list(ddf.columns) == list(strat.columns)
     pd.testing.assert_frame_equal(strat, before)
+
+
+@pytest.mark.parametrize("kind", ["jkn", "subbootstrap", "bootstrap"])
+def test_case_d_declared_columns(strat, case_d, kind, reference_questionnaire):
+    """R's replicate weights (case D, small design) declared as columns of the Dask frame."""
+    from conftest import load_case_csv
+
+    small = case_d["small"]
+    conf = small[kind]
+    data = strat[strat["agency_id"].isin(small["agencies"])].reset_index(drop=True)
+    rw = load_case_csv(f"D_small_repweights_{kind}")
+    cols = [c for c in rw.columns if c.startswith("r") and c[1:].isdigit()]
+    data = pd.concat([data, rw[cols].add_prefix("rep_")], axis=1)
+    names = [f"rep_{c}" for c in cols]
+    d, mem = both(data, "interleaved", strata="agency_id", fpc="N_h")
+    for mse in (False, True):
+        kw = dict(kind={"jkn": "JKn"}.get(kind, kind), scale=conf["scale"],
+                  rscales=conf["rscales"], mse=mse, combined_weights=False)
+        dd_ = ss.declare_replicates(d, names, **kw)
+        md = ss.declare_replicates(mem, names, **kw)
+        assert dd_.replicates.degf == md.replicates.degf
+        res = ss.satisfaction_index(dd_, reference_questionnaire)
+        same_index(res, ss.satisfaction_index(md, reference_questionnaire))
+        ref = conf[f"index_mse_{'true' if mse else 'false'}"]
+        np.testing.assert_allclose(res.overall["se"].iloc[0], ref["index_se"], rtol=1e-10)
+        same_estimate(ss.mean(dd_, S_ITEMS, na="drop"), ss.mean(md, S_ITEMS, na="drop"))
+    bad = data.copy()
+    bad.loc[3, names[1]] = -1.0
+    dbad, _m = both(bad, "split", strata="agency_id", fpc="N_h")
+    with pytest.raises(SatsampleError, match=rf"partition \d: replicate weights '{names[1]}'"):
+        ss.declare_replicates(dbad, names, kind="bootstrap")

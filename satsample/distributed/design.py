@@ -178,7 +178,8 @@ def partition_design(pdf: pd.DataFrame, design: DaskSurveyDesign) -> SurveyDesig
     * ``weights`` are the current analysis weights (``WEIGHT`` after a
       weighting step), ``design_weights`` the declared ones; ``history`` is
       the global one, ``replicates`` too (the same object; a jackknife's scheme
-      renumbers the partition's replicates globally); ``calibrations``
+      renumbers the partition's replicates globally; declared replicate-weight
+      columns become the stored weights of the partition's rows); ``calibrations``
       is empty (the engine applies ``design.calibrations`` with their global
       cross-products);
     * ``data`` holds the partition's rows (private columns included).
@@ -217,11 +218,14 @@ def partition_design(pdf: pd.DataFrame, design: DaskSurveyDesign) -> SurveyDesig
     w = d.weights
     if design.weighted:
         w = _readonly(pdf[WEIGHT].to_numpy(dtype=np.float64))
-    return replace(d, weights=w, design_weights=d.weights, stages=tuple(stages),
-                   strata_labels=_readonly(np.asarray(design.strata_labels, dtype=object)),
-                   calibrations=(), replicates=design.partition_replicates,
-                   history=design.history,
-                   columns=dict(design.columns))
+    out = replace(d, weights=w, design_weights=d.weights, stages=tuple(stages),
+                  strata_labels=_readonly(np.asarray(design.strata_labels, dtype=object)),
+                  calibrations=(), replicates=design.partition_replicates,
+                  history=design.history, columns=dict(design.columns))
+    reps = out.replicates
+    if reps is not None and hasattr(reps.scheme, "bind"):  # declared columns: this partition's
+        out = replace(out, replicates=reps.scheme.bind(reps, out))
+    return out
 
 
 # ------------------------------------------------------------- weight columns

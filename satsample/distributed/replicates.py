@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import warnings
 from dataclasses import dataclass, replace
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -22,9 +23,11 @@ import numpy as np
 from .._validation import SatsampleWarning
 from ..design import ReplicateWeights, Stage, SurveyDesign
 from ..design.objects import _readonly
+from ..replicate.declared import Declared
 from ..replicate.jackknife import Jackknife
 
-__all__ = ["PartitionJackknife", "dask_bootstrap", "dask_jackknife", "psu_design"]
+__all__ = ["ColumnReplicates", "PartitionJackknife", "dask_bootstrap", "dask_declare",
+           "dask_jackknife", "psu_design"]
 
 
 def psu_design(design: Any) -> SurveyDesign:
@@ -137,3 +140,88 @@ def partition_replicates(design: Any) -> ReplicateWeights | None:
     scheme = PartitionJackknife(kind=reps.scheme.kind, first_rep=first, adjust_rep=adjust,
                                 n_total=plan.n_replicates)
     return replace(reps, scheme=scheme)
+
+
+# ------------------------------------------------------------ declared columns
+@dataclass(frozen=True, eq=False)
+class ColumnReplicates(Declared):
+    """Replicate weights declared as columns of a Dask frame, read by each partition.
+
+    ``bind`` gives a partition's design the stored replicates of its rows
+    (a :class:`~satsample.replicate.Declared` scheme with weights (R, n_part)),
+    so their totals are the in-memory stored-weight totals of those rows.
+    """
+
+    columns: tuple[str, ...] = ()
+    combined: bool = True
+
+    def weights_of(self, part: Any) -> np.ndarray:
+        """The (n_part, R) replicate analysis weights of a partition's design, checked."""
+        from ..replicate.declared import _replicate_columns, check_replicate_matrix
+
+        names = list(self.columns)
+        mat = _replicate_columns(part.data[names], names)
+        check_replicate_matrix(mat, names)
+        return mat if self.combined else mat * part.weights[:, None]
+
+    def bind(self, reps: ReplicateWeights, part: Any) -> ReplicateWeights:
+        return replace(reps, weights=_readonly(np.ascontiguousarray(self.weights_of(part).T)),
+                       scheme=Declared(kind=self.kind))
+
+
+def _declared_pass(scheme: ColumnReplicates, small: bool, part: Any) -> dict[str, Any]:
+    from .design import ROW
+
+    mat = scheme.weights_of(part)
+    out: dict[str, Any] = {"gram": mat.T @ mat}
+    out["rows"] = [(part.data[ROW].to_numpy(), mat)] if small else []
+    return out
+
+
+def _combine_declared(a: dict[str, Any] | None, b: dict[str, Any] | None) -> dict[str, Any] | None:
+    if a is None or b is None:
+        return a if b is None else b
+    return {"gram": a["gram"] + b["gram"], "rows": a["rows"] + b["rows"]}
+
+
+def dask_declare(design: Any, weights: Any, *, kind: str, scale: float | None, rscales: Any,
+                 mse: bool, degf: int | None, combined_weights: bool,
+                 fay_rho: float | None) -> Any:
+    """:func:`satsample.declare_replicates` of a Dask design: replicate-weight columns of its frame.
+
+    One pass checks every column (finite, non-negative; the error names the
+    partition) and, without ``degf``, gives the rank of the replicate weights
+    as memory computes it: from the (R, R) Gram matrix (a sum over partitions)
+    when there are more than 4 R rows, else from the rows themselves.
+    """
+    from .._validation import SatsampleError, check_columns
+    from ..replicate._common import matrix_rank
+    from ..replicate.declared import replicate_scales
+    from ._reduce import reduce
+
+    if not (isinstance(weights, str) or (isinstance(weights, (list, tuple))
+                                         and all(isinstance(c, str) for c in weights))):
+        raise SatsampleError(
+            "a Dask design takes replicate weights as column names of its frame (join a "
+            "producer's file to the data first)")
+    names = [weights] if isinstance(weights, str) else list(weights)
+    check_columns(design.frame._meta, names, role="replicate weights")
+    n_rep = len(names)
+    if n_rep < 2:
+        raise SatsampleError(f"{n_rep} replicate weight column(s): need at least 2")
+    scale, rs = replicate_scales(kind, n_rep, scale, rscales, fay_rho)
+    scheme = ColumnReplicates(kind=kind, columns=tuple(names), combined=bool(combined_weights))
+    small = design.n <= 4 * n_rep
+    got = reduce(design, partial(_declared_pass, scheme, small), combine=_combine_declared)
+    if degf is None:
+        if small:
+            pos = np.concatenate([r for r, _m in got["rows"]])
+            mat = np.concatenate([m for _r, m in got["rows"]])[np.argsort(pos)]
+            degf = matrix_rank(mat.T) - 1
+        else:
+            ev = np.linalg.eigvalsh(got["gram"])
+            degf = int(np.sum(ev > ev.max() * 1e-10)) - 1
+    reps = ReplicateWeights(kind=kind, weights=None, scale=scale, rscales=rs, mse=bool(mse),
+                            degf=int(degf), n_replicates=n_rep,
+                            fay_rho=None if fay_rho is None else float(fay_rho), scheme=scheme)
+    return design.with_replicates(reps)

@@ -14,7 +14,8 @@ from ..design import ReplicateWeights
 from ._common import matrix_rank, readonly
 from .base import ReplicateScheme
 
-__all__ = ["REPLICATE_KINDS", "Declared", "declare_replicates"]
+__all__ = ["REPLICATE_KINDS", "Declared", "check_replicate_matrix", "declare_replicates",
+           "replicate_scales"]
 
 REPLICATE_KINDS: tuple[str, ...] = ("JK1", "JKn", "BRR", "Fay", "bootstrap", "subbootstrap", "other")
 
@@ -36,6 +37,55 @@ class Declared(ReplicateScheme):
 
     def __repr__(self) -> str:
         return f"Declared(kind={self.kind!r})"
+
+
+def check_replicate_matrix(mat: np.ndarray, names: Sequence[str]) -> None:
+    """Replicate weights (n, R) must be finite and non-negative (the column is named)."""
+    bad = ~np.isfinite(mat)
+    if bad.any():
+        j = int(np.flatnonzero(bad.any(axis=0))[0])
+        raise SatsampleError(
+            f"replicate weights {names[j]!r}: {int(bad[:, j].sum())} value(s) are missing or "
+            f"infinite ({int(bad.sum())} in all columns)"
+        )
+    neg = mat < 0
+    if neg.any():
+        j = int(np.flatnonzero(neg.any(axis=0))[0])
+        raise SatsampleError(
+            f"replicate weights {names[j]!r}: {int(neg[:, j].sum())} value(s) are negative"
+        )
+
+
+def replicate_scales(kind: str, n_rep: int, scale: float | None, rscales: Any,
+                     fay_rho: float | None) -> tuple[float, np.ndarray]:
+    """``scale`` and ``rscales`` of declared replicates, with the defaults of each kind."""
+    if scale is None:
+        if kind == "BRR":
+            scale = 1.0 / n_rep
+        elif kind == "Fay":
+            if fay_rho is None:
+                raise SatsampleError("kind='Fay' needs fay_rho= (or scale=)")
+            scale = 1.0 / (n_rep * (1.0 - float(fay_rho)) ** 2)
+        elif kind in ("bootstrap", "subbootstrap"):
+            scale = 1.0 / (n_rep - 1)
+        elif kind == "JKn":
+            scale = 1.0
+        else:
+            raise SatsampleError(
+                f"scale= is required for kind={kind!r} (JK1: (1 - f)(n - 1)/n; a producer's "
+                "documentation gives it)"
+            )
+    if rscales is None:
+        if kind == "JKn":
+            raise SatsampleError("kind='JKn' needs rscales= (one (1 - f_h)(n_h - 1)/n_h per replicate)")
+        rs = np.ones(n_rep)
+    else:
+        rs = np.asarray(rscales, dtype=np.float64).reshape(-1)
+        if rs.size != n_rep:
+            raise SatsampleError(f"rscales has {rs.size} values for {n_rep} replicates")
+    if not np.isfinite(scale) or scale <= 0:
+        raise SatsampleError(f"scale={scale!r} must be a positive number")
+    return float(scale), rs
 
 
 def declare_replicates(
@@ -86,6 +136,11 @@ def declare_replicates(
     :math:`v = \\text{scale} \\sum_r \\text{rscales}_r (\\theta_r - c)^2`.
     """
     check_choice(kind, name="kind", allowed=REPLICATE_KINDS)
+    if type(design).__name__ == "DaskSurveyDesign":  # columns of the frame, read per partition
+        from ..distributed.replicates import dask_declare
+
+        return dask_declare(design, weights, kind=kind, scale=scale, rscales=rscales, mse=mse,
+                            degf=degf, combined_weights=combined_weights, fay_rho=fay_rho)
     if isinstance(weights, pd.DataFrame):
         names = [str(c) for c in weights.columns]
         mat = _replicate_columns(weights, names)
@@ -106,53 +161,16 @@ def declare_replicates(
     n_rep = mat.shape[1]
     if n_rep < 2:
         raise SatsampleError(f"{n_rep} replicate weight column(s): need at least 2")
-    bad = ~np.isfinite(mat)
-    if bad.any():
-        j = int(np.flatnonzero(bad.any(axis=0))[0])
-        raise SatsampleError(
-            f"replicate weights {names[j]!r}: {int(bad[:, j].sum())} value(s) are missing or "
-            f"infinite ({int(bad.sum())} in all columns)"
-        )
-    neg = mat < 0
-    if neg.any():
-        j = int(np.flatnonzero(neg.any(axis=0))[0])
-        raise SatsampleError(
-            f"replicate weights {names[j]!r}: {int(neg[:, j].sum())} value(s) are negative"
-        )
+    check_replicate_matrix(mat, names)
     if not combined_weights:
         mat = mat * design.weights[:, None]
-    if scale is None:
-        if kind == "BRR":
-            scale = 1.0 / n_rep
-        elif kind == "Fay":
-            if fay_rho is None:
-                raise SatsampleError("kind='Fay' needs fay_rho= (or scale=)")
-            scale = 1.0 / (n_rep * (1.0 - float(fay_rho)) ** 2)
-        elif kind in ("bootstrap", "subbootstrap"):
-            scale = 1.0 / (n_rep - 1)
-        elif kind == "JKn":
-            scale = 1.0
-        else:
-            raise SatsampleError(
-                f"scale= is required for kind={kind!r} (JK1: (1 - f)(n - 1)/n; a producer's "
-                "documentation gives it)"
-            )
-    if rscales is None:
-        if kind == "JKn":
-            raise SatsampleError("kind='JKn' needs rscales= (one (1 - f_h)(n_h - 1)/n_h per replicate)")
-        rs = np.ones(n_rep)
-    else:
-        rs = np.asarray(rscales, dtype=np.float64).reshape(-1)
-        if rs.size != n_rep:
-            raise SatsampleError(f"rscales has {rs.size} values for {n_rep} replicates")
-    if not np.isfinite(scale) or scale <= 0:
-        raise SatsampleError(f"scale={scale!r} must be a positive number")
+    scale, rs = replicate_scales(kind, n_rep, scale, rscales, fay_rho)
     if degf is None:
         degf = matrix_rank(mat.T) - 1
     rw = ReplicateWeights(
         kind=kind,
         weights=readonly(mat.T),
-        scale=float(scale),
+        scale=scale,
         rscales=rs,
         mse=bool(mse),
         degf=int(degf),
