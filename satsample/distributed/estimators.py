@@ -45,12 +45,21 @@ def _residualize_with(cal: Any, part: Any, total: np.ndarray, x: np.ndarray,
 
 def _rows_then(make_inputs: Callable[[Any], Any], coding: Any, g: int, cals: tuple[Any, ...],
                cal_totals: tuple[np.ndarray, ...], fn: Callable[[Rows], Any], part: Any) -> Any:
-    """On a worker: the partition's rows (inputs, domain codes, bound residualizers), then ``fn``."""
-    inputs, _excluded = make_inputs(part)
+    """On a worker: the partition's rows (inputs, domain codes, bound residualizers), ``fn`` of
+    them, and the partition's exclusions."""
+    inputs, excluded = make_inputs(part)
     codes = coding.codes(part.data)
     resid = tuple(partial(_residualize_with, cal, part, tot)
                   for cal, tot in zip(cals, cal_totals))
-    return fn(make_rows(part, inputs, codes, g, residualize=resid))
+    return {"out": fn(make_rows(part, inputs, codes, g, residualize=resid)),
+            "excluded": dict(excluded)}
+
+
+def _combine_out(combine: Callable[[Any, Any], Any] | None, a: Any, b: Any) -> Any:
+    if a is None or b is None:
+        return a if b is None else b
+    return {"out": (add_results if combine is None else combine)(a["out"], b["out"]),
+            "excluded": add_results(a["excluded"], b["excluded"])}
 
 
 def _cross_pass(dense_fn: Callable[[Rows], Any], cal: Any, rows: Rows) -> np.ndarray:
@@ -85,12 +94,15 @@ class DaskSource:
         self.coding = coding
         self.n_domains = int(n_domains)
         self.cal_totals = tuple(cal_totals)
+        self.excluded: dict[str, int] | None = None  # rows excluded, counted by every pass
 
     def reduce(self, fn: Callable[[Rows], Any], combine: Any = None) -> Any:
         cals = self.design.calibrations[:len(self.cal_totals)]
-        return reduce(self.design, partial(_rows_then, self.make_inputs, self.coding,
-                                           self.n_domains, cals, self.cal_totals, fn),
-                      combine=combine)
+        got = reduce(self.design, partial(_rows_then, self.make_inputs, self.coding,
+                                          self.n_domains, cals, self.cal_totals, fn),
+                     combine=partial(_combine_out, combine))
+        self.excluded = {k: int(v) for k, v in got["excluded"].items() if v}
+        return got["out"]
 
     def calibrated(self, dense_fn: Callable[[Rows], Any]) -> DaskSource:
         """The source whose rows residualize the dense columns of ``dense_fn`` (one pass each)."""
@@ -104,29 +116,29 @@ class DaskSource:
 
 
 def _pass_check(make_inputs: Callable[[Any], Any], by: list[str], part: Any) -> dict[str, Any]:
-    """Pass 0 on a partition: domain columns and inputs checked, domains present, exclusions."""
+    """Pass 0 on a partition: domain columns and inputs checked, the domains present."""
     check_domain_columns(part.data, by)
-    _inputs, excluded = make_inputs(part)
-    combos = part.data[by].drop_duplicates(ignore_index=True) if by else None
-    return {"combos": combos, "excluded": dict(excluded)}
+    make_inputs(part)
+    return {"combos": part.data[by].drop_duplicates(ignore_index=True)}
 
 
 def _combine_check(a: dict[str, Any] | None, b: dict[str, Any] | None) -> dict[str, Any] | None:
     if a is None or b is None:
         return a if b is None else b
-    combos = a["combos"]
-    if combos is not None:
-        combos = pd.concat([combos, b["combos"]], ignore_index=True).drop_duplicates(
-            ignore_index=True)
-    return {"combos": combos, "excluded": add_results(a["excluded"], b["excluded"])}
+    return {"combos": pd.concat([a["combos"], b["combos"]], ignore_index=True).drop_duplicates(
+        ignore_index=True)}
 
 
 def dask_source(design: Any, make_inputs: Callable[[Any], Any], by: str | Sequence[str] | None,
-                variance: str) -> tuple[DaskSource, Domains, dict[str, int]]:
-    """Pass 0 (checks, domains present, exclusions) and the :class:`DaskSource` of an estimator.
+                variance: str) -> tuple[DaskSource, Domains]:
+    """The :class:`DaskSource` of an estimator and its domains.
 
-    Errors are those of the in-memory estimator on the partition, prefixed with
-    ``"partition i: "`` (a count in a message is the partition's).
+    With ``by``, pass 0 checks the domain columns and the inputs and finds the
+    domains present (their levels are needed to code any partition); without,
+    the estimator's first pass does the checks.  Errors are those of the
+    in-memory estimator on the partition, prefixed with ``"partition i: "``
+    (a count in a message is the partition's).  The rows excluded are counted
+    by every pass (``DaskSource.excluded``).
     """
     from .._validation import as_column_list
 
@@ -138,11 +150,10 @@ def dask_source(design: Any, make_inputs: Callable[[Any], Any], by: str | Sequen
             "replicate variance of a Dask design whose replicates replay weighting steps is "
             "not available yet (the steps' replay runs on in-memory designs); use "
             "variance='taylor'")
-    chk = reduce(design, partial(_pass_check, make_inputs, cols), combine=_combine_check)
     if cols:
+        chk = reduce(design, partial(_pass_check, make_inputs, cols), combine=_combine_check)
         coding, _codes = domain_coding(chk["combos"], cols)
     else:
         coding, _codes = domain_coding(pd.DataFrame(index=range(1)), None)
     dom = coding.domains(np.zeros(0, dtype=np.int64))
-    excluded = {k: int(v) for k, v in chk["excluded"].items() if v}
-    return DaskSource(design, make_inputs, coding, dom.n_domains), dom, excluded
+    return DaskSource(design, make_inputs, coding, dom.n_domains), dom

@@ -170,8 +170,8 @@ def fit_design(design: Any, make_inputs: Any, by: str | Sequence[str] | None,
     """Domains, inputs and the engine's fit, in memory or on Dask: every estimator's one entry.
 
     ``make_inputs(design) -> (Inputs, excluded)`` builds the per-row inputs of
-    an in-memory design: the sample's, or on Dask each partition's (a first
-    pass then checks them, codes the domains and adds up ``excluded``).
+    an in-memory design: the sample's, or on Dask each partition's (the
+    passes over the partitions check them and add up ``excluded``).
     Returns the source (for :func:`engine.vcov_source`), the domains, the fit,
     the exclusions and the inputs (``None`` on Dask).
     """
@@ -182,9 +182,11 @@ def fit_design(design: Any, make_inputs: Any, by: str | Sequence[str] | None,
     else:
         from ..distributed.estimators import dask_source
 
-        src, dom, excluded = dask_source(design, make_inputs, by, variance)
+        src, dom = dask_source(design, make_inputs, by, variance)
         inputs = None
     fitted = engine.fit_source(src, combo, dom.n_domains, variance, deff, den=den)
+    if inputs is None:
+        excluded = dict(src.excluded)  # counted by the passes over the partitions
     return src, dom, fitted, excluded, inputs
 
 
