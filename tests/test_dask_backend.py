@@ -546,6 +546,14 @@ def test_estimators_bad_input_same_errors(designs_a, reference_questionnaire):
         ss.mean(d, "s01")
     with pytest.raises(SatsampleError, match="with_replicates is not available on a Dask"):
         ss.with_replicates(ss.jackknife(d), lambda w, data: {"x": 1.0})
+    # replicates replaying a weighting step: their totals need the steps' replay on Dask
+    booted = ss.bootstrap(d, n_replicates=5, rng=1)
+    with pytest.raises(DesignError, match="must give replicate_step"):
+        with_weight_factors(booted, lambda p: np.ones(p.n), step=WeightStep(method="x"))
+    stepped = with_weight_factors(booted, lambda p: np.ones(p.n), step=WeightStep(method="x"),
+                                  replicate_step=object())
+    with pytest.raises(SatsampleError, match="replay weighting steps is not available yet"):
+        ss.total(stepped, "n01")
 
 
 def test_inputs_not_modified(strat):
