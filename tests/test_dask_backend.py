@@ -598,3 +598,13 @@ def test_case_d_declared_columns(strat, case_d, kind, reference_questionnaire):
     dbad, _m = both(bad, "split", strata="agency_id", fpc="N_h")
     with pytest.raises(SatsampleError, match=rf"partition \d: replicate weights '{names[1]}'"):
         ss.declare_replicates(dbad, names, kind="bootstrap")
+
+
+def test_docstring_examples_run():
+    import doctest
+
+    import satsample.distributed._reduce as reduce_module
+    import satsample.distributed.design as design_module
+
+    for module in (reduce_module, design_module):
+        assert doctest.testmod(module, optionflags=doctest.ELLIPSIS).failed == 0

@@ -298,6 +298,23 @@ def with_weight_factors(
     -------
     DaskSurveyDesign
         The input design is unchanged.
+
+    Examples
+    --------
+    >>> import dask.dataframe as dd
+    >>> import numpy as np
+    >>> import satsample as ss
+    >>> from satsample.design import WeightStep
+    >>> from satsample.distributed import with_weight_factors
+    >>> pop = ss.make_population(n_users=2_000, n_agencies=4, rng=1)
+    >>> s = ss.select(pop.frame, ids="user_id", strata="agency_id", n=40, rng=2)
+    >>> answers = ss.simulate_responses(pop, s.sample, rng=3)
+    >>> d = ss.survey_design(dd.from_pandas(answers, npartitions=3), strata="agency_id",
+    ...                      weights="design_weight")
+    >>> d2 = with_weight_factors(d, lambda part: np.full(part.n, 1.5),
+    ...                          step=WeightStep(method="scale"))
+    >>> [step.method for step in d2.history], round(d2.history[-1].weight_sum)
+    (['design', 'scale'], 3000)
     """
     if not isinstance(step, WeightStep):
         raise SatsampleError(f"step must be a WeightStep, got {type(step).__name__}")
