@@ -362,6 +362,17 @@ def test_case_b_lonely(rule, reference_questionnaire):
                                [case["index"]["index"], case["index"]["index_se"]], rtol=1e-10)
     v = ss.total(d, ["n01", "d01"], by="sex").vcov()
     np.testing.assert_allclose(v, ss.total(mem, ["n01", "d01"], by="sex").vcov(), rtol=1e-12)
+    if rule in ("adjust", "average"):  # the jackknife's lonely-PSU replicates and scale
+        from satsample._validation import SatsampleWarning
+
+        with pytest.warns(SatsampleWarning, match="after the first stage"):
+            dj, mj = ss.jackknife(d), ss.jackknife(mem, materialize=False)
+        assert (dj.replicates.n_replicates, dj.replicates.scale) == (
+            mj.replicates.n_replicates, mj.replicates.scale)
+        same_estimate(ss.total(dj, ["n01", "d01"], by="sex"),
+                      ss.total(mj, ["n01", "d01"], by="sex"))
+        same_index(ss.satisfaction_index(dj, reference_questionnaire),
+                   ss.satisfaction_index(mj, reference_questionnaire))
 
 
 def test_case_b_lonely_fail():
