@@ -362,6 +362,17 @@ def test_case_b_lonely(rule, reference_questionnaire):
                                [case["index"]["index"], case["index"]["index_se"]], rtol=1e-10)
     v = ss.total(d, ["n01", "d01"], by="sex").vcov()
     np.testing.assert_allclose(v, ss.total(mem, ["n01", "d01"], by="sex").vcov(), rtol=1e-12)
+    if rule in ("adjust", "average"):  # the jackknife's lonely-PSU replicates and scale
+        from satsample._validation import SatsampleWarning
+
+        with pytest.warns(SatsampleWarning, match="after the first stage"):
+            dj, mj = ss.jackknife(d), ss.jackknife(mem, materialize=False)
+        assert (dj.replicates.n_replicates, dj.replicates.scale) == (
+            mj.replicates.n_replicates, mj.replicates.scale)
+        same_estimate(ss.total(dj, ["n01", "d01"], by="sex"),
+                      ss.total(mj, ["n01", "d01"], by="sex"))
+        same_index(ss.satisfaction_index(dj, reference_questionnaire),
+                   ss.satisfaction_index(mj, reference_questionnaire))
 
 
 def test_case_b_lonely_fail():
@@ -546,6 +557,14 @@ def test_estimators_bad_input_same_errors(designs_a, reference_questionnaire):
         ss.mean(d, "s01")
     with pytest.raises(SatsampleError, match="with_replicates is not available on a Dask"):
         ss.with_replicates(ss.jackknife(d), lambda w, data: {"x": 1.0})
+    # replicates replaying a weighting step: their totals need the steps' replay on Dask
+    booted = ss.bootstrap(d, n_replicates=5, rng=1)
+    with pytest.raises(DesignError, match="must give replicate_step"):
+        with_weight_factors(booted, lambda p: np.ones(p.n), step=WeightStep(method="x"))
+    stepped = with_weight_factors(booted, lambda p: np.ones(p.n), step=WeightStep(method="x"),
+                                  replicate_step=object())
+    with pytest.raises(SatsampleError, match="replay weighting steps is not available yet"):
+        ss.total(stepped, "n01")
 
 
 def test_inputs_not_modified(strat):
@@ -590,3 +609,13 @@ def test_case_d_declared_columns(strat, case_d, kind, reference_questionnaire):
     dbad, _m = both(bad, "split", strata="agency_id", fpc="N_h")
     with pytest.raises(SatsampleError, match=rf"partition \d: replicate weights '{names[1]}'"):
         ss.declare_replicates(dbad, names, kind="bootstrap")
+
+
+def test_docstring_examples_run():
+    import doctest
+
+    import satsample.distributed._reduce as reduce_module
+    import satsample.distributed.design as design_module
+
+    for module in (reduce_module, design_module):
+        assert doctest.testmod(module, optionflags=doctest.ELLIPSIS).failed == 0

@@ -31,7 +31,7 @@ from .._validation import (
 )
 from .objects import LONELY_PSU_RULES, LonelyPSU, Stage, SurveyDesign, WeightStep, _readonly
 
-__all__ = ["check_design_weights", "nested_codes", "survey_design"]
+__all__ = ["check_design_weights", "nested_codes", "stage_popsize", "survey_design"]
 
 
 # ------------------------------------------------------------------ builder
@@ -197,37 +197,10 @@ def survey_design(
         if k >= len(fpc_cols):
             popsizes.append(None)
             continue
-        col = fpc_cols[k]
-        vals = pd.to_numeric(df[col], errors="coerce").to_numpy(dtype=np.float64)
-        if np.isnan(vals).any() or (vals <= 0).any():
-            bad = int((np.isnan(vals) | (vals <= 0)).sum())
-            raise DesignError(f"fpc column {col!r}: {bad} value(s) are not positive numbers")
-        st = stage_strata[k]
-        ref = np.empty(int(st.max()) + 1)
-        ref[st] = vals  # one value of each stratum (the last row's)
-        varies = np.abs(vals - ref[st]) > 1e-9 * ref[st]
-        if varies.any():
-            bad_s = int(st[np.flatnonzero(varies)[0]])
-            where = _stratum_label(k, bad_s, s_labels, stage_strata, df, stage_names)
-            raise DesignError(f"fpc column {col!r} varies within stratum {where} at stage {k + 1}")
-        nsamp = n_sampled_list[k].astype(np.float64)
-        if (vals <= 1).all():
-            pop = nsamp / vals  # sampling fractions
-        elif (vals < 1).any():
-            raise DesignError(
-                f"fpc column {col!r} mixes sampling fractions (<= 1) and population counts (> 1)"
-            )
-        else:
-            pop = vals
-        too_small = pop < nsamp - 1e-9
-        if too_small.any():
-            i = int(np.flatnonzero(too_small)[0])
-            where = _stratum_label(k, int(stage_strata[k][i]), s_labels, stage_strata, df, stage_names)
-            raise DesignError(
-                f"fpc column {col!r}: stratum {where} has {int(nsamp[i])} sampled clusters at stage "
-                f"{k + 1} but a population of only {pop[i]:g}"
-            )
-        popsizes.append(pop)
+        popsizes.append(stage_popsize(
+            fpc_cols[k], df[fpc_cols[k]], stage_strata[k], n_sampled_list[k], stage=k + 1,
+            where=lambda code, k=k: _stratum_label(k, code, s_labels, stage_strata, df,
+                                                   stage_names)))
 
     # weights
     if weights is not None:
@@ -286,6 +259,46 @@ def survey_design(
         columns={"ids": tuple(id_cols), "strata": strata, "weights": weights, "probs": probs,
                  "fpc": tuple(fpc_cols), "nest": nest},
     )
+
+
+def stage_popsize(col: str, values: Any, strata: np.ndarray, n_sampled: np.ndarray, *,
+                  stage: int, where: Callable[[int], str]) -> np.ndarray:
+    """Population of clusters per row from an fpc column, checked (the one fpc check).
+
+    ``values`` are the fpc of each row (population counts > 1, or sampling
+    fractions <= 1), ``strata`` the row's stratum code at this stage,
+    ``n_sampled`` its sampled clusters; ``where(code)`` names a stratum.
+    Raises :class:`DesignError` for values that are not positive numbers, an
+    fpc varying within a stratum, fractions mixed with counts, and a
+    population smaller than the sample.
+    """
+    vals = pd.to_numeric(pd.Series(values), errors="coerce").to_numpy(dtype=np.float64)
+    if np.isnan(vals).any() or (vals <= 0).any():
+        bad = int((np.isnan(vals) | (vals <= 0)).sum())
+        raise DesignError(f"fpc column {col!r}: {bad} value(s) are not positive numbers")
+    ref = np.empty(int(strata.max()) + 1)
+    ref[strata] = vals  # one value of each stratum (the last row's)
+    varies = np.abs(vals - ref[strata]) > 1e-9 * ref[strata]
+    if varies.any():
+        raise DesignError(f"fpc column {col!r} varies within stratum "
+                          f"{where(int(strata[np.flatnonzero(varies)[0]]))} at stage {stage}")
+    nsamp = np.asarray(n_sampled, dtype=np.float64)
+    if (vals <= 1).all():
+        pop = nsamp / vals  # sampling fractions
+    elif (vals < 1).any():
+        raise DesignError(
+            f"fpc column {col!r} mixes sampling fractions (<= 1) and population counts (> 1)"
+        )
+    else:
+        pop = vals
+    too_small = pop < nsamp - 1e-9
+    if too_small.any():
+        i = int(np.flatnonzero(too_small)[0])
+        raise DesignError(
+            f"fpc column {col!r}: stratum {where(int(strata[i]))} has {int(nsamp[i])} sampled "
+            f"clusters at stage {stage} but a population of only {pop[i]:g}"
+        )
+    return pop
 
 
 def check_design_weights(values: Any, *, name: str) -> np.ndarray:

@@ -122,6 +122,22 @@ def reduce(design: Any, fn: Callable[[Any], Any], *,
     Partition results are combined by a binary tree in partition order, so the
     result does not depend on the scheduler or on which worker ran what.
     Memory per task: one partition plus its result.
+
+    Examples
+    --------
+    >>> import dask.dataframe as dd
+    >>> import numpy as np
+    >>> import satsample as ss
+    >>> from satsample.distributed import reduce
+    >>> pop = ss.make_population(n_users=2_000, n_agencies=4, rng=1)
+    >>> s = ss.select(pop.frame, ids="user_id", strata="agency_id", n=40, rng=2)
+    >>> answers = ss.simulate_responses(pop, s.sample, rng=3)
+    >>> d = ss.survey_design(dd.from_pandas(answers, npartitions=3), strata="agency_id",
+    ...                      weights="design_weight")
+    >>> int(reduce(d, lambda part: np.array(part.n)))  # rows, partition by partition
+    160
+    >>> round(float(reduce(d, lambda part: part.weights.sum())))  # the weighted total
+    2000
     """
     dask = require_dask()
     combine = add_results if combine is None else combine

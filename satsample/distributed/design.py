@@ -34,7 +34,7 @@ from .._validation import (
     plain,
 )
 from ..design import LONELY_PSU_RULES, ReplicateWeights, Stage, SurveyDesign, WeightStep
-from ..design.build import _check_lonely, check_design_weights, survey_design
+from ..design.build import _check_lonely, check_design_weights, stage_popsize, survey_design
 from ..design.objects import _readonly
 from ._reduce import light, reduce, require_dask
 
@@ -298,6 +298,23 @@ def with_weight_factors(
     -------
     DaskSurveyDesign
         The input design is unchanged.
+
+    Examples
+    --------
+    >>> import dask.dataframe as dd
+    >>> import numpy as np
+    >>> import satsample as ss
+    >>> from satsample.design import WeightStep
+    >>> from satsample.distributed import with_weight_factors
+    >>> pop = ss.make_population(n_users=2_000, n_agencies=4, rng=1)
+    >>> s = ss.select(pop.frame, ids="user_id", strata="agency_id", n=40, rng=2)
+    >>> answers = ss.simulate_responses(pop, s.sample, rng=3)
+    >>> d = ss.survey_design(dd.from_pandas(answers, npartitions=3), strata="agency_id",
+    ...                      weights="design_weight")
+    >>> d2 = with_weight_factors(d, lambda part: np.full(part.n, 1.5),
+    ...                          step=WeightStep(method="scale"))
+    >>> [step.method for step in d2.history], round(d2.history[-1].weight_sum)
+    (['design', 'scale'], 3000)
     """
     if not isinstance(step, WeightStep):
         raise SatsampleError(f"step must be a WeightStep, got {type(step).__name__}")
@@ -414,30 +431,11 @@ def _levels_elements(table: pd.DataFrame, spec: _Spec, labels: np.ndarray, lonel
     h = labels.shape[0]
     npsu = np.bincount(codes, weights=table["_one"].to_numpy(), minlength=h).astype(np.int64)
     pop = None
-    if spec.fpc:
-        col = spec.fpc[0]
-        vals = pd.to_numeric(table[col], errors="coerce").to_numpy(dtype=np.float64)
-        lo = np.full(h, np.inf)
-        hi = np.full(h, -np.inf)
-        np.minimum.at(lo, codes, vals)
-        np.maximum.at(hi, codes, vals)
-        varies = np.abs(hi - lo) > 1e-9 * hi
-        if varies.any():
-            where = repr(plain(labels[int(np.flatnonzero(varies)[0])]))
-            raise DesignError(f"fpc column {col!r} varies within stratum {where} at stage 1")
-        if (vals <= 1).all():
-            pop = npsu / hi
-        elif (vals < 1).any():
-            raise DesignError(
-                f"fpc column {col!r} mixes sampling fractions (<= 1) and population counts (> 1)")
-        else:
-            pop = hi
-        too_small = pop < npsu - 1e-9
-        if too_small.any():
-            i = int(np.flatnonzero(too_small)[0])
-            raise DesignError(
-                f"fpc column {col!r}: stratum {plain(labels[i])!r} has {int(npsu[i])} sampled "
-                f"clusters at stage 1 but a population of only {pop[i]:g}")
+    if spec.fpc:  # one row per (stratum, fpc value): the in-memory fpc checks on those rows
+        row_pop = stage_popsize(spec.fpc[0], table[spec.fpc[0]], codes, npsu[codes], stage=1,
+                                where=lambda c: repr(plain(labels[c])))
+        pop = np.zeros(h)
+        pop[codes] = row_pop
     stage = Stage(stratum=np.arange(h, dtype=np.int64), cluster=np.arange(h, dtype=np.int64),
                   n_sampled=npsu, popsize=pop)
     _check_lonely((stage,), lonely_psu, labels, pd.DataFrame(), ["(row)"])

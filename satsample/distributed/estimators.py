@@ -30,6 +30,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from .._validation import SatsampleError
 from ..estimation.domains import Domains, check_domain_columns, domain_coding
 from ..estimation.engine import Rows, make_rows
 from ._reduce import add_results, reduce
@@ -103,6 +104,26 @@ class DaskSource:
         self.excluded = {k: int(v) for k, v in got["excluded"].items() if v}
         return got["out"]
 
+    def replicate_totals(self, g: int) -> np.ndarray | None:
+        """Replicate totals (R, G, k) computed the source's own way, or ``None`` (pass 1 adds them).
+
+        Replicates replaying weighting steps need the steps' global cell
+        tables before any partition can weight its rows: they are computed by
+        :func:`satsample.distributed.replay.replicate_totals` (``(source, g)``,
+        using :meth:`reduce` and :func:`satsample.estimation.engine.replicate_values`)
+        when that module exists.
+        """
+        reps = self.design.replicates
+        if reps is None or not reps.steps:
+            return None
+        try:
+            from .replay import replicate_totals
+        except ImportError:
+            raise SatsampleError(
+                "replicate variance of a Dask design whose replicates replay weighting steps "
+                "is not available yet; use variance='taylor'") from None
+        return replicate_totals(self, g)
+
     def calibrated(self, dense_fn: Callable[[Rows], Any]) -> DaskSource:
         """The source whose rows residualize the dense columns of ``dense_fn`` (one pass each)."""
         totals: list[np.ndarray] = []
@@ -143,8 +164,6 @@ def dask_source(design: Any, make_inputs: Callable[[Any], Any], by: str | Sequen
 
     cols = as_column_list(by)
     check_domain_columns(design.frame._meta, cols)  # names only: the frame's columns
-    # replicates replaying weighting steps: each partition's replicate totals take the cell
-    # path with the factors the steps prepared (satsample.weighting._dask), so they add up
     if cols:
         chk = reduce(design, partial(_pass_check, make_inputs, cols), combine=_combine_check)
         coding, _codes = domain_coding(chk["combos"], cols)

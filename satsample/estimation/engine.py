@@ -459,16 +459,32 @@ def _pass_totals(combo: Combination, g: int, replicate: bool, rows: Rows) -> dic
     return out
 
 
-def _replicate_totals(rows: Rows, g: int) -> np.ndarray:
-    """Replicate totals (R, G, k) of the numerators, then (ratios) of the denominators."""
+def replicate_values(rows: Rows) -> np.ndarray:
+    """The values whose replicate totals the replicate variance needs: numerators, then
+    (ratios) denominators, (n, k) or (n, 2k)."""
     num0, den_vals = rows.num0, rows.den_values()
     if den_vals is None:
-        vals = num0
-    elif den_vals.dtype == np.bool_:
-        vals = np.concatenate([num0, den_vals.astype(num0.dtype)], axis=1)
-    else:
-        vals = np.concatenate([np.asarray(num0, dtype=np.float64), den_vals], axis=1)
-    return rep_backend.replicate_totals(rows.design, vals, domain=rows.codes, n_domains=g)
+        return num0
+    if den_vals.dtype == np.bool_:
+        return np.concatenate([num0, den_vals.astype(num0.dtype)], axis=1)
+    return np.concatenate([np.asarray(num0, dtype=np.float64), den_vals], axis=1)
+
+
+def _replicate_totals(rows: Rows, g: int) -> np.ndarray:
+    """Replicate totals (R, G, k) of the numerators, then (ratios) of the denominators."""
+    return rep_backend.replicate_totals(rows.design, replicate_values(rows), domain=rows.codes,
+                                        n_domains=g)
+
+
+def _source_replicate_totals(src: Any, g: int) -> np.ndarray | None:
+    """Replicate totals a source computes its own way (``None``: in pass 1, partition by partition).
+
+    The hook of replicates whose totals are not sums of the partitions' own
+    (weighting steps replayed on replicates generated on the fly need global
+    cell tables first); a source without ``replicate_totals`` has none.
+    """
+    fn = getattr(src, "replicate_totals", None)
+    return None if fn is None else fn(g)
 
 
 def _replicate_values(combo: Combination, rt: np.ndarray, k: int, ratio: bool) -> np.ndarray:
@@ -560,7 +576,11 @@ def fit_source(src: Any, combo: Combination, g: int, variance: str, deff: str, *
     ratio = den is not None
     closed = (variance == "replicate" and ratio and combo.linear
               and rep_backend.closed_form(design))
-    t = src.reduce(partial(_pass_totals, combo, g, variance == "replicate" and not closed))
+    own = _source_replicate_totals(src, g) if variance == "replicate" and not closed else None
+    t = src.reduce(partial(_pass_totals, combo, g,
+                           variance == "replicate" and not closed and own is None))
+    if own is not None:
+        t["rep"] = own
     tot_num, big_n, n_obs = t["num"], t["big_n"], t["n_obs"]
     k = tot_num.shape[1]
     tot_den = None if den is None else (big_n if den == "used" else t["den"])
@@ -678,7 +698,9 @@ def vcov_source(src: Any, combo: Combination, g: int, variance: str, fitted: Fit
                 else src)
         return taylor_vcov_finish(src2.reduce(partial(_pass_vcov, lin, outputs, g)))
     if reps is None:
-        rt = src.reduce(partial(_pass_rep, g))
+        rt = _source_replicate_totals(src, g)
+        if rt is None:
+            rt = src.reduce(partial(_pass_rep, g))
         k = rt.shape[-1] if den is None else rt.shape[-1] // 2
         reps = _replicate_values(combo, rt, k, den is not None)
     est = fitted.estimate
