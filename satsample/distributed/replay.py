@@ -36,7 +36,8 @@ def replicate_totals(source: Any, g: int) -> None:
     last = reps.steps[-1]
     if getattr(last, "replay", None) is None:
         raise SatsampleError(
-            f"the replicates of this Dask design replay a weighting step "
-            f"({type(last).__name__}) that was not recorded by satsample's weighting functions, "
-            "so its replay on the replicates is not prepared; use variance='taylor'")
+            "replicate variance of a Dask design whose replicates replay weighting steps is "
+            f"not available yet for a step recorded other than by satsample's weighting "
+            f"functions ({type(last).__name__}): its replay on the replicates is not prepared; "
+            "use variance='taylor'")
     return None
