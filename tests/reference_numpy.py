@@ -55,29 +55,26 @@ def dense_replicate_totals(rep_weights, values, domain, n_domains):
 
 
 def raowu_totals(key, w, values, domain, order, psu_local, strat_start, strat_code, strat_npsu,
-                 r0, n_rep, n_domains):
-    """Twin of ``_raowu_totals``: materialise the multipliers, then one einsum."""
+                 r0, n_rep, n_domains, *, cell=None, n_cells=0):
+    """Twin of ``_raowu_totals``: materialise the multipliers, then one einsum.
+
+    With ``cell``, also the replicate cell table ``table[r, c] = sum_i w_i m_ri 1{cell_i = c}``
+    of every row, returned as ``(totals, table)``.
+    """
     m = raowu_multipliers(key, order, psu_local, strat_start, strat_code, strat_npsu, r0, n_rep,
                           w.size)
-    return dense_replicate_totals(m * w[None, :], values, domain, n_domains)
-
-
-def raowu_cell_totals(key, w, values, domain, cell, fac, order, psu_local, strat_start,
-                      strat_code, strat_npsu, r0, n_rep, n_domains):
-    """Twin of ``_raowu_cell_totals``: weights ``w_i m_ri fac[cell_i, r0 + r]``, then one einsum."""
-    m = raowu_multipliers(key, order, psu_local, strat_start, strat_code, strat_npsu, r0, n_rep,
-                          w.size)
-    f = np.asarray(fac, dtype=np.float64)[np.asarray(cell), r0:r0 + n_rep].T  # (n_rep, n)
-    return dense_replicate_totals(m * w[None, :] * f, values, domain, n_domains)
-
-
-def raowu_cell_table(key, w, cell, n_cells, order, psu_local, strat_start, strat_code, strat_npsu,
-                     r0, n_rep):
-    """Twin of ``_raowu_cell_table``: ``table[r, c] = sum_i w_i m_ri 1{cell_i = c}``."""
-    m = raowu_multipliers(key, order, psu_local, strat_start, strat_code, strat_npsu, r0, n_rep,
-                          w.size)
+    out = dense_replicate_totals(m * w[None, :], values, domain, n_domains)
+    if cell is None:
+        return out
     onehot = (np.asarray(cell)[:, None] == np.arange(n_cells)[None, :]).astype(np.float64)
-    return (m * w[None, :]) @ onehot
+    return out, (m * w[None, :]) @ onehot
+
+
+def combine_pairs(u, f, p_cell, p_dom, n_domains):
+    """Twin of ``_combine_pairs``: scale each pair's totals by its cell's factor, add by domain."""
+    scaled = u * f[:, p_cell][:, :, None]
+    onehot = (np.asarray(p_dom)[:, None] == np.arange(n_domains)[None, :]).astype(np.float64)
+    return np.einsum("rpj,pg->rgj", scaled, onehot)
 
 
 def jkn_multipliers(strata: np.ndarray, psu: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -8,7 +8,8 @@ raking and logit calibration with and without bounds, all on categorical
 variables) with lazy Rao-Wu and lazy JKn replicates, and on the demo pipeline
 (nonresponse adjustment by agency, then raking).  A replicate that does not
 converge is reported by number under the full-sample step's policy.  The new
-Numba kernel is compared with its numpy twin in ``reference_numpy.py``.
+Numba kernels (the Rao-Wu pass with its cell table, the combination of pair totals)
+are compared with their numpy twins in ``reference_numpy.py``.
 """
 
 from __future__ import annotations
@@ -23,7 +24,8 @@ import pytest
 import reference_numpy as ref
 
 from satsample import estimation
-from satsample._kernels.cells import _raowu_cell_table, _raowu_cell_totals
+from satsample._kernels.bootstrap import _raowu_totals
+from satsample._kernels.cells import _combine_pairs
 from satsample._validation import ConvergenceError, ConvergenceWarning, DesignError
 from satsample.design import survey_design
 from satsample.index import satisfaction_index
@@ -360,50 +362,120 @@ def test_nonconverged_replicates_are_named_under_the_steps_policy(schemes, contr
     assert_same(numbers(cells), numbers(blk))
 
 
-# ------------------------------------------------------------------ kernel twin
-@pytest.mark.parametrize("seed", [0, 1, 2])
-def test_cell_kernel_equals_numpy_twin(seed):
+# ------------------------------------------------------------------ kernel twins
+def _kernel_case(seed):
     rng = np.random.default_rng(seed)
-    n_strata = 4
     rows = []
-    for h in range(n_strata):
+    for h in range(4):
         for p in range(int(rng.integers(1, 5))):  # a stratum with one PSU keeps multiplier 1
             rows += [(h, 10 * h + p)] * int(rng.integers(1, 40))
     h, psu = (np.array(c, dtype=np.int64) for c in zip(*rows, strict=True))
     n = h.size
-    des = survey_design(pd.DataFrame({"h": h, "p": psu, "w": rng.uniform(1, 5, n)}),
+    w = rng.uniform(1, 5, n)
+    w[rng.random(n) < 0.1] = 0.0  # zero weights are skipped
+    des = survey_design(pd.DataFrame({"h": h, "p": psu, "w": np.where(w > 0, w, 1.0)}),
                         ids="p", strata="h", weights="w", lonely_psu="remove")
+    return rng, des, w, h
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_merged_kernel_with_cell_table_equals_numpy_twin(seed):
+    """One pass gives the totals by key and the cell table; the cell table leaves the totals
+    bit-identical to the plain bootstrap's."""
+    rng, des, w, _h = _kernel_case(seed)
+    n = des.n
     lay = _layout(des)
     n_cells, n_rep, r0, n_dom = 5, 37, 3, 3
     cell = rng.integers(0, n_cells, n)
-    fac = rng.uniform(0.5, 2.0, (n_cells, 60))
-    fac[1, ::3] = 0.0
     dom = rng.integers(-1, n_dom, n)
     binary = (rng.random((n, 12)) < 0.4).astype(np.uint8)  # 0/1 columns: pattern buckets
     other = rng.integers(0, 6, (n, 3)).astype(np.float64)
     key = 0xDEADBEEF + seed
+    lay_args = (lay.order, lay.psu_local, lay.strat_start, lay.strat_code, lay.strat_npsu)
     for vals in (binary, np.hstack([binary, other]), other):
-        for group_bits in (5, 0):
-            got = _raowu_cell_totals(key, des.weights, vals, dom, cell, fac, lay.order,
-                                     lay.psu_local, lay.strat_start, lay.strat_code,
-                                     lay.strat_npsu, r0, n_rep, n_dom, 8, group_bits=group_bits)
-            want = ref.raowu_cell_totals(key, des.weights, vals, dom, cell, fac, lay.order,
-                                         lay.psu_local, lay.strat_start, lay.strat_code,
-                                         lay.strat_npsu, r0, n_rep, n_dom)
+        want, want_tab = ref.raowu_totals(key, w, vals, dom, *lay_args, r0, n_rep, n_dom,
+                                          cell=cell, n_cells=n_cells)
+        for group_bits, block, mbr in ((5, 8, None), (0, 8, None), (3, 48, 1), (5, 4, 2)):
+            got, tab = _raowu_totals(key, w, vals, dom, *lay_args, r0, n_rep, n_dom, block,
+                                     group_bits=group_bits, cell=cell, n_cells=n_cells,
+                                     min_bucket_run=mbr)
             np.testing.assert_allclose(got, want, rtol=1e-13, atol=1e-10)
-    # long runs of one (stratum, domain) take the bucket path
-    dom1 = np.zeros(n, dtype=np.int64)
-    got = _raowu_cell_totals(key, des.weights, binary, dom1, cell, fac, lay.order, lay.psu_local,
-                             lay.strat_start, lay.strat_code, lay.strat_npsu, 0, 50, 1, 48)
-    want = ref.raowu_cell_totals(key, des.weights, binary, dom1, cell, fac, lay.order,
-                                 lay.psu_local, lay.strat_start, lay.strat_code, lay.strat_npsu,
-                                 0, 50, 1)
-    np.testing.assert_allclose(got, want, rtol=1e-13, atol=1e-10)
-    # the replicate cell table of the same stream
-    for block in (8, 48):
-        tab = _raowu_cell_table(np.uint64(key), des.weights, cell, n_cells, lay.order,
-                                lay.psu_local, lay.strat_start, lay.strat_code, lay.strat_npsu,
-                                r0, n_rep, block)
-        want = ref.raowu_cell_table(key, des.weights, cell, n_cells, lay.order, lay.psu_local,
-                                    lay.strat_start, lay.strat_code, lay.strat_npsu, r0, n_rep)
-        np.testing.assert_allclose(tab, want, rtol=1e-13, atol=1e-10)
+            np.testing.assert_allclose(tab, want_tab, rtol=1e-13, atol=1e-10)
+            plain = _raowu_totals(key, w, vals, dom, *lay_args, r0, n_rep, n_dom, block,
+                                  group_bits=group_bits, min_bucket_run=mbr)
+            assert plain.tobytes() == got.tobytes()
+    # long runs of one (stratum, key) take the bucket path; every row in no key still counts
+    # in the cell table
+    for d in (np.zeros(n, dtype=np.int64), np.full(n, -1, dtype=np.int64)):
+        got, tab = _raowu_totals(key, w, binary, d, *lay_args, 0, 50, 1, 48, cell=cell,
+                                 n_cells=n_cells)
+        want, want_tab = ref.raowu_totals(key, w, binary, d, *lay_args, 0, 50, 1, cell=cell,
+                                          n_cells=n_cells)
+        np.testing.assert_allclose(got, want, rtol=1e-13, atol=1e-10)
+        np.testing.assert_allclose(tab, want_tab, rtol=1e-13, atol=1e-10)
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_combine_pairs_equals_numpy_twin(seed):
+    rng = np.random.default_rng(seed)
+    n_rep, n_pairs, k, n_cells, n_dom = 23, 17, 4, 6, 5
+    u = rng.normal(size=(n_rep, n_pairs, k))
+    f = rng.uniform(0, 2, (n_rep, n_cells))
+    f[3, 2] = 0.0
+    p_dom = np.sort(rng.integers(0, n_dom, n_pairs))
+    p_cell = rng.integers(0, n_cells, n_pairs)
+    got = _combine_pairs(u, f, p_cell, p_dom, n_dom)
+    np.testing.assert_allclose(got, ref.combine_pairs(u, f, p_cell, p_dom, n_dom), rtol=1e-13,
+                               atol=1e-13)
+
+
+def test_tables_of_parts_of_whole_strata_add_up(schemes, controls):
+    """Phase (a) on two disjoint sets of whole strata (global stratum codes), added, then
+    phase (b): the totals of the whole sample (what a Dask partition relies on)."""
+    from satsample.replicate._common import layout_from_codes
+
+    des = rake(adjust_nonresponse(schemes["raowu"], "responded", classes="agency_id"),
+               controls["margins"])
+    plan = _cell_replay.cell_replay_plan(des)
+    v = des.data[ITEMS[:5]].fillna(0).to_numpy(dtype=float)
+    dom = np.asarray(pd.factorize(des.data["sex"])[0], dtype=np.int64)
+    dom[::5] = -1
+    whole = replicate_totals(des, v, domain=dom, n_domains=3)
+    lay = _layout(des)
+    s_code = np.empty(des.n, dtype=np.int64)
+    for h in range(lay.strat_code.size):
+        s_code[lay.order[lay.strat_start[h]:lay.strat_start[h + 1]]] = lay.strat_code[h]
+    reps = des.replicates
+    parts = []
+    for sel in (s_code % 3 == 0, s_code % 3 != 0):
+        idx = np.flatnonzero(sel)
+        part_lay = layout_from_codes(s_code[idx], np.arange(idx.size, dtype=np.int64))
+        parts.append(_cell_replay.raowu_cell_tables(
+            reps.scheme.seed, plan.base[idx], v[idx], dom[idx], 3, plan.cell[idx], plan.n_cells,
+            plan.live, part_lay, 0, reps.n_replicates))
+    summed = parts[0] + parts[1]
+    np.testing.assert_allclose(summed.cells, _cell_replay.cell_tables(des, v, dom, 3).cells,
+                               rtol=1e-13)
+    got = _cell_replay.finish(summed, plan)
+    np.testing.assert_allclose(got, whole, rtol=1e-12, atol=1e-9 * np.abs(whole).max())
+
+
+def test_cell_path_is_bit_identical_across_thread_counts(schemes, controls):
+    import numba
+
+    if numba.config.NUMBA_NUM_THREADS < 2:
+        pytest.skip("needs 2 Numba threads")
+    des = rake(adjust_nonresponse(schemes["raowu"], "responded", classes="agency_id"),
+               controls["margins"])
+    v = des.data[ITEMS[:6]].fillna(0).to_numpy(dtype=float)
+    dom = np.asarray(pd.factorize(des.data["agency_level"])[0], dtype=np.int64)
+    old = numba.get_num_threads()
+    res = {}
+    try:
+        for t in (1, 2):
+            numba.set_num_threads(t)
+            _cell_replay._CACHE.clear()
+            res[t] = replicate_totals(des, v, domain=dom, n_domains=int(dom.max()) + 1)
+    finally:
+        numba.set_num_threads(old)
+    assert res[1].tobytes() == res[2].tobytes()

@@ -15,9 +15,15 @@ for every stratum:
 *pattern buckets*: they are packed into groups of ``group_bits`` columns and,
 for a run of rows of one domain, each row adds its count vector to one bucket
 per group (indexed by the row's bit pattern in the group); the buckets are
-expanded into the column totals once per run.  A row then costs one vector
-addition per group instead of one per non-zero column.  Other columns are
-added directly, skipping zeros.
+expanded into the column totals once per run (only the buckets a row
+touched).  A row then costs one vector addition per group instead of one per
+non-zero column.  Other columns are added directly, skipping zeros.
+
+The same pass can also accumulate the replicate *cell table* (each row's
+weighted count vector added to its cell's row), from the same draws: the cell
+replay of weighting steps (:mod:`satsample.weighting._cell_replay`) takes its
+totals by (domain x cell) and its cell table from one pass of this kernel.
+The plain bootstrap is the case without a cell table.
 """
 
 from __future__ import annotations
@@ -69,16 +75,19 @@ def _block_counts(ct, addr, key, code, nh, rep0, nb):
 
 @numba.njit(parallel=True, cache=True)
 def _raowu_run_totals(key, w, values, pat, grp_col, direct_col, rows, psu_local, strat_code,
-                      strat_npsu, strat_run, run_start, run_dom, r0, n_rep, n_domains, block,
-                      min_bucket_run):
-    """Replicate totals ``out[r, g, j] = sum_i w_i m_ri values_ij 1{domain_i = g}``.
+                      strat_npsu, strat_run, run_start, run_dom, cell, n_cells, r0, n_rep,
+                      n_domains, block, min_bucket_run):
+    """Replicate totals by key and, optionally, the replicate cell table, in one pass.
+
+    ``out[r, g, j] = sum_i w_i m_ri values_ij 1{key_i = g}`` and
+    ``table[r, c] = sum_i w_i m_ri 1{cell_i = c}``.
 
     Parameters
     ----------
     key : uint64
         Key of the stream.
     w : (n,) float64
-        Analysis weights.
+        Weights the multipliers apply to.
     values : (n, k)
         Values (any real dtype).
     pat : (n, n_groups) uint8
@@ -88,7 +97,7 @@ def _raowu_run_totals(key, w, values, pat, grp_col, direct_col, rows, psu_local,
     direct_col : (k_direct,) int64
         Columns added directly (not 0/1).
     rows : (m,) int64
-        The rows that count (domain >= 0), sorted by stratum then domain.
+        The rows visited, sorted by stratum then key.
     psu_local : (n,) int64
         Rank of the row's PSU within its stratum.
     strat_code, strat_npsu : (H,) int64
@@ -96,22 +105,29 @@ def _raowu_run_totals(key, w, values, pat, grp_col, direct_col, rows, psu_local,
     strat_run : (H + 1,) int64
         Runs ``strat_run[h]:strat_run[h + 1]`` belong to stratum ``h``.
     run_start : (S + 1,) int64, run_dom : (S,) int64
-        Run ``s`` is ``rows[run_start[s]:run_start[s + 1]]``, all in domain ``run_dom[s]``.
+        Run ``s`` is ``rows[run_start[s]:run_start[s + 1]]``, all of key ``run_dom[s]``
+        (``-1``: rows that only weigh in the cell table).
+    cell : (n,) int64, n_cells : int
+        Cell of each row, ``0 .. n_cells - 1``; ``n_cells = 0``: no cell table
+        (``cell`` is not read; the plain bootstrap).
     r0, n_rep : int
         Replicates ``r0 .. r0 + n_rep - 1``.
     n_domains, block, min_bucket_run : int
+        Number of keys, replicates per task, shortest run that uses the buckets.
 
     Returns
     -------
-    (n_rep, n_domains, k) float64
+    out : (n_rep, n_domains, k) float64
+    table : (n_rep, n_cells) float64
 
     Notes
     -----
     ``m_ri = c_ri n_h / (n_h - 1)`` with ``c_ri`` the Rao-Wu count of the PSU
     of row ``i`` in replicate ``r0 + r`` (``m = 1`` in a stratum with one
-    PSU).  Every operation is elementwise across the replicates of a block, so
-    each replicate's totals are summed in the same order whatever the block
-    size or the number of threads.
+    PSU); the counts of a (stratum, block of replicates) are drawn once and
+    serve both outputs.  Every operation is elementwise across the replicates
+    of a block, so each replicate's totals are summed in the same order
+    whatever the block size or the number of threads.
     """
     k = values.shape[1]
     n_groups, gbits = grp_col.shape
@@ -119,6 +135,7 @@ def _raowu_run_totals(key, w, values, pat, grp_col, direct_col, rows, psu_local,
     n_direct = direct_col.shape[0]
     n_strata = strat_npsu.shape[0]
     out = np.zeros((n_rep, n_domains, k))
+    table = np.zeros((n_rep, n_cells))
     max_np = 1
     for h in range(n_strata):
         max_np = max(max_np, strat_npsu[h])
@@ -127,9 +144,11 @@ def _raowu_run_totals(key, w, values, pat, grp_col, direct_col, rows, psu_local,
         rb0 = b * block
         nb = min(block, n_rep - rb0)
         acc = np.zeros((n_domains * k, block))
+        tab = np.zeros((n_cells, block))
         ct = np.zeros((max_np, block), np.float32)
         addr = np.empty(max_np, np.uint64)
         bucket = np.zeros((n_groups * n_pat, block))
+        touched = np.zeros(n_groups * n_pat, np.uint8)
         nzj = np.empty(k, np.int64)
         nzs = np.empty(k)
         for h in range(n_strata):
@@ -139,9 +158,21 @@ def _raowu_run_totals(key, w, values, pat, grp_col, direct_col, rows, psu_local,
             fac = nh / (nh - 1.0) if nh > 1 else 1.0
             _block_counts(ct, addr, key, strat_code[h], nh, r0 + rb0, nb)
             for s in range(strat_run[h], strat_run[h + 1]):
-                ab = run_dom[s] * k
+                dom = run_dom[s]
                 p0 = run_start[s]
                 p1 = run_start[s + 1]
+                if dom < 0:  # rows in no key: the cell table only
+                    for p in range(p0, p1):
+                        i = rows[p]
+                        wi = w[i] * fac
+                        if wi == 0.0:
+                            continue
+                        crow = ct[psu_local[i]]
+                        trow = tab[cell[i]]
+                        for q in range(block):
+                            trow[q] += wi * np.float64(crow[q])
+                    continue
+                ab = dom * k
                 use_buckets = n_groups > 0 and p1 - p0 >= min_bucket_run
                 for p in range(p0, p1):
                     i = rows[p]
@@ -149,9 +180,15 @@ def _raowu_run_totals(key, w, values, pat, grp_col, direct_col, rows, psu_local,
                     if wi == 0.0:
                         continue
                     crow = ct[psu_local[i]]
+                    if n_cells > 0:
+                        trow = tab[cell[i]]
+                        for q in range(block):
+                            trow[q] += wi * np.float64(crow[q])
                     if use_buckets:
                         for t in range(n_groups):
-                            brow = bucket[t * n_pat + pat[i, t]]
+                            bi = t * n_pat + pat[i, t]
+                            touched[bi] = 1
+                            brow = bucket[bi]
                             for q in range(block):
                                 brow[q] += wi * np.float64(crow[q])
                         m = 0
@@ -173,23 +210,30 @@ def _raowu_run_totals(key, w, values, pat, grp_col, direct_col, rows, psu_local,
                         arow = acc[ab + nzj[t]]
                         for q in range(block):
                             arow[q] += sv * np.float64(crow[q])
-                if use_buckets:  # expand the buckets into the column totals
+                if use_buckets:  # expand the touched buckets into the column totals
                     for t in range(n_groups):
-                        for pt in range(n_pat):
+                        bucket[t * n_pat] = 0.0  # pattern 0 adds to no column
+                        touched[t * n_pat] = 0
+                        for pt in range(1, n_pat):
+                            if touched[t * n_pat + pt] == 0:
+                                continue  # an untouched bucket is zero
+                            touched[t * n_pat + pt] = 0
                             brow = bucket[t * n_pat + pt]
-                            if pt > 0:
-                                for bit in range(gbits):
-                                    if (pt >> bit) & 1:
-                                        arow = acc[ab + grp_col[t, bit]]
-                                        for q in range(block):
-                                            arow[q] += brow[q]
+                            for bit in range(gbits):
+                                if (pt >> bit) & 1:
+                                    arow = acc[ab + grp_col[t, bit]]
+                                    for q in range(block):
+                                        arow[q] += brow[q]
                             brow[:] = 0.0
         for g in range(n_domains):
             for j in range(k):
                 arow = acc[g * k + j]
                 for q in range(nb):
                     out[rb0 + q, g, j] = arow[q]
-    return out
+        for c in range(n_cells):
+            for q in range(nb):
+                table[rb0 + q, c] = tab[c, q]
+    return out, table
 
 
 @numba.njit(cache=True)
@@ -230,22 +274,38 @@ def _patterns(values: np.ndarray, binary: np.ndarray, group_bits: int
     return _pack_patterns(values, grp_col), grp_col
 
 
-def _runs(domain: np.ndarray, order: np.ndarray, strat_start: np.ndarray
-          ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Rows with ``domain >= 0`` sorted by (stratum, domain) and their runs.
+def _stable_order(minor: np.ndarray, major: np.ndarray) -> np.ndarray:
+    """Stable order of the rows by ``(major, minor)`` (both >= -1): ``np.lexsort`` without its cost.
 
+    Two stable radix sorts of 16-bit keys when the codes fit, else ``np.lexsort``
+    (the same permutation).
+    """
+    if minor.size and int(minor.max()) < 2**16 - 1 and int(major.max()) < 2**16 - 1:
+        o = np.argsort((minor + 1).astype(np.uint16), kind="stable")
+        return o[np.argsort((major[o] + 1).astype(np.uint16), kind="stable")]
+    return np.lexsort((minor, major))
+
+
+def _runs(domain: np.ndarray, order: np.ndarray, strat_start: np.ndarray, *,
+          all_rows: bool = False) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Rows sorted by (stratum, domain) and their runs.
+
+    Rows with ``domain >= 0``, or every row if ``all_rows`` (those with ``domain
+    -1`` then form runs of key -1, first in their stratum).
     Returns ``rows``, ``strat_run`` (H + 1), ``run_start`` (S + 1), ``run_dom`` (S).
     Rows of one domain keep their order within a stratum.
     """
     H = strat_start.size - 1
     stratum = np.repeat(np.arange(H, dtype=np.int64), np.diff(strat_start))
     dom = domain[order]
-    keep = dom >= 0
-    rows, stratum, dom = order[keep], stratum[keep], dom[keep]
+    rows = order
+    if not all_rows:
+        keep = dom >= 0
+        rows, stratum, dom = order[keep], stratum[keep], dom[keep]
     if dom.size > 1:
         brk = (dom[1:] < dom[:-1]) & (stratum[1:] == stratum[:-1])
         if brk.any():  # domains interleaved within a stratum: group them
-            o = np.lexsort((dom, stratum))
+            o = _stable_order(dom, stratum)
             rows, stratum, dom = rows[o], stratum[o], dom[o]
     if dom.size:
         new = np.r_[True, (dom[1:] != dom[:-1]) | (stratum[1:] != stratum[:-1])]
@@ -258,20 +318,12 @@ def _runs(domain: np.ndarray, order: np.ndarray, strat_start: np.ndarray
     return np.ascontiguousarray(rows, dtype=np.int64), strat_run, run_start, run_dom
 
 
-def _raowu_totals(key, w, values, domain, order, psu_local, strat_start, strat_code, strat_npsu,
-                  r0, n_rep, n_domains, block=48, *, group_bits=5):
-    """Rao-Wu replicate totals ``(n_rep, n_domains, k)``: arrays in, array out.
-
-    ``out[r, g, j] = sum_i w_i m_ri values_ij 1{domain_i = g}`` with ``m_ri``
-    the multiplier of row *i* in replicate ``r0 + r``.  Rows of stratum *h*
-    are ``order[strat_start[h]:strat_start[h + 1]]``; ``psu_local[i]`` is the
-    rank of row *i*'s PSU in its stratum; ``domain`` ``-1`` excludes a row.
-    Prepares the row runs and bit patterns, then calls
-    :func:`_raowu_run_totals` (``group_bits = 0`` disables the buckets).
-    """
+def _prepare(values, domain, order, strat_start, strat_npsu, group_bits=5, *, all_rows=False):
+    """Row runs and bit patterns of ``values`` for :func:`_raowu_run_totals`."""
     values = np.ascontiguousarray(values)
     k = values.shape[1]
-    rows, strat_run, run_start, run_dom = _runs(np.asarray(domain, np.int64), order, strat_start)
+    rows, strat_run, run_start, run_dom = _runs(np.asarray(domain, np.int64), order, strat_start,
+                                                all_rows=all_rows)
     if strat_npsu.size and int(np.max(strat_npsu)) >= 2**24:
         raise ValueError("a stratum has 2**24 PSUs or more: counts would not be exact in float32")
     binary = (np.flatnonzero(_binary_flags(values)) if group_bits > 0 and values.shape[0]
@@ -283,12 +335,50 @@ def _raowu_totals(key, w, values, domain, order, psu_local, strat_start, strat_c
         pat = np.zeros((values.shape[0], 0), dtype=np.uint8)
         grp_col = np.zeros((0, max(group_bits, 1)), dtype=np.int64)
     direct_col = np.setdiff1d(np.arange(k), binary).astype(np.int64)
-    return _raowu_run_totals(np.uint64(key), np.ascontiguousarray(w, np.float64), values, pat,
-                             grp_col, direct_col, rows, np.ascontiguousarray(psu_local, np.int64),
-                             np.ascontiguousarray(strat_code, np.int64),
-                             np.ascontiguousarray(strat_npsu, np.int64), strat_run, run_start,
-                             run_dom, int(r0), int(n_rep), int(n_domains), int(block),
-                             max(_MIN_BUCKET_RUN, grp_col.shape[0] << grp_col.shape[1]))
+    return {"values": values, "pat": pat, "grp_col": grp_col, "direct_col": direct_col,
+            "rows": rows, "strat_run": strat_run, "run_start": run_start, "run_dom": run_dom}
+
+
+def _raowu_totals(key, w, values, domain, order, psu_local, strat_start, strat_code, strat_npsu,
+                  r0, n_rep, n_domains, block=48, *, group_bits=5, cell=None, n_cells=0,
+                  min_bucket_run=None):
+    """Rao-Wu replicate totals ``(n_rep, n_domains, k)``: arrays in, array out.
+
+    ``out[r, g, j] = sum_i w_i m_ri values_ij 1{domain_i = g}`` with ``m_ri``
+    the multiplier of row *i* in replicate ``r0 + r``.  Rows of stratum *h*
+    are ``order[strat_start[h]:strat_start[h + 1]]``; ``psu_local[i]`` is the
+    rank of row *i*'s PSU in its stratum; ``domain`` ``-1`` excludes a row.
+
+    With ``cell`` ((n,) codes ``0 .. n_cells - 1``), returns ``(out, table)``
+    with the replicate cell table ``table[r, c] = sum_i w_i m_ri 1{cell_i = c}``
+    of every row (whatever its domain), from the same draws in the same pass.
+
+    Prepares the row runs and bit patterns, then calls
+    :func:`_raowu_run_totals` (``group_bits = 0`` disables the buckets;
+    ``min_bucket_run``: shortest run of one (stratum, domain) that uses them,
+    default ``max(24, number of buckets)``).
+    """
+    with_cells = cell is not None
+    if with_cells:
+        cell = np.ascontiguousarray(cell, dtype=np.int64)
+        n_cells = int(n_cells)
+        if cell.size and (cell.min() < 0 or cell.max() >= n_cells):
+            raise ValueError("cell codes outside 0 .. n_cells - 1")
+    else:
+        cell = np.zeros(0, dtype=np.int64)
+        n_cells = 0
+    prep = _prepare(values, domain, order, strat_start, strat_npsu, group_bits,
+                    all_rows=with_cells)
+    grp_col = prep["grp_col"]
+    if min_bucket_run is None:
+        min_bucket_run = max(_MIN_BUCKET_RUN, grp_col.shape[0] << grp_col.shape[1])
+    out, table = _raowu_run_totals(
+        np.uint64(key), np.ascontiguousarray(w, np.float64), prep["values"], prep["pat"], grp_col,
+        prep["direct_col"], prep["rows"], np.ascontiguousarray(psu_local, np.int64),
+        np.ascontiguousarray(strat_code, np.int64), np.ascontiguousarray(strat_npsu, np.int64),
+        prep["strat_run"], prep["run_start"], prep["run_dom"], cell, n_cells, int(r0), int(n_rep),
+        int(n_domains), int(block), int(min_bucket_run))
+    return (out, table) if with_cells else out
 
 
 @numba.njit(parallel=True, cache=True)

@@ -21,23 +21,35 @@ combined cells as rows (same algebra, same convergence rule per replicate,
 same non-convergence policy and message).  The factor of a cell is then
 :math:`f_r(\\kappa) = B'_{r\\kappa} / B_{r\\kappa}` (0 where
 :math:`B_{r\\kappa} = 0`: the cell has no weight in that replicate), and
-every replicate total follows in one more pass over the data:
+every replicate total is a combination of the totals by (domain x combined
+cell) under the base replicate weights:
 
-.. math:: T_{rgj} = \\sum_i b_i m_{ri} f_r(\\kappa_i) v_{ij} 1\\{g_i = g\\}.
+.. math:: T_{rgj} = \\sum_\\kappa f_r(\\kappa) \\, U_{r(g,\\kappa)j}, \\quad
+          U_{r(g,\\kappa)j} = \\sum_{i:\\, g_i = g,\\, \\kappa_i = \\kappa} b_i m_{ri} v_{ij}.
 
-For the lazy Rao-Wu bootstrap that pass is the kernel
-:func:`satsample._kernels.cells._raowu_cell_totals`; for the lazy jackknife
-the closed-form totals by (domain x combined cell) are combined with the
-factors.  Trimming (which acts on individual weights), steps of unknown type,
-calibration on many distinct rows (continuous variables) and more than
-``_MAX_CELLS`` combined cells keep the block path.
+The replay runs in two phases:
+
+(a) a pass over rows returning additive tables (:class:`CellTables`: the cell
+    table :math:`B` and the pair totals :math:`U`), :func:`cell_tables` for a
+    design in memory and :func:`raowu_cell_tables` for any set of whole strata
+    with global stratum codes (a Dask partition): the tables of disjoint parts
+    sum (:func:`add_tables`).  For the lazy Rao-Wu bootstrap both tables come
+    from one pass of the kernel :func:`satsample._kernels.bootstrap._raowu_totals`
+    (the counts drawn once); for the lazy jackknife from its closed-form totals;
+(b) small-table algebra on the summed tables: the steps on the cell table,
+    convergence and factors (:func:`replay_factors`), then the replicate
+    totals by domain (:func:`finish`).
+
+:func:`cell_replay_totals` is the in-memory composition of the two.  Trimming
+(which acts on individual weights), steps of unknown type, calibration on
+many distinct rows (continuous variables) and more than ``_MAX_CELLS``
+combined cells keep the block path.
 """
 
 from __future__ import annotations
 
 import weakref
 from dataclasses import dataclass, replace
-from itertools import pairwise
 from typing import Any
 
 import numpy as np
@@ -51,12 +63,13 @@ from .nonresponse import NonresponseStep
 from .poststratify import PostStratifyStep
 from .rake import RakeStep
 
-__all__ = ["CellReplay", "cell_replay_plan", "cell_replay_totals", "replay_path"]
+__all__ = ["CellReplay", "CellTables", "add_tables", "cell_replay_plan", "cell_replay_totals",
+           "cell_tables", "finish", "raowu_cell_tables", "replay_factors", "replay_path"]
 
 _ENABLED = True  # tests switch the cell path off to compare with the block path
 _MAX_CELLS = 20_000  # combined cells; more -> block path
 _MAX_TABLE = 2**26  # entries of the (replicates x cells) factor table (512 MiB); more -> blocks
-_PAIR_BUDGET = 2**28  # bytes of (replicates x pairs x columns) totals per chunk (jackknife)
+_PAIR_BUDGET = 2**28  # bytes of (replicates x pairs x columns) totals per chunk of domains
 _HASH = np.random.default_rng(20240611).standard_normal(64)  # fixed projection of matrix rows
 
 
@@ -257,85 +270,237 @@ def _replay_steps(plan: CellReplay, table: np.ndarray, r0: int) -> np.ndarray:
     return np.divide(w, table, out=np.zeros_like(w), where=table > 0)
 
 
-def cell_factors(design: SurveyDesign) -> np.ndarray:
-    """Factors ``f[r, kappa]`` of every combined cell in every replicate, (R, n_cells).
+# ------------------------------------------------- phase (a): additive tables
+@dataclass(frozen=True, kw_only=True, eq=False)
+class CellTables:
+    """Replicate tables of one pass over rows, additive over disjoint sets of whole strata.
 
-    The replicate cell table :math:`B_{r\\kappa}` comes from one kernel pass
-    (:func:`satsample._kernels.cells._raowu_cell_table` for the Rao-Wu
-    bootstrap, the closed-form jackknife totals by cell otherwise);
-    the steps run on it in order (their ``apply``, so a replicate that does
-    not converge is reported by number under the step's own policy); the
-    factor is the ratio of the final cell weight to :math:`B_{r\\kappa}`, 0
-    where :math:`B_{r\\kappa} = 0`.  Cached per design.
+    Attributes
+    ----------
+    cells : ndarray of float64, shape (R, n_cells), or None
+        Replicate cell table :math:`B_{r\\kappa} = \\sum_{i \\in \\kappa} b_i m_{ri}` over
+        every row (whatever its domain, respondent or not); ``None`` when not
+        asked for (the factors are known).
+    pairs : ndarray of int64, shape (P,)
+        Sorted keys ``g * n_cells + kappa`` of the (domain, combined cell) pairs
+        of the rows counted (a domain, and a live cell).
+    totals : ndarray of float64, shape (R, P, k_c)
+        :math:`U_{rpj} = \\sum_i b_i m_{ri} v_{ij} 1\\{(g_i, \\kappa_i) = p\\}`, on
+        the compact columns of the values (see ``columns``).
+    columns : ndarray of int64, shape (k,)
+        Compact column of every value column
+        (:func:`satsample.replicate._common.compact`).
+    n_domains, n_cells : int
     """
-    from ..variance.replicate import replicate_totals
 
-    e = _entry(design)
-    if e is None or not isinstance(e.plan, CellReplay):
+    cells: np.ndarray | None
+    pairs: np.ndarray
+    totals: np.ndarray
+    columns: np.ndarray
+    n_domains: int
+    n_cells: int
+
+    def __add__(self, other: CellTables) -> CellTables:
+        return add_tables(self, other)
+
+
+def add_tables(a: CellTables, b: CellTables) -> CellTables:
+    """The tables of the union of two disjoint sets of rows (e.g. two Dask partitions).
+
+    Cell tables add; pair totals add on the union of the pairs (the compact
+    columns are expanded first when the two parts compacted differently).
+    """
+    if (a.n_cells, a.n_domains) != (b.n_cells, b.n_domains) or a.columns.size != b.columns.size:
+        raise ValueError("tables of different cells, domains or value columns")
+    if a.totals.shape[0] != b.totals.shape[0]:
+        raise ValueError("tables of different numbers of replicates")
+    ta, tb, cols = a.totals, b.totals, a.columns
+    if not np.array_equal(a.columns, b.columns):
+        ta, tb = ta[:, :, a.columns], tb[:, :, b.columns]
+        cols = np.arange(a.columns.size, dtype=np.int64)
+    pairs = np.union1d(a.pairs, b.pairs).astype(np.int64)
+    totals = np.zeros((ta.shape[0], pairs.size, ta.shape[2]))
+    totals[:, np.searchsorted(pairs, a.pairs)] += ta
+    totals[:, np.searchsorted(pairs, b.pairs)] += tb
+    cells = None if a.cells is None or b.cells is None else a.cells + b.cells
+    return CellTables(cells=cells, pairs=pairs, totals=totals, columns=cols,
+                      n_domains=a.n_domains, n_cells=a.n_cells)
+
+
+def _pair_codes(domain: np.ndarray, cell: np.ndarray, live: np.ndarray,
+                n_domains: int, n_cells: int) -> tuple[np.ndarray, np.ndarray]:
+    """Local pair code of each row (``-1``: no domain or a dead cell) and the sorted pair keys."""
+    keep = (domain >= 0) & live[cell]
+    code = np.full(domain.size, -1, dtype=np.int64)
+    if not keep.any():
+        return code, np.zeros(0, dtype=np.int64)
+    key = domain[keep] * n_cells + cell[keep]
+    local, n_pairs = _dense(key, n_domains * n_cells)
+    code[keep] = local
+    pairs = np.empty(n_pairs, dtype=np.int64)
+    pairs[local] = key
+    return code, pairs
+
+
+def raowu_cell_tables(key: int, w: np.ndarray, values: np.ndarray, domain: np.ndarray,
+                      n_domains: int, cell: np.ndarray, n_cells: int, live: np.ndarray,
+                      lay: Any, r0: int, n_rep: int, *, with_cells: bool = True) -> CellTables:
+    """Phase (a) for the lazy Rao-Wu bootstrap: one kernel pass over rows laid out by ``lay``.
+
+    Parameters
+    ----------
+    key : int
+        Key of the counter-based stream (``RaoWu.seed``).
+    w : ndarray of float64, shape (n,)
+        The base weights :math:`b_i` (the declared design weights).
+    values : ndarray, shape (n,) or (n, k)
+    domain : ndarray of int64, shape (n,)
+        Global domain codes (``-1``: no domain).
+    n_domains : int
+    cell : ndarray of int64, shape (n,)
+        Global combined-cell codes (``CellReplay.cell`` of the whole sample).
+    n_cells : int
+    live : ndarray of bool, shape (n_cells,)
+        ``CellReplay.live``: rows of dead cells weigh in the cell table only.
+    lay : Layout
+        Rows grouped by stratum with **global** stratum codes
+        (:func:`satsample.replicate._common.design_layout` or ``layout_from_codes``):
+        any set of whole strata -- a design in memory or one Dask partition.
+    r0, n_rep : int
+        Replicates ``r0 .. r0 + n_rep - 1``.
+    with_cells : bool, default=True
+        Also accumulate the replicate cell table (same draws, same pass).
+
+    Returns
+    -------
+    CellTables
+        Additive: the tables of disjoint sets of whole strata sum
+        (:func:`add_tables`) to the tables of their union.
+    """
+    from .._kernels.bootstrap import _raowu_totals
+    from ..replicate._common import as_values, compact, task_block
+
+    domain = np.ascontiguousarray(domain, dtype=np.int64)
+    cell = np.ascontiguousarray(cell, dtype=np.int64)
+    code, pairs = _pair_codes(domain, cell, np.asarray(live, dtype=bool), n_domains, n_cells)
+    vc, where = compact(as_values(values, w.shape[0]))
+    got = _raowu_totals(np.uint64(key), np.ascontiguousarray(w, dtype=np.float64), vc, code,
+                        lay.order, lay.psu_local, lay.strat_start, lay.strat_code, lay.strat_npsu,
+                        r0, n_rep, pairs.size, task_block(n_rep),
+                        cell=cell if with_cells else None, n_cells=n_cells)
+    u, table = got if with_cells else (got, None)
+    return CellTables(cells=table, pairs=pairs, totals=u, columns=where, n_domains=int(n_domains),
+                      n_cells=int(n_cells))
+
+
+def cell_tables(design: SurveyDesign, v: np.ndarray, domain: np.ndarray, n_domains: int, *,
+                with_cells: bool = True) -> CellTables:
+    """Phase (a) on a design in memory: the replicate tables of all its rows.
+
+    ``v`` (n, k) and ``domain`` (n,) as checked by
+    :func:`satsample.variance.replicate.replicate_totals`.  Lazy Rao-Wu: one
+    pass of the kernel (:func:`raowu_cell_tables`); lazy jackknife: the
+    closed-form jackknife totals by combined cell and by (domain, cell) pair.
+    """
+    plan = cell_replay_plan(design)
+    if not isinstance(plan, CellReplay):
         raise ValueError("the design has no cell replay")
-    if e.factors is not None:
-        return e.factors
-    plan = e.plan
     reps = design.replicates
     assert reps is not None
     if isinstance(reps.scheme, RaoWu):
-        from .._kernels.cells import _raowu_cell_table
-        from ..replicate._common import design_layout, task_block
+        from ..replicate._common import design_layout
 
-        lay = design_layout(design)
-        table = _raowu_cell_table(np.uint64(reps.scheme.seed), plan.base, plan.cell,
-                                  plan.n_cells, lay.order, lay.psu_local, lay.strat_start,
-                                  lay.strat_code, lay.strat_npsu, 0, reps.n_replicates,
-                                  task_block(reps.n_replicates))
-        f = _replay_steps(plan, table, 0)
-        f.setflags(write=False)
-        e.factors = f
-        return f
-    ones = np.ones((design.n, 1), dtype=np.uint8)
-    table = replicate_totals(_shadow(design, plan.base), ones, domain=plan.cell,
-                             n_domains=plan.n_cells)[:, :, 0]
-    f = _replay_steps(plan, table, 0)
+        return raowu_cell_tables(reps.scheme.seed, plan.base, v, domain, n_domains, plan.cell,
+                                 plan.n_cells, plan.live, design_layout(design), 0,
+                                 reps.n_replicates, with_cells=with_cells)
+    from ..replicate._common import compact
+    from ..variance.replicate import replicate_totals
+
+    shadow = _shadow(design, plan.base)
+    cells = None
+    if with_cells:
+        ones = np.ones((design.n, 1), dtype=np.uint8)
+        cells = replicate_totals(shadow, ones, domain=plan.cell, n_domains=plan.n_cells)[:, :, 0]
+    code, pairs = _pair_codes(np.asarray(domain, dtype=np.int64), plan.cell, plan.live,
+                              n_domains, plan.n_cells)
+    vc, where = compact(v)
+    u = replicate_totals(shadow, vc, domain=code, n_domains=pairs.size)
+    return CellTables(cells=cells, pairs=pairs, totals=u, columns=where, n_domains=int(n_domains),
+                      n_cells=plan.n_cells)
+
+
+# ------------------------------------------------- phase (b): algebra on the tables
+def replay_factors(plan: CellReplay, table: np.ndarray) -> np.ndarray:
+    """Factors ``f[r, kappa]`` (R, n_cells) from the summed replicate cell table (R, n_cells).
+
+    The steps run on the table in order (their ``apply``, so a replicate that
+    does not converge is reported by number under the step's own policy); the
+    factor is the ratio of the final cell weight to :math:`B_{r\\kappa}`, 0
+    where :math:`B_{r\\kappa} = 0`.
+    """
+    f = _replay_steps(plan, np.asarray(table, dtype=np.float64), 0)
     f.setflags(write=False)
-    e.factors = f
     return f
 
 
-def _pair_totals(design: SurveyDesign, plan: CellReplay, f: np.ndarray, v: np.ndarray,
-                 domain: np.ndarray, n_domains: int) -> np.ndarray:
-    """Totals by (domain x combined cell) under the base replicate weights, combined with ``f``."""
-    from ..variance.replicate import replicate_totals
+def finish(tables: CellTables, plan: CellReplay, factors: np.ndarray | None = None) -> np.ndarray:
+    """Phase (b): replicate totals by domain ``(R, n_domains, k)`` from summed tables.
 
+    .. math:: T_{rgj} = \\sum_{\\kappa} f_r(\\kappa) \\, U_{r(g,\\kappa)j}
+
+    ``factors`` (R, n_cells): the factors if known (:func:`replay_factors`),
+    else computed from ``tables.cells``.
+    """
+    from .._kernels.cells import _combine_pairs
+    from ..replicate._common import expand
+
+    if factors is None:
+        if tables.cells is None:
+            raise ValueError("tables without a cell table need the factors")
+        factors = replay_factors(plan, tables.cells)
+    c = tables.n_cells
+    out = _combine_pairs(np.ascontiguousarray(tables.totals, dtype=np.float64),
+                         np.ascontiguousarray(factors, dtype=np.float64),
+                         tables.pairs % c, tables.pairs // c, int(tables.n_domains))
+    return expand(out, tables.columns)
+
+
+# ------------------------------------------------- in memory: (a) then (b)
+def cell_factors(design: SurveyDesign) -> np.ndarray:
+    """Factors ``f[r, kappa]`` of every combined cell in every replicate, (R, n_cells).
+
+    From the replicate cell table of one pass (:func:`cell_tables` with no
+    value column) and :func:`replay_factors`.  Cached per design.
+    """
+    e = _entry(design)
+    if e is None or not isinstance(e.plan, CellReplay):
+        raise ValueError("the design has no cell replay")
+    if e.factors is None:
+        none = np.full(design.n, -1, dtype=np.int64)
+        t = cell_tables(design, np.zeros((design.n, 1), dtype=np.uint8), none, 1)
+        e.factors = replay_factors(e.plan, t.cells)
+    return e.factors
+
+
+def _domain_chunks(design: SurveyDesign, plan: CellReplay, domain: np.ndarray, n_domains: int,
+                   k: int) -> list[np.ndarray]:
+    """Groups of whole domains whose (R x pairs x k) totals fit in ``_PAIR_BUDGET`` bytes."""
     reps = design.replicates
     assert reps is not None
-    n_rep, c, k = reps.n_replicates, plan.n_cells, v.shape[1]
-    out = np.zeros((n_rep, n_domains, k))
-    keep = domain >= 0
-    if not keep.any():
-        return out
-    pk = (domain * c + plan.cell)[keep]
-    codes, n_pairs = _dense(pk, n_domains * c)  # pairs in (domain, cell) order
-    pair = np.full(domain.size, -1, dtype=np.int64)
-    pair[keep] = codes
-    upair = np.empty(n_pairs, dtype=np.int64)
-    upair[codes] = pk
-    p_dom = upair // c
-    p_cell = upair % c
-    shadow = _shadow(design, plan.base)
-    # chunks of whole domains of about `per` pairs each (memory R x pairs x k per chunk)
-    per = max(1, _PAIR_BUDGET // max(1, 8 * n_rep * k))
-    bounds = np.r_[np.flatnonzero(np.r_[True, p_dom[1:] != p_dom[:-1]]), n_pairs]
-    edges = [0]
-    for prev, b in pairwise(bounds):
-        if b - edges[-1] > per and prev > edges[-1]:
-            edges.append(int(prev))
-    edges.append(n_pairs)
-    for p0, p1 in pairwise(edges):
-        key = np.where((pair >= p0) & (pair < p1), pair - p0, -1)
-        u = replicate_totals(shadow, v, domain=key, n_domains=p1 - p0)
-        u *= f[:, p_cell[p0:p1], None]
-        starts = np.flatnonzero(np.r_[True, p_dom[p0 + 1:p1] != p_dom[p0:p1 - 1]])
-        out[:, p_dom[p0:p1][starts]] = np.add.reduceat(u, starts, axis=1)
-    return out
+    _code, pairs = _pair_codes(domain, plan.cell, plan.live, n_domains, plan.n_cells)
+    per = max(1, _PAIR_BUDGET // max(1, 8 * reps.n_replicates * k))
+    if pairs.size <= per:
+        return [np.arange(n_domains)]
+    counts = np.bincount(pairs // plan.n_cells, minlength=n_domains)
+    chunks, cur, size = [], [], 0
+    for g in np.flatnonzero(counts):
+        if cur and size + counts[g] > per:
+            chunks.append(np.array(cur))
+            cur, size = [], 0
+        cur.append(int(g))
+        size += int(counts[g])
+    chunks.append(np.array(cur))
+    return chunks
 
 
 def cell_replay_totals(design: SurveyDesign, v: np.ndarray, domain: np.ndarray,
@@ -343,24 +508,31 @@ def cell_replay_totals(design: SurveyDesign, v: np.ndarray, domain: np.ndarray,
     """Replicate totals ``(R, n_domains, k)`` by the cell replay, or None (use the block path).
 
     ``v`` (n, k) and ``domain`` (n,) as checked by
-    :func:`satsample.variance.replicate.replicate_totals`.
+    :func:`satsample.variance.replicate.replicate_totals`.  Phase (a)
+    (:func:`cell_tables`: one pass giving the cell table and the totals by
+    (domain, cell)) then phase (b) (:func:`finish`); domains are taken in
+    groups when the pair totals would exceed ``_PAIR_BUDGET`` bytes.
     """
     plan = cell_replay_plan(design)
     if not isinstance(plan, CellReplay):
         return None
     reps = design.replicates
     assert reps is not None
-    dom = domain if plan.live.all() else np.where(plan.live[plan.cell], domain, -1)
-    if not isinstance(reps.scheme, RaoWu):
-        return _pair_totals(design, plan, cell_factors(design), v, dom, n_domains)
-    from .._kernels.cells import _raowu_cell_totals
-    from ..replicate._common import compact, design_layout, expand, task_block
-
-    f = cell_factors(design)
-    lay = design_layout(design)
-    vc, where = compact(v)
-    out = _raowu_cell_totals(np.uint64(reps.scheme.seed), plan.base, vc, dom, plan.cell,
-                             np.ascontiguousarray(f.T), lay.order, lay.psu_local,
-                             lay.strat_start, lay.strat_code, lay.strat_npsu, 0,
-                             reps.n_replicates, n_domains, task_block(reps.n_replicates))
-    return expand(out, where)
+    e = _entry(design)
+    assert e is not None
+    out = np.zeros((reps.n_replicates, n_domains, v.shape[1]))
+    for chunk in _domain_chunks(design, plan, domain, n_domains, v.shape[1]):
+        part = domain
+        if chunk.size < n_domains:
+            inside = np.zeros(n_domains, dtype=bool)
+            inside[chunk] = True
+            part = np.where((domain >= 0) & inside[np.maximum(domain, 0)], domain, -1)
+        tables = cell_tables(design, v, part, n_domains, with_cells=e.factors is None)
+        if e.factors is None:
+            e.factors = replay_factors(plan, tables.cells)
+        got = finish(tables, plan, e.factors)
+        if chunk.size < n_domains:
+            out[:, chunk] = got[:, chunk]
+        else:
+            out = got
+    return out
