@@ -410,12 +410,34 @@ class Questionnaire:
             out[:, k] = as_numbers(data[item], name=item, role="item")  # no booleans, no text
         return out
 
+    def _classes(self, x: np.ndarray, numerator: Iterable[int] = ()) -> np.ndarray:
+        """Class of every answer (uint8, (n, K)): see :mod:`satsample._kernels.answers`.
+
+        Two low bits: 0 invalid, 1 valid code, 2 unusable code, 3 blank (NaN);
+        bit 2: a valid code of ``numerator``.  Equal to the tests ``x == code``.
+        """
+        from ._kernels.answers import _answer_classes
+
+        codes = (*self.valid_codes, *self.unusable_codes)
+        lo, hi = min(codes), max(codes)
+        if hi - lo >= 2**16:  # a sparse code list: one equality test per code
+            cls = np.where(np.isnan(x), 3, 0).astype(np.uint8)
+            cls[_in_codes(x, self.valid_codes)] = 1
+            cls[_in_codes(x, self.unusable_codes)] = 2
+            num = [c for c in numerator if c in self.valid_codes]
+            cls[_in_codes(x, num)] |= 4
+            return cls
+        lut = np.zeros(hi - lo + 1, dtype=np.uint8)
+        lut[np.asarray(self.valid_codes, dtype=np.int64) - lo] = 1
+        lut[np.asarray(self.unusable_codes, dtype=np.int64) - lo] = 2
+        for c in numerator:
+            if c in self.valid_codes:
+                lut[c - lo] |= 4
+        return _answer_classes(x, float(lo), lut)
+
     def _masks(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        valid = _in_codes(x, self.valid_codes)
-        blank = np.isnan(x)
-        unusable = _in_codes(x, self.unusable_codes)
-        invalid = ~(valid | blank | unusable)
-        return valid, unusable | blank, invalid
+        kind = self._classes(x) & 3
+        return kind == 1, kind >= 2, kind == 0
 
     def indicators(
         self, data: pd.DataFrame, *, measure: Measure = "satisfied"
@@ -451,9 +473,22 @@ class Questionnaire:
         (a ratio / domain mean over the respondents who answered item :math:`k`, item by
         item; no complete-case deletion across items).
         """
+        y, d = self._indicator_masks(data, measure)
+        return y.astype(np.float64), d.astype(np.float64)
+
+    def _indicator_masks(self, data: pd.DataFrame,
+                         measure: Measure = "satisfied") -> tuple[np.ndarray, np.ndarray]:
+        """:meth:`indicators` as ``(y, d)`` with ``d`` bool and ``y`` bool (float64 for mean scores)."""
         check_choice(measure, name="measure", allowed=_MEASURES)
         x = self._answer_matrix(data)
-        valid, _, invalid = self._masks(x)
+        numerator: tuple[int, ...] = ()
+        if measure == "satisfied":
+            numerator = self.satisfied_codes
+        elif measure == "top_two_box":
+            numerator = tuple(sorted(self.valid_codes)[-2:])
+        cls = self._classes(x, numerator)
+        kind = cls & 3
+        invalid = kind == 0
         if invalid.any():
             problems = []
             for k in np.flatnonzero(invalid.any(axis=0)):
@@ -469,14 +504,10 @@ class Questionnaire:
                 f"invalid answer codes ({'; '.join(problems)}); valid codes are "
                 f"{list(self.valid_codes)}, unusable codes {list(self.unusable_codes)} or blank"
             )
-        d = valid.astype(np.float64)
-        if measure == "satisfied":
-            y = _in_codes(x, self.satisfied_codes) & valid
-            return y.astype(np.float64), d
-        if measure == "top_two_box":
-            top = sorted(self.valid_codes)[-2:]
-            return (_in_codes(x, top) & valid).astype(np.float64), d
-        return np.where(valid, x, 0.0), d
+        d = kind == 1
+        if measure == "mean_score":
+            return np.where(d, x, 0.0), d
+        return (cls & 4) != 0, d
 
     def validate_answers(self, data: pd.DataFrame) -> pd.DataFrame:
         """Report, per item, how many answers are valid, unusable, blank or invalid.

@@ -109,3 +109,14 @@ def ratio_estimates(weights, num, den, coef, domain, n_domains):
             used = coef[g, lin] != 0
             out[:, g, lin] = (coef[g, lin, used] * ratio[:, g, used]).sum(axis=1)
     return out
+
+
+def answer_classes(x, valid_codes, unusable_codes, numerator_codes):
+    """Twin of ``_answer_classes``: one equality test per code (0 invalid, 1 valid,
+    2 unusable, 3 blank; + 4 for a valid code of the numerator set)."""
+    x = np.asarray(x, dtype=np.float64)
+    valid = np.isin(x, np.asarray(valid_codes, dtype=np.float64))
+    unusable = np.isin(x, np.asarray(unusable_codes, dtype=np.float64))
+    num = np.isin(x, np.asarray(numerator_codes, dtype=np.float64)) & valid
+    cls = np.where(np.isnan(x), 3, np.where(valid, 1, np.where(unusable, 2, 0)))
+    return (cls + 4 * num).astype(np.uint8)

@@ -294,14 +294,119 @@ def test_continuous_calibration_and_too_many_cells_fall_back(schemes, monkeypatc
     cont = survey_design(df.assign(x=x), strata="agency_id", fpc="N_h")
     cont = bootstrap(cont, n_replicates=10, rng=1, materialize=False)
     tot = pd.Series({"(Intercept)": 10964.0, "x": float(np.sum(cont.weights * x) * 1.02)})
-    des = calibrate(cont, tot, variables=["x"])
     monkeypatch.setattr(_cell_replay, "_MAX_CELLS", 100)
-    assert "continuous" in _cell_replay.cell_replay_plan(des)
-    assert replay_path(des) == "blocks"
+    # bounded (or nonlinear) calibration on a continuous variable: the block path
+    bounded = calibrate(cont, tot, variables=["x"], bounds=(0.5, 2.0))
+    assert "continuous" in _cell_replay.cell_replay_plan(bounded)
+    assert "unbounded linear" in _cell_replay.cell_replay_plan(bounded)
+    assert replay_path(bounded) == "blocks"
+    # a continuous linear calibration followed by another step: the block path
+    then_rake = rake(calibrate(cont, tot, variables=["x"]),
+                     pd.read_csv(REF / "data" / "margins.csv"))
+    assert replay_path(then_rake) == "blocks"
+    # unbounded linear, last: replicate totals of x and x y
+    linear = calibrate(cont, tot, variables=["x"])
+    assert replay_path(linear) == "cells"
+    assert _cell_replay.cell_replay_plan(linear).linear is not None
     many = poststratify(lazy, ["sex", "age_group"], pd.read_csv(REF / "data" / "controls_sex_age.csv"))
     monkeypatch.setattr(_cell_replay, "_MAX_CELLS", 5)
     assert "combined cells" in _cell_replay.cell_replay_plan(many)
     assert replay_path(many) == "blocks"
+
+
+# ------------------------------------------------------------------ continuous linear calibration
+@pytest.fixture(scope="module")
+def continuous(base):
+    """Case C's sample with case G's continuous variables (wait_minutes, visits) and a
+    generated continuous one; lazy Rao-Wu and JKn replicates."""
+    extra = pd.read_csv(REF / "data" / "extra_strat.csv")
+    df = base.data.merge(extra, on="user_id", how="left", validate="one_to_one")
+    df["wait_minutes"] = df["wait_minutes"].fillna(df["wait_minutes"].median())
+    df["score"] = np.random.default_rng(8).gamma(2.0, 3.0, len(df))  # continuous
+    d = survey_design(df, strata="agency_id", fpc="N_h")
+    w = d.weights
+    totals = pd.Series({"(Intercept)": 10964.0, "sexM": 5440.0,
+                        "wait_minutes": float(np.sum(w * df["wait_minutes"]) * 0.97),
+                        "visits": float(np.sum(w * df["visits"]) * 1.02),
+                        "score": float(np.sum(w * df["score"]) * 1.01)})
+    return {"raowu": bootstrap(d, n_replicates=40, rng=9, materialize=False),
+            "jkn": jackknife(d, kind="JKn", materialize=False), "totals": totals}
+
+
+CONT_VARS = ["sex", "wait_minutes", "visits", "score"]
+
+
+def linear_pipeline(design, controls, totals, before):
+    if before == "nonresponse_rake":
+        design = rake(adjust_nonresponse(design, "responded", classes="agency_level"),
+                      controls["margins"], max_iter=100, epsilon=1e-12)
+    elif before == "poststratify":
+        design = poststratify(design, ["sex", "age_group"], controls["cells"])
+    return calibrate(design, totals, variables=CONT_VARS)
+
+
+@pytest.mark.parametrize("scheme", ["raowu", "jkn"])
+@pytest.mark.parametrize("before", ["none", "poststratify", "nonresponse_rake"])
+def test_continuous_linear_calibration_on_cells_equals_block_path(scheme, before, continuous,
+                                                                  controls, questionnaire,
+                                                                  monkeypatch):
+    """Unbounded linear calibration on continuous variables, last, possibly after steps on
+    cells: replayed through replicate totals of x and x y, equal to the block path and to the
+    materialised path to 1e-10."""
+    lazy = continuous[scheme]
+    des = linear_pipeline(lazy, controls, continuous["totals"], before)
+    monkeypatch.setattr(_cell_replay, "_MAX_CELLS", 300)  # the ~700 distinct x rows: continuous
+    plan = _cell_replay.cell_replay_plan(des)
+    assert plan.linear is not None
+    assert plan.n_cells == {"none": 1, "poststratify": 8}.get(before, plan.n_cells)
+    cells = satisfaction_index(des, questionnaire, by="agency_level", variance="replicate")
+    assert cells.options["replay"] == "cells"
+    blk, _ = blocks(monkeypatch, satisfaction_index, des, questionnaire, by="agency_level",
+                    variance="replicate")
+    assert blk.options["replay"] == "blocks"
+    assert_same(numbers(cells), numbers(blk))
+    mat_des = linear_pipeline(materialised(lazy), controls, continuous["totals"], before)
+    mat = satisfaction_index(mat_des, questionnaire, by="agency_level", variance="replicate")
+    assert_same(numbers(cells), numbers(mat))
+    raw = satisfaction_index(lazy, questionnaire, by="agency_level", variance="replicate")
+    assert rel(numbers(cells)["overall"][1], numbers(raw)["overall"][1]) > 1e-3
+    # totals of the calibration variables themselves: every replicate meets the controls
+    x = des.data[["wait_minutes", "visits", "score"]].to_numpy(dtype=float)
+    t = replicate_totals(des, x)
+    want = continuous["totals"][["wait_minutes", "visits", "score"]].to_numpy()
+    np.testing.assert_allclose(t[:, 0], np.broadcast_to(want, t[:, 0].shape), rtol=1e-10)
+    # with rows in no domain and empty domains, against the block path's totals
+    v = des.data[ITEMS[:4]].fillna(0).to_numpy(dtype=float)
+    dom = np.asarray(pd.factorize(des.data["sex"])[0], dtype=np.int64)
+    dom[::3] = -1
+    got = replicate_totals(des, v, domain=dom, n_domains=3)
+    ref_t = _stepped_totals(des, _as_values(v, des.n), dom, 3)
+    np.testing.assert_allclose(got, ref_t, rtol=1e-10, atol=1e-10 * np.abs(ref_t).max())
+
+
+def test_continuous_linear_tables_of_parts_add_up(continuous, controls, monkeypatch):
+    from satsample.replicate._common import layout_from_codes
+
+    des = linear_pipeline(continuous["raowu"], controls, continuous["totals"], "nonresponse_rake")
+    monkeypatch.setattr(_cell_replay, "_MAX_CELLS", 300)
+    plan = _cell_replay.cell_replay_plan(des)
+    v = des.data[ITEMS[:5]].fillna(0).to_numpy(dtype=float)
+    dom = np.asarray(pd.factorize(des.data["agency_level"])[0], dtype=np.int64)
+    whole = replicate_totals(des, v, domain=dom, n_domains=3)
+    lay = _layout(des)
+    s_code = np.empty(des.n, dtype=np.int64)
+    for h in range(lay.strat_code.size):
+        s_code[lay.order[lay.strat_start[h]:lay.strat_start[h + 1]]] = lay.strat_code[h]
+    x = np.asarray(plan.linear.matrix)
+    parts = []
+    for sel in (s_code < 10, s_code >= 10):
+        idx = np.flatnonzero(sel)
+        parts.append(_cell_replay.raowu_cell_tables(
+            des.replicates.scheme.seed, plan.base[idx], v[idx], dom[idx], 3, plan.cell[idx],
+            plan.n_cells, plan.live, layout_from_codes(s_code[idx], np.arange(idx.size)), 0,
+            des.replicates.n_replicates, x=x[idx]))
+    got = _cell_replay.finish(parts[0] + parts[1], plan)
+    np.testing.assert_allclose(got, whole, rtol=1e-10, atol=1e-10 * np.abs(whole).max())
 
 
 def test_history_and_steps_must_agree(schemes, controls):

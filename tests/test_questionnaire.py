@@ -364,3 +364,38 @@ def test_select_elements():
     np.testing.assert_array_equal(sub.element_index(), [0, 0, 0, 1, 1, 1, 1])
     with pytest.raises(SatsampleError, match="element 'E9' is not in questionnaire"):
         q.select_elements(["E9"])
+
+
+# ------------------------------------------------------------------ answer classes
+@pytest.mark.parametrize("codes", [
+    {},  # 1..5 valid, the default unusable codes
+    {"valid_codes": (0, 1, 2, 3, 4), "unusable_codes": (9,), "satisfied_codes": (3, 4)},
+    {"valid_codes": (1, 2, 3), "unusable_codes": (99999,), "satisfied_codes": (3,)},  # sparse
+])
+def test_answer_classes_equal_one_test_per_code(codes):
+    """The one-pass lookup equals the equality tests ``x == code`` on awkward values."""
+    from dataclasses import replace
+
+    import reference_numpy as ref
+
+    q = replace(tiny(), **codes)
+    rng = np.random.default_rng(4)
+    allc = [*q.valid_codes, *q.unusable_codes]
+    odd = [np.nan, -0.0, 0.5, 2.0000000000000004, -1.0, 1e300, -1e300, np.inf, -np.inf,
+           min(allc) - 1.0, max(allc) + 1.0, 65536.0 + min(allc)]
+    x = rng.choice(np.array(allc + odd, dtype=np.float64), size=(3000, 3))
+    x = np.asfortranarray(x)
+    for measure, num in (("satisfied", q.satisfied_codes),
+                         ("top_two_box", tuple(sorted(q.valid_codes)[-2:])), ("mean_score", ())):
+        got = q._classes(x, num)
+        np.testing.assert_array_equal(got, ref.answer_classes(x, q.valid_codes, q.unusable_codes,
+                                                              num))
+        ok = ~np.isin(got & 3, [0]).any(axis=1)
+        frame = pd.DataFrame(x[ok], columns=["a1", "a2", "b1"])
+        y, d = q.indicators(frame, measure=measure)
+        xv = x[ok]
+        valid = np.isin(xv, q.valid_codes)
+        np.testing.assert_array_equal(d, valid.astype(float))
+        want = np.where(valid, xv, 0.0) if measure == "mean_score" else (
+            np.isin(xv, num) & valid).astype(float)
+        np.testing.assert_array_equal(y, want)

@@ -138,9 +138,12 @@ def apply_gradient(u: np.ndarray, codes: np.ndarray, grad: np.ndarray) -> np.nda
     pats, pat_of = np.unique(flat, axis=0, return_inverse=True)
     pat_of = pat_of.reshape(-1)
     row_pat = pat_of[codes]
+    # rows grouped by pattern once (each group in increasing row order, as a mask would give)
+    order = np.argsort(row_pat, kind="stable")
+    bounds = np.searchsorted(row_pat[order], np.arange(pats.shape[0] + 1))
     for p in range(pats.shape[0]):
-        rows = np.flatnonzero(row_pat == p)
-        if rows.size:
+        if bounds[p + 1] > bounds[p]:
+            rows = order[bounds[p]:bounds[p + 1]]
             out[rows] = u[rows] @ pats[p].reshape(n_l, -1).T
     return out
 

@@ -70,7 +70,7 @@ def indicators(frame: pd.DataFrame, questionnaire: Questionnaire,
                measure: str) -> tuple[np.ndarray, np.ndarray]:
     """Numerator ``y`` (uint8 when lossless, else float64) and usable-answer ``d`` (bool), (n, K).
 
-    Computed by :meth:`Questionnaire.indicators` on blocks of rows, so that no
+    Computed as :meth:`Questionnaire.indicators` (its boolean masks) on blocks of rows, so that no
     float64 (n, K) matrix of the whole sample is held; an invalid answer
     re-runs the check on all rows so the error message counts every row.
     """
@@ -83,13 +83,13 @@ def indicators(frame: pd.DataFrame, questionnaire: Questionnaire,
         r1 = min(n, r0 + ROW_BLOCK)
         block = frame if (r0 == 0 and r1 == n) else frame.iloc[r0:r1]
         try:
-            yb, db = questionnaire.indicators(block, measure=measure)  # type: ignore[arg-type]
+            yb, db = questionnaire._indicator_masks(block, measure)  # type: ignore[arg-type]
         except SatsampleError:
             if block is not frame:
                 questionnaire.indicators(frame, measure=measure)  # type: ignore[arg-type]
             raise
         y[r0:r1] = yb
-        d[r0:r1] = db > 0
+        d[r0:r1] = db
     return y, d
 
 

@@ -40,10 +40,19 @@ The replay runs in two phases:
     convergence and factors (:func:`replay_factors`), then the replicate
     totals by domain (:func:`finish`).
 
-:func:`cell_replay_totals` is the in-memory composition of the two.  Trimming
-(which acts on individual weights), steps of unknown type, calibration on
-many distinct rows (continuous variables) and more than ``_MAX_CELLS``
-combined cells keep the block path.
+:func:`cell_replay_totals` is the in-memory composition of the two.
+
+Unbounded linear calibration as the *last* step, on a model matrix :math:`x`
+that is not categorical (more distinct rows, alone or crossed with the cells
+of the steps before it, than ``_MAX_CELLS``), is replayed through replicate
+totals of :math:`x` and :math:`x v`: its g-weights are :math:`1 +
+x_i'\\lambda_r` with :math:`\\lambda_r` from the replicate's :math:`X'W_rX` and
+:math:`X'W_r 1`, which are sums over the combined cells of the earlier steps
+of the cell moments of :math:`x` times their factors (:func:`linear_lambda`).
+Trimming (which acts on individual weights), steps of unknown type, bounded
+or nonlinear calibration on continuous variables, a continuous calibration
+followed by other steps, and more than ``_MAX_CELLS`` combined cells keep the
+block path.
 """
 
 from __future__ import annotations
@@ -64,7 +73,8 @@ from .poststratify import PostStratifyStep
 from .rake import RakeStep
 
 __all__ = ["CellReplay", "CellTables", "add_tables", "cell_replay_plan", "cell_replay_totals",
-           "cell_tables", "finish", "raowu_cell_tables", "replay_factors", "replay_path"]
+           "cell_tables", "finish", "linear_lambda", "raowu_cell_tables", "replay_factors",
+           "replay_path"]
 
 _ENABLED = True  # tests switch the cell path off to compare with the block path
 _MAX_CELLS = 20_000  # combined cells; more -> block path
@@ -93,6 +103,11 @@ class CellReplay:
         False for the cells of nonrespondents of a nonresponse step: their
         factor is 0 in every replicate, so their rows are skipped by the
         totals pass (they still weigh in the cell tables).
+    linear : CalibrationStep or None
+        A last step of unbounded linear calibration on variables that are not
+        categorical (its full (n, p) model matrix): replayed through replicate
+        totals of ``x`` and ``x y`` (see :func:`linear_lambda`); ``None``: every
+        step is on cells.
     """
 
     cell: np.ndarray
@@ -100,6 +115,7 @@ class CellReplay:
     steps: tuple[Any, ...]
     base: np.ndarray
     live: np.ndarray
+    linear: CalibrationStep | None = None
 
 
 @dataclass(eq=False)
@@ -107,6 +123,7 @@ class _Entry:
     base: np.ndarray
     plan: CellReplay | str
     factors: np.ndarray | None = None
+    lam: np.ndarray | None = None  # (R, p) coefficients of a final linear calibration
 
 
 _CACHE: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
@@ -193,9 +210,21 @@ def _make_plan(design: SurveyDesign, base: np.ndarray) -> CellReplay | str:
     if not isinstance(reps.scheme, (RaoWu, Jackknife)):
         return f"lazy replicates of kind {reps.kind!r}"
     parts: list[tuple[np.ndarray, int]] = []
-    for st in reps.steps:
+    cell_steps, linear = reps.steps, None
+    for pos, st in enumerate(reps.steps):
         p = _parts(st)
+        # an unbounded linear calibration as the last step is replayed through replicate totals
+        # of x and x y (g = 1 + x' lambda_r) when its model matrix is not categorical (too many
+        # distinct rows, alone or crossed with the cells of the steps before it)
+        last_linear = (pos == len(reps.steps) - 1 and isinstance(st, CalibrationStep)
+                       and st.closed_form and bool(np.isfinite(st.matrix).all()))
+        if last_linear and (isinstance(p, str) or _combine(parts + p, design.n)[1] > _MAX_CELLS):
+            cell_steps, linear = reps.steps[:-1], st
+            break
         if isinstance(p, str):
+            if isinstance(st, CalibrationStep) and "continuous" in p:
+                p += (": only unbounded linear calibration, as the last step, is replayed "
+                      "through replicate totals of x and x y")
             return p
         parts.extend(p)
     cell, c = _combine(parts, design.n)
@@ -205,12 +234,12 @@ def _make_plan(design: SurveyDesign, base: np.ndarray) -> CellReplay | str:
         return f"{c} combined cells x {reps.n_replicates} replicates"
     rep = np.empty(c, dtype=np.int64)
     rep[cell] = np.arange(design.n)  # any row of the cell: every step's arrays agree on it
-    steps = tuple(_on_cells(st, rep) for st in reps.steps)
+    steps = tuple(_on_cells(st, rep) for st in cell_steps)
     live = np.ones(c, dtype=bool)
     for st in steps:
         if isinstance(st, NonresponseStep):
             live &= np.asarray(st.responded, dtype=bool)
-    return CellReplay(cell=cell, n_cells=c, steps=steps, base=base, live=live)
+    return CellReplay(cell=cell, n_cells=c, steps=steps, base=base, live=live, linear=linear)
 
 
 def _entry(design: SurveyDesign) -> _Entry | None:
@@ -286,11 +315,16 @@ class CellTables:
         of the rows counted (a domain, and a live cell).
     totals : ndarray of float64, shape (R, P, k_c)
         :math:`U_{rpj} = \\sum_i b_i m_{ri} v_{ij} 1\\{(g_i, \\kappa_i) = p\\}`, on
-        the compact columns of the values (see ``columns``).
-    columns : ndarray of int64, shape (k,)
+        the compact columns of the values (see ``columns``).  With a final
+        linear calibration on ``x`` (p columns) the values are ``[v, x_1 v, ..,
+        x_p v]``.
+    columns : ndarray of int64, shape (k,) or (k (p + 1),)
         Compact column of every value column
         (:func:`satsample.replicate._common.compact`).
     n_domains, n_cells : int
+    moments : ndarray of float64, shape (R, n_cells, p + p (p + 1) / 2), or None
+        With a final linear calibration (and ``cells``): the replicate totals of
+        ``x`` and of the products ``x_a x_b`` (``a <= b``) by combined cell.
     """
 
     cells: np.ndarray | None
@@ -299,6 +333,7 @@ class CellTables:
     columns: np.ndarray
     n_domains: int
     n_cells: int
+    moments: np.ndarray | None = None
 
     def __add__(self, other: CellTables) -> CellTables:
         return add_tables(self, other)
@@ -323,8 +358,9 @@ def add_tables(a: CellTables, b: CellTables) -> CellTables:
     totals[:, np.searchsorted(pairs, a.pairs)] += ta
     totals[:, np.searchsorted(pairs, b.pairs)] += tb
     cells = None if a.cells is None or b.cells is None else a.cells + b.cells
+    moments = None if a.moments is None or b.moments is None else a.moments + b.moments
     return CellTables(cells=cells, pairs=pairs, totals=totals, columns=cols,
-                      n_domains=a.n_domains, n_cells=a.n_cells)
+                      n_domains=a.n_domains, n_cells=a.n_cells, moments=moments)
 
 
 def _pair_codes(domain: np.ndarray, cell: np.ndarray, live: np.ndarray,
@@ -342,9 +378,23 @@ def _pair_codes(domain: np.ndarray, cell: np.ndarray, live: np.ndarray,
     return code, pairs
 
 
+def _linear_values(v: np.ndarray, x: np.ndarray) -> np.ndarray:
+    """``[v, x_1 v, .., x_p v]`` (n, k (p + 1)) float64: the values of a final linear calibration."""
+    v = np.asarray(v, dtype=np.float64)
+    return np.concatenate([v, *(x[:, [a]] * v for a in range(x.shape[1]))], axis=1)
+
+
+def _moment_values(x: np.ndarray) -> np.ndarray:
+    """``[1, x, x_a x_b (a <= b)]`` (n, 1 + p + p (p + 1) / 2) float64."""
+    p = x.shape[1]
+    prods = [x[:, a] * x[:, b] for a in range(p) for b in range(a, p)]
+    return np.column_stack([np.ones(x.shape[0]), x, *prods])
+
+
 def raowu_cell_tables(key: int, w: np.ndarray, values: np.ndarray, domain: np.ndarray,
                       n_domains: int, cell: np.ndarray, n_cells: int, live: np.ndarray,
-                      lay: Any, r0: int, n_rep: int, *, with_cells: bool = True) -> CellTables:
+                      lay: Any, r0: int, n_rep: int, *, with_cells: bool = True,
+                      x: np.ndarray | None = None) -> CellTables:
     """Phase (a) for the lazy Rao-Wu bootstrap: one kernel pass over rows laid out by ``lay``.
 
     Parameters
@@ -370,6 +420,11 @@ def raowu_cell_tables(key: int, w: np.ndarray, values: np.ndarray, domain: np.nd
         Replicates ``r0 .. r0 + n_rep - 1``.
     with_cells : bool, default=True
         Also accumulate the replicate cell table (same draws, same pass).
+    x : ndarray of float64, shape (n, p), optional
+        Model matrix of a final linear calibration (``CellReplay.linear``): the
+        values become ``[v, x_1 v, .., x_p v]`` and, with ``with_cells``, the
+        cell table and the cell moments of ``x`` come from a second pass keyed
+        by cell.
 
     Returns
     -------
@@ -380,17 +435,27 @@ def raowu_cell_tables(key: int, w: np.ndarray, values: np.ndarray, domain: np.nd
     from .._kernels.bootstrap import _raowu_totals
     from ..replicate._common import as_values, compact, task_block
 
+    w = np.ascontiguousarray(w, dtype=np.float64)
     domain = np.ascontiguousarray(domain, dtype=np.int64)
     cell = np.ascontiguousarray(cell, dtype=np.int64)
+    layout = (lay.order, lay.psu_local, lay.strat_start, lay.strat_code, lay.strat_npsu)
     code, pairs = _pair_codes(domain, cell, np.asarray(live, dtype=bool), n_domains, n_cells)
-    vc, where = compact(as_values(values, w.shape[0]))
-    got = _raowu_totals(np.uint64(key), np.ascontiguousarray(w, dtype=np.float64), vc, code,
-                        lay.order, lay.psu_local, lay.strat_start, lay.strat_code, lay.strat_npsu,
-                        r0, n_rep, pairs.size, task_block(n_rep),
-                        cell=cell if with_cells else None, n_cells=n_cells)
-    u, table = got if with_cells else (got, None)
-    return CellTables(cells=table, pairs=pairs, totals=u, columns=where, n_domains=int(n_domains),
-                      n_cells=int(n_cells))
+    v = as_values(values, w.shape[0])
+    moments = table = None
+    if x is not None:
+        v = _linear_values(v, x)
+        if with_cells:
+            mom = _raowu_totals(np.uint64(key), w, _moment_values(x), cell, *layout, r0, n_rep,
+                                n_cells, task_block(n_rep))
+            table, moments = mom[:, :, 0].copy(), mom[:, :, 1:].copy()
+        with_cells = False
+    vc, where = compact(v)
+    got = _raowu_totals(np.uint64(key), w, vc, code, *layout, r0, n_rep, pairs.size,
+                        task_block(n_rep), cell=cell if with_cells else None, n_cells=n_cells)
+    u, tab = got if with_cells else (got, None)
+    return CellTables(cells=tab if table is None else table, pairs=pairs, totals=u,
+                      columns=where, n_domains=int(n_domains), n_cells=int(n_cells),
+                      moments=moments)
 
 
 def cell_tables(design: SurveyDesign, v: np.ndarray, domain: np.ndarray, n_domains: int, *,
@@ -407,49 +472,96 @@ def cell_tables(design: SurveyDesign, v: np.ndarray, domain: np.ndarray, n_domai
         raise ValueError("the design has no cell replay")
     reps = design.replicates
     assert reps is not None
+    x = None if plan.linear is None else np.asarray(plan.linear.matrix, dtype=np.float64)
     if isinstance(reps.scheme, RaoWu):
         from ..replicate._common import design_layout
 
         return raowu_cell_tables(reps.scheme.seed, plan.base, v, domain, n_domains, plan.cell,
                                  plan.n_cells, plan.live, design_layout(design), 0,
-                                 reps.n_replicates, with_cells=with_cells)
+                                 reps.n_replicates, with_cells=with_cells, x=x)
     from ..replicate._common import compact
     from ..variance.replicate import replicate_totals
 
     shadow = _shadow(design, plan.base)
-    cells = None
+    cells = moments = None
     if with_cells:
-        ones = np.ones((design.n, 1), dtype=np.uint8)
-        cells = replicate_totals(shadow, ones, domain=plan.cell, n_domains=plan.n_cells)[:, :, 0]
+        cv = np.ones((design.n, 1), dtype=np.uint8) if x is None else _moment_values(x)
+        mom = replicate_totals(shadow, cv, domain=plan.cell, n_domains=plan.n_cells)
+        cells = mom[:, :, 0].copy()
+        moments = None if x is None else mom[:, :, 1:].copy()
     code, pairs = _pair_codes(np.asarray(domain, dtype=np.int64), plan.cell, plan.live,
                               n_domains, plan.n_cells)
-    vc, where = compact(v)
+    vc, where = compact(v if x is None else _linear_values(v, x))
     u = replicate_totals(shadow, vc, domain=code, n_domains=pairs.size)
     return CellTables(cells=cells, pairs=pairs, totals=u, columns=where, n_domains=int(n_domains),
-                      n_cells=plan.n_cells)
+                      n_cells=plan.n_cells, moments=moments)
 
 
 # ------------------------------------------------- phase (b): algebra on the tables
 def replay_factors(plan: CellReplay, table: np.ndarray) -> np.ndarray:
     """Factors ``f[r, kappa]`` (R, n_cells) from the summed replicate cell table (R, n_cells).
 
-    The steps run on the table in order (their ``apply``, so a replicate that
-    does not converge is reported by number under the step's own policy); the
-    factor is the ratio of the final cell weight to :math:`B_{r\\kappa}`, 0
-    where :math:`B_{r\\kappa} = 0`.
+    The steps on cells run on the table in order (their ``apply``, so a
+    replicate that does not converge is reported by number under the step's
+    own policy); the factor is the ratio of the final cell weight to
+    :math:`B_{r\\kappa}`, 0 where :math:`B_{r\\kappa} = 0`.
     """
     f = _replay_steps(plan, np.asarray(table, dtype=np.float64), 0)
     f.setflags(write=False)
     return f
 
 
-def finish(tables: CellTables, plan: CellReplay, factors: np.ndarray | None = None) -> np.ndarray:
+def linear_lambda(plan: CellReplay, factors: np.ndarray, moments: np.ndarray) -> np.ndarray:
+    """Coefficients ``lambda_r`` (R, p) of a final unbounded linear calibration.
+
+    .. math:: \\lambda_r = \\Big(\\sum_\\kappa f_{r\\kappa} S^{xx}_{r\\kappa}\\Big)^{-1}
+              \\Big(T - \\sum_\\kappa f_{r\\kappa} S^{x}_{r\\kappa}\\Big),
+
+    with :math:`S^{x}_{r\\kappa}`, :math:`S^{xx}_{r\\kappa}` the replicate
+    totals of :math:`x` and :math:`x x'` by combined cell under
+    :math:`b_i m_{ri}` (``moments``) and :math:`f` the factors of the steps
+    before it: the replicate's :math:`X'W_r X` and :math:`X'W_r 1` of
+    :func:`satsample.weighting.calibrate._linear_closed_form`, summed by cell.
+    The g-weights are :math:`1 + x_i'\\lambda_r`.
+    """
+    step = plan.linear
+    assert step is not None
+    p = step.matrix.shape[1]
+    f = np.asarray(factors, dtype=np.float64)
+    sx = np.einsum("rc,rcp->rp", f, moments[:, :, :p])
+    sxx = np.einsum("rc,rcm->rm", f, moments[:, :, p:])
+    t = np.empty((f.shape[0], p, p))
+    m = 0
+    for a in range(p):
+        for b in range(a, p):
+            t[:, a, b] = t[:, b, a] = sxx[:, m]
+            m += 1
+    rhs = np.asarray(step.totals, dtype=np.float64)[None, :] - sx
+    try:
+        lam = np.linalg.solve(t, rhs[:, :, None])[:, :, 0]
+    except np.linalg.LinAlgError as exc:
+        from .._validation import SatsampleError
+
+        raise SatsampleError(
+            "calibrate: the weighted cross-product of the calibration model matrix is "
+            "singular (collinear calibration variables, or a level with no weight)"
+        ) from exc
+    lam.setflags(write=False)
+    return lam
+
+
+def finish(tables: CellTables, plan: CellReplay, factors: np.ndarray | None = None,
+           lam: np.ndarray | None = None) -> np.ndarray:
     """Phase (b): replicate totals by domain ``(R, n_domains, k)`` from summed tables.
 
     .. math:: T_{rgj} = \\sum_{\\kappa} f_r(\\kappa) \\, U_{r(g,\\kappa)j}
 
-    ``factors`` (R, n_cells): the factors if known (:func:`replay_factors`),
-    else computed from ``tables.cells``.
+    and, after a final linear calibration,
+    :math:`T_{rgj} = \\sum_\\kappa f_r(\\kappa) (U_{r(g,\\kappa)j} + \\sum_a
+    \\lambda_{ra} U^{x_a}_{r(g,\\kappa)j})` with :math:`U^{x_a}` the totals of
+    :math:`x_a v_j`.  ``factors`` (R, n_cells) and ``lam`` (R, p): if known
+    (:func:`replay_factors`, :func:`linear_lambda`), else computed from
+    ``tables.cells`` and ``tables.moments``.
     """
     from .._kernels.cells import _combine_pairs
     from ..replicate._common import expand
@@ -458,14 +570,42 @@ def finish(tables: CellTables, plan: CellReplay, factors: np.ndarray | None = No
         if tables.cells is None:
             raise ValueError("tables without a cell table need the factors")
         factors = replay_factors(plan, tables.cells)
+    u = np.ascontiguousarray(tables.totals, dtype=np.float64)
+    columns = tables.columns
+    if plan.linear is not None:
+        if lam is None:
+            if tables.moments is None:
+                raise ValueError("tables without cell moments need the calibration coefficients")
+            lam = linear_lambda(plan, factors, tables.moments)
+        u = expand(u, columns)
+        p = lam.shape[1]
+        k = u.shape[2] // (p + 1)
+        base = u[:, :, :k].copy()
+        for a in range(p):
+            base += lam[:, a, None, None] * u[:, :, (a + 1) * k:(a + 2) * k]
+        u, columns = base, np.arange(k, dtype=np.int64)
     c = tables.n_cells
-    out = _combine_pairs(np.ascontiguousarray(tables.totals, dtype=np.float64),
-                         np.ascontiguousarray(factors, dtype=np.float64),
+    out = _combine_pairs(u, np.ascontiguousarray(factors, dtype=np.float64),
                          tables.pairs % c, tables.pairs // c, int(tables.n_domains))
-    return expand(out, tables.columns)
+    return expand(out, columns)
 
 
 # ------------------------------------------------- in memory: (a) then (b)
+def _known(design: SurveyDesign, e: _Entry, tables: CellTables | None = None) -> None:
+    """Fill the cached factors (and calibration coefficients) of a design from its tables."""
+    plan = e.plan
+    assert isinstance(plan, CellReplay)
+    if tables is None:
+        none = np.full(design.n, -1, dtype=np.int64)
+        tables = cell_tables(design, np.zeros((design.n, 1), dtype=np.uint8), none, 1)
+    assert tables.cells is not None
+    f = replay_factors(plan, tables.cells)
+    if plan.linear is not None:
+        assert tables.moments is not None
+        e.lam = linear_lambda(plan, f, tables.moments)
+    e.factors = f
+
+
 def cell_factors(design: SurveyDesign) -> np.ndarray:
     """Factors ``f[r, kappa]`` of every combined cell in every replicate, (R, n_cells).
 
@@ -476,9 +616,8 @@ def cell_factors(design: SurveyDesign) -> np.ndarray:
     if e is None or not isinstance(e.plan, CellReplay):
         raise ValueError("the design has no cell replay")
     if e.factors is None:
-        none = np.full(design.n, -1, dtype=np.int64)
-        t = cell_tables(design, np.zeros((design.n, 1), dtype=np.uint8), none, 1)
-        e.factors = replay_factors(e.plan, t.cells)
+        _known(design, e)
+    assert e.factors is not None
     return e.factors
 
 
@@ -520,8 +659,9 @@ def cell_replay_totals(design: SurveyDesign, v: np.ndarray, domain: np.ndarray,
     assert reps is not None
     e = _entry(design)
     assert e is not None
+    k_eff = v.shape[1] * (1 if plan.linear is None else 1 + plan.linear.matrix.shape[1])
     out = np.zeros((reps.n_replicates, n_domains, v.shape[1]))
-    for chunk in _domain_chunks(design, plan, domain, n_domains, v.shape[1]):
+    for chunk in _domain_chunks(design, plan, domain, n_domains, k_eff):
         part = domain
         if chunk.size < n_domains:
             inside = np.zeros(n_domains, dtype=bool)
@@ -529,8 +669,8 @@ def cell_replay_totals(design: SurveyDesign, v: np.ndarray, domain: np.ndarray,
             part = np.where((domain >= 0) & inside[np.maximum(domain, 0)], domain, -1)
         tables = cell_tables(design, v, part, n_domains, with_cells=e.factors is None)
         if e.factors is None:
-            e.factors = replay_factors(plan, tables.cells)
-        got = finish(tables, plan, e.factors)
+            _known(design, e, tables)
+        got = finish(tables, plan, e.factors, e.lam)
         if chunk.size < n_domains:
             out[:, chunk] = got[:, chunk]
         else:
