@@ -15,10 +15,10 @@ import numba
 import numpy as np
 
 INVALID, VALID, UNUSABLE, BLANK, NUMERATOR = 0, 1, 2, 3, 4
-_CHUNK = 4096  # rows per task
+_CHUNK = 4096  # rows per chunk (each column of a chunk read in order)
 
 
-@numba.njit(parallel=True, cache=True)
+@numba.njit(cache=True)
 def _answer_classes(x, lo, lut):
     """``cls[i, k] = lut[x_ik - lo]`` (integer ``x_ik`` in range), ``BLANK`` (NaN) or ``INVALID``.
 
@@ -40,18 +40,19 @@ def _answer_classes(x, lo, lut):
     m = lut.shape[0]
     out = np.empty((n, n_items), np.uint8)
     n_chunks = (n + _CHUNK - 1) // _CHUNK
-    for c in numba.prange(n_chunks):
+    for c in range(n_chunks):  # serial: a block of rows is too little work to share
         i0 = c * _CHUNK
         i1 = min(n, i0 + _CHUNK)
         for k in range(n_items):
             for i in range(i0, i1):
                 v = x[i, k]
-                if v != v:
-                    out[i, k] = BLANK
-                    continue
                 t = v - lo
-                if t >= 0.0 and t < m and t == np.floor(t):
-                    out[i, k] = lut[np.int64(t)]
-                else:
-                    out[i, k] = INVALID
+                c = INVALID
+                if t >= 0.0 and t < m:  # False for NaN
+                    ti = np.int64(t)
+                    if ti == t:  # an integer code
+                        c = lut[ti]
+                elif v != v:
+                    c = BLANK
+                out[i, k] = c
     return out

@@ -126,6 +126,22 @@ def coefficients(combo: Combination, r: np.ndarray) -> np.ndarray:
     return np.concatenate([eye, grad], axis=1)
 
 
+_MATMUL_ROWS = 1024  # rows per BLAS call in apply_gradient
+
+
+def _rows_matmul(u: np.ndarray, m: np.ndarray) -> np.ndarray:
+    """``u @ m`` in slices of rows: small products that BLAS runs on one thread.
+
+    A thin (rows x K) @ (K x L) product gains nothing from BLAS threads and, on
+    a busy machine, loses much to their synchronisation; each row's result is
+    the same whatever the slice.
+    """
+    out = np.empty((u.shape[0], m.shape[1]))
+    for r0 in range(0, u.shape[0], _MATMUL_ROWS):
+        np.matmul(u[r0:r0 + _MATMUL_ROWS], m, out=out[r0:r0 + _MATMUL_ROWS])
+    return out
+
+
 def apply_gradient(u: np.ndarray, codes: np.ndarray, grad: np.ndarray) -> np.ndarray:
     """``z[i, l] = sum_k grad[codes_i, l, k] u[i, k]``, grouping rows by distinct gradients."""
     g, n_l, _ = grad.shape
@@ -134,7 +150,7 @@ def apply_gradient(u: np.ndarray, codes: np.ndarray, grad: np.ndarray) -> np.nda
         return out
     flat = grad.reshape(g, -1)
     if g == 1 or bool(np.all(flat == flat[0])):
-        return u @ grad[0].T
+        return _rows_matmul(u, grad[0].T)
     pats, pat_of = np.unique(flat, axis=0, return_inverse=True)
     pat_of = pat_of.reshape(-1)
     row_pat = pat_of[codes]
@@ -144,7 +160,7 @@ def apply_gradient(u: np.ndarray, codes: np.ndarray, grad: np.ndarray) -> np.nda
     for p in range(pats.shape[0]):
         if bounds[p + 1] > bounds[p]:
             rows = order[bounds[p]:bounds[p + 1]]
-            out[rows] = u[rows] @ pats[p].reshape(n_l, -1).T
+            out[rows] = _rows_matmul(u[rows], pats[p].reshape(n_l, -1).T)
     return out
 
 

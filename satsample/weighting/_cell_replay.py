@@ -432,7 +432,7 @@ def raowu_cell_tables(key: int, w: np.ndarray, values: np.ndarray, domain: np.nd
         Additive: the tables of disjoint sets of whole strata sum
         (:func:`add_tables`) to the tables of their union.
     """
-    from .._kernels.bootstrap import _raowu_totals
+    from .._kernels.bootstrap import _MIN_BUCKET_RUN, _raowu_totals
     from ..replicate._common import as_values, compact, task_block
 
     w = np.ascontiguousarray(w, dtype=np.float64)
@@ -450,8 +450,10 @@ def raowu_cell_tables(key: int, w: np.ndarray, values: np.ndarray, domain: np.nd
             table, moments = mom[:, :, 0].copy(), mom[:, :, 1:].copy()
         with_cells = False
     vc, where = compact(v)
+    # runs of one (stratum, pair) are short: the touched pattern buckets pay from 24 rows
     got = _raowu_totals(np.uint64(key), w, vc, code, *layout, r0, n_rep, pairs.size,
-                        task_block(n_rep), cell=cell if with_cells else None, n_cells=n_cells)
+                        task_block(n_rep), cell=cell if with_cells else None, n_cells=n_cells,
+                        min_bucket_run=_MIN_BUCKET_RUN)
     u, tab = got if with_cells else (got, None)
     return CellTables(cells=tab if table is None else table, pairs=pairs, totals=u,
                       columns=where, n_domains=int(n_domains), n_cells=int(n_cells),
