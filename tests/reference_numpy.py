@@ -71,10 +71,11 @@ def raowu_totals(key, w, values, domain, order, psu_local, strat_start, strat_co
 
 
 def combine_pairs(u, f, p_cell, p_dom, n_domains):
-    """Twin of ``_combine_pairs``: scale each pair's totals by its cell's factor, add by domain."""
-    scaled = u * f[:, p_cell][:, :, None]
+    """Twin of ``_combine_pairs`` (key-major: u (P, k, R), f (C, R), out (G, k, R)):
+    scale each pair's totals by its cell's factor, add by domain."""
+    scaled = u * f[p_cell][:, None, :]
     onehot = (np.asarray(p_dom)[:, None] == np.arange(n_domains)[None, :]).astype(np.float64)
-    return np.einsum("rpj,pg->rgj", scaled, onehot)
+    return np.einsum("pjr,pg->gjr", scaled, onehot)
 
 
 def jkn_multipliers(strata: np.ndarray, psu: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -48,7 +48,7 @@ def _draw_counts(cnt, key, stratum_code, replicate, n_psu):
 
 
 @numba.njit(cache=True, inline="always")
-def _block_counts(ct, addr, key, code, nh, rep0, nb, slot, off):
+def _block_counts(ct, addr, key, code, nh, rep0, nb):
     """``ct[p, q]`` = count of PSU ``p`` in replicate ``rep0 + q``, ``q < nb``.
 
     Counts are stored as float32 (exact below 2**24; half the memory traffic
@@ -56,9 +56,7 @@ def _block_counts(ct, addr, key, code, nh, rep0, nb, slot, off):
 
     Columns ``nb..`` of ``ct[:nh]`` are zero.  With one PSU the count is 1
     (multiplier 1: the stratum contributes no variance).  ``addr`` (uint64)
-    is scratch space for the flat positions of the draws.  ``slot`` (empty:
-    none) moves the count of the PSU of rank ``p`` to row ``slot[off + p]``
-    of ``ct`` (the order in which the rows are visited), the same counts.
+    is scratch space for the flat positions of the draws.
     """
     ct[:nh] = 0.0
     if nh < 2:
@@ -66,27 +64,23 @@ def _block_counts(ct, addr, key, code, nh, rep0, nb, slot, off):
         return
     flat = ct.reshape(-1)
     ncol = np.uint64(ct.shape[1])
-    moved = slot.shape[0] > 0
     for q in range(nb):
         state = _stream(key, code, rep0 + q)
         uq = np.uint64(q)
         for d in range(nh - 1):  # independent draws: vectorised
-            p = _draw_index(state, d, nh)
-            if moved:
-                p = slot[off + p]
-            addr[d] = np.uint64(p) * ncol + uq
+            addr[d] = np.uint64(_draw_index(state, d, nh)) * ncol + uq
         for d in range(nh - 1):  # unsigned positions: no negative-index wraparound code
             flat[addr[d]] += np.float32(1.0)
 
 
 @numba.njit(parallel=True, cache=True)
-def _raowu_run_totals(key, w, values, pat, grp_col, direct_col, rows, psu_local, slot, strat_code,
+def _raowu_run_totals(key, w, values, pat, grp_col, direct_col, rows, psu_local, strat_code,
                       strat_npsu, strat_run, run_start, run_dom, cell, n_cells, r0, n_rep,
                       n_domains, block, min_bucket_run):
     """Replicate totals by key and, optionally, the replicate cell table, in one pass.
 
-    ``out[r, g, j] = sum_i w_i m_ri values_ij 1{key_i = g}`` and
-    ``table[r, c] = sum_i w_i m_ri 1{cell_i = c}``.
+    ``out[g, j, r] = sum_i w_i m_ri values_ij 1{key_i = g}`` and
+    ``table[c, r] = sum_i w_i m_ri 1{cell_i = c}``.
 
     Parameters
     ----------
@@ -105,12 +99,7 @@ def _raowu_run_totals(key, w, values, pat, grp_col, direct_col, rows, psu_local,
     rows : (m,) int64
         The rows visited, sorted by stratum then key.
     psu_local : (n,) int64
-        Row of ``ct`` holding the counts of the row's PSU: its rank within its
-        stratum, or its position in the visiting order when ``slot`` is given.
-    slot : (P,) int64
-        Empty, or for the PSU of rank ``p`` in stratum ``h``, its row of ``ct``
-        at ``slot[sum_{h' < h} n_h' + p]`` (so that rows sorted by key read
-        the counts in order; the counts themselves are the same).
+        Rank of the row's PSU within its stratum.
     strat_code, strat_npsu : (H,) int64
         Stratum code (stream component) and number of PSUs.
     strat_run : (H + 1,) int64
@@ -128,8 +117,9 @@ def _raowu_run_totals(key, w, values, pat, grp_col, direct_col, rows, psu_local,
 
     Returns
     -------
-    out : (n_rep, n_domains, k) float64
-    table : (n_rep, n_cells) float64
+    out : (n_domains, k, n_rep) float64
+        Key-major: ``out[g, j, r]`` (a task copies whole rows of its block).
+    table : (n_cells, n_rep) float64
 
     Notes
     -----
@@ -145,13 +135,11 @@ def _raowu_run_totals(key, w, values, pat, grp_col, direct_col, rows, psu_local,
     n_pat = 1 << gbits
     n_direct = direct_col.shape[0]
     n_strata = strat_npsu.shape[0]
-    out = np.zeros((n_rep, n_domains, k))
-    table = np.zeros((n_rep, n_cells))
+    out = np.zeros((n_domains, k, n_rep))  # key-major: each task writes whole runs of r
+    table = np.zeros((n_cells, n_rep))
     max_np = 1
-    psu0 = np.zeros(n_strata + 1, np.int64)
     for h in range(n_strata):
         max_np = max(max_np, strat_npsu[h])
-        psu0[h + 1] = psu0[h] + strat_npsu[h]
     n_blocks = (n_rep + block - 1) // block
     for b in numba.prange(n_blocks):
         rb0 = b * block
@@ -169,7 +157,7 @@ def _raowu_run_totals(key, w, values, pat, grp_col, direct_col, rows, psu_local,
                 continue
             nh = strat_npsu[h]
             fac = nh / (nh - 1.0) if nh > 1 else 1.0
-            _block_counts(ct, addr, key, strat_code[h], nh, r0 + rb0, nb, slot, psu0[h])
+            _block_counts(ct, addr, key, strat_code[h], nh, r0 + rb0, nb)
             for s in range(strat_run[h], strat_run[h + 1]):
                 dom = run_dom[s]
                 p0 = run_start[s]
@@ -242,10 +230,10 @@ def _raowu_run_totals(key, w, values, pat, grp_col, direct_col, rows, psu_local,
             for j in range(k):
                 arow = acc[g * k + j]
                 for q in range(nb):
-                    out[rb0 + q, g, j] = arow[q]
+                    out[g, j, rb0 + q] = arow[q]
         for c in range(n_cells):
             for q in range(nb):
-                table[rb0 + q, c] = tab[c, q]
+                table[c, rb0 + q] = tab[c, q]
     return out, table
 
 
@@ -300,21 +288,18 @@ def _stable_order(minor: np.ndarray, major: np.ndarray) -> np.ndarray:
 
 
 def _runs(domain: np.ndarray, order: np.ndarray, strat_start: np.ndarray, *,
-          all_rows: bool = False
-          ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, bool]:
+          all_rows: bool = False) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Rows sorted by (stratum, domain) and their runs.
 
     Rows with ``domain >= 0``, or every row if ``all_rows`` (those with ``domain
     -1`` then form runs of key -1, first in their stratum).
-    Returns ``rows``, ``strat_run`` (H + 1), ``run_start`` (S + 1), ``run_dom`` (S)
-    and whether the rows had to be regrouped (domains interleaved in a stratum).
+    Returns ``rows``, ``strat_run`` (H + 1), ``run_start`` (S + 1), ``run_dom`` (S).
     Rows of one domain keep their order within a stratum.
     """
     H = strat_start.size - 1
     stratum = np.repeat(np.arange(H, dtype=np.int64), np.diff(strat_start))
     dom = domain[order]
     rows = order
-    grouped = False
     if not all_rows:
         keep = dom >= 0
         rows, stratum, dom = order[keep], stratum[keep], dom[keep]
@@ -323,7 +308,6 @@ def _runs(domain: np.ndarray, order: np.ndarray, strat_start: np.ndarray, *,
         if brk.any():  # domains interleaved within a stratum: group them
             o = _stable_order(dom, stratum)
             rows, stratum, dom = rows[o], stratum[o], dom[o]
-            grouped = True
     if dom.size:
         new = np.r_[True, (dom[1:] != dom[:-1]) | (stratum[1:] != stratum[:-1])]
         starts = np.flatnonzero(new)
@@ -332,58 +316,17 @@ def _runs(domain: np.ndarray, order: np.ndarray, strat_start: np.ndarray, *,
     run_start = np.r_[starts, dom.size].astype(np.int64)
     run_dom = dom[starts].astype(np.int64)
     strat_run = np.searchsorted(stratum[starts], np.arange(H + 1)).astype(np.int64)
-    return np.ascontiguousarray(rows, dtype=np.int64), strat_run, run_start, run_dom, grouped
-
-
-@numba.njit(cache=True)
-def _visit_slots(rows, psu_local, strat_run, run_start, strat_npsu):
-    """Rows of the count table in visiting order: ``(row_slot (n,), slot (P,))``.
-
-    Within a stratum, PSUs get slots in the order their first row is visited
-    (then the PSUs with no visited row); ``row_slot[i]`` is the slot of row
-    *i*'s PSU, ``slot[sum_{h' < h} n_h' + p]`` the slot of the PSU of rank ``p``.
-    """
-    n_strata = strat_npsu.shape[0]
-    off = np.zeros(n_strata + 1, np.int64)
-    for h in range(n_strata):
-        off[h + 1] = off[h] + strat_npsu[h]
-    slot = np.full(off[n_strata], -1, np.int64)
-    row_slot = psu_local.copy()
-    for h in range(n_strata):
-        nxt = 0
-        for s in range(strat_run[h], strat_run[h + 1]):
-            for p in range(run_start[s], run_start[s + 1]):
-                i = rows[p]
-                g = off[h] + psu_local[i]
-                if slot[g] < 0:
-                    slot[g] = nxt
-                    nxt += 1
-                row_slot[i] = slot[g]
-        for g in range(off[h], off[h + 1]):
-            if slot[g] < 0:
-                slot[g] = nxt
-                nxt += 1
-    return row_slot, slot
+    return np.ascontiguousarray(rows, dtype=np.int64), strat_run, run_start, run_dom
 
 
 def _prepare(values, domain, order, psu_local, strat_start, strat_npsu, group_bits=5, *,
              all_rows=False):
-    """Row runs, count slots and bit patterns of ``values`` for :func:`_raowu_run_totals`.
-
-    When the rows had to be regrouped by domain within their strata, the PSUs'
-    counts are stored in visiting order (:func:`_visit_slots`): the rows then
-    read the count table in order instead of jumping through it.
-    """
+    """Row runs and bit patterns of ``values`` for :func:`_raowu_run_totals`."""
     values = np.ascontiguousarray(values)
     k = values.shape[1]
     psu_local = np.ascontiguousarray(psu_local, np.int64)
-    rows, strat_run, run_start, run_dom, grouped = _runs(np.asarray(domain, np.int64), order,
-                                                         strat_start, all_rows=all_rows)
-    if grouped:
-        psu_row, slot = _visit_slots(rows, psu_local, strat_run, run_start,
-                                     np.ascontiguousarray(strat_npsu, np.int64))
-    else:
-        psu_row, slot = psu_local, np.zeros(0, np.int64)
+    rows, strat_run, run_start, run_dom = _runs(np.asarray(domain, np.int64), order, strat_start,
+                                                all_rows=all_rows)
     if strat_npsu.size and int(np.max(strat_npsu)) >= 2**24:
         raise ValueError("a stratum has 2**24 PSUs or more: counts would not be exact in float32")
     binary = (np.flatnonzero(_binary_flags(values)) if group_bits > 0 and values.shape[0]
@@ -397,12 +340,12 @@ def _prepare(values, domain, order, psu_local, strat_start, strat_npsu, group_bi
     direct_col = np.setdiff1d(np.arange(k), binary).astype(np.int64)
     return {"values": values, "pat": pat, "grp_col": grp_col, "direct_col": direct_col,
             "rows": rows, "strat_run": strat_run, "run_start": run_start, "run_dom": run_dom,
-            "psu_row": psu_row, "slot": slot}
+            "psu_local": psu_local}
 
 
 def _raowu_totals(key, w, values, domain, order, psu_local, strat_start, strat_code, strat_npsu,
                   r0, n_rep, n_domains, block=48, *, group_bits=5, cell=None, n_cells=0,
-                  min_bucket_run=None):
+                  min_bucket_run=None, key_major=False):
     """Rao-Wu replicate totals ``(n_rep, n_domains, k)``: arrays in, array out.
 
     ``out[r, g, j] = sum_i w_i m_ri values_ij 1{domain_i = g}`` with ``m_ri``
@@ -417,7 +360,8 @@ def _raowu_totals(key, w, values, domain, order, psu_local, strat_start, strat_c
     Prepares the row runs and bit patterns, then calls
     :func:`_raowu_run_totals` (``group_bits = 0`` disables the buckets;
     ``min_bucket_run``: shortest run of one (stratum, domain) that uses them,
-    default ``max(24, number of buckets)``).
+    default ``max(24, number of buckets)``).  ``key_major``: return the
+    kernel's own layout, ``(n_domains, k, n_rep)`` and ``(n_cells, n_rep)``.
     """
     with_cells = cell is not None
     if with_cells:
@@ -435,10 +379,13 @@ def _raowu_totals(key, w, values, domain, order, psu_local, strat_start, strat_c
         min_bucket_run = max(_MIN_BUCKET_RUN, grp_col.shape[0] << grp_col.shape[1])
     out, table = _raowu_run_totals(
         np.uint64(key), np.ascontiguousarray(w, np.float64), prep["values"], prep["pat"], grp_col,
-        prep["direct_col"], prep["rows"], prep["psu_row"], prep["slot"],
+        prep["direct_col"], prep["rows"], prep["psu_local"],
         np.ascontiguousarray(strat_code, np.int64), np.ascontiguousarray(strat_npsu, np.int64),
         prep["strat_run"], prep["run_start"], prep["run_dom"], cell, n_cells, int(r0), int(n_rep),
         int(n_domains), int(block), int(min_bucket_run))
+    if not key_major:
+        out = np.ascontiguousarray(out.transpose(2, 0, 1))
+        table = np.ascontiguousarray(table.T)
     return (out, table) if with_cells else out
 
 

@@ -313,9 +313,10 @@ class CellTables:
     pairs : ndarray of int64, shape (P,)
         Sorted keys ``g * n_cells + kappa`` of the (domain, combined cell) pairs
         of the rows counted (a domain, and a live cell).
-    totals : ndarray of float64, shape (R, P, k_c)
-        :math:`U_{rpj} = \\sum_i b_i m_{ri} v_{ij} 1\\{(g_i, \\kappa_i) = p\\}`, on
-        the compact columns of the values (see ``columns``).  With a final
+    totals : ndarray of float64, shape (P, k_c, R)
+        :math:`U_{rpj} = \\sum_i b_i m_{ri} v_{ij} 1\\{(g_i, \\kappa_i) = p\\}` stored
+        key-major (``totals[p, j, r]``, as the kernel writes it), on the compact
+        columns of the values (see ``columns``).  With a final
         linear calibration on ``x`` (p columns) the values are ``[v, x_1 v, ..,
         x_p v]``.
     columns : ndarray of int64, shape (k,) or (k (p + 1),)
@@ -347,16 +348,16 @@ def add_tables(a: CellTables, b: CellTables) -> CellTables:
     """
     if (a.n_cells, a.n_domains) != (b.n_cells, b.n_domains) or a.columns.size != b.columns.size:
         raise ValueError("tables of different cells, domains or value columns")
-    if a.totals.shape[0] != b.totals.shape[0]:
+    if a.totals.shape[2] != b.totals.shape[2]:
         raise ValueError("tables of different numbers of replicates")
     ta, tb, cols = a.totals, b.totals, a.columns
     if not np.array_equal(a.columns, b.columns):
-        ta, tb = ta[:, :, a.columns], tb[:, :, b.columns]
+        ta, tb = ta[:, a.columns], tb[:, b.columns]
         cols = np.arange(a.columns.size, dtype=np.int64)
     pairs = np.union1d(a.pairs, b.pairs).astype(np.int64)
-    totals = np.zeros((ta.shape[0], pairs.size, ta.shape[2]))
-    totals[:, np.searchsorted(pairs, a.pairs)] += ta
-    totals[:, np.searchsorted(pairs, b.pairs)] += tb
+    totals = np.zeros((pairs.size, ta.shape[1], ta.shape[2]))
+    totals[np.searchsorted(pairs, a.pairs)] += ta
+    totals[np.searchsorted(pairs, b.pairs)] += tb
     cells = None if a.cells is None or b.cells is None else a.cells + b.cells
     moments = None if a.moments is None or b.moments is None else a.moments + b.moments
     return CellTables(cells=cells, pairs=pairs, totals=totals, columns=cols,
@@ -453,9 +454,11 @@ def raowu_cell_tables(key: int, w: np.ndarray, values: np.ndarray, domain: np.nd
     # runs of one (stratum, pair) are short: the touched pattern buckets pay from 24 rows
     got = _raowu_totals(np.uint64(key), w, vc, code, *layout, r0, n_rep, pairs.size,
                         task_block(n_rep), cell=cell if with_cells else None, n_cells=n_cells,
-                        min_bucket_run=_MIN_BUCKET_RUN)
+                        min_bucket_run=_MIN_BUCKET_RUN, key_major=True)
     u, tab = got if with_cells else (got, None)
-    return CellTables(cells=tab if table is None else table, pairs=pairs, totals=u,
+    if tab is not None:
+        table = np.ascontiguousarray(tab.T)
+    return CellTables(cells=table, pairs=pairs, totals=u,
                       columns=where, n_domains=int(n_domains), n_cells=int(n_cells),
                       moments=moments)
 
@@ -494,7 +497,8 @@ def cell_tables(design: SurveyDesign, v: np.ndarray, domain: np.ndarray, n_domai
     code, pairs = _pair_codes(np.asarray(domain, dtype=np.int64), plan.cell, plan.live,
                               n_domains, plan.n_cells)
     vc, where = compact(v if x is None else _linear_values(v, x))
-    u = replicate_totals(shadow, vc, domain=code, n_domains=pairs.size)
+    u = np.ascontiguousarray(
+        replicate_totals(shadow, vc, domain=code, n_domains=pairs.size).transpose(1, 2, 0))
     return CellTables(cells=cells, pairs=pairs, totals=u, columns=where, n_domains=int(n_domains),
                       n_cells=plan.n_cells, moments=moments)
 
@@ -572,24 +576,24 @@ def finish(tables: CellTables, plan: CellReplay, factors: np.ndarray | None = No
         if tables.cells is None:
             raise ValueError("tables without a cell table need the factors")
         factors = replay_factors(plan, tables.cells)
-    u = np.ascontiguousarray(tables.totals, dtype=np.float64)
+    u = np.ascontiguousarray(tables.totals, dtype=np.float64)  # (P, k_c, R)
     columns = tables.columns
     if plan.linear is not None:
         if lam is None:
             if tables.moments is None:
                 raise ValueError("tables without cell moments need the calibration coefficients")
             lam = linear_lambda(plan, factors, tables.moments)
-        u = expand(u, columns)
+        u = u[:, columns]
         p = lam.shape[1]
-        k = u.shape[2] // (p + 1)
-        base = u[:, :, :k].copy()
+        k = u.shape[1] // (p + 1)
+        base = u[:, :k].copy()
         for a in range(p):
-            base += lam[:, a, None, None] * u[:, :, (a + 1) * k:(a + 2) * k]
+            base += lam[None, None, :, a] * u[:, (a + 1) * k:(a + 2) * k]
         u, columns = base, np.arange(k, dtype=np.int64)
     c = tables.n_cells
-    out = _combine_pairs(u, np.ascontiguousarray(factors, dtype=np.float64),
+    out = _combine_pairs(u, np.ascontiguousarray(np.asarray(factors, dtype=np.float64).T),
                          tables.pairs % c, tables.pairs // c, int(tables.n_domains))
-    return expand(out, columns)
+    return np.ascontiguousarray(expand(out.transpose(2, 0, 1), columns))
 
 
 # ------------------------------------------------- in memory: (a) then (b)
