@@ -6,8 +6,11 @@ step applied to the stored (R, n) replicate matrix) to 1e-10 relative, on case
 C's weighted designs (post-stratification, raking default and tight, linear,
 raking and logit calibration with and without bounds, all on categorical
 variables) with lazy Rao-Wu and lazy JKn replicates, and on the demo pipeline
-(nonresponse adjustment by agency, then raking).  A replicate that does not
-converge is reported by number under the full-sample step's policy.  The new
+(nonresponse adjustment by agency, then raking); and on unbounded linear calibration on
+continuous variables (case G's ``wait_minutes`` and ``visits`` joined to case C's sample, and a
+generated variable) as the last step, alone or after steps on cells, replayed through
+replicate totals of x and x y.  A replicate that does not converge is reported by number
+under the full-sample step's policy.  The new
 Numba kernels (the Rao-Wu pass with its cell table, the combination of pair totals)
 are compared with their numpy twins in ``reference_numpy.py``.
 """
