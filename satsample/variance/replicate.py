@@ -7,8 +7,8 @@ the method:
 * replicates that replay weighting steps (generated on the fly) -> when every
   step is defined on categorical cells, the steps replayed on replicate cell
   tables (:mod:`satsample.weighting._cell_replay`: one pass for the cell
-  table, the steps' own algebra per replicate, one pass for the totals, no
-  replicate weights); otherwise blocks of 50 replicate weights from the
+  table and the totals by (domain x cell), the steps' own algebra per
+  replicate, no replicate weights); otherwise blocks of 50 replicate weights from the
   scheme's multipliers and the declared design weights, every step replayed,
   then the stored-weights kernel on the block (memory O(50 x n));
   :func:`replay_path` says which;
