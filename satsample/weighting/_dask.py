@@ -465,10 +465,10 @@ def _rake(design: Any, margins: Any, *, max_iter: int = 10, epsilon: float = 1.0
 def _calibrate(design: Any, totals: Any, *, variables: Any = None, distance: Any = "linear",
                bounds: Any = None, max_iter: int = 50, epsilon: float = 1e-7,
                on_nonconvergence: str = "error") -> Any:
-    from .calibrate import calibration_options
+    from .calibrate import calibration_options, calibration_variables
 
     opt = calibration_options(distance, bounds, max_iter, epsilon, on_nonconvergence)
-    names = _calibration_variables(totals, variables)
+    names = calibration_variables(totals, variables)
     meta = design.frame._meta
     from .controls import _is_numeric
 
@@ -491,24 +491,6 @@ def _calibrate(design: Any, totals: Any, *, variables: Any = None, distance: Any
                    calibration=resid,
                    replicate_step=DaskCellStep(method=res.method, lookup=lookup,
                                                step=res.replicate_step))
-
-
-def _calibration_variables(totals: Any, variables: Any) -> list[str]:
-    """The calibration variables, as :func:`calibrate` reads them (no data needed)."""
-    from .._validation import as_column_list
-
-    tidy = isinstance(totals, pd.DataFrame) and {"variable", "level"} <= set(totals.columns)
-    if variables is None:
-        if not tidy:
-            raise SatsampleError(
-                "calibrate: give variables=[...] (the terms of the model matrix) with a "
-                "model-matrix vector of totals"
-            )
-        return [str(v) for v in pd.unique(totals["variable"])]
-    names = as_column_list(variables)
-    if not names:
-        raise SatsampleError("calibrate: variables must name at least one column")
-    return names
 
 
 def _levels_part(part: SurveyDesign, names: tuple[str, ...], numeric: tuple[bool, ...]

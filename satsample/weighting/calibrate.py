@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -376,20 +377,29 @@ class CalibrationStep:
 
 
 # ------------------------------------------------------------------ public
-def _resolve_totals(totals, design: SurveyDesign, variables: Sequence[str] | None
-                    ) -> tuple[ModelMatrix, pd.Series]:
-    tidy = isinstance(totals, pd.DataFrame) and {"variable", "level"} <= set(totals.columns)
+def _is_tidy(totals: Any) -> bool:
+    return isinstance(totals, pd.DataFrame) and {"variable", "level"} <= set(totals.columns)
+
+
+def calibration_variables(totals: Any, variables: Sequence[str] | None) -> list[str]:
+    """The calibration variables as :func:`calibrate` reads them (no data needed)."""
     if variables is None:
-        if not tidy:
+        if not _is_tidy(totals):
             raise SatsampleError(
                 "calibrate: give variables=[...] (the terms of the model matrix) with a "
                 "model-matrix vector of totals"
             )
-        variables = [str(v) for v in pd.unique(totals["variable"])]
+        return [str(v) for v in pd.unique(totals["variable"])]
     names = as_column_list(variables)
     if not names:
         raise SatsampleError("calibrate: variables must name at least one column")
-    mm = model_matrix(design.data, names)
+    return names
+
+
+def _resolve_totals(totals, design: SurveyDesign, variables: Sequence[str] | None
+                    ) -> tuple[ModelMatrix, pd.Series]:
+    tidy = _is_tidy(totals)
+    mm = model_matrix(design.data, calibration_variables(totals, variables))
     if tidy:
         tot = totals_from_margins(totals, mm)
     else:
