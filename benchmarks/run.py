@@ -39,6 +39,7 @@ import numpy as np
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
+DATA_DIR = ROOT.parent / "bench-data"  # outside the repository
 TASKS = {
     "T1": "rake, 3 margins",
     "T2": "post-strat sex x age",
@@ -49,11 +50,17 @@ TASKS = {
     "T6": "JKn (500 grouped PSUs), 22 props",
     "T6e": "JKn, element PSUs (R = n)",
     "T7": "design + Rao-Wu + NR adj. + rake replayed, 22 props x 100 domains",
+    "T7d": "T7 on Dask: Parquet read lazily, LocalCluster",
 }
+# tasks that read the Parquet set of parquet_data.py (T7 too when T7d runs, so that both
+# see the same rows and their answers can be compared)
+PARQUET_TASKS = {"T7d"}
+T7_COLUMNS = ["agency_id", "design_weight", "sex", "age", "responded"]
+WARM_N = 20_000  # the small set on which the Dask workers compile their kernels
 PEERS = ["svy", "samplics", "weightipy", "balance", "numpy", "R"]
 SUPPORT = {
     "satsample": set(TASKS),
-    "numpy": set(TASKS),
+    "numpy": set(TASKS) - {"T7d"},
     "svy": {"T1", "T2", "T3", "T4", "T5", "T5d", "T6", "T7"},
     "samplics": {"T1", "T2", "T3", "T4", "T5", "T5d", "T6"},
     "weightipy": {"T1", "T2"},
@@ -87,18 +94,42 @@ def margin_error(w: np.ndarray, task: str, meta: dict) -> float:
                for c, t in pairs)
 
 
+def _parquet_data(task: str, n: int, opts: dict) -> tuple:
+    """(frame, meta) of a cell that reads the Parquet set (T7 in memory, T7d lazily)."""
+    import pandas as pd
+    from parquet_data import margin_series, read_meta, set_dir
+    from workloads import ITEMS, population
+
+    path = set_dir(opts["data_dir"], n)
+    margins = json.loads((path / "_margins.json").read_text())
+    meta = {"pop": population(), "path": path, "n_rows": read_meta(path)["n"]}
+    if task == "T7d":
+        meta.update(warm_path=set_dir(opts["data_dir"], WARM_N), dask=opts["dask"],
+                    margins=margin_series(margins))
+        return None, meta
+    t0 = time.perf_counter()
+    df = pd.read_parquet(path, columns=[*T7_COLUMNS, *ITEMS])
+    meta["load_s"] = time.perf_counter() - t0
+    return df, meta
+
+
 def child(peer: str, task: str, n: int, reps: int, runs: int, budget: float, warm_only: float,
-          out: str) -> None:
+          out: str, opts: dict | None = None) -> None:
     start = time.perf_counter()
     sys.path[:0] = [str(HERE), str(ROOT)]
     from workloads import make_data
 
-    df, meta = make_data(n)
+    opts = opts or {}
+    if task == "T7d" or (task == "T7" and opts.get("t7_parquet")):
+        df, meta = _parquet_data(task, n, opts)
+    else:
+        df, meta = make_data(n)
     mod = importlib.import_module(f"peers.{MODULES[peer]}")
     fn = mod.prepare(task, df, meta, reps)
     t0 = time.perf_counter()
     res = fn()
     warm = time.perf_counter() - t0
+    extra = res.pop("_info", None)
     subs = [res.pop("_sub")] if "_sub" in res else []
     # timed runs that fit in the budget (90 % of the cell timeout)
     left = 0.9 * budget - (time.perf_counter() - start)
@@ -108,10 +139,16 @@ def child(peer: str, task: str, n: int, reps: int, runs: int, budget: float, war
         t0 = time.perf_counter()
         res = fn()
         times.append(time.perf_counter() - t0)
+        extra = res.pop("_info", extra)
         if "_sub" in res:
             subs.append(res.pop("_sub"))
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # KiB -> GiB
-    info = {"warm": warm, "times": times, "rss_gib": rss, "n_rows": len(df)}
+    info = {"warm": warm, "times": times, "rss_gib": rss,
+            "n_rows": len(df) if df is not None else meta["n_rows"]}
+    if extra is not None:  # T7d: the workers' memory during the last call, the pipeline run
+        info["dask"] = extra
+    if "load_s" in meta:  # T7 from Parquet: pandas.read_parquet (untimed)
+        info["load_s"] = meta["load_s"]
     if subs:  # median sub-times of the timed runs (of the warm-up if none)
         use = subs[1:] or subs
         info["sub"] = {key: float(np.median([s[key] for s in use])) for key in use[0]}
@@ -119,6 +156,9 @@ def child(peer: str, task: str, n: int, reps: int, runs: int, budget: float, war
         info["margin_err"] = margin_error(np.asarray(res["w"], dtype=np.float64), task, meta)
     np.savez(out, **{key: np.asarray(v, dtype=np.float64) for key, v in res.items()})
     Path(out + ".json").write_text(json.dumps(info))
+    if "_close" in meta:  # T7d: the client and the LocalCluster
+        for obj in meta["_close"]:
+            obj.close()
 
 
 # --------------------------------------------------------------------------- parent
@@ -184,7 +224,8 @@ def run_cell(peer: str, task: str, n: int, args) -> dict:
     for suffix in (".npz", ".json", ".stderr"):
         Path(out + suffix).unlink(missing_ok=True)
     cmd = [interpreter(peer), str(Path(__file__).resolve()), "--child", peer, task, str(n),
-           str(args.replicates), str(args.runs), str(args.timeout), str(args.warmup_only_after), out]
+           str(args.replicates), str(args.runs), str(args.timeout), str(args.warmup_only_after), out,
+           json.dumps(child_options(args))]
     env = dict(os.environ)
     if peer == "numpy":
         # performance.md: OpenBLAS threads make the per-stratum matmuls 3-4x slower on 2 cores
@@ -205,6 +246,51 @@ def run_cell(peer: str, task: str, n: int, args) -> dict:
     info["median"] = float(np.median(info["times"] or [info["warm"]]))
     info["result"] = dict(np.load(out + ".npz"))
     return info
+
+
+def child_options(args) -> dict:
+    """What a cell's child needs beyond (peer, task, n): the Parquet set and the cluster."""
+    tasks = set(getattr(args, "tasks_list", ()))
+    return {"data_dir": str(getattr(args, "data_dir", "")),
+            "t7_parquet": bool(tasks & PARQUET_TASKS),
+            "dask": {"workers": getattr(args, "dask_workers", 2),
+                     "threads": getattr(args, "dask_threads", 1),
+                     "memory_gib": getattr(args, "dask_memory_gib", 6.0)}}
+
+
+def ensure_data(args, sizes: list[int]) -> dict:
+    """Write the Parquet sets the tasks need (and the small warm-up set); their _meta.json."""
+    from parquet_data import read_meta, write
+
+    out = {}
+    for n in sorted({*sizes, WARM_N}):
+        t0 = time.perf_counter()
+        path = write(n, args.data_dir)
+        meta = read_meta(path)
+        meta["this_run_s"] = time.perf_counter() - t0
+        print(f"data n={n:,}: {path} ({meta['bytes'] / 2**20:.0f} MiB, written in "
+              f"{meta['seconds']:.1f} s{'' if meta['this_run_s'] > 1 else ', reused'})",
+              flush=True)
+        out[n] = {k: meta[k] for k in ("n", "seed", "files", "max_rows_per_file", "bytes",
+                                       "seconds", "generate_s", "write_s")} | {"dir": str(path)}
+    return out
+
+
+def compare_dask(c: dict, mem: dict) -> tuple[str, bool, dict]:
+    """T7d against the in-memory T7 on the same rows: time ratio, largest relative differences."""
+    res, rr = c["result"], mem["result"]
+    diffs = {}
+    for k in ("est", "se", "index_est", "index_se"):
+        a, b = np.asarray(res[k]), np.asarray(rr[k])
+        with np.errstate(invalid="ignore", divide="ignore"):
+            rel = np.abs(a - b) / np.abs(b)
+        diffs[k] = float(np.nanmax(np.where(b == a, 0.0, rel)))
+    same = bool(all(np.array_equal(np.isnan(res[k]), np.isnan(rr[k])) for k in diffs))
+    ok = same and max(diffs.values()) < 1e-10
+    ratio = c["median"] / mem["median"]
+    text = (f"vs T7 in memory: time x{ratio:.2f}; max rel diff estimates {diffs['est']:.1e}, "
+            f"SEs {diffs['se']:.1e} (index {diffs['index_est']:.1e} / {diffs['index_se']:.1e})")
+    return text, ok, {"ratio_to_memory": ratio, "max_rel_diff": diffs}
 
 
 def _mc_sd(reps: int) -> float:
@@ -274,6 +360,13 @@ def main(argv=None) -> None:
                     help="kill a cell whose RSS exceeds this (GiB; the machine has 23 and is "
                          "shared), and skip a larger n whose linearly predicted peak exceeds it")
     ap.add_argument("--out", default=str(HERE / "out"))
+    ap.add_argument("--data-dir", default=str(DATA_DIR),
+                    help="where the Parquet sets of T7d are written and read (default: "
+                         "../bench-data next to the repository); with T7d, T7 reads them too")
+    ap.add_argument("--dask-workers", type=int, default=2, help="T7d: LocalCluster worker processes")
+    ap.add_argument("--dask-threads", type=int, default=1, help="T7d: threads per worker")
+    ap.add_argument("--dask-memory-gib", type=float, default=6.0,
+                    help="T7d: memory_limit per worker (GiB)")
     ap.add_argument("--quick", action="store_true",
                     help="smoke run: n=20,000, 1 timed run, R=50, timeout 60 s, warm-up only after 5 s")
     args = ap.parse_args(argv)
@@ -290,6 +383,8 @@ def main(argv=None) -> None:
     bad = [t for t in tasks if t not in TASKS]
     if bad:
         ap.error(f"unknown task(s) {bad}; choose among {list(TASKS)}")
+    args.tasks_list = tasks
+    data = ensure_data(args, sizes) if set(tasks) & PARQUET_TASKS else {}
     peers = [p for p in args.peers.split(",") if p and p != "satsample"]
     avail = {p: availability(p) for p in ["satsample", *peers]}
     t_start = time.perf_counter()
@@ -311,6 +406,9 @@ def main(argv=None) -> None:
                     c = run_cell(peer, task, n, args)
                 hist.append((n, c))
                 cells[peer] = c
+            if task == "T7d" and cells["satsample"]["status"] == "ok":
+                mem = dict(history.get(("satsample", "T7"), [])).get(n, {})
+                dask_row(cells["satsample"], mem, n, args)
             ref_name = "satsample" if cells["satsample"]["status"] == "ok" else "numpy"
             ref = cells.get(ref_name, {"status": "absent"})
             for peer, c in cells.items():
@@ -320,6 +418,11 @@ def main(argv=None) -> None:
                                 rss=c["rss_gib"], sub=c.get("sub"), n_rows=c["n_rows"])
                     if peer == ref_name and "margin_err" in c:
                         line["check"] = f"margin err {c['margin_err']:.1e}"
+                    for key in ("dask", "load_s", "vs_memory"):
+                        if key in c:
+                            line[key] = c[key]
+                    if "vs_memory_check" in c:
+                        line["check"], line["pass"] = c["vs_memory_check"]
                     if ref["status"] == "ok" and peer != ref_name:
                         line["check"], line["pass"] = check(peer, task, c, ref, ref_name,
                                                             args.replicates)
@@ -329,14 +432,69 @@ def main(argv=None) -> None:
                 print(_fmt(line), flush=True)
     elapsed = time.perf_counter() - t_start
     md = _table(rows, args, peers, sizes, tasks, elapsed)
+    if "T7d" in tasks:
+        md += _dask_table(rows, args, data)
     (Path(args.out) / "results.md").write_text(md)
     (Path(args.out) / "results.json").write_text(json.dumps(
-        {"args": vars(args), "elapsed_s": elapsed, "rows": rows}, indent=1))
+        {"args": vars(args), "elapsed_s": elapsed, "data": data, "rows": rows}, indent=1))
     print(md)
     failed = [r for r in rows if r.get("pass") is False]
     if failed:
         print(f"{len(failed)} answer check(s) FAILED", file=sys.stderr)
         sys.exit(1)
+
+
+def dask_row(c: dict, mem: dict, n: int, args) -> None:
+    """Attach to a T7d cell its comparison with the in-memory T7 of the same n (if run)."""
+    if mem.get("status") != "ok":
+        return
+    if c.get("dask", {}).get("pipeline") != "pipeline":  # fallback: no weighting on Dask
+        c["vs_memory"] = {"ratio_to_memory": c["median"] / mem["median"]}
+        c["vs_memory_check"] = (f"vs T7 in memory: time x{c['median'] / mem['median']:.2f}; "
+                                "answers not comparable (Dask ran the index without weighting)",
+                                None)
+        return
+    text, ok, info = compare_dask(c, mem)
+    c["vs_memory"] = info
+    c["vs_memory_check"] = (text, ok)
+
+
+def _dask_table(rows, args, data) -> str:
+    out = ["", "### T7d on Dask", "",
+           f"LocalCluster: {args.dask_workers} worker processes x {args.dask_threads} thread(s), "
+           f"memory_limit {args.dask_memory_gib:g} GiB per worker.  Worker peak = the worker "
+           "process's VmHWM over the timed call (sampled maximum in brackets); client = the "
+           "benchmark process's peak RSS.", "",
+           "| n | pipeline | median s | timed runs | warm-up s | sub-times (s) | worker peak GiB "
+           "(sampled) | limit GiB | client GiB | T7 in memory s (read s) | Dask / memory | "
+           "max rel diff est / SE | data |",
+           "|---:|---|---:|---:|---:|---|---|---:|---:|---|---:|---|---|"]
+    by = {(r["task"], r["n"], r["peer"]): r for r in rows}
+    for r in rows:
+        if r["task"] != "T7d" or r["peer"] != "satsample" or r["status"] != "ok":
+            continue
+        d = r.get("dask", {})
+        peaks = ", ".join(f"{v:.2f} ({d.get('sampled_gib', {}).get(w, float('nan')):.2f})"
+                          for w, v in d.get("peak_gib", {}).items())
+        lim = max(d.get("limit_gib", {0: float("nan")}).values())
+        mem = by.get(("T7", r["n"], "satsample"), {})
+        mem_s = (f"{mem['median']:.3g} ({mem.get('load_s', float('nan')):.2g})"
+                 if mem.get("status") == "ok" else mem.get("status", "not run"))
+        vs = r.get("vs_memory", {})
+        ratio = f"{vs['ratio_to_memory']:.2f}x" if "ratio_to_memory" in vs else ""
+        diff = vs.get("max_rel_diff")
+        diff = f"{diff['est']:.1e} / {diff['se']:.1e}" if diff else ""
+        sub = ", ".join(f"{k} {v:.3g}" for k, v in (r.get("sub") or {}).items())
+        dm = data.get(r["n"], {})
+        dtxt = (f"{dm.get('files', '?')} files, {dm.get('bytes', 0) / 2**20:.0f} MiB, "
+                f"written in {dm.get('seconds', float('nan')):.0f} s") if dm else ""
+        out.append(f"| {r['n']:,} | {d.get('pipeline', '?')} | {r['median']:.3g} | {r['runs']} | "
+                   f"{r['warm']:.3g} | {sub} | {peaks} | {lim:g} | {r['rss']:.2f} | {mem_s} | "
+                   f"{ratio} | {diff} | {dtxt} |")
+        if "fallback_reason" in d:
+            out.append(f"\n(n = {r['n']:,}: the Dask pipeline could not run: "
+                       f"{d['fallback_reason']}; the Dask index without weighting was timed.)\n")
+    return "\n".join(out) + "\n"
 
 
 def _fmt(r: dict) -> str:
@@ -399,6 +557,7 @@ def _table(rows, args, peers, sizes, tasks, elapsed) -> str:
 if __name__ == "__main__":
     if len(sys.argv) > 1 and sys.argv[1] == "--child":
         a = sys.argv[2:]
-        child(a[0], a[1], int(a[2]), int(a[3]), int(a[4]), float(a[5]), float(a[6]), a[7])
+        child(a[0], a[1], int(a[2]), int(a[3]), int(a[4]), float(a[5]), float(a[6]), a[7],
+              json.loads(a[8]) if len(a) > 8 else None)
     else:
         main()
