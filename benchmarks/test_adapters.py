@@ -115,3 +115,24 @@ def test_balance_through_its_interpreter(task, data, tmp_path):
     assert c["status"] == "ok", c["status"]
     text, ok = run.check("balance", task, c, _answer("satsample", task, data), "satsample", REPS)
     assert ok, text
+
+
+def test_compare_dask_by_hand():
+    base = {"est": np.array([[0.5, 0.25]]), "se": np.array([[0.1, np.nan]]),
+            "index_est": np.array([60.0]), "index_se": np.array([2.0])}
+    mem = {"result": base, "median": 4.0}
+    other = {k: v.copy() for k, v in base.items()}
+    other["est"][0, 1] = 0.25 * (1 + 3e-13)
+    other["index_se"][0] = 2.0 * (1 - 1e-14)
+    c = {"result": other, "median": 10.0}
+    text, ok, info = run.compare_dask(c, mem)
+    assert ok
+    assert info["ratio_to_memory"] == pytest.approx(2.5)
+    assert info["max_rel_diff"]["est"] == pytest.approx(3e-13, rel=1e-3)
+    assert info["max_rel_diff"]["se"] == 0.0  # NaN in both places counts as equal
+    assert info["max_rel_diff"]["index_se"] == pytest.approx(1e-14, rel=1e-2)
+    other["se"][0, 0] = 0.1 * (1 + 1e-8)
+    assert not run.compare_dask(c, mem)[1]
+    other["se"][0, 0] = 0.1
+    other["se"][0, 1] = 0.2  # a NaN on one side only
+    assert not run.compare_dask(c, mem)[1]
