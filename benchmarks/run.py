@@ -459,6 +459,10 @@ def dask_row(c: dict, mem: dict, n: int, args) -> None:
     c["vs_memory_check"] = (text, ok)
 
 
+def _secs(x: float) -> str:
+    return f"{x:.0f}" if x >= 100 else f"{x:.3g}"
+
+
 def _dask_table(rows, args, data) -> str:
     out = ["", "### T7d on Dask", "",
            f"LocalCluster: {args.dask_workers} worker processes x {args.dask_threads} thread(s), "
@@ -478,18 +482,18 @@ def _dask_table(rows, args, data) -> str:
                           for w, v in d.get("peak_gib", {}).items())
         lim = max(d.get("limit_gib", {0: float("nan")}).values())
         mem = by.get(("T7", r["n"], "satsample"), {})
-        mem_s = (f"{mem['median']:.3g} ({mem.get('load_s', float('nan')):.2g})"
+        mem_s = (f"{_secs(mem['median'])} ({mem.get('load_s', float('nan')):.2g})"
                  if mem.get("status") == "ok" else mem.get("status", "not run"))
         vs = r.get("vs_memory", {})
         ratio = f"{vs['ratio_to_memory']:.2f}x" if "ratio_to_memory" in vs else ""
         diff = vs.get("max_rel_diff")
         diff = f"{diff['est']:.1e} / {diff['se']:.1e}" if diff else ""
-        sub = ", ".join(f"{k} {v:.3g}" for k, v in (r.get("sub") or {}).items())
+        sub = ", ".join(f"{k} {_secs(v)}" for k, v in (r.get("sub") or {}).items())
         dm = data.get(r["n"], {})
         dtxt = (f"{dm.get('files', '?')} files, {dm.get('bytes', 0) / 2**20:.0f} MiB, "
                 f"written in {dm.get('seconds', float('nan')):.0f} s") if dm else ""
-        out.append(f"| {r['n']:,} | {d.get('pipeline', '?')} | {r['median']:.3g} | {r['runs']} | "
-                   f"{r['warm']:.3g} | {sub} | {peaks} | {lim:g} | {r['rss']:.2f} | {mem_s} | "
+        out.append(f"| {r['n']:,} | {d.get('pipeline', '?')} | {_secs(r['median'])} | {r['runs']} | "
+                   f"{_secs(r['warm'])} | {sub} | {peaks} | {lim:g} | {r['rss']:.2f} | {mem_s} | "
                    f"{ratio} | {diff} | {dtxt} |")
         if "fallback_reason" in d:
             out.append(f"\n(n = {r['n']:,}: the Dask pipeline could not run: "

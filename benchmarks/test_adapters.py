@@ -126,6 +126,7 @@ def test_compare_dask_by_hand():
     other["index_se"][0] = 2.0 * (1 - 1e-14)
     c = {"result": other, "median": 10.0}
     text, ok, info = run.compare_dask(c, mem)
+    assert "time x2.50" in text
     assert ok
     assert info["ratio_to_memory"] == pytest.approx(2.5)
     assert info["max_rel_diff"]["est"] == pytest.approx(3e-13, rel=1e-3)
