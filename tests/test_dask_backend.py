@@ -557,6 +557,8 @@ def test_estimators_bad_input_same_errors(designs_a, reference_questionnaire):
         ss.mean(d, "s01")
     with pytest.raises(SatsampleError, match="with_replicates is not available on a Dask"):
         ss.with_replicates(ss.jackknife(d), lambda w, data: {"x": 1.0})
+    with pytest.raises(SatsampleError, match=r"brr\(\) is not available on a Dask design"):
+        ss.brr(d)
     # replicates replaying a weighting step: their totals need the steps' replay on Dask
     booted = ss.bootstrap(d, n_replicates=5, rng=1)
     with pytest.raises(DesignError, match="must give replicate_step"):

@@ -102,6 +102,10 @@ def brr(design: Any, *, fay_rho: float = 0.0, mse: bool = False) -> Any:
     rho = float(fay_rho)
     if not (0.0 <= rho < 1.0):
         raise SatsampleError(f"fay_rho={fay_rho!r} must lie in [0, 1)")
+    if type(design).__name__ == "DaskSurveyDesign":
+        raise SatsampleError(
+            "brr() is not available on a Dask design; use bootstrap() (lazy Rao-Wu) or "
+            "jackknife(), or Taylor variance")
     warn_if_weighted(design)
     _, n_h, pop = psu_structure(design)
     bad = np.flatnonzero(n_h != 2)
