@@ -759,6 +759,17 @@ class ValidationResult:
         return bool(self.quality.findings)
 
 
+def _read_and_check(cfg: SurveyConfig, q: Any, pg: Any) -> tuple[Any, Any, Any]:
+    """The first two steps of ``validate`` and ``run``: read the frame, plan and forms; check them."""
+    with pg.step("reading the frame, the plan and the response files"):
+        frame = _read_frame(cfg)
+        doc = _read_plan(cfg, frame)
+        returns = _read_responses(cfg, q)
+    with pg.step("checking the returned data"):
+        qr = _check(cfg, q, frame, doc, returns)
+    return frame, doc, qr
+
+
 def validate(config: str | Path | SurveyConfig, *, progress: Progress | None = None
              ) -> ValidationResult:
     """Check the returned data and write the data-quality report (HTML and tables).
@@ -777,13 +788,8 @@ def validate(config: str | Path | SurveyConfig, *, progress: Progress | None = N
     cfg = config if isinstance(config, SurveyConfig) else load_config(config)
     pg = progress or Progress(enabled=False)
     q = _questionnaire(cfg)
-    with pg.step("reading the frame, the plan and the response files"):
-        frame = _read_frame(cfg)
-        doc = _read_plan(cfg, frame)
-        returns = _read_responses(cfg, q)
-    with pg.step("checking the returned data"):
-        qr = _check(cfg, q, frame, doc, returns)
-        rates = _rates(cfg, qr.cases, frame)
+    frame, _, qr = _read_and_check(cfg, q, pg)
+    rates = _rates(cfg, qr.cases, frame)
     target = cfg.folder / "validation"
     with pg.step("writing the data-quality report"), _staging(target, overwrite=True) as tmp:
         write_csv(qr.table(), tmp / "quality_findings.csv")
@@ -1340,12 +1346,7 @@ def run(config: str | Path | SurveyConfig, *, progress: Progress | None = None) 
     cfg = config if isinstance(config, SurveyConfig) else load_config(config)
     pg = progress or Progress(enabled=False)
     q = _questionnaire(cfg)
-    with pg.step("reading the frame, the plan and the response files"):
-        frame = _read_frame(cfg)
-        doc = _read_plan(cfg, frame)
-        returns = _read_responses(cfg, q)
-    with pg.step("checking the returned data"):
-        qr = _check(cfg, q, frame, doc, returns)
+    frame, doc, qr = _read_and_check(cfg, q, pg)
     if qr.errors and cfg["checks"]["on_error"] == "stop":
         first = qr.errors[0]
         more = f" ({len(qr.errors) - 1} more problem(s))" if len(qr.errors) > 1 else ""
