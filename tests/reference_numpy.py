@@ -55,14 +55,17 @@ def dense_replicate_totals(rep_weights, values, domain, n_domains):
 
 
 def raowu_totals(key, w, values, domain, order, psu_local, strat_start, strat_code, strat_npsu,
-                 r0, n_rep, n_domains, *, cell=None, n_cells=0):
+                 r0, n_rep, n_domains, *, cell=None, n_cells=0, fcell=None, factor=None):
     """Twin of ``_raowu_totals``: materialise the multipliers, then one einsum.
 
     With ``cell``, also the replicate cell table ``table[r, c] = sum_i w_i m_ri 1{cell_i = c}``
-    of every row, returned as ``(totals, table)``.
+    of every row, returned as ``(totals, table)``.  With ``fcell`` and ``factor``
+    ((F, n_rep)), the multipliers are scaled by ``factor[fcell_i, r]`` first.
     """
     m = raowu_multipliers(key, order, psu_local, strat_start, strat_code, strat_npsu, r0, n_rep,
                           w.size)
+    if factor is not None:
+        m = m * np.asarray(factor)[np.asarray(fcell)].T
     out = dense_replicate_totals(m * w[None, :], values, domain, n_domains)
     if cell is None:
         return out

@@ -523,6 +523,90 @@ def test_merged_kernel_with_cell_table_equals_numpy_twin(seed):
         np.testing.assert_allclose(tab, want_tab, rtol=1e-13, atol=1e-10)
 
 
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_factored_kernel_equals_numpy_twin(seed):
+    """Row multipliers scaled by the factor of the row's class (the cell replay's last pass)."""
+    rng, des, w, _h = _kernel_case(seed)
+    n = des.n
+    lay = _layout(des)
+    n_fc, n_rep, r0, n_dom = 4, 29, 5, 3
+    fcell = rng.integers(0, n_fc, n)
+    factor = rng.uniform(0.5, 2.0, (n_fc, n_rep))
+    factor[1, ::4] = 0.0  # a cell with no weight in some replicates
+    dom = rng.integers(-1, n_dom, n)
+    binary = (rng.random((n, 12)) < 0.4).astype(np.uint8)
+    other = rng.normal(size=(n, 3))
+    key = 0xC0FFEE + seed
+    lay_args = (lay.order, lay.psu_local, lay.strat_start, lay.strat_code, lay.strat_npsu)
+    for vals in (binary, np.hstack([binary, other]), other):
+        want = ref.raowu_totals(key, w, vals, dom, *lay_args, r0, n_rep, n_dom, fcell=fcell,
+                                factor=factor)
+        for group_bits, block, mbr in ((5, 8, None), (0, 8, None), (3, 48, 1), (5, 4, 2)):
+            got = _raowu_totals(key, w, vals, dom, *lay_args, r0, n_rep, n_dom, block,
+                                group_bits=group_bits, fcell=fcell, factor=factor,
+                                min_bucket_run=mbr)
+            np.testing.assert_allclose(got, want, rtol=1e-13, atol=1e-10)
+        # factors of 1: the plain bootstrap's totals
+        ones = _raowu_totals(key, w, vals, dom, *lay_args, r0, n_rep, n_dom, 8, fcell=fcell,
+                             factor=np.ones((n_fc, n_rep)))
+        plain = _raowu_totals(key, w, vals, dom, *lay_args, r0, n_rep, n_dom, 8)
+        np.testing.assert_allclose(ones, plain, rtol=1e-14, atol=1e-12)
+    with pytest.raises(ValueError, match="factor"):
+        _raowu_totals(key, w, binary, dom, *lay_args, r0, n_rep, n_dom, 8, fcell=fcell,
+                      factor=factor[:, :3])
+
+
+def _steps_on_combined_cells(plan, table):
+    """The steps' ``apply`` on the (R, combined cells) table itself (before the collapse)."""
+    w = table
+    idx = np.arange(table.shape[0], dtype=np.int64)
+    for st in plan.steps:
+        w = np.asarray(st.apply(w, idx.copy()), dtype=np.float64)
+    return np.divide(w, table, out=np.zeros_like(w), where=table > 0)
+
+
+@pytest.mark.parametrize("method", ["poststratify", "rake_default", "calibrate_linear",
+                                    "calibrate_raking", "calibrate_logit_bounded_0.5_2",
+                                    "nonresponse_rake"])
+def test_steps_on_their_own_cells_equal_steps_on_combined_cells(method, schemes, controls):
+    """Each step runs on the table summed by its own cells; the factors equal those of the
+    step on the combined cells, and the factored pass equals the (domain x cell) tables."""
+    lazy = schemes["raowu"]
+    if method == "nonresponse_rake":
+        des = rake(adjust_nonresponse(lazy, "responded", classes="agency_id"),
+                   controls["margins"], max_iter=50, epsilon=1e-10)
+    else:
+        des, _ = quiet(weighted, method, lazy, controls)
+    plan = _cell_replay.cell_replay_plan(des)
+    assert isinstance(plan, _cell_replay.CellReplay)
+    none = np.full(des.n, -1, dtype=np.int64)
+    table = _cell_replay.cell_tables(des, np.zeros((des.n, 1), np.uint8), none, 1).cells
+    got = quiet(_cell_replay.replay_factors, plan, table)[0]
+    want = quiet(_steps_on_combined_cells, plan, table)[0]
+    assert np.isfinite(want).all()
+    np.testing.assert_allclose(got, want, rtol=1e-11, atol=1e-13)
+    v = des.data[ITEMS[:6]].fillna(0).to_numpy(dtype=float)
+    dom = np.asarray(pd.factorize(des.data["agency_level"])[0], dtype=np.int64)
+    dom[::7] = -1
+    g = int(dom.max()) + 1
+    fact = _cell_replay.factored_totals(des, plan, got, v, dom, g)
+    pairs = _cell_replay.finish(_cell_replay.cell_tables(des, v, dom, g), plan, got)
+    np.testing.assert_allclose(fact, pairs, rtol=1e-12, atol=1e-10 * np.abs(pairs).max())
+
+
+def test_factored_pass_equals_pair_tables_in_the_estimates(schemes, controls, questionnaire,
+                                                             monkeypatch):
+    des = rake(adjust_nonresponse(schemes["raowu"], "responded", classes="agency_id"),
+               controls["margins"], max_iter=50, epsilon=1e-10)
+    fact = satisfaction_index(des, questionnaire, by="agency_level", variance="replicate")
+    with monkeypatch.context() as m:
+        m.setattr(_cell_replay, "_FACTORED", False)
+        _cell_replay._CACHE.clear()
+        pairs = satisfaction_index(des, questionnaire, by="agency_level", variance="replicate")
+    assert fact.options["replay"] == pairs.options["replay"] == "cells"
+    assert_same(numbers(fact), numbers(pairs), tol=1e-12)
+
+
 @pytest.mark.parametrize("seed", [0, 1])
 def test_combine_pairs_equals_numpy_twin(seed):
     rng = np.random.default_rng(seed)

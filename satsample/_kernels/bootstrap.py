@@ -73,14 +73,27 @@ def _block_counts(ct, addr, key, code, nh, rep0, nb):
             flat[addr[d]] += np.float32(1.0)
 
 
+@numba.njit(cache=True, inline="always")
+def _row_vector(rv, wi, crow, factor, fcell, i, rb0, nb, with_factor):
+    """``rv[q] = w_i c_iq`` (times the row's factor of replicate ``rb0 + q``, ``q < nb``)."""
+    if with_factor:
+        frow = factor[fcell[i]]
+        for q in range(nb):
+            rv[q] = wi * np.float64(crow[q]) * frow[rb0 + q]
+    else:
+        for q in range(rv.shape[0]):
+            rv[q] = wi * np.float64(crow[q])
+
+
 @numba.njit(parallel=True, cache=True)
 def _raowu_run_totals(key, w, values, pat, grp_col, direct_col, rows, psu_local, strat_code,
-                      strat_npsu, strat_run, run_start, run_dom, cell, n_cells, r0, n_rep,
-                      n_domains, block, min_bucket_run):
+                      strat_npsu, strat_run, run_start, run_dom, cell, n_cells, fcell, factor,
+                      r0, n_rep, n_domains, block, min_bucket_run):
     """Replicate totals by key and, optionally, the replicate cell table, in one pass.
 
-    ``out[g, j, r] = sum_i w_i m_ri values_ij 1{key_i = g}`` and
-    ``table[c, r] = sum_i w_i m_ri 1{cell_i = c}``.
+    ``out[g, j, r] = sum_i w_i m_ri f_ri values_ij 1{key_i = g}`` and
+    ``table[c, r] = sum_i w_i m_ri f_ri 1{cell_i = c}``, with the row factor
+    ``f_ri = factor[fcell_i, r]`` (1 when ``factor`` has no row).
 
     Parameters
     ----------
@@ -110,6 +123,11 @@ def _raowu_run_totals(key, w, values, pat, grp_col, direct_col, rows, psu_local,
     cell : (n,) int64, n_cells : int
         Cell of each row, ``0 .. n_cells - 1``; ``n_cells = 0``: no cell table
         (``cell`` is not read; the plain bootstrap).
+    fcell : (n,) int64, factor : (n_fcells, n_rep) float64
+        Factor of each row in each replicate, by the row's class ``fcell``
+        (the cell factors of weighting steps replayed on cells, see
+        :mod:`satsample.weighting._cell_replay`); ``n_fcells = 0``: no factor
+        (``fcell`` is not read).
     r0, n_rep : int
         Replicates ``r0 .. r0 + n_rep - 1``.
     n_domains, block, min_bucket_run : int
@@ -128,13 +146,17 @@ def _raowu_run_totals(key, w, values, pat, grp_col, direct_col, rows, psu_local,
     PSU); the counts of a (stratum, block of replicates) are drawn once and
     serve both outputs.  Every operation is elementwise across the replicates
     of a block, so each replicate's totals are summed in the same order
-    whatever the block size or the number of threads.
+    whatever the block size or the number of threads.  A row's weighted
+    count vector ``w_i m_ri`` (times ``f_ri``) is formed once and added to the
+    cell table and the pattern buckets; the other columns add ``v_ij`` times it
+    (``(w_i v_ij) m_ri`` without a factor).
     """
     k = values.shape[1]
     n_groups, gbits = grp_col.shape
     n_pat = 1 << gbits
     n_direct = direct_col.shape[0]
     n_strata = strat_npsu.shape[0]
+    with_factor = factor.shape[0] > 0
     out = np.zeros((n_domains, k, n_rep))  # key-major: each task writes whole runs of r
     table = np.zeros((n_cells, n_rep))
     max_np = 1
@@ -152,6 +174,7 @@ def _raowu_run_totals(key, w, values, pat, grp_col, direct_col, rows, psu_local,
         touched = np.zeros(n_groups * n_pat, np.uint8)
         nzj = np.empty(k, np.int64)
         nzs = np.empty(k)
+        rv = np.zeros(block)  # the row's w_i m_ri (f_ri) over the block's replicates
         for h in range(n_strata):
             if strat_run[h] == strat_run[h + 1]:
                 continue
@@ -168,10 +191,11 @@ def _raowu_run_totals(key, w, values, pat, grp_col, direct_col, rows, psu_local,
                         wi = w[i] * fac
                         if wi == 0.0:
                             continue
-                        crow = ct[psu_local[i]]
+                        _row_vector(rv, wi, ct[psu_local[i]], factor, fcell, i, rb0, nb,
+                                    with_factor)
                         trow = tab[cell[i]]
                         for q in range(block):
-                            trow[q] += wi * np.float64(crow[q])
+                            trow[q] += rv[q]
                     continue
                 ab = dom * k
                 use_buckets = n_groups > 0 and p1 - p0 >= min_bucket_run
@@ -181,36 +205,42 @@ def _raowu_run_totals(key, w, values, pat, grp_col, direct_col, rows, psu_local,
                     if wi == 0.0:
                         continue
                     crow = ct[psu_local[i]]
+                    _row_vector(rv, wi, crow, factor, fcell, i, rb0, nb, with_factor)
                     if n_cells > 0:
                         trow = tab[cell[i]]
                         for q in range(block):
-                            trow[q] += wi * np.float64(crow[q])
+                            trow[q] += rv[q]
+                    # the row's non-zero columns outside the buckets: (j, w_i v_ij) or (j, v_ij)
+                    vw = 1.0 if with_factor else wi
+                    m = 0
                     if use_buckets:
                         for t in range(n_groups):
                             bi = t * n_pat + pat[i, t]
                             touched[bi] = 1
                             brow = bucket[bi]
                             for q in range(block):
-                                brow[q] += wi * np.float64(crow[q])
-                        m = 0
+                                brow[q] += rv[q]
                         for t in range(n_direct):
                             j = direct_col[t]
                             v = values[i, j]
                             nzj[m] = j
-                            nzs[m] = wi * v
+                            nzs[m] = vw * v
                             m += v != 0
                     else:
-                        m = 0
                         for j in range(k):
                             v = values[i, j]
                             nzj[m] = j
-                            nzs[m] = wi * v
+                            nzs[m] = vw * v
                             m += v != 0
                     for t in range(m):
                         sv = nzs[t]
                         arow = acc[ab + nzj[t]]
-                        for q in range(block):
-                            arow[q] += sv * np.float64(crow[q])
+                        if with_factor:
+                            for q in range(block):
+                                arow[q] += sv * rv[q]
+                        else:
+                            for q in range(block):
+                                arow[q] += sv * np.float64(crow[q])
                 if use_buckets:  # expand the touched buckets into the column totals
                     for t in range(n_groups):
                         bucket[t * n_pat] = 0.0  # pattern 0 adds to no column
@@ -345,7 +375,7 @@ def _prepare(values, domain, order, psu_local, strat_start, strat_npsu, group_bi
 
 def _raowu_totals(key, w, values, domain, order, psu_local, strat_start, strat_code, strat_npsu,
                   r0, n_rep, n_domains, block=48, *, group_bits=5, cell=None, n_cells=0,
-                  min_bucket_run=None, key_major=False):
+                  fcell=None, factor=None, min_bucket_run=None, key_major=False):
     """Rao-Wu replicate totals ``(n_rep, n_domains, k)``: arrays in, array out.
 
     ``out[r, g, j] = sum_i w_i m_ri values_ij 1{domain_i = g}`` with ``m_ri``
@@ -356,6 +386,10 @@ def _raowu_totals(key, w, values, domain, order, psu_local, strat_start, strat_c
     With ``cell`` ((n,) codes ``0 .. n_cells - 1``), returns ``(out, table)``
     with the replicate cell table ``table[r, c] = sum_i w_i m_ri 1{cell_i = c}``
     of every row (whatever its domain), from the same draws in the same pass.
+
+    With ``fcell`` ((n,) codes) and ``factor`` ((F, n_rep): the factors of
+    replicates ``r0 ..``), every row's multiplier is scaled by
+    ``factor[fcell_i, r]`` (the weights of steps replayed on cells).
 
     Prepares the row runs and bit patterns, then calls
     :func:`_raowu_run_totals` (``group_bits = 0`` disables the buckets;
@@ -372,6 +406,15 @@ def _raowu_totals(key, w, values, domain, order, psu_local, strat_start, strat_c
     else:
         cell = np.zeros(0, dtype=np.int64)
         n_cells = 0
+    if factor is None:
+        fcell, factor = np.zeros(0, dtype=np.int64), np.zeros((0, 0))
+    else:
+        fcell = np.ascontiguousarray(fcell, dtype=np.int64)
+        factor = np.ascontiguousarray(factor, dtype=np.float64)
+        if factor.ndim != 2 or factor.shape[1] != n_rep:
+            raise ValueError("factor must be (classes, n_rep)")
+        if fcell.size and (fcell.min() < 0 or fcell.max() >= factor.shape[0]):
+            raise ValueError("fcell codes outside 0 .. factor.shape[0] - 1")
     prep = _prepare(values, domain, order, psu_local, strat_start, strat_npsu, group_bits,
                     all_rows=with_cells)
     grp_col = prep["grp_col"]
@@ -381,7 +424,8 @@ def _raowu_totals(key, w, values, domain, order, psu_local, strat_start, strat_c
         np.uint64(key), np.ascontiguousarray(w, np.float64), prep["values"], prep["pat"], grp_col,
         prep["direct_col"], prep["rows"], prep["psu_local"],
         np.ascontiguousarray(strat_code, np.int64), np.ascontiguousarray(strat_npsu, np.int64),
-        prep["strat_run"], prep["run_start"], prep["run_dom"], cell, n_cells, int(r0), int(n_rep),
+        prep["strat_run"], prep["run_start"], prep["run_dom"], cell, n_cells, fcell, factor,
+        int(r0), int(n_rep),
         int(n_domains), int(block), int(min_bucket_run))
     if not key_major:
         out = np.ascontiguousarray(out.transpose(2, 0, 1))

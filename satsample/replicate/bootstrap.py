@@ -45,18 +45,24 @@ _RANK_LIMIT = 50_000_000  # R x PSUs above which degf is taken as R - 1 without 
 
 
 def raowu_totals(key: int, w: np.ndarray, values: np.ndarray, domain: np.ndarray,
-                 n_domains: int, lay: Layout, r0: int, n_rep: int) -> np.ndarray:
+                 n_domains: int, lay: Layout, r0: int, n_rep: int, *,
+                 fcell: np.ndarray | None = None, factor: np.ndarray | None = None
+                 ) -> np.ndarray:
     """Rao-Wu replicate totals (n_rep, G, k) of rows laid out by ``lay`` (whole strata).
 
     The one call of the on-the-fly kernel: a design in memory and a Dask
     partition both come here, with the same key and global stratum codes.
+    With ``fcell`` (n,) and ``factor`` (F, n_rep), row *i*'s multiplier in
+    replicate *r* is scaled by ``factor[fcell_i, r]`` (the cell factors of
+    weighting steps replayed on cells).
     """
     from .._kernels.bootstrap import _raowu_totals
 
     vc, where = compact(as_values(values, w.shape[0]))
     out = _raowu_totals(np.uint64(key), np.ascontiguousarray(w, dtype=np.float64), vc, domain,
                         lay.order, lay.psu_local, lay.strat_start, lay.strat_code,
-                        lay.strat_npsu, r0, n_rep, n_domains, task_block(n_rep))
+                        lay.strat_npsu, r0, n_rep, n_domains, task_block(n_rep),
+                        fcell=fcell, factor=factor)
     return expand(out, where)
 
 

@@ -40,7 +40,24 @@ The replay runs in two phases:
     convergence and factors (:func:`replay_factors`), then the replicate
     totals by domain (:func:`finish`).
 
-:func:`cell_replay_totals` is the in-memory composition of the two.
+Two shortcuts make this cheap.  Every step multiplies a replicate's weights
+by a factor of *its own* cells (a nonresponse class and response status, a
+cross of the raking margins, a post-stratum, a distinct row of a calibration
+matrix) and depends on the weights only through their sums over those cells,
+so each step runs on the cell table summed by its own cells (a dozen columns
+for a rake on sex and age, however many combined cells the chain has) and
+its factors are spread back to the combined cells (:func:`_replay_steps`).
+And once the factors are known (they are cached per design), the lazy Rao-Wu
+totals need no (domain x cell) table: one pass of the kernel keyed by domain,
+each row's multipliers scaled by its cell's factors
+(:func:`factored_totals`), costs about what the plain bootstrap costs.
+
+:func:`cell_replay_totals` is the in-memory composition: for the lazy Rao-Wu
+bootstrap with every step on cells, a pass for the cell table (when the
+factors are not yet known), the factors, then the factored pass; otherwise
+(the lazy jackknife, a final linear calibration) phases (a) and (b).  A Dask
+design sums the cell tables of its partitions and keeps the factors, so its
+partitions take the factored pass too.
 
 Unbounded linear calibration as the *last* step, on a model matrix :math:`x`
 that is not categorical (more distinct rows, alone or crossed with the cells
@@ -77,6 +94,7 @@ __all__ = ["CellReplay", "CellTables", "add_tables", "cell_replay_plan", "cell_r
            "replay_path"]
 
 _ENABLED = True  # tests switch the cell path off to compare with the block path
+_FACTORED = True  # tests switch the factored pass off to compare with the (domain x cell) tables
 _MAX_CELLS = 20_000  # combined cells; more -> block path
 _MAX_TABLE = 2**26  # entries of the (replicates x cells) factor table (512 MiB); more -> blocks
 _PAIR_BUDGET = 2**28  # bytes of (replicates x pairs x columns) totals per chunk of domains
@@ -295,12 +313,40 @@ def _shadow(design: SurveyDesign, base: np.ndarray) -> SurveyDesign:
                    replicates=replace(reps, steps=(), base_weights=None))
 
 
+def _collapse(step: Any, n_cells: int) -> tuple[Any, np.ndarray, np.ndarray, np.ndarray]:
+    """A step on combined cells, on its own cells instead.
+
+    Returns the step taken at one combined cell of each of its own cells, the
+    own cell of every combined cell, and the order and starts that sum the
+    columns of a (b, n_cells) table by own cell (``np.add.reduceat``).
+    """
+    parts = _parts(step)
+    assert not isinstance(parts, str)
+    own, m = _combine(parts, n_cells)
+    order = np.argsort(own, kind="stable")
+    starts = np.searchsorted(own[order], np.arange(m))
+    return _on_cells(step, order[starts]), own, order, starts
+
+
 def _replay_steps(plan: CellReplay, table: np.ndarray, r0: int) -> np.ndarray:
-    """Factors (b, n_cells) of replicates ``r0 ..`` from their cell table (b, n_cells)."""
+    """Factors (b, n_cells) of replicates ``r0 ..`` from their cell table (b, n_cells).
+
+    Each step multiplies a replicate's weights by a factor of the step's own
+    cells (a nonresponse class and response status, a cross of the raking
+    margins, a post-stratum, a distinct row of the calibration matrix), and
+    depends on the weights only through their sums over those cells.  So each
+    step runs on the table summed by its own cells (a few columns, however
+    many combined cells the chain has), and its factors are spread back to
+    the combined cells.
+    """
     w = table
     idx = np.arange(r0, r0 + table.shape[0], dtype=np.int64)
     for st in plan.steps:
-        w = np.asarray(st.apply(w, idx.copy()), dtype=np.float64)
+        small, own, order, starts = _collapse(st, plan.n_cells)
+        wc = np.add.reduceat(w[:, order], starts, axis=1) if starts.size else w[:, :0]
+        new = np.asarray(small.apply(wc, idx.copy()), dtype=np.float64)
+        fac = np.divide(new, wc, out=np.zeros_like(new), where=wc != 0)
+        w = w * fac[:, own]
     return np.divide(w, table, out=np.zeros_like(w), where=table > 0)
 
 
@@ -606,12 +652,15 @@ def finish(tables: CellTables, plan: CellReplay, factors: np.ndarray | None = No
 
 # ------------------------------------------------- in memory: (a) then (b)
 def _known(design: SurveyDesign, e: _Entry, tables: CellTables | None = None) -> None:
-    """Fill the cached factors (and calibration coefficients) of a design from its tables."""
+    """Fill the cached factors (and calibration coefficients) of a design from its tables.
+
+    Without ``tables``, one pass for the cell table only.
+    """
     plan = e.plan
     assert isinstance(plan, CellReplay)
     if tables is None:
         none = np.full(design.n, -1, dtype=np.int64)
-        tables = cell_tables(design, np.zeros((design.n, 1), dtype=np.uint8), none, 1)
+        tables = cell_tables(design, np.zeros((design.n, 0), dtype=np.uint8), none, 1)
     assert tables.cells is not None
     f = replay_factors(plan, tables.cells)
     if plan.linear is not None:
@@ -656,12 +705,36 @@ def _domain_chunks(design: SurveyDesign, plan: CellReplay, domain: np.ndarray, n
     return chunks
 
 
+def factored_totals(design: SurveyDesign, plan: CellReplay, factors: np.ndarray,
+                    v: np.ndarray, domain: np.ndarray, n_domains: int) -> np.ndarray:
+    """Lazy Rao-Wu totals ``(R, n_domains, k)`` with known cell factors: one pass by domain.
+
+    .. math:: T_{rgj} = \\sum_{i:\\, g_i = g} b_i \\, m_{ri} \\, f_r(\\kappa_i) \\, v_{ij}
+
+    The kernel scales each row's multipliers by its cell's factors (rows of
+    dead cells, factor 0 in every replicate, are skipped).  The same totals as
+    :func:`finish` on the (domain x cell) tables, summed in another order.
+    """
+    from ..replicate._common import design_layout
+    from ..replicate.bootstrap import raowu_totals
+
+    reps = design.replicates
+    assert reps is not None and isinstance(reps.scheme, RaoWu)
+    dom = np.asarray(domain, dtype=np.int64)
+    dom = np.where(plan.live[plan.cell], dom, -1)
+    f = np.ascontiguousarray(np.asarray(factors, dtype=np.float64).T)  # (n_cells, R)
+    return raowu_totals(reps.scheme.seed, plan.base, v, dom, n_domains, design_layout(design), 0,
+                        reps.n_replicates, fcell=plan.cell, factor=f)
+
+
 def cell_replay_totals(design: SurveyDesign, v: np.ndarray, domain: np.ndarray,
                        n_domains: int) -> np.ndarray | None:
     """Replicate totals ``(R, n_domains, k)`` by the cell replay, or None (use the block path).
 
     ``v`` (n, k) and ``domain`` (n,) as checked by
-    :func:`satsample.variance.replicate.replicate_totals`.  Phase (a)
+    :func:`satsample.variance.replicate.replicate_totals`.  Lazy Rao-Wu with
+    every step on cells: the factors (one pass for the cell table, once per
+    design), then :func:`factored_totals`.  Otherwise phase (a)
     (:func:`cell_tables`: one pass giving the cell table and the totals by
     (domain, cell)) then phase (b) (:func:`finish`); domains are taken in
     groups when the pair totals would exceed ``_PAIR_BUDGET`` bytes.
@@ -673,6 +746,11 @@ def cell_replay_totals(design: SurveyDesign, v: np.ndarray, domain: np.ndarray,
     assert reps is not None
     e = _entry(design)
     assert e is not None
+    if _FACTORED and isinstance(reps.scheme, RaoWu) and plan.linear is None:
+        if e.factors is None:
+            _known(design, e)
+        assert e.factors is not None
+        return factored_totals(design, plan, e.factors, v, domain, n_domains)
     k_eff = v.shape[1] * (1 if plan.linear is None else 1 + plan.linear.matrix.shape[1])
     out = np.zeros((reps.n_replicates, n_domains, v.shape[1]))
     for chunk in _domain_chunks(design, plan, domain, n_domains, k_eff):
