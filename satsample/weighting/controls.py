@@ -153,7 +153,13 @@ def cell_codes(data: pd.DataFrame, variables: str | Sequence[str], *,
         combined = np.zeros(len(data), dtype=np.int64)  # mixed radix keeps the order
         for r, n_levels in zip(ranks, radix, strict=True):
             combined = combined * n_levels + r
-        uniq, codes = np.unique(combined, return_inverse=True)
+        size = int(np.prod(np.asarray(radix, dtype=np.int64)))
+        if size <= 4 * combined.size + 1024:  # few combinations: no sort
+            seen = np.bincount(combined, minlength=size) > 0
+            uniq = np.flatnonzero(seen)
+            codes = (np.cumsum(seen) - 1)[combined]
+        else:
+            uniq, codes = np.unique(combined, return_inverse=True)
         uniq_rows = np.empty((uniq.size, len(radix)), dtype=np.int64)
         for j in range(len(radix) - 1, -1, -1):
             uniq, uniq_rows[:, j] = np.divmod(uniq, radix[j])
