@@ -360,3 +360,25 @@ def test_bootstrap_storage_is_bit_identical(design_a, reference_questionnaire):
     c = bootstrap(design_a, n_replicates=40, rng=12)
     assert not np.array_equal(c.replicates.weights, a.replicates.weights)
 
+
+
+def test_rank_of_wide_multiplier_matrices_equals_the_full_computation():
+    """The shortcut on 2R columns (exact by interlacing) gives the rank of the whole matrix,
+    full or deficient, as the eigenvalues of the full Gram matrix do."""
+    from satsample.replicate._common import matrix_rank
+
+    rng = np.random.default_rng(12)
+
+    def full(m):
+        ev = np.linalg.eigvalsh(m @ m.T)
+        return int(np.sum(ev > ev.max() * 1e-10))
+
+    cases = [rng.poisson(1.0, size=(40, 400)).astype(float),   # full rank: the shortcut
+             rng.multinomial(9, np.full(10, 0.1), size=(30, 50)).reshape(30, -1) * 10 / 9]
+    deficient = rng.poisson(1.0, size=(40, 400)).astype(float)
+    deficient[20:] = deficient[:20] * 2.0  # rank 20: the shortcut fails, the full computation runs
+    cases.append(deficient)
+    cases.append(np.ones((25, 300)))  # rank 1
+    for m in cases:
+        assert matrix_rank(m) == full(m) == np.linalg.matrix_rank(m, tol=None)
+    assert matrix_rank(deficient) == 20
