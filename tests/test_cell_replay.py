@@ -598,13 +598,17 @@ def test_factored_pass_equals_pair_tables_in_the_estimates(schemes, controls, qu
                                                              monkeypatch):
     des = rake(adjust_nonresponse(schemes["raowu"], "responded", classes="agency_id"),
                controls["margins"], max_iter=50, epsilon=1e-10)
+    _cell_replay._CACHE.clear()
     fact = satisfaction_index(des, questionnaire, by="agency_level", variance="replicate")
-    with monkeypatch.context() as m:
-        m.setattr(_cell_replay, "_FACTORED", False)
-        _cell_replay._CACHE.clear()
-        pairs = satisfaction_index(des, questionnaire, by="agency_level", variance="replicate")
-    assert fact.options["replay"] == pairs.options["replay"] == "cells"
-    assert_same(numbers(fact), numbers(pairs), tol=1e-12)
+    for switch in ("_FACTORED", "_PAIR_RUN"):  # the pair tables, forced or chosen (long runs)
+        with monkeypatch.context() as m:
+            m.setattr(_cell_replay, switch, False if switch == "_FACTORED" else 0)
+            _cell_replay._CACHE.clear()
+            pairs = satisfaction_index(des, questionnaire, by="agency_level",
+                                       variance="replicate")
+        assert fact.options["replay"] == pairs.options["replay"] == "cells"
+        assert_same(numbers(fact), numbers(pairs), tol=1e-12)
+    _cell_replay._CACHE.clear()
 
 
 @pytest.mark.parametrize("seed", [0, 1])

@@ -95,6 +95,10 @@ __all__ = ["CellReplay", "CellTables", "add_tables", "cell_replay_plan", "cell_r
 
 _ENABLED = True  # tests switch the cell path off to compare with the block path
 _FACTORED = True  # tests switch the factored pass off to compare with the (domain x cell) tables
+# rows per (domain x cell) pair from which one pass giving the cell table and the pair totals
+# costs less than a pass for the cell table and the factored pass (measured on T7: factored
+# ahead at ~115 rows per pair, 200k rows; pairs ahead at ~580, 1M rows)
+_PAIR_RUN = 200
 _MAX_CELLS = 20_000  # combined cells; more -> block path
 _MAX_TABLE = 2**26  # entries of the (replicates x cells) factor table (512 MiB); more -> blocks
 _PAIR_BUDGET = 2**28  # bytes of (replicates x pairs x columns) totals per chunk of domains
@@ -727,17 +731,26 @@ def factored_totals(design: SurveyDesign, plan: CellReplay, factors: np.ndarray,
                         reps.n_replicates, fcell=plan.cell, factor=f)
 
 
+def _short_pairs(plan: CellReplay, domain: np.ndarray, n_domains: int) -> bool:
+    """Whether the rows counted fall in fewer than ``_PAIR_RUN`` rows per (domain, cell) pair."""
+    code, pairs = _pair_codes(np.asarray(domain, dtype=np.int64), plan.cell, plan.live,
+                              n_domains, plan.n_cells)
+    return bool(np.count_nonzero(code >= 0) < _PAIR_RUN * max(pairs.size, 1))
+
+
 def cell_replay_totals(design: SurveyDesign, v: np.ndarray, domain: np.ndarray,
                        n_domains: int) -> np.ndarray | None:
     """Replicate totals ``(R, n_domains, k)`` by the cell replay, or None (use the block path).
 
     ``v`` (n, k) and ``domain`` (n,) as checked by
     :func:`satsample.variance.replicate.replicate_totals`.  Lazy Rao-Wu with
-    every step on cells: the factors (one pass for the cell table, once per
-    design), then :func:`factored_totals`.  Otherwise phase (a)
-    (:func:`cell_tables`: one pass giving the cell table and the totals by
-    (domain, cell)) then phase (b) (:func:`finish`); domains are taken in
-    groups when the pair totals would exceed ``_PAIR_BUDGET`` bytes.
+    every step on cells, when the factors are known (cached per design) or
+    the (domain x cell) pairs hold fewer than ``_PAIR_RUN`` rows on average:
+    the factors (one pass for the cell table), then :func:`factored_totals`.
+    Otherwise phase (a) (:func:`cell_tables`: one pass giving the cell table
+    and the totals by (domain, cell)) then phase (b) (:func:`finish`); domains
+    are taken in groups when the pair totals would exceed ``_PAIR_BUDGET``
+    bytes.  Both give the same totals (summed in another order).
     """
     plan = cell_replay_plan(design)
     if not isinstance(plan, CellReplay):
@@ -746,7 +759,8 @@ def cell_replay_totals(design: SurveyDesign, v: np.ndarray, domain: np.ndarray,
     assert reps is not None
     e = _entry(design)
     assert e is not None
-    if _FACTORED and isinstance(reps.scheme, RaoWu) and plan.linear is None:
+    if (_FACTORED and isinstance(reps.scheme, RaoWu) and plan.linear is None
+            and (e.factors is not None or _short_pairs(plan, domain, n_domains))):
         if e.factors is None:
             _known(design, e)
         assert e.factors is not None
