@@ -54,8 +54,10 @@ each row's multipliers scaled by its cell's factors
 
 :func:`cell_replay_totals` is the in-memory composition: for the lazy Rao-Wu
 bootstrap with every step on cells, a pass for the cell table (when the
-factors are not yet known), the factors, then the factored pass; otherwise
-(the lazy jackknife, a final linear calibration) phases (a) and (b).  A Dask
+factors are not yet known), the factors, then the factored pass -- unless
+the factors are unknown and the (domain x cell) pairs hold many rows each
+(``_PAIR_RUN``), where phases (a) and (b) cost less (one pass instead of
+two); the lazy jackknife and a final linear calibration take phases (a) and (b).  A Dask
 design sums the cell tables of its partitions and keeps the factors, so its
 partitions take the factored pass too.
 
