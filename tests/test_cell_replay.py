@@ -594,6 +594,69 @@ def test_steps_on_their_own_cells_equal_steps_on_combined_cells(method, schemes,
     np.testing.assert_allclose(fact, pairs, rtol=1e-12, atol=1e-10 * np.abs(pairs).max())
 
 
+@pytest.mark.parametrize("chain", ["nonresponse_linear", "nonresponse_logit_bounded",
+                                   "rake_raking"])
+def test_collapse_of_a_calibration_after_other_steps(chain, schemes, controls):
+    """A calibration whose own cells are unions of the combined cells of a longer chain."""
+    lazy = schemes["raowu"]
+    nr = adjust_nonresponse(lazy, "responded", classes="agency_id")
+    if chain == "nonresponse_linear":
+        des = calibrate(nr, controls["totals"], variables=VARS)
+    elif chain == "nonresponse_logit_bounded":
+        des, _ = quiet(calibrate, nr, controls["totals"], variables=VARS, distance="logit",
+                       bounds=(0.4, 2.5), epsilon=1e-13, max_iter=200,
+                       on_nonconvergence="warn")
+    else:
+        tot = controls["totals"][~controls["totals"]["term"].str.startswith("channel")]
+        des = calibrate(rake(lazy, controls["margins"], max_iter=50, epsilon=1e-10), tot,
+                        variables=["sex", "age_group"], distance="raking", epsilon=1e-13,
+                        max_iter=100)
+    plan = _cell_replay.cell_replay_plan(des)
+    assert isinstance(plan, _cell_replay.CellReplay)
+    own = _cell_replay._collapse(plan.steps[-1], plan.n_cells)[1]
+    assert own.max() + 1 < plan.n_cells  # the calibration's cells merge combined cells
+    none = np.full(des.n, -1, dtype=np.int64)
+    table = _cell_replay.cell_tables(des, np.zeros((des.n, 0), np.uint8), none, 1).cells
+    got = quiet(_cell_replay.replay_factors, plan, table)[0]
+    want = quiet(_steps_on_combined_cells, plan, table)[0]
+    # a replicate that does not converge stops where its summation order leads it: 1e-9
+    np.testing.assert_allclose(got, want, rtol=1e-9, atol=1e-12)
+
+
+def test_lazy_raowu_takes_the_factored_pass(schemes, controls, monkeypatch):
+    des = rake(adjust_nonresponse(schemes["raowu"], "responded", classes="agency_id"),
+               controls["margins"], max_iter=50, epsilon=1e-10)
+    calls = []
+    real = _cell_replay.factored_totals
+    monkeypatch.setattr(_cell_replay, "factored_totals",
+                        lambda *a, **k: calls.append(1) or real(*a, **k))
+    dom = np.asarray(pd.factorize(des.data["agency_level"])[0], dtype=np.int64)
+    replicate_totals(des, np.ones((des.n, 1)), domain=dom, n_domains=int(dom.max()) + 1)
+    assert calls, "the lazy Rao-Wu replay did not take the factored pass"
+    monkeypatch.setattr(_cell_replay, "_PAIR_RUN", 0)  # long pairs: the one pass instead
+    calls.clear()
+    replicate_totals(des, np.ones((des.n, 1)), domain=dom, n_domains=int(dom.max()) + 1)
+    assert not calls
+
+
+def test_repeated_calls_give_the_same_bits(schemes, controls):
+    """The pass is chosen from the design and the domains, not from the cached factors."""
+    des = rake(adjust_nonresponse(schemes["raowu"], "responded", classes="agency_id"),
+               controls["margins"], max_iter=50, epsilon=1e-10)
+    v = des.data[ITEMS[:4]].fillna(0).to_numpy(dtype=float)
+    dom = np.asarray(pd.factorize(des.data["agency_level"])[0], dtype=np.int64)
+    for pair_run in (200, 0):
+        _cell_replay._CACHE.clear()
+        old, _cell_replay._PAIR_RUN = _cell_replay._PAIR_RUN, pair_run
+        try:
+            first = replicate_totals(des, v, domain=dom, n_domains=int(dom.max()) + 1)
+            again = replicate_totals(des, v, domain=dom, n_domains=int(dom.max()) + 1)
+        finally:
+            _cell_replay._PAIR_RUN = old
+        assert first.tobytes() == again.tobytes()
+    _cell_replay._CACHE.clear()
+
+
 def test_factored_pass_equals_pair_tables_in_the_estimates(schemes, controls, questionnaire,
                                                              monkeypatch):
     des = rake(adjust_nonresponse(schemes["raowu"], "responded", classes="agency_id"),

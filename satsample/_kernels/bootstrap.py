@@ -23,7 +23,10 @@ The same pass can also accumulate the replicate *cell table* (each row's
 weighted count vector added to its cell's row), from the same draws: the cell
 replay of weighting steps (:mod:`satsample.weighting._cell_replay`) takes its
 totals by (domain x cell) and its cell table from one pass of this kernel.
-The plain bootstrap is the case without a cell table.
+Or each row's count vector can be scaled by a factor of the row's class in
+each replicate (the cell factors of the replayed steps): the totals of the
+replayed weights by domain, in one pass.  The plain bootstrap is the case
+without a cell table and without factors.
 """
 
 from __future__ import annotations
@@ -385,6 +388,7 @@ def _raowu_totals(key, w, values, domain, order, psu_local, strat_start, strat_c
 
     With ``cell`` ((n,) codes ``0 .. n_cells - 1``), returns ``(out, table)``
     with the replicate cell table ``table[r, c] = sum_i w_i m_ri 1{cell_i = c}``
+    (times ``f_ri`` below, if given)
     of every row (whatever its domain), from the same draws in the same pass.
 
     With ``fcell`` ((n,) codes) and ``factor`` ((F, n_rep): the factors of

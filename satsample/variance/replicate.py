@@ -6,9 +6,11 @@ the method:
 
 * replicates that replay weighting steps (generated on the fly) -> when every
   step is defined on categorical cells, the steps replayed on replicate cell
-  tables (:mod:`satsample.weighting._cell_replay`: one pass for the cell
-  table and the totals by (domain x cell), the steps' own algebra per
-  replicate, no replicate weights); otherwise blocks of 50 replicate weights from the
+  tables (:mod:`satsample.weighting._cell_replay`: the replicate cell table,
+  the steps' own algebra per replicate giving cell factors, then the totals
+  by domain of the rows' multipliers times their cell's factor -- or the totals
+  by (domain x cell) times the factors -- no replicate weights); otherwise
+  blocks of 50 replicate weights from the
   scheme's multipliers and the declared design weights, every step replayed,
   then the stored-weights kernel on the block (memory O(50 x n));
   :func:`replay_path` says which;

@@ -16,9 +16,9 @@ categorical calibration matrix).  Each step turns a replicate's weights into
 new ones through sums over its cells only, and each of its cells is a union
 of combined cells, so the whole chain of steps can be replayed on the small
 table :math:`B_{r\\kappa} = \\sum_{i \\in \\kappa} b_i m_{ri}` (one kernel
-pass): the replay objects' own ``apply`` runs on that table with the
-combined cells as rows (same algebra, same convergence rule per replicate,
-same non-convergence policy and message).  The factor of a cell is then
+pass): the replay objects' own ``apply`` runs on that table summed by each
+step's own cells (same algebra, same convergence rule per replicate, same
+non-convergence policy and message).  The factor of a cell is then
 :math:`f_r(\\kappa) = B'_{r\\kappa} / B_{r\\kappa}` (0 where
 :math:`B_{r\\kappa} = 0`: the cell has no weight in that replicate), and
 every replicate total is a combination of the totals by (domain x combined
@@ -55,9 +55,10 @@ each row's multipliers scaled by its cell's factors
 :func:`cell_replay_totals` is the in-memory composition: for the lazy Rao-Wu
 bootstrap with every step on cells, a pass for the cell table (when the
 factors are not yet known), the factors, then the factored pass -- unless
-the factors are unknown and the (domain x cell) pairs hold many rows each
-(``_PAIR_RUN``), where phases (a) and (b) cost less (one pass instead of
-two); the lazy jackknife and a final linear calibration take phases (a) and (b).  A Dask
+the (domain x cell) pairs hold many rows each (``_PAIR_RUN``), where phases
+(a) and (b) cost less (one pass instead of two; the choice depends on the
+design and the domains only, so a repeated call gives the same bits); the
+lazy jackknife and a final linear calibration take phases (a) and (b).  A Dask
 design sums the cell tables of its partitions and keeps the factors, so its
 partitions take the factored pass too.
 
@@ -119,8 +120,9 @@ class CellReplay:
         Number of combined cells present.
     steps : tuple
         The design's replay steps with their row arrays (codes, response
-        indicator, model matrix) taken at one row of each combined cell:
-        their ``apply`` runs on (R, n_cells) tables of cell weights.
+        indicator, model matrix) taken at one row of each combined cell;
+        :func:`_replay_steps` takes each at one combined cell of each of its
+        own cells and runs its ``apply`` on the table summed by those cells.
     base : ndarray of float64, shape (n,)
         The weights the replicate multipliers apply to (the declared design weights).
     live : ndarray of bool, shape (n_cells,)
@@ -675,21 +677,6 @@ def _known(design: SurveyDesign, e: _Entry, tables: CellTables | None = None) ->
     e.factors = f
 
 
-def cell_factors(design: SurveyDesign) -> np.ndarray:
-    """Factors ``f[r, kappa]`` of every combined cell in every replicate, (R, n_cells).
-
-    From the replicate cell table of one pass (:func:`cell_tables` with no
-    value column) and :func:`replay_factors`.  Cached per design.
-    """
-    e = _entry(design)
-    if e is None or not isinstance(e.plan, CellReplay):
-        raise ValueError("the design has no cell replay")
-    if e.factors is None:
-        _known(design, e)
-    assert e.factors is not None
-    return e.factors
-
-
 def _domain_chunks(design: SurveyDesign, plan: CellReplay, domain: np.ndarray, n_domains: int,
                    k: int) -> list[np.ndarray]:
     """Groups of whole domains whose (R x pairs x k) totals fit in ``_PAIR_BUDGET`` bytes."""
@@ -746,9 +733,9 @@ def cell_replay_totals(design: SurveyDesign, v: np.ndarray, domain: np.ndarray,
 
     ``v`` (n, k) and ``domain`` (n,) as checked by
     :func:`satsample.variance.replicate.replicate_totals`.  Lazy Rao-Wu with
-    every step on cells, when the factors are known (cached per design) or
-    the (domain x cell) pairs hold fewer than ``_PAIR_RUN`` rows on average:
-    the factors (one pass for the cell table), then :func:`factored_totals`.
+    every step on cells, when the (domain x cell) pairs hold fewer than
+    ``_PAIR_RUN`` rows on average: the factors (one pass for the cell table,
+    once per design), then :func:`factored_totals`.
     Otherwise phase (a) (:func:`cell_tables`: one pass giving the cell table
     and the totals by (domain, cell)) then phase (b) (:func:`finish`); domains
     are taken in groups when the pair totals would exceed ``_PAIR_BUDGET``
@@ -761,8 +748,10 @@ def cell_replay_totals(design: SurveyDesign, v: np.ndarray, domain: np.ndarray,
     assert reps is not None
     e = _entry(design)
     assert e is not None
+    # the pass is chosen from the design and the call alone (not from what is cached), so
+    # that a repeated call gives the same bits
     if (_FACTORED and isinstance(reps.scheme, RaoWu) and plan.linear is None
-            and (e.factors is not None or _short_pairs(plan, domain, n_domains))):
+            and _short_pairs(plan, domain, n_domains)):
         if e.factors is None:
             _known(design, e)
         assert e.factors is not None
