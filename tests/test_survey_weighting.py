@@ -60,7 +60,7 @@ upper = 6.0
     cfg = _with(example, "taylor.toml", steps, 'method = "taylor"')
     res = run(load_config(cfg))
     hist = [s.method for s in res.design.history]
-    assert hist[1:] == ["nonresponse", "nonresponse", "poststratify", "calibrate", "trim"]
+    assert hist[1:] == ["eligibility", "nonresponse", "poststratify", "calibrate", "trim"]
     w = np.asarray(res.design.weights)
     assert w.max() <= 6.0 * w[w > 0].mean() * (1 + 1e-9)
     est = res.estimates["agency_id"].overall

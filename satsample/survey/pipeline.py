@@ -946,6 +946,10 @@ def _weighting(cfg: SurveyConfig, design: Any, frame: pd.DataFrame) -> Any:
     agency = cfg["frame"]["agency"]
     elig = cfg["weighting"]["eligibility_classes"] or (agency,)
     design = adjust_nonresponse(design, "eligibility_known", classes=list(elig))
+    # the same algebra as a class nonresponse adjustment, recorded under its own name (the
+    # history's method names are labels: summary, run.json, the report's weighting table)
+    design = dataclasses.replace(design, history=(
+        *design.history[:-1], dataclasses.replace(design.history[-1], method="eligibility")))
     n_frame = float(len(frame))
     for st in cfg["weighting"]["steps"]:
         kind = st["type"]
