@@ -120,19 +120,10 @@ def publication_flags(
     Korn EL, Graubard BI (1998). Confidence intervals for proportions with small expected
     number of positive counts estimated from survey data. Survey Methodology 24:193-201.
     """
-    if hasattr(table, "to_frame") and not isinstance(table, pd.DataFrame):
-        table = table.to_frame()
-    if not isinstance(table, pd.DataFrame):
-        raise SatsampleError(f"table must be a DataFrame, got {type(table).__name__}")
-    out = table.copy()
-    need = [estimate, se] + [c for c in (n, df) if c is not None]
-    check_columns(out, need, role="publication_flags")
-    check_probability(level, name="level")
-    for name, val in (("min_n", min_n), ("max_rse", max_rse),
-                      ("min_effective_n", min_effective_n), ("min_df", min_df),
-                      ("max_ci_width", max_ci_width)):
-        if val is not None and not (np.isfinite(val) and val >= 0):
-            raise SatsampleError(f"{name}={val!r} must be a non-negative number or None")
+    out = _flag_input(table, estimate=estimate, se=se, n=n, df=df, level=level,
+                      limits={"min_n": min_n, "max_rse": max_rse,
+                              "min_effective_n": min_effective_n, "min_df": min_df,
+                              "max_ci_width": max_ci_width})
     p = out[estimate].to_numpy(dtype=np.float64)
     s = out[se].to_numpy(dtype=np.float64)
     nn = out[n].to_numpy(dtype=np.float64) if n is not None else np.full(p.size, np.nan)
@@ -141,6 +132,62 @@ def publication_flags(
         fin = p[np.isfinite(p)]
         proportion = bool(fin.size) and bool(np.all((fin >= 0) & (fin <= 1)))
     alpha = 1 - level
+    rse, neff = _rse_and_effective_n(p, s, nn, dd, alpha=alpha, proportion=proportion)
+    out["rse"] = rse
+    out["effective_n"] = neff
+    flag_n = (nn < min_n) if (min_n is not None and n is not None) else np.zeros(p.size, bool)
+    flag_rse = (rse > max_rse) if max_rse is not None else np.zeros(p.size, bool)
+    flag_eff = (neff < min_effective_n) if (min_effective_n is not None and proportion) \
+        else np.zeros(p.size, bool)
+    flag_df = (dd < min_df) if (min_df is not None and df is not None) else np.zeros(p.size,
+                                                                                      bool)
+    width, flag_w = _ci_width_flags(p, neff, alpha=alpha, max_ci_width=max_ci_width,
+                                    proportion=proportion)
+    out["flag_n"] = flag_n
+    out["flag_rse"] = flag_rse
+    out["flag_effective_n"] = flag_eff
+    out["flag_df"] = flag_df
+    out["flag_ci_width"] = flag_w
+    out["status"], out["reason"] = _status_and_reasons(
+        bad_value=~np.isfinite(p) | ~np.isfinite(s),
+        flags={"n": flag_n, "rse": flag_rse, "effective_n": flag_eff, "ci_width": flag_w,
+               "df": flag_df},
+        values={"n": nn, "rse": rse, "effective_n": neff, "ci_width": width, "df": dd},
+        limits={"min_n": min_n, "max_rse": max_rse, "min_effective_n": min_effective_n,
+                "max_ci_width": max_ci_width, "min_df": min_df})
+    out.attrs["flag_options"] = {
+        "min_n": min_n, "max_rse": max_rse, "min_effective_n": min_effective_n,
+        "min_df": min_df, "max_ci_width": max_ci_width, "level": level,
+        "proportion": proportion,
+    }
+    if small_area is not None:
+        from ..sae import model_based_table
+
+        out = model_based_table(out, small_area)
+    return out
+
+
+# --------------------------------------------------------------------------- flag steps
+def _flag_input(table: Any, *, estimate: str, se: str, n: str | None, df: str | None,
+                level: float, limits: dict[str, float | None]) -> pd.DataFrame:
+    """Check the table and the limits of :func:`publication_flags`; return a copy of the table."""
+    if hasattr(table, "to_frame") and not isinstance(table, pd.DataFrame):
+        table = table.to_frame()
+    if not isinstance(table, pd.DataFrame):
+        raise SatsampleError(f"table must be a DataFrame, got {type(table).__name__}")
+    out = table.copy()
+    need = [estimate, se] + [c for c in (n, df) if c is not None]
+    check_columns(out, need, role="publication_flags")
+    check_probability(level, name="level")
+    for name, val in limits.items():
+        if val is not None and not (np.isfinite(val) and val >= 0):
+            raise SatsampleError(f"{name}={val!r} must be a non-negative number or None")
+    return out
+
+
+def _rse_and_effective_n(p: np.ndarray, s: np.ndarray, nn: np.ndarray, dd: np.ndarray, *,
+                         alpha: float, proportion: bool) -> tuple[np.ndarray, np.ndarray]:
+    """Relative SE of every row and, for proportions, the Korn-Graubard effective n."""
     with np.errstate(divide="ignore", invalid="ignore"):
         rse = s / np.abs(p)
         if proportion:
@@ -155,14 +202,13 @@ def publication_flags(
             neff = np.where(np.isfinite(nn), np.fmin(neff, nn), neff)
         else:
             neff = np.full(p.size, np.nan)
-    out["rse"] = rse
-    out["effective_n"] = neff
-    flag_n = (nn < min_n) if (min_n is not None and n is not None) else np.zeros(p.size, bool)
-    flag_rse = (rse > max_rse) if max_rse is not None else np.zeros(p.size, bool)
-    flag_eff = (neff < min_effective_n) if (min_effective_n is not None and proportion) \
-        else np.zeros(p.size, bool)
-    flag_df = (dd < min_df) if (min_df is not None and df is not None) else np.zeros(p.size,
-                                                                                      bool)
+    return rse, neff
+
+
+def _ci_width_flags(p: np.ndarray, neff: np.ndarray, *, alpha: float,
+                    max_ci_width: float | None, proportion: bool
+                    ) -> tuple[np.ndarray, np.ndarray]:
+    """Width of the Korn-Graubard interval (NaN when not used) and its flag."""
     width = np.full(p.size, np.nan)
     if max_ci_width is not None and proportion:
         with np.errstate(invalid="ignore", divide="ignore"):
@@ -173,45 +219,37 @@ def publication_flags(
         flag_w = width > max_ci_width
     else:
         flag_w = np.zeros(p.size, bool)
-    bad_value = ~np.isfinite(p) | ~np.isfinite(s)
-    out["flag_n"] = flag_n
-    out["flag_rse"] = flag_rse
-    out["flag_effective_n"] = flag_eff
-    out["flag_df"] = flag_df
-    out["flag_ci_width"] = flag_w
+    return width, flag_w
+
+
+def _status_and_reasons(*, bad_value: np.ndarray, flags: dict[str, np.ndarray],
+                        values: dict[str, np.ndarray], limits: dict[str, Any]
+                        ) -> tuple[list[str], list[str]]:
+    """The status of every row (suppress, review, publish) and its reasons in words."""
     reasons: list[str] = []
     status: list[str] = []
-    for i in range(p.size):
+    for i in range(bad_value.size):
         r: list[str] = []
         if bad_value[i]:
             r.append("no estimate (empty domain)")
-        if flag_n[i]:
-            r.append(f"too few respondents: n = {int(nn[i])} < {min_n}")
-        if flag_rse[i]:
-            r.append(f"relative SE too high: {rse[i]:.2f} > {max_rse:.2f}")
-        if flag_eff[i] and not flag_n[i]:
+        if flags["n"][i]:
+            r.append(f"too few respondents: n = {int(values['n'][i])} < {limits['min_n']}")
+        if flags["rse"][i]:
+            r.append(f"relative SE too high: {values['rse'][i]:.2f} > {limits['max_rse']:.2f}")
+        if flags["effective_n"][i] and not flags["n"][i]:
             # n_eff <= n, so n < min_n already implies this rule: state the reason once
-            r.append(f"Korn-Graubard effective n too small: {_fmt(neff[i])} < "
-                     f"{_fmt(float(min_effective_n or 0))}")
-        if flag_w[i]:
-            r.append(f"confidence interval too wide: {width[i]:.2f} > {max_ci_width:.2f}")
+            r.append(f"Korn-Graubard effective n too small: {_fmt(values['effective_n'][i])} < "
+                     f"{_fmt(float(limits['min_effective_n'] or 0))}")
+        if flags["ci_width"][i]:
+            r.append(f"confidence interval too wide: {values['ci_width'][i]:.2f} > "
+                     f"{limits['max_ci_width']:.2f}")
         suppress = bool(r)
-        if flag_df[i]:
-            r.append(f"few degrees of freedom: df = {_fmt(dd[i])} < {_fmt(float(min_df or 0))}")
+        if flags["df"][i]:
+            r.append(f"few degrees of freedom: df = {_fmt(values['df'][i])} < "
+                     f"{_fmt(float(limits['min_df'] or 0))}")
         status.append("suppress" if suppress else ("review" if r else "publish"))
         reasons.append("; ".join(r))
-    out["status"] = status
-    out["reason"] = reasons
-    out.attrs["flag_options"] = {
-        "min_n": min_n, "max_rse": max_rse, "min_effective_n": min_effective_n,
-        "min_df": min_df, "max_ci_width": max_ci_width, "level": level,
-        "proportion": proportion,
-    }
-    if small_area is not None:
-        from ..sae import model_based_table
-
-        out = model_based_table(out, small_area)
-    return out
+    return status, reasons
 
 
 @confidence_level_keywords(conf_level=True)

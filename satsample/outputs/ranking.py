@@ -528,20 +528,80 @@ def league_table(
     p-values are adjusted by ``adjust`` and ``significant`` is ``"above"``/``"below"`` when
     the adjusted p-value is below ``alpha``.
     """
+    alpha = _check_league_options(table=table, ties=ties, adjust=adjust, level=level,
+                                  top_k=top_k, bottom_k=bottom_k)
+    which = table
+    group_col = _GROUP_COL[which]
+    tab, reps, suppressed, excluded = _rows_to_rank(estimate, which,
+                                                    rank_intervals=rank_intervals)
+    groups = [np.arange(len(tab))] if group_col is None else [
+        np.flatnonzero((tab[group_col] == g).to_numpy()) for g in pd.unique(tab[group_col])
+    ]
+    ref = _reference(reference, which, reps)
+    est_all = tab["estimate"].to_numpy(dtype=np.float64)
+    se_all = tab["se"].to_numpy(dtype=np.float64)
+    df_all = (tab["df"].to_numpy(dtype=np.float64) if "df" in tab.columns
+              else np.full(len(tab), np.inf))
+    cv = _contrast_variance(estimate, replicates, which, reps, ref.kind, est_all, se_all)
+
+    cols: dict[str, np.ndarray] = {k: np.full(len(tab), np.nan) for k in (
+        "rank", "rank_low", "rank_high", "p_top", "p_bottom", "reference", "diff", "diff_se",
+        "p_value")}
+    n_used = n_excl = 0
+    for rows in groups:
+        rep_g = reps[:, rows] if reps is not None else None
+        ranks = _group_ranks(est_all[rows], rep_g, descending=descending, level=level,
+                             ties=ties, top_k=top_k, bottom_k=bottom_k,
+                             rank_intervals=rank_intervals)
+        for c, values in ranks.items():
+            if c == "n_replicates_used":
+                n_used = values
+            elif c == "n_replicates_excluded":
+                n_excl = max(n_excl, values)
+            else:
+                cols[c][rows] = values
+        contrast = _group_contrast(rows, est_all[rows], se_all[rows], df_all[rows], rep_g,
+                                   ref=ref, cv=cv, tab=tab, group_col=group_col)
+        for c, values in contrast.items():
+            cols[c][rows] = values
+    p_adj, sig = _adjusted_significance(cols, groups, adjust=adjust, alpha=alpha)
+    out = _league_frame(tab, group_col, cols, df_all, p_adj, sig)
+    options = MappingProxyType({
+        "descending": bool(descending), "top_k": int(top_k), "bottom_k": int(bottom_k),
+        "level": float(level), "table": which, "ties": ties, "reference": ref.kind,
+        "adjust": adjust, "rank_intervals": bool(rank_intervals),
+        "contrast_variance": cv.method,
+        "n_replicates_used": int(n_used), "n_replicates_excluded": int(n_excl),
+        "n_excluded": len(excluded), "n_suppressed": len(suppressed),
+    })
+    return LeagueTable(table=out, options=options, excluded=excluded,
+                       suppressed=suppressed)
+
+
+# --------------------------------------------------------------------------- league table steps
+def _check_league_options(*, table: str, ties: str, adjust: str, level: float, top_k: int,
+                          bottom_k: int) -> float:
+    """Validate the options of :func:`league_table`; return ``alpha = 1 - level``."""
     check_choice(table, name="table", allowed=_LEVELS)
     check_choice(ties, name="ties", allowed=_TIES)
     check_choice(adjust, name="adjust", allowed=("holm", "bonferroni", "none"))
     check_probability(level, name="level")
     alpha = _alpha(level)
-    which = table
     check_positive_int(top_k, name="top_k")
     check_positive_int(bottom_k, name="bottom_k")
+    return alpha
+
+
+def _rows_to_rank(estimate: Any, which: str, *, rank_intervals: bool
+                  ) -> tuple[pd.DataFrame, np.ndarray | None, pd.DataFrame, pd.DataFrame]:
+    """The rows and replicates to rank, without the suppressed and the unusable rows."""
     tab, reps = _level_data(estimate, which)
     tab, reps, suppressed = _drop_suppressed(tab, reps, _GROUP_COL[which])
     for col in ("estimate", "se"):
         if col not in tab.columns:
             raise SatsampleError(f"the {which!r} table of the estimate has no {col!r} column")
-    tab, reps, excluded = _drop_unusable(tab, reps, _GROUP_COL[which])
+    # the warning of a left-out row names the caller of league_table (one frame further up)
+    tab, reps, excluded = _drop_unusable(tab, reps, _GROUP_COL[which], stacklevel=4)
     if rank_intervals and reps is None:
         options = getattr(estimate, "options", {}) or {}
         why = ("it was computed with Taylor variance" if options.get("variance") != "replicate"
@@ -552,125 +612,145 @@ def league_table(
             f"(replicate_estimates is None: {why}); "
             f"{_BUILD_REPLICATES}; or call league_table(..., rank_intervals=False)"
         )
-    group_col = _GROUP_COL[which]
-    groups = [np.arange(len(tab))] if group_col is None else [
-        np.flatnonzero((tab[group_col] == g).to_numpy()) for g in pd.unique(tab[group_col])
-    ]
-    # pooled reference
-    ref_kind: str
-    ref_value = np.nan
-    ref_reps: np.ndarray | None = None
-    ref_tab: pd.DataFrame | None = None
+    return tab, reps, suppressed, excluded
+
+
+@dataclass(frozen=True)
+class _Reference:
+    """What the domains are compared with: its kind and, if pooled, its table and replicates."""
+
+    kind: str
+    value: float = np.nan
+    tab: pd.DataFrame | None = None
+    reps: np.ndarray | None = None
+
+
+def _reference(reference: Any, which: str, reps: np.ndarray | None) -> _Reference:
+    """Read the ``reference`` option: the mean of domains, a fixed value or a pooled index."""
     if isinstance(reference, str):
         check_choice(reference, name="reference", allowed=("mean_of_domains",))
-        ref_kind = "mean_of_domains"
-    elif isinstance(reference, (int, float, np.floating, np.integer)) and not isinstance(
+        return _Reference(kind="mean_of_domains")
+    if isinstance(reference, (int, float, np.floating, np.integer)) and not isinstance(
             reference, bool):
-        ref_kind = "fixed"
-        ref_value = float(reference)
-    else:
-        ref_kind = "pooled"
-        ref_tab, ref_reps = _level_data(reference, which)
-        if ref_tab["domain"].nunique() != 1:
-            raise SatsampleError(
-                "reference must be an IndexEstimate without by= (one domain), got "
-                f"{ref_tab['domain'].nunique()} domains"
-            )
-        if reps is None or ref_reps is None:
-            raise SatsampleError(
-                "comparing domains with a pooled reference index needs replicate estimates "
-                "for both (the Taylor covariance between a domain and the pooled index is "
-                f"not kept in the results); {_BUILD_REPLICATES}; or use "
-                "reference='mean_of_domains'"
-            )
-        if ref_reps.shape[0] != reps.shape[0]:
-            raise SatsampleError(
-                f"reference has {ref_reps.shape[0]} replicates, the estimate {reps.shape[0]}: "
-                "both must be computed on the same replicate design"
-            )
+        return _Reference(kind="fixed", value=float(reference))
+    ref_tab, ref_reps = _level_data(reference, which)
+    if ref_tab["domain"].nunique() != 1:
+        raise SatsampleError(
+            "reference must be an IndexEstimate without by= (one domain), got "
+            f"{ref_tab['domain'].nunique()} domains"
+        )
+    if reps is None or ref_reps is None:
+        raise SatsampleError(
+            "comparing domains with a pooled reference index needs replicate estimates "
+            "for both (the Taylor covariance between a domain and the pooled index is "
+            f"not kept in the results); {_BUILD_REPLICATES}; or use "
+            "reference='mean_of_domains'"
+        )
+    if ref_reps.shape[0] != reps.shape[0]:
+        raise SatsampleError(
+            f"reference has {ref_reps.shape[0]} replicates, the estimate {reps.shape[0]}: "
+            "both must be computed on the same replicate design"
+        )
+    return _Reference(kind="pooled", tab=ref_tab, reps=ref_reps)
 
-    est_all = tab["estimate"].to_numpy(dtype=np.float64)
-    se_all = tab["se"].to_numpy(dtype=np.float64)
-    df_all = (tab["df"].to_numpy(dtype=np.float64) if "df" in tab.columns
-              else np.full(len(tab), np.inf))
-    var_fn = None
-    contrast_method = "none"
-    cov_all: np.ndarray | None = None
+
+@dataclass(frozen=True)
+class _ContrastVariance:
+    """How the variance of a difference from the reference is computed (one of three ways)."""
+
+    method: str
+    var_fn: Callable[[np.ndarray, np.ndarray], np.ndarray] | None = None
+    cov: np.ndarray | None = None
+
+
+def _contrast_variance(estimate: Any, replicates: Any, which: str, reps: np.ndarray | None,
+                       ref_kind: str, est_all: np.ndarray, se_all: np.ndarray
+                       ) -> _ContrastVariance:
+    """Choose the variance of the contrasts: replicates, Taylor covariance or the domain's own."""
     if reps is not None and ref_kind != "fixed":
-        var_fn, contrast_method = _replicate_variance_fn(estimate, replicates, reps, est_all,
-                                                         se_all)
-    elif ref_kind == "mean_of_domains":
-        cov_all = _covariance(estimate, which, len(tab))
-        contrast_method = ("taylor (covariance of the domains)" if cov_all is not None
-                           else "taylor (domains taken as independent)")
-    else:
-        contrast_method = "domain variance (fixed reference)"
+        var_fn, method = _replicate_variance_fn(estimate, replicates, reps, est_all, se_all)
+        return _ContrastVariance(method=method, var_fn=var_fn)
+    if ref_kind == "mean_of_domains":
+        cov = _covariance(estimate, which, len(est_all))
+        return _ContrastVariance(
+            method=("taylor (covariance of the domains)" if cov is not None
+                    else "taylor (domains taken as independent)"), cov=cov)
+    return _ContrastVariance(method="domain variance (fixed reference)")
 
-    cols: dict[str, np.ndarray] = {k: np.full(len(tab), np.nan) for k in (
-        "rank", "rank_low", "rank_high", "p_top", "p_bottom", "reference", "diff", "diff_se",
-        "p_value")}
-    n_used = n_excl = 0
-    for rows in groups:
-        est = est_all[rows]
-        se = se_all[rows]
-        cols["rank"][rows] = _rank(est, descending=descending, ties=ties)
-        rep_g = reps[:, rows] if reps is not None else None
-        if rank_intervals and rep_g is not None:
-            ri = _rank_intervals_impl(est, rep_g, descending=descending, level=level, ties=ties,
-                                   top_k=top_k, bottom_k=bottom_k)
-            for c in ("rank_low", "rank_high", "p_top", "p_bottom"):
-                cols[c][rows] = ri[c].to_numpy()
-            n_used = ri.attrs["n_replicates_used"]
-            n_excl = max(n_excl, ri.attrs["n_replicates_excluded"])
-        # contrasts with the reference
-        G = rows.size
-        if ref_kind == "mean_of_domains":
-            ref = float(est.mean())
-            diff = est - ref
-            if rep_g is not None and var_fn is not None:
-                d_r = rep_g - rep_g.mean(axis=1, keepdims=True)
-                v = var_fn(d_r, diff)
-            elif cov_all is not None:
-                c = np.eye(G) - 1.0 / G
-                v = np.einsum("gh,hk,gk->g", c, cov_all[np.ix_(rows, rows)], c)
-            else:
-                v = (1 - 1 / G) ** 2 * se**2 + (np.sum(se**2) - se**2) / G**2
-        elif ref_kind == "fixed":
-            ref = ref_value
-            diff = est - ref
-            v = se**2
+
+def _group_ranks(est: np.ndarray, rep_g: np.ndarray | None, *, descending: bool, level: float,
+                 ties: str, top_k: int, bottom_k: int, rank_intervals: bool
+                 ) -> dict[str, Any]:
+    """Ranks of one group's domains and, with replicates, their intervals and P(top/bottom k)."""
+    out: dict[str, Any] = {"rank": _rank(est, descending=descending, ties=ties)}
+    if rank_intervals and rep_g is not None:
+        ri = _rank_intervals_impl(est, rep_g, descending=descending, level=level, ties=ties,
+                                  top_k=top_k, bottom_k=bottom_k)
+        for c in ("rank_low", "rank_high", "p_top", "p_bottom"):
+            out[c] = ri[c].to_numpy()
+        out["n_replicates_used"] = ri.attrs["n_replicates_used"]
+        out["n_replicates_excluded"] = ri.attrs["n_replicates_excluded"]
+    return out
+
+
+def _group_contrast(rows: np.ndarray, est: np.ndarray, se: np.ndarray, df: np.ndarray,
+                    rep_g: np.ndarray | None, *, ref: _Reference, cv: _ContrastVariance,
+                    tab: pd.DataFrame, group_col: str | None) -> dict[str, Any]:
+    """Difference of one group's domains from the reference, its SE and two-sided p-value."""
+    G = rows.size
+    if ref.kind == "mean_of_domains":
+        ref_value = float(est.mean())
+        diff = est - ref_value
+        if rep_g is not None and cv.var_fn is not None:
+            d_r = rep_g - rep_g.mean(axis=1, keepdims=True)
+            v = cv.var_fn(d_r, diff)
+        elif cv.cov is not None:
+            c = np.eye(G) - 1.0 / G
+            v = np.einsum("gh,hk,gk->g", c, cv.cov[np.ix_(rows, rows)], c)
         else:
-            assert ref_tab is not None and ref_reps is not None and rep_g is not None
-            if group_col is None:
-                ref_row = 0
-            else:
-                key = tab[group_col].iloc[rows[0]]
-                match = np.flatnonzero((ref_tab[group_col] == key).to_numpy())
-                if match.size != 1:
-                    raise SatsampleError(f"reference has no {group_col} {key!r}")
-                ref_row = int(match[0])
-            ref = float(ref_tab["estimate"].iloc[ref_row])
-            diff = est - ref
-            d_r = rep_g - ref_reps[:, [ref_row]]
-            assert var_fn is not None
-            v = var_fn(d_r, diff)
-        dse = np.sqrt(np.maximum(v, 0.0))
-        df = df_all[rows]
-        with np.errstate(divide="ignore", invalid="ignore"):
-            t = diff / dse
-        finite_df = np.isfinite(df) & (df > 0)
-        p = np.where(finite_df, 2 * stats.t.sf(np.abs(t), np.where(finite_df, df, 1.0)),
-                     2 * stats.norm.sf(np.abs(t)))
-        p = np.where(dse > 0, p, np.nan)
-        cols["reference"][rows] = ref
-        cols["diff"][rows] = diff
-        cols["diff_se"][rows] = dse
-        cols["p_value"][rows] = p
-    p_adj = np.full(len(tab), np.nan)
+            v = (1 - 1 / G) ** 2 * se**2 + (np.sum(se**2) - se**2) / G**2
+    elif ref.kind == "fixed":
+        ref_value = ref.value
+        diff = est - ref_value
+        v = se**2
+    else:
+        assert ref.tab is not None and ref.reps is not None and rep_g is not None
+        if group_col is None:
+            ref_row = 0
+        else:
+            key = tab[group_col].iloc[rows[0]]
+            match = np.flatnonzero((ref.tab[group_col] == key).to_numpy())
+            if match.size != 1:
+                raise SatsampleError(f"reference has no {group_col} {key!r}")
+            ref_row = int(match[0])
+        ref_value = float(ref.tab["estimate"].iloc[ref_row])
+        diff = est - ref_value
+        d_r = rep_g - ref.reps[:, [ref_row]]
+        assert cv.var_fn is not None
+        v = cv.var_fn(d_r, diff)
+    dse = np.sqrt(np.maximum(v, 0.0))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        t = diff / dse
+    finite_df = np.isfinite(df) & (df > 0)
+    p = np.where(finite_df, 2 * stats.t.sf(np.abs(t), np.where(finite_df, df, 1.0)),
+                 2 * stats.norm.sf(np.abs(t)))
+    p = np.where(dse > 0, p, np.nan)
+    return {"reference": ref_value, "diff": diff, "diff_se": dse, "p_value": p}
+
+
+def _adjusted_significance(cols: Mapping[str, np.ndarray], groups: list[np.ndarray], *,
+                           adjust: str, alpha: float) -> tuple[np.ndarray, np.ndarray]:
+    """Adjust the p-values within each group; mark the significant rows above/below."""
+    p_adj = np.full(len(cols["p_value"]), np.nan)
     for rows in groups:
         p_adj[rows] = _adjust(cols["p_value"][rows], adjust)
     sig = np.where(p_adj < alpha, np.where(cols["diff"] > 0, "above", "below"), "")
+    return p_adj, sig
 
+
+def _league_frame(tab: pd.DataFrame, group_col: str | None, cols: Mapping[str, np.ndarray],
+                  df_all: np.ndarray, p_adj: np.ndarray, sig: np.ndarray) -> pd.DataFrame:
+    """The table of :class:`LeagueTable`: its columns, in rank order within each group."""
     keep = ["domain"] + ([group_col] if group_col else []) + ["estimate", "se"]
     keep += [c for c in ("n", "status", "reason", "source") if c in tab.columns]
     out = tab[keep].copy()
@@ -688,20 +768,11 @@ def league_table(
             ["_g", "rank", "domain"], kind="stable").drop(columns="_g")
     else:
         out = out.sort_values(sort_cols, kind="stable")
-    out = out.reset_index(drop=True)
-    options = MappingProxyType({
-        "descending": bool(descending), "top_k": int(top_k), "bottom_k": int(bottom_k),
-        "level": float(level), "table": which, "ties": ties, "reference": ref_kind, "adjust": adjust,
-        "rank_intervals": bool(rank_intervals), "contrast_variance": contrast_method,
-        "n_replicates_used": int(n_used), "n_replicates_excluded": int(n_excl),
-        "n_excluded": len(excluded), "n_suppressed": len(suppressed),
-    })
-    return LeagueTable(table=out, options=options, excluded=excluded,
-                       suppressed=suppressed)
+    return out.reset_index(drop=True)
 
 
-def _drop_unusable(tab: pd.DataFrame, reps: np.ndarray | None, group_col: str | None
-                   ) -> tuple[pd.DataFrame, np.ndarray | None, pd.DataFrame]:
+def _drop_unusable(tab: pd.DataFrame, reps: np.ndarray | None, group_col: str | None, *,
+                   stacklevel: int = 3) -> tuple[pd.DataFrame, np.ndarray | None, pd.DataFrame]:
     """Leave out the rows with no estimate (a domain without a usable answer), with a note."""
     est = tab["estimate"].to_numpy(dtype=np.float64)
     bad = np.isnan(est)
@@ -723,7 +794,7 @@ def _drop_unusable(tab: pd.DataFrame, reps: np.ndarray | None, group_col: str | 
     warnings.warn(
         f"league_table: {len(excluded)} row(s) left out of the ranking because they have no "
         f"usable estimate: domain(s) {names}{more} (see LeagueTable.excluded)",
-        SmallDomainWarning, stacklevel=3)
+        SmallDomainWarning, stacklevel=stacklevel)
     tab = tab.loc[~bad].reset_index(drop=True)
     return tab, (None if reps is None else reps[:, ~bad]), excluded
 

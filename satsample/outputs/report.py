@@ -674,6 +674,29 @@ def build_report(
     """
     check_choice(language, name="language", allowed=LANGUAGES)
     scale = _check_scale(scale)
+    paths = _report_paths(html_path=html_path, excel_path=excel_path, pdf_path=pdf_path)
+    w = _W[language]
+    ctx = _report_context(estimate, national=national, league=league, previous=previous,
+                          flags=flags, names=names, tier=tier, language=language, scale=scale,
+                          decimals=decimals, small_area=small_area)
+    sections = _report_sections(ctx, national=national, design=design, allocation=allocation,
+                                response_rates=response_rates, title=title,
+                                pdf_path=paths["pdf"])
+    if ctx.notes:
+        sections.append(f"<h2>{_e(w['notes_h'])}</h2><ul>"
+                        + "".join(f"<li>{_e(n)}</li>" for n in ctx.notes) + "</ul>")
+    if paths["html"] is not None:
+        _write_html(paths["html"], sections, language=language, title=title or w["title"])
+    if paths["excel"] is not None:
+        _write_excel(paths["excel"], _sheets(ctx, design, allocation, response_rates))
+    return ReportFiles(html=paths["html"], excel=paths["excel"], pdf=paths["pdf"],
+                       notes=tuple(ctx.notes))
+
+
+# --------------------------------------------------------------------------- report steps
+def _report_paths(*, html_path: str | Path | None, excel_path: str | Path | None,
+                  pdf_path: str | Path | None) -> dict[str, Path | None]:
+    """Check the output paths (at least one, each writable; openpyxl for the workbook)."""
     if html_path is None and excel_path is None and pdf_path is None:
         raise SatsampleError("build_report needs html_path=, excel_path= and/or pdf_path=")
     paths: dict[str, Path | None] = {}
@@ -688,7 +711,13 @@ def build_report(
         except ImportError as exc:  # pragma: no cover - openpyxl is a test dependency
             raise SatsampleError("excel_path needs the openpyxl package (pip install "
                                  "openpyxl)") from exc
-    w = _W[language]
+    return paths
+
+
+def _report_context(estimate: Any, *, national: Any, league: Any, previous: Any,
+                    flags: Mapping[str, Any] | None, names: Any, tier: Any, language: str,
+                    scale: float, decimals: int, small_area: Any) -> _Context:
+    """Flag the estimate; gather the national row, league table and change of the report."""
     flagged = flag_estimate(estimate, **dict(flags or {}))
     rule = dict(flagged.options.get("publication_rule", {}) or {})
     names_m = _mapping(names, "names")
@@ -705,20 +734,27 @@ def build_report(
         ne = national.to_frame("element") if hasattr(national, "to_frame") else None
         if ne is not None and len(ne):
             ctx.national_elements = ne.set_index(ne["element"].astype(str))["estimate"]
+    return ctx
 
+
+def _report_sections(ctx: _Context, *, national: Any, design: Any, allocation: Any,
+                     response_rates: pd.DataFrame | None, title: str | None,
+                     pdf_path: Path | None) -> list[str]:
+    """The HTML sections in order; with a PDF path, its pages are written alongside."""
     import contextlib
 
+    w = _W[ctx.language]
     with contextlib.ExitStack() as stack:
-        if paths["pdf"] is not None:
+        if pdf_path is not None:
             import matplotlib
             from matplotlib.backends.backend_pdf import PdfPages
 
             stack.enter_context(matplotlib.rc_context({"pdf.fonttype": 42}))
             try:
-                ctx.pdf = stack.enter_context(PdfPages(paths["pdf"], metadata={
+                ctx.pdf = stack.enter_context(PdfPages(pdf_path, metadata={
                     "Title": title or w["title"], "Creator": "satsample"}))
             except OSError as exc:
-                raise SatsampleError(f"pdf_path {str(paths['pdf'])!r} cannot be written: "
+                raise SatsampleError(f"pdf_path {str(pdf_path)!r} cannot be written: "
                                      f"{exc}") from exc
         summary = _summary_html(ctx)
         if ctx.pdf is not None:
@@ -736,23 +772,19 @@ def build_report(
         ]
         if ctx.pdf is not None:
             _text_pages(ctx.pdf, w["methods_h"], ctx.text["methods"])
-    if notes:
-        sections.append(f"<h2>{_e(w['notes_h'])}</h2><ul>"
-                        + "".join(f"<li>{_e(n)}</li>" for n in notes) + "</ul>")
-    if paths["html"] is not None:
-        doc = (f'<!DOCTYPE html>\n<html lang="{language}"><head><meta charset="utf-8"/>'
-               '<meta name="viewport" content="width=device-width, initial-scale=1"/>'
-               f"<title>{_e(title or w['title'])}</title><style>{_CSS}</style></head>"
-               "<body>" + "\n".join(s for s in sections if s) + "</body></html>\n")
-        try:
-            paths["html"].write_text(doc, encoding="utf-8")
-        except OSError as exc:
-            raise SatsampleError(f"html_path {str(paths['html'])!r} cannot be written: "
-                                 f"{exc}") from exc
-    if paths["excel"] is not None:
-        _write_excel(paths["excel"], _sheets(ctx, design, allocation, response_rates))
-    return ReportFiles(html=paths["html"], excel=paths["excel"], pdf=paths["pdf"],
-                       notes=tuple(notes))
+    return sections
+
+
+def _write_html(path: Path, sections: list[str], *, language: str, title: str) -> None:
+    """Write the self-contained HTML document (inline CSS, no script)."""
+    doc = (f'<!DOCTYPE html>\n<html lang="{language}"><head><meta charset="utf-8"/>'
+           '<meta name="viewport" content="width=device-width, initial-scale=1"/>'
+           f"<title>{_e(title)}</title><style>{_CSS}</style></head>"
+           "<body>" + "\n".join(s for s in sections if s) + "</body></html>\n")
+    try:
+        path.write_text(doc, encoding="utf-8")
+    except OSError as exc:
+        raise SatsampleError(f"html_path {str(path)!r} cannot be written: {exc}") from exc
 
 
 # --------------------------------------------------------------------------- context
