@@ -1,15 +1,17 @@
-"""Renamed keywords: the old name still works for one release, with a DeprecationWarning."""
+"""Renamed keywords and moved modules: the old name still works for one release, with a
+DeprecationWarning."""
 
 from __future__ import annotations
 
 import functools
+import importlib
 import warnings
 from collections.abc import Callable
 from typing import Any, TypeVar
 
 from ._validation import SatsampleError
 
-__all__ = ["confidence_level_keywords", "renamed_keywords"]
+__all__ = ["confidence_level_keywords", "moved_module", "renamed_keywords"]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -79,3 +81,31 @@ def confidence_level_keywords(*, table: bool = False, alpha: bool = False,
         return wrapper  # type: ignore[return-value]
 
     return decorate
+
+
+def moved_module(old: str, new: str) -> tuple[Callable[[str], Any], Callable[[], list[str]]]:
+    """``__getattr__`` and ``__dir__`` (PEP 562) of module ``old``, which moved to ``new``.
+
+    For one release the old module forwards every name to the new one, so
+    ``from old import name`` gives the same object.  A public name gives a
+    DeprecationWarning naming the new path (at every access, attributed to the code
+    that asked for it); a private name is forwarded silently (not part of the API).
+    """
+
+    def __getattr__(name: str) -> Any:
+        if name == "__all__":
+            return list(importlib.import_module(new).__all__)
+        if name.startswith("__"):
+            raise AttributeError(f"module {old!r} has no attribute {name!r}")
+        value = getattr(importlib.import_module(new), name)
+        if not name.startswith("_"):
+            warnings.warn(
+                f"{old} has moved to {new}: import {name} from {new} (or from satsample); "
+                f"the old path {old} will be removed in the next release",
+                DeprecationWarning, stacklevel=2)
+        return value
+
+    def __dir__() -> list[str]:
+        return sorted(importlib.import_module(new).__all__)
+
+    return __getattr__, __dir__

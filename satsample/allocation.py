@@ -788,7 +788,7 @@ def allocate_for_precision(
         Minimum number selected per stratum (capped at N_h).
     min_respondents : float or None, default=None
         The publication minimum: respondents an agency needs for its estimate to be
-        published (``min_n`` of :func:`satsample.flags.publication_flags`, 30 by
+        published (``min_n`` of :func:`satsample.outputs.flags.publication_flags`, 30 by
         default there).  Every stratum is then planned to at least
         ``⌈needed_h / rr_h⌉`` selected units (capped at ``N_h``), so that the expected
         respondents reach it; see Notes.  None: no publication minimum.

@@ -21,7 +21,7 @@
 6. ``run`` (with ``checks.on_error = "resolve"``): dispositions and AAPOR rates,
    weighting replayed on every Rao-Wu replicate, indices per item, element and overall for
    the whole province, per agency and per tier, flags, league table, the figures and the
-   self-contained report of :func:`satsample.report.build_report` (``DIR/results/``:
+   self-contained report of :func:`satsample.outputs.report.build_report` (``DIR/results/``:
    ``report.html``, ``report.xlsx``, ``agency_index.png``, ``response_rates.png``, the
    CSV tables); no output holds the value of a suppressed agency;
 7. compare with the known truth of the synthetic population: ``DIR/truth_check.csv``

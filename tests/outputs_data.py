@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 from test_ranking import make_standin
 
-from satsample.flags import flag_estimate
+from satsample.outputs.flags import flag_estimate
 from satsample.questionnaire import load_questionnaire
 
 Q17 = load_questionnaire("sipas_2017")

@@ -30,9 +30,9 @@ from satsample.datasets import make_population, simulate_responses
 from satsample.design import survey_design
 from satsample.estimation import mean, satisfaction_index, total
 from satsample.intervals import CI_METHODS, confidence_interval
-from satsample.ranking import league_table
+from satsample.outputs.ranking import league_table
+from satsample.outputs.report import build_report
 from satsample.replicate import bootstrap, declare_replicates
-from satsample.report import build_report
 from satsample.selection import select
 from satsample.weighting import adjust_nonresponse, calibrate, poststratify, rake
 
@@ -84,7 +84,7 @@ FORMULAS = ["=1+1", '=HYPERLINK("http://x","y")', "+cmd|' /C calc'!A0", "-2+3", 
 def test_case02_report_excel_and_csv_never_hold_formulas(tmp_path):
     openpyxl = pytest.importorskip("openpyxl")
     from satsample._spreadsheet import csv_safe, escape_csv_text
-    from satsample.report import _write_excel
+    from satsample.outputs.report import _write_excel
 
     labels = [*FORMULAS[:5], "Ward 7"]  # tab and CR are checked below (no glyph in the figures)
     e = np.array([0.8, 0.7, 0.9, 0.75, 0.6, 0.65])

@@ -8,7 +8,7 @@ from scipy import stats
 from test_ranking import make_standin
 
 from satsample._validation import SatsampleError
-from satsample.change import SIPAS_2017_2022_ITEMS, ItemMapping, change, map_items
+from satsample.outputs.change import SIPAS_2017_2022_ITEMS, ItemMapping, change, map_items
 from satsample.questionnaire import Element, Questionnaire, load_questionnaire
 
 Q17 = load_questionnaire("sipas_2017")

@@ -15,7 +15,7 @@ import pytest
 
 from satsample.cli import main
 from satsample.datasets import make_population
-from satsample.report import _W
+from satsample.outputs.report import _W
 
 ARGS = ["--n-users", "40000", "--replicates", "100", "--quiet"]
 
@@ -120,7 +120,7 @@ def monkeypatch_module():
 @pytest.fixture(scope="module")
 def small_run(tmp_path_factory, monkeypatch_module):
     """A small run in which some agency is suppressed; every figure drawn is captured."""
-    import satsample.plotting as plotting
+    import satsample.outputs.plotting as plotting
 
     drawn = []
     for name in ("plot_agency_index", "plot_element_heatmap", "plot_ranks", "plot_index",

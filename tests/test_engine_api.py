@@ -112,10 +112,10 @@ def test_level_is_the_confidence_level_everywhere_and_old_spellings_still_work()
         f(alpha=0.1, level=0.9)
     import inspect
 
-    from satsample.change import change
-    from satsample.flags import flag_estimate, publication_flags
-    from satsample.plotting import plot_index
-    from satsample.ranking import league_table, rank_intervals
+    from satsample.outputs.change import change
+    from satsample.outputs.flags import flag_estimate, publication_flags
+    from satsample.outputs.plotting import plot_index
+    from satsample.outputs.ranking import league_table, rank_intervals
 
     for fn in (league_table, change, plot_index):
         assert "table" in inspect.signature(fn).parameters

@@ -11,7 +11,7 @@ import pytest
 from scipy import stats
 
 from satsample._validation import SatsampleError
-from satsample.flags import publication_flags
+from satsample.outputs.flags import publication_flags
 
 REF = Path(__file__).resolve().parent / "reference"
 
@@ -117,7 +117,7 @@ def test_each_reason_is_stated_once():
 def test_flag_estimate_makes_publication_a_property_of_the_estimate():
     from outputs_data import SMALL, agencies_estimate
 
-    from satsample.flags import flag_estimate
+    from satsample.outputs.flags import flag_estimate
 
     est = agencies_estimate(0, n_agencies=40)
     flagged = flag_estimate(est)

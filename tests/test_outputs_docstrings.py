@@ -12,13 +12,13 @@ import matplotlib.pyplot as plt
 import pytest
 
 import satsample.allocation
-import satsample.flags
-import satsample.plotting
-import satsample.report
+import satsample.outputs.flags
+import satsample.outputs.plotting
+import satsample.outputs.report
 
 
-@pytest.mark.parametrize("module", [satsample.flags, satsample.plotting, satsample.allocation,
-                                    satsample.report], ids=lambda m: m.__name__)
+@pytest.mark.parametrize("module", [satsample.outputs.flags, satsample.outputs.plotting, satsample.allocation,
+                                    satsample.outputs.report], ids=lambda m: m.__name__)
 def test_docstring_examples_run(module):
     result = doctest.testmod(module, optionflags=doctest.NORMALIZE_WHITESPACE)
     plt.close("all")

@@ -29,11 +29,11 @@ from test_ranking import simple_standin
 
 from satsample._validation import SatsampleError
 from satsample.allocation import allocate, allocate_for_precision
-from satsample.change import change
 from satsample.datasets import make_population, simulate_responses
 from satsample.design import survey_design
-from satsample.flags import flag_estimate
-from satsample.plotting import (
+from satsample.outputs.change import change
+from satsample.outputs.flags import flag_estimate
+from satsample.outputs.plotting import (
     _TEXT,
     TIER_LABELS,
     _legibility_problems,
@@ -46,7 +46,7 @@ from satsample.plotting import (
     plot_response_rates,
     plot_weights,
 )
-from satsample.ranking import league_table
+from satsample.outputs.ranking import league_table
 from satsample.selection import select
 from satsample.weighting import adjust_nonresponse, trim
 

@@ -11,8 +11,8 @@ import pytest
 from scipy import stats
 
 from satsample._validation import SatsampleError
+from satsample.outputs.ranking import LeagueTable, league_table, rank_intervals
 from satsample.questionnaire import Element, Questionnaire
-from satsample.ranking import LeagueTable, league_table, rank_intervals
 from satsample.results import IndexEstimate
 
 # ---------------------------------------------------------------------------- constructed results
@@ -302,7 +302,7 @@ def test_league_table_element_level_ranks_within_elements():
 def test_suppressed_domains_are_not_ranked_nor_counted_in_top_k():
     from outputs_data import SMALL, agencies_estimate
 
-    from satsample.flags import flag_estimate
+    from satsample.outputs.flags import flag_estimate
 
     est = flag_estimate(agencies_estimate(3, n_agencies=40))
     lt = league_table(est, top_k=5, bottom_k=5)

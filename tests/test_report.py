@@ -20,10 +20,10 @@ from satsample.allocation import allocate_for_precision
 from satsample.datasets import make_population, simulate_responses
 from satsample.design import survey_design
 from satsample.estimation import satisfaction_index
-from satsample.flags import flag_estimate
-from satsample.ranking import league_table
+from satsample.outputs.flags import flag_estimate
+from satsample.outputs.ranking import league_table
+from satsample.outputs.report import ReportFiles, build_report
 from satsample.replicate import bootstrap
-from satsample.report import ReportFiles, build_report
 from satsample.selection import select
 from satsample.weighting import adjust_nonresponse
 

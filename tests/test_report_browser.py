@@ -18,7 +18,7 @@ matplotlib.use("Agg")
 import pytest
 from outputs_data import agencies_estimate, agency_frame, national_estimate
 
-from satsample.report import build_report
+from satsample.outputs.report import build_report
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 pytestmark = [

@@ -18,11 +18,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-import satsample.plotting as plotting
+import satsample.outputs.plotting as plotting
 import satsample.survey.small_area as sa_module
 from satsample.cli import main
-from satsample.plotting import _TEXT
-from satsample.report import _W, build_report
+from satsample.outputs.plotting import _TEXT
+from satsample.outputs.report import _W, build_report
 from satsample.sae import fay_herriot, smooth_variances
 from satsample.survey import ConfigError, load_config
 from satsample.survey.small_area import agency_covariates, apply_small_area
@@ -292,8 +292,8 @@ def test_an_english_report_and_figure_say_model_based(sa_demo, tmp_path):
 
 
 def test_a_higher_min_n_replaces_publishable_agencies_and_they_leave_the_ranking(sa_demo):
-    from satsample.flags import _unranked_model_rows
-    from satsample.ranking import league_table
+    from satsample.outputs.flags import _unranked_model_rows
+    from satsample.outputs.ranking import league_table
 
     out, seen = sa_demo
     _cfg, est, frame = seen["args"]

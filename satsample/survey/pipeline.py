@@ -1036,9 +1036,9 @@ def _design_data(cfg: SurveyConfig, q: Questionnaire, frame: pd.DataFrame,
 def _estimate(cfg: SurveyConfig, q: Questionnaire, data: pd.DataFrame, frame: pd.DataFrame,
               pg: Progress) -> tuple[Any, dict[str, Any], Any, Any]:
     from ..design import survey_design
-    from ..flags import _unranked_model_rows
     from ..index import satisfaction_index
-    from ..ranking import league_table
+    from ..outputs.flags import _unranked_model_rows
+    from ..outputs.ranking import league_table
     from ..replicate import bootstrap, jackknife
 
     agency = cfg["frame"]["agency"]
@@ -1108,7 +1108,7 @@ def _flag_options(cfg: SurveyConfig) -> dict[str, Any]:
 
 
 def _flag(cfg: SurveyConfig, est: Any) -> Any:
-    from ..flags import flag_estimate
+    from ..outputs.flags import flag_estimate
 
     return flag_estimate(est, **_flag_options(cfg))
 
@@ -1119,11 +1119,11 @@ _VALUES = ("estimate", "se", "ci_low", "ci_high")
 def index_table(cfg: SurveyConfig, est: Any) -> pd.DataFrame:
     """One long table of an IndexEstimate: overall, element and item rows with flags, scaled.
 
-    The estimate is flagged (:func:`satsample.flags.flag_estimate` with the ``[flags]``
+    The estimate is flagged (:func:`satsample.outputs.flags.flag_estimate` with the ``[flags]``
     options) unless it already is; a suppressed row keeps its domain, ``n``, ``status``
     and ``reason`` but has no estimate, SE or interval.
     """
-    from ..flags import flag_estimate
+    from ..outputs.flags import flag_estimate
 
     scale = float(cfg["output"]["scale"])
     if "status" not in est.overall.columns:
@@ -1201,7 +1201,7 @@ def _write_results(cfg: SurveyConfig, tmp: Path, *, design: Any, estimates: Mapp
 
     No suppressed value is written: the index CSVs leave it empty, the league table and
     the figures leave the agency out (listed with its reason), and the report
-    (:func:`satsample.report.build_report`) honours the same flags.  With the small-area
+    (:func:`satsample.outputs.report.build_report`) honours the same flags.  With the small-area
     step, a model-based agency's overall row carries the model-based value, status and
     ``source`` ``"model-based"`` and the ``model`` statement in the index CSV; the league
     table lists it, unranked, with that value and label; the figure marks it (legend
@@ -1212,8 +1212,8 @@ def _write_results(cfg: SurveyConfig, tmp: Path, *, design: Any, estimates: Mapp
     matplotlib.use("Agg", force=False)
     import matplotlib.pyplot as plt
 
-    from ..plotting import plot_agency_index, plot_response_rates
-    from ..report import build_report
+    from ..outputs.plotting import plot_agency_index, plot_response_rates
+    from ..outputs.report import build_report
 
     fr = cfg["frame"]
     scale = float(cfg["output"]["scale"])
