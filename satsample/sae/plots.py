@@ -12,7 +12,7 @@ import numpy as np
 from scipy import stats
 
 from .._validation import SatsampleError
-from ..plotting import _axes
+from ..outputs.plotting import _axes
 from .area_level import FayHerriotEstimate
 
 if TYPE_CHECKING:
