@@ -133,6 +133,49 @@ def survey_design(
     lonely_psu = check_choice(lonely_psu, name="lonely_psu", allowed=LONELY_PSU_RULES)
     id_cols = as_column_list(ids)
     fpc_cols = as_column_list(fpc)
+    _check_design_columns(data, id_cols, strata, weights, probs, fpc_cols)
+
+    # with Copy-on-Write (pandas 3) a shallow copy shares the columns and no later edit of the
+    # caller's frame reaches it: no column is copied (pandas 2 without CoW: a deep copy)
+    df = data.copy(deep=not _copy_on_write())
+    df.index = pd.RangeIndex(len(df)) if not isinstance(df.index, pd.RangeIndex) else df.index
+
+    if strata is None:
+        s_codes = np.zeros(len(df), dtype=np.int64)
+        s_labels = np.array(["(all)"], dtype=object)
+    else:
+        s_codes, s_labels = _codes(df[strata])
+    stage_names, stage_strata, nested_clusters, n_sampled_list = _nested_stages(
+        df, s_codes, id_cols, nest)
+    popsizes = _stage_popsizes(df, fpc_cols, stage_strata, n_sampled_list, s_labels,
+                               stage_names)
+    w = _initial_weights(df, weights, probs, fpc_cols, popsizes, n_sampled_list)
+    stages = _variance_stages(stage_strata, nested_clusters, n_sampled_list, popsizes)
+    _check_lonely(stages, lonely_psu, s_labels, df, stage_names)
+
+    w = _readonly(np.asarray(w, dtype=np.float64))
+    step = WeightStep.from_weights(
+        "design",
+        w,
+        params=(("ids", tuple(id_cols)), ("strata", strata), ("weights", weights),
+                ("probs", probs), ("fpc", tuple(fpc_cols)), ("lonely_psu", lonely_psu)),
+    )
+    return SurveyDesign(
+        data=df,
+        weights=w,
+        design_weights=w,
+        stages=stages,
+        strata_labels=_readonly(np.asarray(s_labels, dtype=object)),
+        lonely_psu=lonely_psu,
+        history=(step,),
+        columns={"ids": tuple(id_cols), "strata": strata, "weights": weights, "probs": probs,
+                 "fpc": tuple(fpc_cols), "nest": nest},
+    )
+
+
+def _check_design_columns(data: pd.DataFrame, id_cols: list[str], strata: str | None,
+                          weights: str | None, probs: str | None, fpc_cols: list[str]) -> None:
+    """Check that the design columns exist, agree with each other and have no missing values."""
     check_columns(data, id_cols, role="ids")
     check_columns(data, strata, role="strata")
     check_columns(data, weights, role="weights")
@@ -151,18 +194,12 @@ def survey_design(
         if role != "fpc":
             check_grouping(data[col], name=col, role=role)
 
-    # with Copy-on-Write (pandas 3) a shallow copy shares the columns and no later edit of the
-    # caller's frame reaches it: no column is copied (pandas 2 without CoW: a deep copy)
-    df = data.copy(deep=not _copy_on_write())
-    df.index = pd.RangeIndex(len(df)) if not isinstance(df.index, pd.RangeIndex) else df.index
+
+def _nested_stages(
+    df: pd.DataFrame, s_codes: np.ndarray, id_cols: list[str], nest: bool
+) -> tuple[list[str], list[np.ndarray], list[np.ndarray], list[np.ndarray]]:
+    """Per stage: name, stratum codes, cluster codes nested in them, and sampled counts."""
     n = len(df)
-
-    if strata is None:
-        s_codes = np.zeros(n, dtype=np.int64)
-        s_labels = np.array(["(all)"], dtype=object)
-    else:
-        s_codes, s_labels = _codes(df[strata])
-
     if not id_cols:
         stage_clusters = [np.arange(n, dtype=np.int64)]
         stage_names = ["(row)"]
@@ -190,10 +227,15 @@ def survey_design(
         stage_strata.append(parents)
         n_sampled_list.append(n_sampled)
         parents = pair_codes
+    return stage_names, stage_strata, nested_clusters, n_sampled_list
 
-    # fpc per stage
+
+def _stage_popsizes(df: pd.DataFrame, fpc_cols: list[str], stage_strata: list[np.ndarray],
+                    n_sampled_list: list[np.ndarray], s_labels: np.ndarray,
+                    stage_names: list[str]) -> list[np.ndarray | None]:
+    """Population count of clusters per row at every stage with an fpc column (else None)."""
     popsizes: list[np.ndarray | None] = []
-    for k in range(len(nested_clusters)):
+    for k in range(len(stage_strata)):
         if k >= len(fpc_cols):
             popsizes.append(None)
             continue
@@ -201,8 +243,14 @@ def survey_design(
             fpc_cols[k], df[fpc_cols[k]], stage_strata[k], n_sampled_list[k], stage=k + 1,
             where=lambda code, k=k: _stratum_label(k, code, s_labels, stage_strata, df,
                                                    stage_names)))
+    return popsizes
 
-    # weights
+
+def _initial_weights(df: pd.DataFrame, weights: str | None, probs: str | None,
+                     fpc_cols: list[str], popsizes: list[np.ndarray | None],
+                     n_sampled_list: list[np.ndarray]) -> np.ndarray:
+    """Design weights from ``weights``, ``probs`` or the fpc counts (else 1, with a warning)."""
+    n = len(df)
     if weights is not None:
         w = check_design_weights(df[weights], name=weights)
     elif probs is not None:
@@ -219,10 +267,16 @@ def survey_design(
         warnings.warn(
             "no weights, probs or fpc given: assuming equal probability (all weights 1)",
             SatsampleWarning,
-            stacklevel=2,
+            stacklevel=3,  # the caller of survey_design
         )
         w = np.ones(n)
+    return w
 
+
+def _variance_stages(stage_strata: list[np.ndarray], nested_clusters: list[np.ndarray],
+                     n_sampled_list: list[np.ndarray],
+                     popsizes: list[np.ndarray | None]) -> tuple[Stage, ...]:
+    """The read-only stages the variance recursion uses (deeper only below a stage with fpc)."""
     stages = tuple(
         Stage(
             stratum=_readonly(stage_strata[k]),
@@ -236,29 +290,7 @@ def survey_design(
     used = 1
     while used < len(stages) and stages[used - 1].popsize is not None:
         used += 1
-    stages = stages[:used]
-
-    # lonely PSUs
-    _check_lonely(stages, lonely_psu, s_labels, df, stage_names)
-
-    w = _readonly(np.asarray(w, dtype=np.float64))
-    step = WeightStep.from_weights(
-        "design",
-        w,
-        params=(("ids", tuple(id_cols)), ("strata", strata), ("weights", weights),
-                ("probs", probs), ("fpc", tuple(fpc_cols)), ("lonely_psu", lonely_psu)),
-    )
-    return SurveyDesign(
-        data=df,
-        weights=w,
-        design_weights=w,
-        stages=stages,
-        strata_labels=_readonly(np.asarray(s_labels, dtype=object)),
-        lonely_psu=lonely_psu,
-        history=(step,),
-        columns={"ids": tuple(id_cols), "strata": strata, "weights": weights, "probs": probs,
-                 "fpc": tuple(fpc_cols), "nest": nest},
-    )
+    return stages[:used]
 
 
 def stage_popsize(col: str, values: Any, strata: np.ndarray, n_sampled: np.ndarray, *,
