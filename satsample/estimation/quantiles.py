@@ -446,17 +446,7 @@ def quantile(
     >>> bool((q.table["ci_low"] <= q.table["estimate"]).all())
     True
     """
-    if type(design).__name__ == "DaskSurveyDesign":
-        raise SatsampleError(
-            "quantile is not available on a Dask design: a quantile is not a smooth function "
-            "of totals (its point and interval need the sorted values of each domain); "
-            "compute it on the rows of the domains of interest in memory")
-    if not isinstance(design, SurveyDesign):
-        raise SatsampleError(f"design must be a SurveyDesign, got {type(design).__name__}")
-    check_choice(rule, name="rule", allowed=QUANTILE_RULES)
-    check_choice(ci_method, name="ci_method", allowed=QUANTILE_CI_METHODS)
-    check_probability(level, name="level")
-    check_choice(na, name="na", allowed=("error", "drop"))
+    _check_options(design, rule, ci_method, level, na)
     variance = engine.resolve_variance(design, variance)
     cols = as_column_list(y)
     if not cols:
@@ -476,10 +466,58 @@ def quantile(
     codes, levels, n_possible = dom.codes, dom.levels, dom.n_possible
     g = len(levels)
     k = len(cols)
-    w = design.weights
-    usable = ~miss & (w > 0)[:, None]  # (n, k)
+    usable = ~miss & (design.weights > 0)[:, None]  # (n, k)
+    samples, n_obs = _domain_samples(vals, design.weights, usable, codes, levels, by_cols, cols)
 
-    # per (domain, variable): the sorted sample
+    cdf = _CdfEvaluator(design, data, by_cols, g, levels, variance)
+    est = _point_estimates(samples, p_all, rule, g, k)  # (G, k, P)
+
+    df = _domain_df(design, variance, cdf, usable, codes, g, k)
+    crit = _critical_values(df, level)
+    if ci_method == "mean":
+        low, high = _woodruff(cdf, vals, usable, codes, samples, est, p_all, rule, crit)
+    else:
+        low, high = _score(cdf, vals, usable, codes, samples, p_all, rule, crit)
+    with np.errstate(invalid="ignore"):
+        se = (high - low) / (2.0 * crit[:, :, None])
+
+    return QuantileEstimate(
+        statistic="quantile",
+        table=_table(levels, by_cols, cols, p_all,
+                     {"estimate": est, "se": se, "ci_low": low, "ci_high": high}, df, n_obs),
+        by=tuple(by_cols),
+        variables=tuple(cols),
+        probs=p_all,
+        options=_options(design, variance, level, rule, ci_method, na),
+        excluded=excluded,
+        empty_cells=int((n_possible - g) * k),
+        n_cells_possible=int(n_possible * k),
+        design_summary=_design_summary(design),
+    )
+
+
+def _check_options(design: SurveyDesign, rule: str, ci_method: str, level: float,
+                   na: str) -> None:
+    """Check the design type and the choice options of :func:`quantile`."""
+    if type(design).__name__ == "DaskSurveyDesign":
+        raise SatsampleError(
+            "quantile is not available on a Dask design: a quantile is not a smooth function "
+            "of totals (its point and interval need the sorted values of each domain); "
+            "compute it on the rows of the domains of interest in memory")
+    if not isinstance(design, SurveyDesign):
+        raise SatsampleError(f"design must be a SurveyDesign, got {type(design).__name__}")
+    check_choice(rule, name="rule", allowed=QUANTILE_RULES)
+    check_choice(ci_method, name="ci_method", allowed=QUANTILE_CI_METHODS)
+    check_probability(level, name="level")
+    check_choice(na, name="na", allowed=("error", "drop"))
+
+
+def _domain_samples(
+    vals: np.ndarray, w: np.ndarray, usable: np.ndarray, codes: np.ndarray, levels: pd.DataFrame,
+    by_cols: list[str], cols: list[str],
+) -> tuple[dict[tuple[int, int], _Sorted], np.ndarray]:
+    """The sorted usable sample of every (domain, variable) and its size; none may be empty."""
+    g, k = len(levels), len(cols)
     samples: dict[tuple[int, int], _Sorted] = {}
     n_obs = np.zeros((g, k), dtype=np.int64)
     for j in range(k):
@@ -497,52 +535,62 @@ def quantile(
                 )
             samples[(gg, j)] = _Sorted.build(vals[r, j], w[r])
             n_obs[gg, j] = r.size
+    return samples, n_obs
 
-    cdf = _CdfEvaluator(design, data, by_cols, g, levels, variance)
-    n_p = len(p_all)
-    # point estimates (G, k, P)
-    est = np.empty((g, k, n_p))
+
+def _point_estimates(samples: dict[tuple[int, int], _Sorted], p_all: tuple[float, ...],
+                     rule: str, g: int, k: int) -> np.ndarray:
+    """The quantile of every (domain, variable, probability) by ``rule``."""
+    est = np.empty((g, k, len(p_all)))
     for (gg, j), s in samples.items():
         for t, p in enumerate(p_all):
             est[gg, j, t] = _rule_value(s, p, rule)
+    return est
 
-    # degrees of freedom per (domain, variable)
-    if variance == "taylor" or design.replicates is None:
-        df = _taylor_df(cdf, usable, k)
-    else:
-        cache: dict[bytes, float] = {}
-        df = np.empty((g, k))
-        for j in range(k):
-            for gg in range(g):
-                rows = np.flatnonzero(usable[:, j] & (codes == gg))
-                df[gg, j] = _replicate_df(design, rows, cache)
-    with np.errstate(invalid="ignore"):
-        crit = np.where(df >= 1, stats.t.ppf((1.0 + level) / 2.0, np.where(df >= 1, df, 1.0)), np.nan)
-    crit[np.isinf(df)] = stats.norm.ppf((1.0 + level) / 2.0)
 
-    if ci_method == "mean":
-        low, high = _woodruff(cdf, vals, usable, codes, samples, est, p_all, rule, crit)
-    else:
-        low, high = _score(cdf, vals, usable, codes, samples, p_all, rule, crit)
-    with np.errstate(invalid="ignore"):
-        se = (high - low) / (2.0 * crit[:, :, None])
-
-    # table: domain-major, then variable, then probability
+def _table(levels: pd.DataFrame, by_cols: list[str], cols: list[str], p_all: tuple[float, ...],
+           values: dict[str, np.ndarray], df: np.ndarray, n_obs: np.ndarray) -> pd.DataFrame:
+    """The result table: domain-major, then variable, then probability."""
+    g, k, n_p = len(levels), len(cols), len(p_all)
     gi, ji, ti = (a.ravel() for a in np.meshgrid(np.arange(g), np.arange(k), np.arange(n_p), indexing="ij"))
     table = levels.iloc[gi].reset_index(drop=True) if by_cols else pd.DataFrame(index=range(gi.size))
-    table = table.assign(
+    return table.assign(
         variable=np.asarray(cols, dtype=object)[ji],
         prob=np.asarray(p_all)[ti],
-        estimate=est[gi, ji, ti],
-        se=se[gi, ji, ti],
-        ci_low=low[gi, ji, ti],
-        ci_high=high[gi, ji, ti],
+        **{name: v[gi, ji, ti] for name, v in values.items()},
         df=df[gi, ji],
         n=n_obs[gi, ji],
     )
+
+
+def _domain_df(design: SurveyDesign, variance: str, cdf: _CdfEvaluator, usable: np.ndarray,
+               codes: np.ndarray, g: int, k: int) -> np.ndarray:
+    """Degrees of freedom per (domain, variable): Taylor PSUs - strata, or replicate rank - 1."""
+    if variance == "taylor" or design.replicates is None:
+        return _taylor_df(cdf, usable, k)
+    cache: dict[bytes, float] = {}
+    df = np.empty((g, k))
+    for j in range(k):
+        for gg in range(g):
+            rows = np.flatnonzero(usable[:, j] & (codes == gg))
+            df[gg, j] = _replicate_df(design, rows, cache)
+    return df
+
+
+def _critical_values(df: np.ndarray, level: float) -> np.ndarray:
+    """Student t quantiles at (1 + level)/2 (normal for infinite df, NaN for df < 1)."""
+    with np.errstate(invalid="ignore"):
+        crit = np.where(df >= 1, stats.t.ppf((1.0 + level) / 2.0, np.where(df >= 1, df, 1.0)), np.nan)
+    crit[np.isinf(df)] = stats.norm.ppf((1.0 + level) / 2.0)
+    return crit
+
+
+def _options(design: SurveyDesign, variance: str, level: float, rule: str, ci_method: str,
+             na: str) -> dict[str, Any]:
+    """The ``options`` record of a :class:`QuantileEstimate`."""
     reps = design.replicates
     use_reps = variance == "replicate"
-    options = {
+    return {
         "variance": variance,
         "level": level,
         "rule": rule,
@@ -556,24 +604,17 @@ def quantile(
         "na": na,
         "calibrated": bool(design.calibrations),
     }
+
+
+def _design_summary(design: SurveyDesign) -> dict[str, Any]:
+    """Sample size, strata, PSUs, degrees of freedom (and replicates) of the design."""
     psu = design.psu
     n_psu = int(np.count_nonzero(np.bincount(psu))) if psu.size else 0
     summary: dict[str, Any] = {"n": design.n, "strata": design.n_strata, "psu": n_psu,
                                "degf": int(design.degf)}
-    if reps is not None:
-        summary["replicates"] = reps.n_replicates
-    return QuantileEstimate(
-        statistic="quantile",
-        table=table,
-        by=tuple(by_cols),
-        variables=tuple(cols),
-        probs=p_all,
-        options=options,
-        excluded=excluded,
-        empty_cells=int((n_possible - g) * k),
-        n_cells_possible=int(n_possible * k),
-        design_summary=summary,
-    )
+    if design.replicates is not None:
+        summary["replicates"] = design.replicates.n_replicates
+    return summary
 
 
 def _taylor_df(cdf: _CdfEvaluator, usable: np.ndarray, k: int) -> np.ndarray:
