@@ -407,7 +407,72 @@ def make_population(
         )
     _check_codes_for_generation(q)
 
-    # ---------------------------------------------------------------- agencies
+    # the draws from gen happen in this order: agencies, users, answers, prior
+    lay = _agency_layout(n_agencies)
+    effects = _draw_agencies(gen, lay.level, n_users, q)
+    users = _draw_users(gen, lay.level, effects.n_h, n_users)
+    codes = _draw_answers(gen, q, users, effects)
+    frame = _frame(lay, users)
+    num, den, sizes = _count_totals(codes, users.agency.astype(np.int64), n_agencies, q)
+    table = _truth_table(num, den, sizes, pd.Index(lay.agency_ids, name="agency_id"), q)
+    truth = _truth(num, den, sizes, table, n_users, q)
+    prior = np.clip(table["index"].to_numpy() + 0.04 * gen.standard_normal(n_agencies), 0.05, 0.99)
+    agencies = pd.DataFrame(
+        {
+            "agency_id": lay.agency_ids,
+            "name": lay.names,
+            "level": [LEVELS[lv] for lv in lay.level],
+            "district_id": pd.array(lay.district, dtype="str"),
+            "commune_id": pd.array(lay.commune, dtype="str"),
+            "N_h": effects.n_h,
+            "p_prior": np.round(prior, 2),
+            "latent_effect": effects.agency,
+        }
+    )
+    seed = int(rng) if isinstance(rng, (int, np.integer)) else None
+    return Population(
+        frame=frame, agencies=agencies, questionnaire=q, codes=codes, truth=truth, seed=seed
+    )
+
+
+@dataclass(frozen=True)
+class _Layout:
+    """Agencies of the synthetic province: level codes, labels and where they sit."""
+
+    level: np.ndarray  # 0 province, 1 district, 2 commune
+    agency_ids: list[str]
+    dist_ids: list[str]
+    comm_ids: list[str]
+    names: list[str]
+    district: list[str | None]  # district of each agency (None for a department)
+    commune: list[str | None]  # commune of each agency (None above the commune tier)
+
+
+@dataclass(frozen=True)
+class _Effects:
+    """Random agency sizes and the agency, element and item terms of the answer model."""
+
+    n_h: np.ndarray
+    agency: np.ndarray
+    agency_element: np.ndarray
+    element: np.ndarray
+    item: np.ndarray
+
+
+@dataclass(frozen=True)
+class _Users:
+    """Codes of the users' agency, level, sex, age group, channel and procedure field."""
+
+    agency: np.ndarray
+    level: np.ndarray
+    sex: np.ndarray
+    age: np.ndarray
+    channel: np.ndarray
+    field: np.ndarray
+
+
+def _agency_layout(n_agencies: int) -> _Layout:
+    """Split the agencies by level, label them and nest the communes in the districts."""
     n_prov = max(1, round(_LEVEL_SHARE[0] * n_agencies))
     n_dist = max(1, round(_LEVEL_SHARE[1] * n_agencies))
     n_comm = n_agencies - n_prov - n_dist
@@ -430,7 +495,14 @@ def make_population(
     ]
     agency_district = [None] * n_prov + dist_ids + [dist_ids[d] for d in commune_district]
     agency_commune = [None] * (n_prov + n_dist) + comm_ids
+    return _Layout(level=level, agency_ids=agency_ids, dist_ids=dist_ids, comm_ids=comm_ids,
+                   names=names, district=agency_district, commune=agency_commune)
 
+
+def _draw_agencies(gen: np.random.Generator, level: np.ndarray, n_users: int,
+                   q: Questionnaire) -> _Effects:
+    """Draw the agency sizes (largest remainder, at least 2 each) and the model's effects."""
+    n_agencies = level.size
     size = _LEVEL_SIZE[level] * np.exp(_SIZE_SIGMA * gen.standard_normal(n_agencies))
     share = (n_users - 2 * n_agencies) * size / size.sum()
     n_h = np.floor(share).astype(np.int64)
@@ -446,8 +518,14 @@ def make_population(
     else:
         element_effect = 0.15 * gen.standard_normal(n_el)
     item_effect = _ITEM_SD * gen.standard_normal(q.n_items)
+    return _Effects(n_h=n_h, agency=agency_effect, agency_element=agency_element,
+                    element=element_effect, item=item_effect)
 
-    # ---------------------------------------------------------------- users
+
+def _draw_users(gen: np.random.Generator, level: np.ndarray, n_h: np.ndarray,
+                n_users: int) -> _Users:
+    """Draw every user's sex, age group, channel and procedure field."""
+    n_agencies = level.size
     agency = np.repeat(np.arange(n_agencies, dtype=np.int32), n_h)
     user_level = level[agency]
     sex = (gen.random(n_users) >= _P_FEMALE).astype(np.int8)
@@ -466,8 +544,15 @@ def make_population(
             probs = _FIELD_DISTRICT if level[h] == 1 else _FIELD_COMMUNE
         field_probs[h] = probs
     field = _draw_categories(field_probs, agency, gen.random(n_users))
+    return _Users(agency=agency, level=user_level, sex=sex, age=age, channel=channel,
+                  field=field)
 
-    # ---------------------------------------------------------------- answers
+
+def _draw_answers(gen: np.random.Generator, q: Questionnaire, users: _Users,
+                  effects: _Effects) -> np.ndarray:
+    """Draw every user's answer codes (read-only, users x items) by chunks of rows."""
+    n_users = users.agency.size
+    agency, age = users.agency, users.age
     thresholds = _thresholds(len(q.valid_codes)).astype(np.float32)
     valid_lut = np.asarray(q.valid_codes, dtype=np.uint8)
     el_idx = q.element_index()
@@ -476,13 +561,13 @@ def make_population(
     )[el_idx].astype(np.float32)
     noop_code = np.uint8(q.unusable_codes[0]) if q.unusable_codes else None
     user_eta = (
-        agency_effect[agency]
-        + _SEX_EFFECT[sex]
+        effects.agency[agency]
+        + _SEX_EFFECT[users.sex]
         + _AGE_EFFECT[age]
-        + _CHANNEL_EFFECT[channel]
+        + _CHANNEL_EFFECT[users.channel]
         + _USER_SD * gen.standard_normal(n_users)
     ).astype(np.float32)
-    cell_eta = (agency_element[:, el_idx] + (element_effect[el_idx] + item_effect)[None, :])
+    cell_eta = (effects.agency_element[:, el_idx] + (effects.element[el_idx] + effects.item)[None, :])
     cell_eta = cell_eta.astype(np.float32)  # (n_agencies, n_items)
     k = q.n_items
     codes = np.empty((n_users, k), dtype=np.uint8, order="F")
@@ -508,39 +593,45 @@ def make_population(
         block[v < _P_BLANK] = 0
         codes[start:stop] = block
     codes.flags.writeable = False
+    return codes
 
-    # ---------------------------------------------------------------- tables
-    agency_cat = _categorical(agency, agency_ids)
+
+def _frame(lay: _Layout, users: _Users) -> pd.DataFrame:
+    """The sampling frame: one row per user with categorical design and profile columns."""
+    n_users = users.agency.size
+    agency = users.agency
     district_codes = np.array(
-        [-1 if d is None else dist_ids.index(d) for d in agency_district], dtype=np.int32
+        [-1 if d is None else lay.dist_ids.index(d) for d in lay.district], dtype=np.int32
     )
     commune_codes = np.array(
-        [-1 if c is None else comm_ids.index(c) for c in agency_commune], dtype=np.int32
+        [-1 if c is None else lay.comm_ids.index(c) for c in lay.commune], dtype=np.int32
     )
-    frame = pd.DataFrame(
+    return pd.DataFrame(
         {
             "user_id": np.arange(1, n_users + 1, dtype=np.int64),
             "province": _categorical(np.zeros(n_users, np.int8), [PROVINCE]),
-            "district_id": _categorical(district_codes[agency], dist_ids),
-            "commune_id": _categorical(commune_codes[agency], comm_ids),
-            "agency_id": agency_cat,
-            "agency_name": _categorical(agency, names),
-            "agency_level": _categorical(user_level, LEVELS),
-            "procedure_field": _categorical(field, PROCEDURE_FIELDS),
-            "channel": _categorical(channel, CHANNELS),
-            "sex": _categorical(sex, SEXES),
-            "age_group": _categorical(age, AGE_GROUPS),
+            "district_id": _categorical(district_codes[agency], lay.dist_ids),
+            "commune_id": _categorical(commune_codes[agency], lay.comm_ids),
+            "agency_id": _categorical(agency, lay.agency_ids),
+            "agency_name": _categorical(agency, lay.names),
+            "agency_level": _categorical(users.level, LEVELS),
+            "procedure_field": _categorical(users.field, PROCEDURE_FIELDS),
+            "channel": _categorical(users.channel, CHANNELS),
+            "sex": _categorical(users.sex, SEXES),
+            "age_group": _categorical(users.age, AGE_GROUPS),
         }
     )
-    num, den, sizes = _count_totals(codes, agency.astype(np.int64), n_agencies, q)
-    agency_index = pd.Index(agency_ids, name="agency_id")
-    table = _truth_table(num, den, sizes, agency_index, q)
+
+
+def _truth(num: np.ndarray, den: np.ndarray, sizes: np.ndarray, table: pd.DataFrame,
+           n_users: int, q: Questionnaire) -> PopulationTruth:
+    """The exact indices of the population, overall and per agency (``table``)."""
     overall = _truth_table(
         num.sum(axis=0, keepdims=True), den.sum(axis=0, keepdims=True),
         np.array([n_users]), pd.Index(["all"], name="domain"), q,
     )
     element_cols = list(q.element_codes)
-    truth = PopulationTruth(
+    return PopulationTruth(
         overall_index=float(overall["index"].iloc[0]),
         overall_elements=overall[element_cols].iloc[0].rename("all"),
         overall_items=overall[list(q.items)].iloc[0].rename("all"),
@@ -549,23 +640,6 @@ def make_population(
         ],
         agency_items=table[list(q.items)],
         mean_of_agencies=float(np.nanmean(table["index"].to_numpy())),
-    )
-    prior = np.clip(table["index"].to_numpy() + 0.04 * gen.standard_normal(n_agencies), 0.05, 0.99)
-    agencies = pd.DataFrame(
-        {
-            "agency_id": agency_ids,
-            "name": names,
-            "level": [LEVELS[lv] for lv in level],
-            "district_id": pd.array(agency_district, dtype="str"),
-            "commune_id": pd.array(agency_commune, dtype="str"),
-            "N_h": n_h,
-            "p_prior": np.round(prior, 2),
-            "latent_effect": agency_effect,
-        }
-    )
-    seed = int(rng) if isinstance(rng, (int, np.integer)) else None
-    return Population(
-        frame=frame, agencies=agencies, questionnaire=q, codes=codes, truth=truth, seed=seed
     )
 
 
