@@ -543,16 +543,9 @@ def fay_herriot(
     if not isinstance(data, pd.DataFrame):
         raise SatsampleError(f"data must be a pandas DataFrame, got {type(data).__name__}")
     covs = as_column_list(covariates)
-    check_choice(method, name="method", allowed=core.METHODS)
-    check_choice(mse, name="mse", allowed=("analytic", "bootstrap"))
-    check_choice(benchmark, name="benchmark", allowed=(None, "ratio", "difference"))
-    check_probability(level, name="level")
-    n_replicates = check_positive_int(n_replicates, name="n_replicates")
-    max_iter = check_positive_int(max_iter, name="max_iter")
-    check_rng(rng)  # also when mse="analytic" does not draw: a wrong rng is a mistake either way
-    if isinstance(tol, bool) or not isinstance(tol, (int, float, np.integer, np.floating)) \
-            or not (np.isfinite(tol) and tol > 0):
-        raise SatsampleError(f"tol={plain(tol)!r} must be a positive number")
+    n_replicates, max_iter = _check_fh_options(method=method, mse=mse, benchmark=benchmark,
+                                               level=level, n_replicates=n_replicates,
+                                               max_iter=max_iter, rng=rng, tol=tol)
     y_all, psi_all, in_sample = _prepare(data, area, estimate, variance, covs)
     labels = data[area].to_numpy()
     if not in_sample.any():
@@ -574,6 +567,81 @@ def fay_herriot(
     gamma = s2 / (s2 + psi)
     synth_all = x_all @ m.beta
     eblup = gamma * y + (1 - gamma) * synth_all[in_sample]
+    terms_mse, mse_in, mse_out, mse_method = _analytic_mse(x_in, x_out, psi, m, method, s2)
+    resid = (y - synth_all[in_sample]) / np.sqrt(s2 + psi)
+
+    options: dict[str, Any] = {"tol": tol, "max_iter": max_iter, "intercept": intercept}
+    bench_spec: tuple[np.ndarray, str] | None = None
+    unbenchmarked = None
+    if benchmark is not None:
+        w_in, target = _benchmark_weights(data, benchmark_weights, benchmark_target, in_sample,
+                                          labels, y)
+        unbenchmarked = eblup
+        eblup, mse_in, g4 = _benchmarked(eblup, mse_in, y, psi, x_in, m, w_in, target, benchmark)
+        if g4 is not None:
+            options["benchmark_g4"] = g4
+        bench_spec = (w_in, benchmark)
+        options.update(benchmark=benchmark, benchmark_weights=benchmark_weights,
+                       benchmark_target=target)
+
+    mse_analytic_in, mse_analytic_out = mse_in, mse_out
+    boot: dict[str, Any] | None = None
+    if mse == "bootstrap":
+        gen = as_generator(rng)
+        if bench_spec is not None and benchmark_target is not None:
+            raise SatsampleError("mse='bootstrap' with benchmarking supports the default "
+                                 "benchmark_target (the weighted mean of the direct estimates)")
+        boot = _bootstrap_mse(y, x_in, x_out, psi, m, method, n_replicates, gen, tol, max_iter,
+                              bench_spec)
+        mse_in, mse_out, mse_method, boot_options = _bootstrap_choice(boot, bench_spec is None)
+        options.update(boot_options)
+        options.update(n_replicates=n_replicates, bootstrap_failed_fits=boot["failed"])
+
+    table = _area_table(data, area=area, se=se, n=n, in_sample=in_sample, y_all=y_all,
+                        psi_all=psi_all, synth_all=synth_all, gamma=gamma, eblup=eblup,
+                        mse_in=mse_in, mse_out=mse_out, level=level, resid=resid,
+                        terms_mse=terms_mse, s2=s2)
+    if boot is not None:
+        table["mse_analytic"] = _by_row(in_sample, mse_analytic_in, mse_analytic_out)
+        table["mse_bootstrap_naive"] = _by_row(in_sample, boot["naive_in"], boot["naive_out"])
+    if unbenchmarked is not None:
+        table["estimate_unbenchmarked"] = _by_row(in_sample, unbenchmarked, synth_all[~in_sample])
+    table["source"] = "model-based"
+    table["method"] = np.where(in_sample, f"EBLUP ({method})", f"synthetic ({method})")
+
+    if sampling_variances is None:
+        sampling_variances = data.attrs.get("psi_method") or {
+            "method": "given", "formula": f"as given in column {variance!r}"}
+    loglik = math.nan if method == "fh" else core.loglik(y, x_in, psi, s2, method)
+    return FayHerriotEstimate(
+        table=table, area=area, covariates=tuple(covs), coefficients=_coefficients(terms, m),
+        sigma2_v=s2, boundary=bool(fit.boundary), method=method, mse_method=mse_method,
+        sampling_variances=dict(sampling_variances), level=level, loglik=loglik,
+        n_iter=fit.n_iter, options=options,
+    )
+
+
+def _check_fh_options(*, method: str, mse: str, benchmark: str | None, level: float,
+                      n_replicates: int, max_iter: int, rng: RNGLike,
+                      tol: float) -> tuple[int, int]:
+    """Check the options of :func:`fay_herriot`; return ``n_replicates`` and ``max_iter``."""
+    check_choice(method, name="method", allowed=core.METHODS)
+    check_choice(mse, name="mse", allowed=("analytic", "bootstrap"))
+    check_choice(benchmark, name="benchmark", allowed=(None, "ratio", "difference"))
+    check_probability(level, name="level")
+    n_replicates = check_positive_int(n_replicates, name="n_replicates")
+    max_iter = check_positive_int(max_iter, name="max_iter")
+    check_rng(rng)  # also when mse="analytic" does not draw: a wrong rng is a mistake either way
+    if isinstance(tol, bool) or not isinstance(tol, (int, float, np.integer, np.floating)) \
+            or not (np.isfinite(tol) and tol > 0):
+        raise SatsampleError(f"tol={plain(tol)!r} must be a positive number")
+    return n_replicates, max_iter
+
+
+def _analytic_mse(
+    x_in: np.ndarray, x_out: np.ndarray, psi: np.ndarray, m: core._Moments, method: str, s2: float,
+) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray, str]:
+    """The g-terms and the analytic MSE in and out of sample, without the bias term if not > 0."""
     terms_mse = core.mse_terms(x_in, psi, m, method, x_out)
     mse_in = terms_mse["mse"].copy()
     mse_out = terms_mse.get("mse_out", np.empty(0)).copy()
@@ -589,72 +657,79 @@ def fay_herriot(
             f"the {ANALYTIC_MSE[method]} MSE with its bias correction for method={method!r} is "
             f"not positive in {bad} area(s) at sigma2_v = {s2:.4g}; the uncorrected "
             "g1 + g2 + 2 g3 is reported instead (consider method='reml' or mse='bootstrap')",
-            SatsampleWarning, stacklevel=2,
+            SatsampleWarning, stacklevel=3,  # the caller of fay_herriot
         )
-    resid = (y - synth_all[in_sample]) / np.sqrt(s2 + psi)
+    return terms_mse, mse_in, mse_out, mse_method
 
-    options: dict[str, Any] = {"tol": tol, "max_iter": max_iter, "intercept": intercept}
-    bench_spec: tuple[np.ndarray, str] | None = None
-    unbenchmarked = None
-    if benchmark is not None:
-        if benchmark_weights is None:
-            raise SatsampleError("benchmark needs benchmark_weights: the column of area sizes")
-        check_columns(data, benchmark_weights, role="benchmark_weights")
-        wts = as_numbers(data[benchmark_weights], name=benchmark_weights,
-                         role="benchmark_weights")
-        bad = in_sample & ~(np.isfinite(wts) & (wts >= 0))
-        if bad.any():
-            raise SatsampleError(f"benchmark_weights column {benchmark_weights!r} is missing or "
-                                 f"negative for area(s) {_show(labels[bad])}")
-        if not wts[in_sample].sum() > 0:
-            raise SatsampleError(f"benchmark_weights column {benchmark_weights!r} sums to 0 over "
-                                 "the areas with a direct estimate; benchmarking needs positive "
-                                 "area sizes")
-        w_in = wts[in_sample] / wts[in_sample].sum()
-        target = float(np.sum(w_in * y)) if benchmark_target is None else float(benchmark_target)
-        unbenchmarked = eblup
-        eblup = _benchmark(eblup, y, w_in, target, benchmark)
-        if benchmark == "difference":
-            u = w_in * psi
-            wv = m.w * u
-            g4 = float(np.sum(wv * u) - (x_in.T @ wv) @ m.a_inv @ (x_in.T @ wv))
-            mse_in = mse_in + g4
-            options["benchmark_g4"] = g4
-        else:
-            mse_in = mse_in + (eblup - unbenchmarked) ** 2
-        bench_spec = (w_in, benchmark)
-        options.update(benchmark=benchmark, benchmark_weights=benchmark_weights,
-                       benchmark_target=target)
 
-    mse_analytic_in, mse_analytic_out = mse_in, mse_out
-    boot: dict[str, Any] | None = None
-    if mse == "bootstrap":
-        gen = as_generator(rng)
-        if bench_spec is not None and benchmark_target is not None:
-            raise SatsampleError("mse='bootstrap' with benchmarking supports the default "
-                                 "benchmark_target (the weighted mean of the direct estimates)")
-        boot = _bootstrap_mse(y, x_in, x_out, psi, m, method, n_replicates, gen, tol, max_iter,
-                              bench_spec)
-        if bench_spec is None:
-            mse_in, mse_out = boot["bl_in"], boot["bl_out"]
-            neg = (mse_in <= 0).sum() + (mse_out <= 0).sum()
-            if neg:
-                mse_in = np.where(mse_in > 0, mse_in, boot["naive_in"])
-                mse_out = np.where(mse_out > 0, mse_out, boot["naive_out"])
-            mse_method = "bootstrap (Butar-Lahiri)"
-            options["bootstrap_naive_used_in"] = int(neg)
-        else:
-            mse_in, mse_out = boot["naive_in"], boot["naive_out"]
-            mse_method = "bootstrap (naive, benchmarked replicates)"
-        options.update(n_replicates=n_replicates, bootstrap_failed_fits=boot["failed"])
+def _benchmark_weights(data: pd.DataFrame, benchmark_weights: str | None,
+                       benchmark_target: float | None, in_sample: np.ndarray,
+                       labels: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, float]:
+    """Check the area sizes; return the sampled areas' weight shares and the target."""
+    if benchmark_weights is None:
+        raise SatsampleError("benchmark needs benchmark_weights: the column of area sizes")
+    check_columns(data, benchmark_weights, role="benchmark_weights")
+    wts = as_numbers(data[benchmark_weights], name=benchmark_weights,
+                     role="benchmark_weights")
+    bad = in_sample & ~(np.isfinite(wts) & (wts >= 0))
+    if bad.any():
+        raise SatsampleError(f"benchmark_weights column {benchmark_weights!r} is missing or "
+                             f"negative for area(s) {_show(labels[bad])}")
+    if not wts[in_sample].sum() > 0:
+        raise SatsampleError(f"benchmark_weights column {benchmark_weights!r} sums to 0 over "
+                             "the areas with a direct estimate; benchmarking needs positive "
+                             "area sizes")
+    w_in = wts[in_sample] / wts[in_sample].sum()
+    target = float(np.sum(w_in * y)) if benchmark_target is None else float(benchmark_target)
+    return w_in, target
 
-    # assemble the table in the order of the input rows
+
+def _benchmarked(eblup: np.ndarray, mse_in: np.ndarray, y: np.ndarray, psi: np.ndarray,
+                 x_in: np.ndarray, m: core._Moments, w_in: np.ndarray, target: float,
+                 benchmark: str) -> tuple[np.ndarray, np.ndarray, float | None]:
+    """Benchmarked EBLUPs, their analytic MSE and the g4 term (difference benchmarking only)."""
+    bench = _benchmark(eblup, y, w_in, target, benchmark)
+    if benchmark != "difference":
+        return bench, mse_in + (bench - eblup) ** 2, None
+    u = w_in * psi
+    wv = m.w * u
+    g4 = float(np.sum(wv * u) - (x_in.T @ wv) @ m.a_inv @ (x_in.T @ wv))
+    return bench, mse_in + g4, g4
+
+
+def _bootstrap_choice(
+    boot: dict[str, Any], unbenchmarked: bool,
+) -> tuple[np.ndarray, np.ndarray, str, dict[str, Any]]:
+    """The bootstrap MSE reported: Butar-Lahiri (naive where not > 0), naive if benchmarked."""
+    if not unbenchmarked:
+        naive = "bootstrap (naive, benchmarked replicates)"
+        return boot["naive_in"], boot["naive_out"], naive, {}
+    mse_in, mse_out = boot["bl_in"], boot["bl_out"]
+    neg = (mse_in <= 0).sum() + (mse_out <= 0).sum()
+    if neg:
+        mse_in = np.where(mse_in > 0, mse_in, boot["naive_in"])
+        mse_out = np.where(mse_out > 0, mse_out, boot["naive_out"])
+    return mse_in, mse_out, "bootstrap (Butar-Lahiri)", {"bootstrap_naive_used_in": int(neg)}
+
+
+def _by_row(in_sample: np.ndarray, inside: np.ndarray, outside: np.ndarray) -> np.ndarray:
+    """One value per input row: ``inside`` for the sampled areas, ``outside`` for the others."""
+    out = np.full(in_sample.size, np.nan)
+    out[in_sample] = inside
+    out[~in_sample] = outside
+    return out
+
+
+def _area_table(data: pd.DataFrame, *, area: str, se: str | None, n: str | None,
+                in_sample: np.ndarray, y_all: np.ndarray, psi_all: np.ndarray,
+                synth_all: np.ndarray, gamma: np.ndarray, eblup: np.ndarray,
+                mse_in: np.ndarray, mse_out: np.ndarray, level: float, resid: np.ndarray,
+                terms_mse: dict[str, np.ndarray], s2: float) -> pd.DataFrame:
+    """The per-area table in the order of the input rows, up to the g3 column."""
     n_rows = len(data)
     est_all = np.where(in_sample, np.nan, synth_all)
     est_all[in_sample] = eblup
-    mse_all = np.full(n_rows, np.nan)
-    mse_all[in_sample] = mse_in
-    mse_all[~in_sample] = mse_out
+    mse_all = _by_row(in_sample, mse_in, mse_out)
     gamma_all = np.zeros(n_rows)
     gamma_all[in_sample] = gamma
     z = stats.norm.ppf(0.5 + level / 2)
@@ -691,38 +766,17 @@ def fay_herriot(
     if (~in_sample).any():
         table.loc[~in_sample, "g2"] = terms_mse["g2_out"]
     table["g3"] = spread(terms_mse["g3"], 0.0)
-    if mse == "bootstrap":
-        ma = np.full(n_rows, np.nan)
-        ma[in_sample] = mse_analytic_in
-        ma[~in_sample] = mse_analytic_out
-        table["mse_analytic"] = ma
-        assert boot is not None
-        mb = np.full(n_rows, np.nan)
-        mb[in_sample] = boot["naive_in"]
-        mb[~in_sample] = boot["naive_out"]
-        table["mse_bootstrap_naive"] = mb
-    if unbenchmarked is not None:
-        table["estimate_unbenchmarked"] = spread(unbenchmarked)
-        table.loc[~in_sample, "estimate_unbenchmarked"] = synth_all[~in_sample]
-    table["source"] = "model-based"
-    table["method"] = np.where(in_sample, f"EBLUP ({method})", f"synthetic ({method})")
+    return table
 
+
+def _coefficients(terms: _Terms, m: core._Moments) -> pd.DataFrame:
+    """The regression coefficients with their SEs, z values and two-sided p-values."""
     se_beta = np.sqrt(np.diag(m.a_inv))
     zval = m.beta / se_beta
-    coefficients = pd.DataFrame({
+    return pd.DataFrame({
         "term": list(terms.names), "estimate": m.beta, "se": se_beta, "z": zval,
         "p_value": 2 * stats.norm.sf(np.abs(zval)),
     })
-    if sampling_variances is None:
-        sampling_variances = data.attrs.get("psi_method") or {
-            "method": "given", "formula": f"as given in column {variance!r}"}
-    loglik = math.nan if method == "fh" else core.loglik(y, x_in, psi, s2, method)
-    return FayHerriotEstimate(
-        table=table, area=area, covariates=tuple(covs), coefficients=coefficients,
-        sigma2_v=s2, boundary=bool(fit.boundary), method=method, mse_method=mse_method,
-        sampling_variances=dict(sampling_variances), level=level, loglik=loglik,
-        n_iter=fit.n_iter, options=options,
-    )
 
 
 # ------------------------------------------------------------------------ convenience entry
