@@ -729,11 +729,8 @@ def _area_table(data: pd.DataFrame, *, area: str, se: str | None, n: str | None,
     n_rows = len(data)
     est_all = np.where(in_sample, np.nan, synth_all)
     est_all[in_sample] = eblup
-    mse_all = _by_row(in_sample, mse_in, mse_out)
     gamma_all = np.zeros(n_rows)
     gamma_all[in_sample] = gamma
-    z = stats.norm.ppf(0.5 + level / 2)
-    rmse = np.sqrt(mse_all)
 
     def spread(values: np.ndarray, fill: float = np.nan) -> np.ndarray:
         out = np.full(n_rows, fill)
@@ -751,14 +748,8 @@ def _area_table(data: pd.DataFrame, *, area: str, se: str | None, n: str | None,
         check_columns(data, n, role="n")
         table["n"] = data[n].to_numpy()
     table["psi"] = np.where(in_sample, psi_all, np.nan)
-    table["in_sample"] = in_sample
-    table["synthetic"] = synth_all
-    table["gamma"] = gamma_all
-    table["estimate"] = est_all
-    table["mse"] = mse_all
-    table["rmse"] = rmse
-    table["ci_low"] = est_all - z * rmse
-    table["ci_high"] = est_all + z * rmse
+    table = table.assign(**_model_columns(in_sample, synth_all, gamma_all, est_all,
+                                          _by_row(in_sample, mse_in, mse_out), level))
     table["residual"] = spread(resid)
     table["g1"] = spread(terms_mse["g1"], 0.0)
     table.loc[~in_sample, "g1"] = s2
@@ -767,6 +758,16 @@ def _area_table(data: pd.DataFrame, *, area: str, se: str | None, n: str | None,
         table.loc[~in_sample, "g2"] = terms_mse["g2_out"]
     table["g3"] = spread(terms_mse["g3"], 0.0)
     return table
+
+
+def _model_columns(in_sample: np.ndarray, synthetic: np.ndarray, gamma: np.ndarray,
+                   estimate: np.ndarray, mse: np.ndarray, level: float) -> dict[str, np.ndarray]:
+    """The model-based columns of an area table, with normal intervals from the MSE."""
+    z = stats.norm.ppf(0.5 + level / 2)
+    rmse = np.sqrt(mse)
+    return {"in_sample": in_sample, "synthetic": synthetic, "gamma": gamma,
+            "estimate": estimate, "mse": mse, "rmse": rmse,
+            "ci_low": estimate - z * rmse, "ci_high": estimate + z * rmse}
 
 
 def _coefficients(terms: _Terms, m: core._Moments) -> pd.DataFrame:

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from scipy import optimize, stats
+from scipy import optimize
 
 from .._tables import TableField
 from .._validation import (
@@ -29,7 +29,7 @@ from .._validation import (
     check_probability,
 )
 from ..results import Summary, _frozen_mapping
-from .area_level import _show
+from .area_level import _model_columns, _show
 
 __all__ = ["UnitLevelEstimate", "battese_harter_fuller"]
 
@@ -256,6 +256,79 @@ def battese_harter_fuller(
     5    F  15      4.00       True
     6    G   0      4.23      False
     """
+    covs = _check_bhf_inputs(sample, population, y=y, area=area, covariates=covariates,
+                             population_size=population_size, level=level)
+    data, excluded = _respondents(sample, population, y=y, area=area, covs=covs)
+
+    keys = population[area].astype(str).to_numpy()
+    g = pd.Index(keys).get_indexer(data[area].astype(str)).astype(np.int64)  # no loop over rows
+    n_areas = len(population)
+    n_d = np.bincount(g, minlength=n_areas).astype(np.float64)
+    big_n = as_numbers(population[population_size], name=population_size,
+                       role="population_size")
+    bad = ~(big_n >= n_d) | ~np.isfinite(big_n) | (big_n <= 0)
+    if bad.any():
+        raise SatsampleError(f"population_size {population_size!r} is missing, not positive or "
+                             f"below the number of respondents for area(s) {_show(keys[bad])}")
+    x, names = _unit_design(data, covs)
+    yy = data["_y"].to_numpy()
+    sampled = n_d > 0
+    if int(sampled.sum()) < 3:
+        raise SatsampleError("battese_harter_fuller needs respondents in at least 3 areas")
+
+    # per-area sums
+    p = x.shape[1]
+    sum_x = np.zeros((n_areas, p))
+    np.add.at(sum_x, g, x)
+    sum_y = np.bincount(g, weights=yy, minlength=n_areas)
+    n_safe = np.where(sampled, n_d, 1.0)
+    xbar = sum_x / n_safe[:, None]
+    ybar = np.where(sampled, sum_y / n_safe, np.nan)
+
+    s2v, s2e, boundary = _reml_components(yy, x, g, n_d, xbar, ybar, sampled)
+    gamma = np.where(sampled, s2v / (s2v + s2e / n_safe), 0.0)
+    beta, a_inv = _gls(x, yy, gamma, n_d, xbar, ybar, s2e)
+
+    xpop = np.column_stack([np.ones(n_areas), population[covs].to_numpy(dtype=np.float64)])
+    f = n_d / big_n
+    rest = np.where(big_n > n_d, big_n - n_d, 1.0)
+    xr = np.where((big_n > n_d)[:, None], (big_n[:, None] * xpop - n_d[:, None] * xbar)
+                  / rest[:, None], xpop)
+    v_hat = np.where(sampled, gamma * (np.nan_to_num(ybar) - xbar @ beta), 0.0)
+    pred_r = xr @ beta + v_hat
+    estimate = np.where(sampled, f * np.nan_to_num(ybar) + (1 - f) * pred_r, xpop @ beta)
+
+    g1, g2, g3, vinv = _prasad_rao_terms(s2v, s2e, n_d, sampled, gamma, xr, xbar, xpop, a_inv)
+    tail = np.where(big_n > n_d, s2e / rest, 0.0)
+    mse = np.where(sampled, (1 - f) ** 2 * (g1 + g2 + 2 * g3 + tail), g1 + g2 + s2e / big_n)
+
+    direct_se = _direct_se(yy, g, n_d, ybar, f)  # respondent means' SRS SEs, for comparison
+
+    table = pd.DataFrame({area: population[area].to_numpy()})
+    table["n"] = n_d.astype(np.int64)
+    table["N"] = big_n
+    table["direct"] = ybar
+    table["direct_se"] = direct_se
+    table = table.assign(**_model_columns(sampled, xpop @ beta, gamma, estimate, mse, level))
+    table["g1"] = g1
+    table["g2"] = g2
+    table["g3"] = g3
+    table["source"] = "model-based"
+    table["method"] = np.where(sampled, "EBLUP (BHF, reml)", "synthetic (BHF, reml)")
+    se_beta = np.sqrt(np.diag(a_inv))
+    coefficients = pd.DataFrame({"term": names, "estimate": beta, "se": se_beta})
+    return UnitLevelEstimate(
+        table=table, area=area, covariates=tuple(covs), coefficients=coefficients,
+        sigma2_v=s2v, sigma2_e=s2e, boundary=bool(boundary), level=level,
+        options={"excluded_missing_y": excluded, "n_units": int(len(yy)),
+                 "variance_components_cov": vinv.tolist(), "fit": "statsmodels MixedLM, REML"},
+    )
+
+
+def _check_bhf_inputs(sample: pd.DataFrame, population: pd.DataFrame, *, y: str, area: str,
+                      covariates: str | Sequence[str], population_size: str,
+                      level: float) -> list[str]:
+    """Check the two tables, their columns and covariates; return the covariate list."""
     if not isinstance(sample, pd.DataFrame) or not isinstance(population, pd.DataFrame):
         raise SatsampleError("sample and population must be pandas DataFrames")
     check_probability(level, name="level")
@@ -280,6 +353,12 @@ def battese_harter_fuller(
         raise SatsampleError(f"population: area(s) {_show(dup)} appear on more than one row")
     check_grouping(sample[area], name=area, role="area")
     check_grouping(population[area], name=area, role="area")
+    return covs
+
+
+def _respondents(sample: pd.DataFrame, population: pd.DataFrame, *, y: str, area: str,
+                 covs: list[str]) -> tuple[pd.DataFrame, int]:
+    """The rows with an outcome (area, covariates, ``_y``) and the number left out."""
     yv = pd.Series(as_numbers(sample[y], name=y, role="outcome"), index=sample.index)
     usable = yv.notna().to_numpy()
     excluded = int((~usable).sum())
@@ -288,17 +367,21 @@ def battese_harter_fuller(
     unknown = sorted(set(data[area].astype(str)) - set(population[area].astype(str)))
     if unknown:
         raise SatsampleError(f"population has no row for area(s) {_show(unknown)} of the sample")
+    return data, excluded
 
-    keys = population[area].astype(str).to_numpy()
-    g = pd.Index(keys).get_indexer(data[area].astype(str)).astype(np.int64)  # no loop over rows
-    n_areas = len(population)
-    n_d = np.bincount(g, minlength=n_areas).astype(np.float64)
-    big_n = as_numbers(population[population_size], name=population_size,
-                       role="population_size")
-    bad = ~(big_n >= n_d) | ~np.isfinite(big_n) | (big_n <= 0)
-    if bad.any():
-        raise SatsampleError(f"population_size {population_size!r} is missing, not positive or "
-                             f"below the number of respondents for area(s) {_show(keys[bad])}")
+
+def _direct_se(yy: np.ndarray, g: np.ndarray, n_d: np.ndarray, ybar: np.ndarray,
+               f: np.ndarray) -> np.ndarray:
+    """SRS standard error of each area's respondent mean, :math:`s_d\\sqrt{(1-f_d)/n_d}`."""
+    n_safe = np.where(n_d > 0, n_d, 1.0)
+    sum_y2 = np.bincount(g, weights=yy**2, minlength=n_d.size)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        s2 = (sum_y2 - n_d * np.nan_to_num(ybar) ** 2) / (n_d - 1)
+        return np.where(n_d > 1, np.sqrt(np.maximum(s2, 0) * (1 - f) / n_safe), np.nan)
+
+
+def _unit_design(data: pd.DataFrame, covs: list[str]) -> tuple[np.ndarray, list[str]]:
+    """The unit-level design matrix with an intercept and its term names; not collinear."""
     x = np.column_stack([np.ones(len(data)), data[covs].to_numpy(dtype=np.float64)])
     names = ["(Intercept)", *covs]
     if np.linalg.matrix_rank(x) < x.shape[1]:
@@ -306,20 +389,13 @@ def battese_harter_fuller(
             if np.linalg.matrix_rank(x[:, :j]) < j:
                 raise SatsampleError(f"the covariates are collinear in the sample: term "
                                      f"{names[j - 1]!r} is a combination of the terms before it")
-    yy = data["_y"].to_numpy()
-    sampled = n_d > 0
-    if int(sampled.sum()) < 3:
-        raise SatsampleError("battese_harter_fuller needs respondents in at least 3 areas")
+    return x, names
 
-    # per-area sums
-    p = x.shape[1]
-    sum_x = np.zeros((n_areas, p))
-    np.add.at(sum_x, g, x)
-    sum_y = np.bincount(g, weights=yy, minlength=n_areas)
-    n_safe = np.where(sampled, n_d, 1.0)
-    xbar = sum_x / n_safe[:, None]
-    ybar = np.where(sampled, sum_y / n_safe, np.nan)
 
+def _reml_components(yy: np.ndarray, x: np.ndarray, g: np.ndarray, n_d: np.ndarray,
+                     xbar: np.ndarray, ybar: np.ndarray,
+                     sampled: np.ndarray) -> tuple[float, float, bool]:
+    """REML variance components (sigma2_v, sigma2_e) and whether sigma2_v is at 0."""
     # REML by statsmodels, then refined on the closed-form REML likelihood to a tight
     # tolerance (statsmodels stops at a loose gradient tolerance: ~1e-2 relative on a small
     # sigma2_v)
@@ -337,23 +413,26 @@ def battese_harter_fuller(
     boundary = s2v <= 1e-10 * s2e
     if boundary:
         s2v = 0.0
-    gamma = np.where(sampled, s2v / (s2v + s2e / n_safe), 0.0)
+    return s2v, s2e, boundary
+
+
+def _gls(x: np.ndarray, yy: np.ndarray, gamma: np.ndarray, n_d: np.ndarray, xbar: np.ndarray,
+         ybar: np.ndarray, s2e: float) -> tuple[np.ndarray, np.ndarray]:
+    """GLS coefficients and the inverse of :math:`\\sum_d X_d'V_d^{-1}X_d`."""
     # GLS: sum_d X_d'V_d^-1 X_d = (X'X - sum_d gamma_d n_d xbar_d xbar_d') / s2e
     a = (x.T @ x - np.einsum("d,di,dj->ij", gamma * n_d, xbar, xbar)) / s2e
     b = (x.T @ yy - np.einsum("d,di->i", gamma * n_d * np.nan_to_num(ybar), xbar)) / s2e
     a_inv = np.linalg.inv(a)
     a_inv = 0.5 * (a_inv + a_inv.T)
-    beta = a_inv @ b
+    return a_inv @ b, a_inv
 
-    xpop = np.column_stack([np.ones(n_areas), population[covs].to_numpy(dtype=np.float64)])
-    f = n_d / big_n
-    rest = np.where(big_n > n_d, big_n - n_d, 1.0)
-    xr = np.where((big_n > n_d)[:, None], (big_n[:, None] * xpop - n_d[:, None] * xbar)
-                  / rest[:, None], xpop)
-    v_hat = np.where(sampled, gamma * (np.nan_to_num(ybar) - xbar @ beta), 0.0)
-    pred_r = xr @ beta + v_hat
-    estimate = np.where(sampled, f * np.nan_to_num(ybar) + (1 - f) * pred_r, xpop @ beta)
 
+def _prasad_rao_terms(
+    s2v: float, s2e: float, n_d: np.ndarray, sampled: np.ndarray, gamma: np.ndarray,
+    xr: np.ndarray, xbar: np.ndarray, xpop: np.ndarray, a_inv: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The g1, g2, g3 terms per area and the inverse information of the variance components."""
+    n_safe = np.where(sampled, n_d, 1.0)
     # information matrix of (sigma2_v, sigma2_e) and its inverse
     ad = s2e + n_d[sampled] * s2v
     nn = n_d[sampled]
@@ -367,41 +446,4 @@ def battese_harter_fuller(
     g2 = np.einsum("di,ij,dj->d", lvec, a_inv, lvec)
     g3 = np.where(sampled, (s2e**2 * vinv[0, 0] - 2 * s2e * s2v * vinv[0, 1]
                             + s2v**2 * vinv[1, 1]) / (n_safe**2 * (s2v + s2e / n_safe) ** 3), 0.0)
-    tail = np.where(big_n > n_d, s2e / rest, 0.0)
-    mse = np.where(sampled, (1 - f) ** 2 * (g1 + g2 + 2 * g3 + tail), g1 + g2 + s2e / big_n)
-    rmse = np.sqrt(mse)
-    z = stats.norm.ppf(0.5 + level / 2)
-
-    # respondent means and their SRS standard errors, for comparison
-    sum_y2 = np.bincount(g, weights=yy**2, minlength=n_areas)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        s2 = (sum_y2 - n_d * np.nan_to_num(ybar) ** 2) / (n_d - 1)
-        direct_se = np.where(n_d > 1, np.sqrt(np.maximum(s2, 0) * (1 - f) / n_safe), np.nan)
-
-    table = pd.DataFrame({area: population[area].to_numpy()})
-    table["n"] = n_d.astype(np.int64)
-    table["N"] = big_n
-    table["direct"] = ybar
-    table["direct_se"] = direct_se
-    table["in_sample"] = sampled
-    table["synthetic"] = xpop @ beta
-    table["gamma"] = gamma
-    table["estimate"] = estimate
-    table["mse"] = mse
-    table["rmse"] = rmse
-    table["ci_low"] = estimate - z * rmse
-    table["ci_high"] = estimate + z * rmse
-    table["g1"] = g1
-    table["g2"] = g2
-    table["g3"] = g3
-    table["source"] = "model-based"
-    table["method"] = np.where(sampled, "EBLUP (BHF, reml)", "synthetic (BHF, reml)")
-    se_beta = np.sqrt(np.diag(a_inv))
-    coefficients = pd.DataFrame({"term": names, "estimate": beta, "se": se_beta})
-    return UnitLevelEstimate(
-        table=table, area=area, covariates=tuple(covs), coefficients=coefficients,
-        sigma2_v=s2v, sigma2_e=s2e, boundary=bool(boundary), level=level,
-        options={"excluded_missing_y": excluded, "n_units": int(len(yy)),
-                 "variance_components_cov": vinv.tolist(), "fit": "statsmodels MixedLM, REML"},
-    )
-
+    return g1, g2, g3, vinv
