@@ -21,6 +21,7 @@ import warnings
 from dataclasses import replace
 from pathlib import Path
 
+import _case_c as case_c
 import numpy as np
 import pandas as pd
 import pytest
@@ -53,7 +54,7 @@ from satsample.weighting import (
 
 REF = Path(__file__).resolve().parent / "reference"
 ITEMS = [f"q{i:02d}" for i in range(1, 23)]
-VARS = ["sex", "age_group", "channel"]
+VARS = case_c.VARS
 TOL = 1e-10
 BOUNDED = {f"calibrate_{d}_bounded_{b}" for d in ("linear", "logit")
            for b in ("0.5_2", "0.4_2.5", "0.8_1.25")}
@@ -73,11 +74,7 @@ def base():
 
 @pytest.fixture(scope="module")
 def controls():
-    return {
-        "cells": pd.read_csv(REF / "data" / "controls_sex_age.csv"),
-        "margins": pd.read_csv(REF / "data" / "margins.csv"),
-        "totals": pd.read_csv(REF / "data" / "calib_totals.csv"),
-    }
+    return case_c.controls()
 
 
 @pytest.fixture(scope="module")
@@ -94,24 +91,9 @@ def schemes(base):
 
 
 def weighted(method, design, controls):
-    """Case C's weighting steps (tests/test_weighting_reference.py), tolerant on replicates."""
-    if method == "poststratify":
-        return poststratify(design, ["sex", "age_group"], controls["cells"])
-    if method == "rake_default":
-        return rake(design, controls["margins"])
-    if method == "rake_tight":
-        return rake(design, controls["margins"], max_iter=1000, epsilon=1e-13)
-    if method == "calibrate_linear":
-        return calibrate(design, controls["totals"], variables=VARS)
-    if method == "calibrate_raking":
-        return calibrate(design, controls["totals"], variables=VARS, distance="raking",
-                         epsilon=1e-13, max_iter=100)
-    dist = "logit" if "logit" in method else "linear"
-    lo, hi = {"0.5_2": (0.5, 2.0), "0.4_2.5": (0.4, 2.5), "0.8_1.25": (0.8, 1.25)}[
-        method.rsplit("_bounded_", 1)[1]]
+    """Case C's weighting steps (tests/_case_c.py), tolerant on replicates."""
     # most replicates cannot meet the narrow bounds: keep them, as R's force=TRUE
-    return calibrate(design, controls["totals"], variables=VARS, distance=dist, bounds=(lo, hi),
-                     epsilon=1e-13, max_iter=200, on_nonconvergence="warn")
+    return case_c.weighted(method, design, controls, tolerant_replicates=True)
 
 
 def materialised(design):

@@ -23,6 +23,7 @@ from __future__ import annotations
 from dataclasses import replace
 from pathlib import Path
 
+import _case_c as case_c
 import numpy as np
 import pandas as pd
 import pytest
@@ -54,7 +55,7 @@ from satsample.weighting import (  # noqa: E402
 pytestmark = pytest.mark.usefixtures("dask_client")
 
 REF = Path(__file__).resolve().parent / "reference"
-VARS = ["sex", "age_group", "channel"]
+VARS = case_c.VARS
 S_ITEMS = ["s01", "s02", "s05", "s14", "s22"]
 TOL = 1e-12
 
@@ -73,9 +74,7 @@ def df():
 @pytest.fixture(scope="module")
 def controls(df):
     return {
-        "cells": pd.read_csv(REF / "data" / "controls_sex_age.csv"),
-        "margins": pd.read_csv(REF / "data" / "margins.csv"),
-        "totals": pd.read_csv(REF / "data" / "calib_totals.csv"),
+        **case_c.controls(),
         # totals of ~ sex + visits: the sample's design-weighted totals, visits up 4%
         "numeric": pd.Series({"(Intercept)": 10964.0, "sexM": 5440.0,
                               "visits": 1.04 * float((df["design_weight"] * df["visits"]).sum())}),
@@ -129,17 +128,6 @@ def weighted(method: str, design, controls):
     c = controls
     if method == "nonresponse":
         return adjust_nonresponse(design, "responded", classes="agency_id")
-    if method == "poststratify":
-        return poststratify(design, ["sex", "age_group"], c["cells"])
-    if method == "rake_default":
-        return rake(design, c["margins"])
-    if method == "rake_tight":
-        return rake(design, c["margins"], max_iter=1000, epsilon=1e-13)
-    if method == "calibrate_linear":
-        return calibrate(design, c["totals"], variables=VARS)
-    if method == "calibrate_raking":
-        return calibrate(design, c["totals"], variables=VARS, distance="raking", epsilon=1e-13,
-                         max_iter=100)
     if method.startswith("calibrate_numeric"):
         dist = method.rsplit("_", 1)[1]
         bounds = (0.5, 2.0) if dist in ("logit", "bounded") else None
@@ -147,13 +135,8 @@ def weighted(method: str, design, controls):
                          distance="logit" if dist == "logit" else "linear", bounds=bounds,
                          epsilon=1e-13, max_iter=200)
     if method == "calibrate_logit_warn":  # replicates that miss the bounds are kept (warned)
-        return calibrate(design, c["totals"], variables=VARS, distance="logit", bounds=(0.5, 2.0),
-                         epsilon=1e-13, max_iter=200, on_nonconvergence="warn")
-    if method.startswith("calibrate_"):
-        dist = "logit" if "logit" in method else "linear"
-        lo, hi = (0.5, 2.0) if method.endswith("0.5_2") else (0.4, 2.5)
-        return calibrate(design, c["totals"], variables=VARS, distance=dist, bounds=(lo, hi),
-                         epsilon=1e-13, max_iter=200)
+        return case_c.weighted("calibrate_logit_bounded_0.5_2", design, c,
+                               tolerant_replicates=True)
     if method == "trim":
         return trim(design, upper=1.3, relative=True)
     if method == "trim_strict":
@@ -168,7 +151,7 @@ def weighted(method: str, design, controls):
         d = rake(d, c["margins"], max_iter=50, epsilon=1e-10)
         return calibrate(d, c["totals"], variables=VARS, distance="logit", bounds=(0.4, 2.5),
                          epsilon=1e-13, max_iter=200)
-    raise ValueError(method)  # pragma: no cover
+    return case_c.weighted(method, design, c)  # case C's own steps (ValueError for others)
 
 
 CELLS = ["nonresponse", "poststratify", "rake_default", "rake_tight", "calibrate_linear",

@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import replace
 from pathlib import Path
 
+import _case_c as case_c
 import numpy as np
 import pandas as pd
 import pytest
@@ -35,18 +36,14 @@ from satsample.weighting import (
 
 REF = Path(__file__).resolve().parent / "reference"
 
-VARS = ["sex", "age_group", "channel"]
+VARS = case_c.VARS
 R = 20
 BLOCK = 7  # does not divide R: the last block is short
 
 
 @pytest.fixture(scope="module")
 def controls():
-    return {
-        "cells": pd.read_csv(REF / "data" / "controls_sex_age.csv"),
-        "margins": pd.read_csv(REF / "data" / "margins.csv"),
-        "totals": pd.read_csv(REF / "data" / "calib_totals.csv"),
-    }
+    return case_c.controls()
 
 
 @pytest.fixture(scope="module")

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import _case_c as case_c
 import numpy as np
 import pandas as pd
 import pytest
@@ -21,8 +22,6 @@ from satsample.weighting import (
     calibrate,
     calibration_check,
     model_matrix,
-    poststratify,
-    rake,
     weight_summary,
 )
 
@@ -31,7 +30,7 @@ pytestmark = [
     pytest.mark.reference,
 ]
 
-VARS = ["sex", "age_group", "channel"]
+VARS = case_c.VARS
 ITEMS = [f"q{i:02d}" for i in range(1, 23)]
 ELEMENTS = {"E1": ITEMS[0:5], "E2": ITEMS[5:10], "E3": ITEMS[10:14], "E4": ITEMS[14:18],
             "E5": ITEMS[18:22]}
@@ -61,36 +60,12 @@ def base(data):
 
 @pytest.fixture(scope="module")
 def controls():
-    return {
-        "cells": pd.read_csv(REF / "data" / "controls_sex_age.csv"),
-        "margins": pd.read_csv(REF / "data" / "margins.csv"),
-        "totals": pd.read_csv(REF / "data" / "calib_totals.csv"),
-    }
-
-
-def weighted(method, base, controls):
-    if method == "none":
-        return base
-    if method == "poststratify":
-        return poststratify(base, ["sex", "age_group"], controls["cells"])
-    if method == "rake_default":
-        return rake(base, controls["margins"])
-    if method == "rake_tight":
-        return rake(base, controls["margins"], max_iter=1000, epsilon=1e-13)
-    if method == "calibrate_linear":
-        return calibrate(base, controls["totals"], variables=VARS)
-    if method == "calibrate_raking":
-        return calibrate(base, controls["totals"], variables=VARS, distance="raking",
-                         epsilon=1e-13, max_iter=100)
-    dist = "logit" if "logit" in method else "linear"
-    lo, hi = (0.5, 2.0) if method.endswith("0.5_2") else (0.4, 2.5)
-    return calibrate(base, controls["totals"], variables=VARS, distance=dist, bounds=(lo, hi),
-                     epsilon=1e-13, max_iter=200)
+    return case_c.controls()
 
 
 @pytest.fixture(scope="module")
 def designs(base, controls):
-    return {m: weighted(m, base, controls) for m in ["none", *METHODS]}
+    return {m: case_c.weighted(m, base, controls) for m in ["none", *METHODS]}
 
 
 def rel_err(a, b):

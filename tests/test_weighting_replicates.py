@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import _case_c
 import numpy as np
 import pandas as pd
 import pytest
@@ -20,7 +21,7 @@ from satsample.weighting import (
 
 REF = Path(__file__).resolve().parent / "reference"
 ITEMS = [f"q{i:02d}" for i in range(1, 23)]
-VARS = ["sex", "age_group", "channel"]
+VARS = _case_c.VARS
 
 
 def jkn(design):
@@ -69,12 +70,12 @@ def test_replicate_se_after_calibration_tracks_taylor(case_c, kind):
     base, n_, d_ = case_c
     rep = jkn(base)
     if kind == "poststratify":
-        cells = pd.read_csv(REF / "data" / "controls_sex_age.csv")
+        cells = _case_c.controls()["cells"]
 
         def step(d):
             return poststratify(d, ["sex", "age_group"], cells)
     else:
-        totals = pd.read_csv(REF / "data" / "calib_totals.csv")
+        totals = _case_c.controls()["totals"]
         bounds = (0.4, 2.5) if kind == "logit" else None
 
         def step(d):
