@@ -396,7 +396,7 @@ def nested_codes(parents: np.ndarray, clusters: np.ndarray, *, nest: bool, colum
         per_cluster = np.bincount(u_cluster, minlength=m)
         c_code = int(np.flatnonzero(per_cluster > 1)[0])
         raise DesignError(
-            f"cluster {label_of(c_code)!r} of column {column!r} appears in "
+            f"cluster {plain(label_of(c_code))!r} of column {column!r} appears in "
             f"{int(per_cluster[c_code])} different {parent_role}: clusters are not nested; pass "
             "nest=True to relabel them within each stratum"
         )
