@@ -46,7 +46,7 @@ __all__ = ["CantyDavison", "RaoWu", "bootstrap", "lazy_raowu_replicates", "raowu
            "raowu_replicates"]
 
 _RANK_LIMIT = 50_000_000  # R x PSUs above which degf is taken as R - 1 without a rank
-_RANK_BLOCK = 4_000_000  # R x PSUs of a block of strata when the Gram matrix is summed
+_RANK_BLOCK = 1_000_000  # R x PSUs of a block of strata when the Gram matrix is summed (8 MB)
 
 
 def raowu_totals(key: int, w: np.ndarray, values: np.ndarray, domain: np.ndarray,
