@@ -24,12 +24,14 @@ N = 200_000
 @pytest.fixture(scope="module")
 def designs():
     rng = np.random.default_rng(3)
-    h = np.sort(rng.integers(0, 20, N))
+    h = np.repeat(np.arange(20), rng.multinomial(N - 20_000, np.full(20, 0.05)) + 1_000)
     df = pd.DataFrame({"h": h, "w": 1.0 + rng.random(N), "N_h": 50_000})
     df.loc[h == 0, "N_h"] = int((h == 0).sum())  # a stratum sampled with certainty
+    # one partition per stratum (no shuffle: the local scheduler runs every pass)
+    ddf = dd.concat([dd.from_pandas(g, npartitions=1) for _, g in df.groupby("h")])
     with dask.config.set(scheduler="sync"):
-        lazy = ss.survey_design(dd.from_pandas(df, npartitions=4), strata="h", weights="w",
-                                fpc="N_h")
+        lazy = ss.survey_design(ddf, strata="h", weights="w", fpc="N_h")
+    assert not lazy.shuffled
     return lazy, ss.survey_design(df, strata="h", weights="w", fpc="N_h")
 
 
