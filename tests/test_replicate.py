@@ -382,3 +382,26 @@ def test_rank_of_wide_multiplier_matrices_equals_the_full_computation():
     for m in cases:
         assert matrix_rank(m) == full(m) == np.linalg.matrix_rank(m, tol=None)
     assert matrix_rank(deficient) == 20
+
+@pytest.mark.parametrize("npsu, n_rep, lonely, expected", [
+    ([2] * 10, 50, "fail", 10),  # P <= 4R: SVD of the (R, P) matrix; rank H + 1
+    ([2] * 3 + [1] * 40, 10, "certainty", 3),  # P > 4R, Gram by blocks: rank 1 + 3
+    ([7, 3, 30, 2, 5, 9, 4], 6, "fail", 5),  # full rank
+])
+def test_raowu_degf_by_blocks_of_strata(monkeypatch, npsu, n_rep, lonely, expected):
+    """degf from the strata alone, the Gram summed over blocks = rank of the stored weights."""
+    import importlib
+
+    from satsample.replicate._common import matrix_rank
+
+    bs = importlib.import_module("satsample.replicate.bootstrap")  # the module, not the function
+
+    rows = pd.DataFrame({"h": np.repeat(np.arange(len(npsu)), npsu)})
+    rows["w"] = 1.0 + np.arange(len(rows)) % 3
+    design = survey_design(rows, strata="h", weights="w", lonely_psu=lonely)
+    stored = bootstrap(design, n_replicates=n_rep, rng=5).replicates
+    assert matrix_rank(stored.weights / rows["w"].to_numpy()[None, :]) - 1 == expected
+    codes, sizes = np.arange(len(npsu)), np.asarray(npsu)
+    assert bs.raowu_degf(stored.seed, codes, sizes, n_rep) == expected == stored.degf
+    monkeypatch.setattr(bs, "_RANK_BLOCK", 3 * n_rep)  # blocks of 3 PSUs (a larger stratum alone)
+    assert bs.raowu_degf(stored.seed, codes, sizes, n_rep) == expected

@@ -1,14 +1,15 @@
-"""Replicates of a Dask design: the in-memory schemes, on a design of the PSUs.
+"""Replicates of a Dask design: the in-memory schemes, from the design's stratum tables.
 
-A replicate scheme needs only the stage-1 structure (strata, PSUs per
-stratum, their order and fpc), which the Dask design holds as level tables.
-:func:`psu_design` turns those tables into a small in-memory design with one
-row per PSU, on which :func:`satsample.bootstrap` and
-:func:`satsample.jackknife` run unchanged (same checks, same ``degf``,
-``scale``, ``rscales``).  The replicates are never stored: each partition
-generates its share (the Rao-Wu stream is keyed by global stratum codes;
-the jackknife's replicates are numbered as in memory, see
-:class:`PartitionJackknife`).
+A replicate scheme needs only the stage-1 structure per stratum (PSUs,
+population size, code and label), which the Dask design holds as level
+tables: :func:`dask_bootstrap` and :func:`dask_jackknife` give those tables
+to the functions the in-memory :func:`satsample.bootstrap` and
+:func:`satsample.jackknife` use (same checks, same ``degf``, ``scale``,
+``rscales``), so the client's memory does not grow with the number of rows
+or PSUs (apart from a jackknife's ``rscales``, one per replicate).  The
+replicates are never stored: each partition generates its share (the Rao-Wu
+stream is keyed by global stratum codes; the jackknife's replicates are
+numbered as in memory, see :class:`PartitionJackknife`).
 """
 
 from __future__ import annotations
@@ -21,66 +22,68 @@ from typing import Any
 import numpy as np
 
 from .._validation import SatsampleWarning
-from ..design import ReplicateWeights, Stage, SurveyDesign
+from ..design import ReplicateWeights
 from ..design.objects import _readonly
 from ..replicate.declared import Declared
 from ..replicate.jackknife import Jackknife
 
 __all__ = ["ColumnReplicates", "PartitionJackknife", "dask_bootstrap", "dask_declare",
-           "dask_jackknife", "psu_design"]
+           "dask_jackknife"]
 
 
-def psu_design(design: Any) -> SurveyDesign:
-    """An in-memory design with one row per stage-1 PSU of a Dask design (its level tables).
-
-    PSU codes run by stratum (as the partitions' global codes), so a scheme's
-    replicate numbering, ranks and checks are those of the whole sample.
-    """
-    npsu = np.asarray(design.stratum_npsu, dtype=np.int64)
-    strata = np.repeat(np.arange(npsu.size, dtype=np.int64), npsu)
-    n = int(npsu.sum())
-    pop = None
-    if design.stratum_popsize is not None:
-        pop = _readonly(np.asarray(design.stratum_popsize, dtype=np.float64)[strata])
-    stage = Stage(stratum=_readonly(strata), cluster=_readonly(np.arange(n, dtype=np.int64)),
-                  n_sampled=_readonly(npsu[strata]), popsize=pop)
-    w = _readonly(np.ones(n))
-    return SurveyDesign(data=_psu_frame(n), weights=w, design_weights=w, stages=(stage,),
-                        strata_labels=design.strata_labels, lonely_psu=design.lonely_psu,
-                        history=design.history, columns=dict(design.columns))
-
-
-def _psu_frame(n: int) -> Any:
-    import pandas as pd
-
-    return pd.DataFrame(index=pd.RangeIndex(n))
+def _stratum_codes(design: Any) -> np.ndarray:
+    return np.arange(design.n_strata, dtype=np.int64)
 
 
 def dask_bootstrap(design: Any, *, n_replicates: int, kind: str, rng: Any, mse: bool) -> Any:
     """:func:`satsample.bootstrap` of a Dask design: lazy Rao-Wu replicates."""
+    from .._random import stream_key
     from .._validation import SatsampleError
-    from ..replicate.bootstrap import bootstrap
+    from ..replicate._common import warn_if_weighted
+    from ..replicate.bootstrap import RaoWu, raowu_replicates
 
     if kind != "subbootstrap":
         raise SatsampleError(
             f"bootstrap(kind={kind!r}) stores its replicate weights; a Dask design takes "
             "kind='subbootstrap' (Rao-Wu, generated on the fly in every partition)")
-    skel = bootstrap(psu_design(design), n_replicates=n_replicates, kind=kind, rng=rng,
-                     mse=mse, materialize=False)
-    return design.with_replicates(replace(skel.replicates, origin=None))
+    warn_if_weighted(design)
+    scheme = RaoWu(seed=int(stream_key(rng)))
+    reps = raowu_replicates(scheme, _stratum_codes(design), design.stratum_npsu,
+                            strata_labels=design.strata_labels, lonely_psu=design.lonely_psu,
+                            n_replicates=n_replicates, mse=mse)
+    return design.with_replicates(reps)
+
+
+def _plan(scheme: Jackknife, design: Any) -> Any:
+    """The jackknife's plan of a Dask design, from its level tables."""
+    from ..replicate.jackknife import stratum_fraction, stratum_plan
+
+    npsu = np.asarray(design.stratum_npsu, dtype=np.int64)
+    frac = stratum_fraction(npsu, design.stratum_popsize, scheme.single)
+    if scheme.single:  # one stratum holding every PSU (as the in-memory layout of JK1)
+        return stratum_plan(scheme.kind, np.zeros(1, dtype=np.int64),
+                            np.array([npsu.sum()], dtype=np.int64), frac,
+                            n_strata=design.n_strata, lonely_psu=design.lonely_psu)
+    return stratum_plan(scheme.kind, _stratum_codes(design), npsu, frac,
+                        n_strata=design.n_strata, lonely_psu=design.lonely_psu)
 
 
 def dask_jackknife(design: Any, *, kind: str, mse: bool) -> Any:
     """:func:`satsample.jackknife` of a Dask design: lazy (closed form for ratios)."""
-    from ..replicate.jackknife import jackknife
+    from ..replicate._common import warn_if_weighted
+    from ..replicate.jackknife import jackknife_replicates
 
     if len(design.columns.get("fpc", ())) > 1:
         warnings.warn(
             "jackknife: finite population corrections after the first stage are dropped "
             "(as R's as.svrepdesign); the replicate variance uses the stage-1 fpc only",
             SatsampleWarning, stacklevel=3)
-    skel = jackknife(psu_design(design), kind=kind, mse=mse, materialize=False)
-    return design.with_replicates(skel.replicates)
+    warn_if_weighted(design)
+    scheme = Jackknife(kind=kind)
+    reps = jackknife_replicates(scheme, _plan(scheme, design), n_strata=design.n_strata,
+                                strata_labels=design.strata_labels,
+                                lonely_psu=design.lonely_psu, mse=mse)
+    return design.with_replicates(reps)
 
 
 @dataclass(frozen=True, eq=False)
@@ -129,14 +132,12 @@ def partition_replicates(design: Any) -> ReplicateWeights | None:
     if reps is None or not isinstance(reps.scheme, Jackknife) or isinstance(
             reps.scheme, PartitionJackknife):
         return reps
-    plan = reps.scheme.plan(psu_design(design))
-    lay = plan.lay
+    plan = _plan(reps.scheme, design)
     h = design.n_strata
     first = np.full(h, -1, dtype=np.int64)
-    starts = np.r_[0, np.cumsum(np.where(plan.has_rep, lay.strat_npsu, 0))[:-1]]
-    first[lay.strat_code] = np.where(plan.has_rep, starts, -1)
+    first[plan.strat_code] = plan.first_rep
     adjust = np.full(h, -1, dtype=np.int64)
-    adjust[lay.strat_code[plan.adjust]] = plan.n_regular + np.arange(plan.adjust.size)
+    adjust[plan.strat_code[plan.adjust]] = plan.n_regular + np.arange(plan.adjust.size)
     scheme = PartitionJackknife(kind=reps.scheme.kind, first_rep=first, adjust_rep=adjust,
                                 n_total=plan.n_replicates)
     return replace(reps, scheme=scheme)
@@ -195,7 +196,7 @@ def dask_declare(design: Any, weights: Any, *, kind: str, scale: float | None, r
     when there are more than 4 R rows, else from the rows themselves.
     """
     from .._validation import SatsampleError, check_columns
-    from ..replicate._common import matrix_rank
+    from ..replicate._common import gram_rank, matrix_rank
     from ..replicate.declared import replicate_scales
     from ._reduce import reduce
 
@@ -219,8 +220,7 @@ def dask_declare(design: Any, weights: Any, *, kind: str, scale: float | None, r
             mat = np.concatenate([m for _r, m in got["rows"]])[np.argsort(pos)]
             degf = matrix_rank(mat.T) - 1
         else:
-            ev = np.linalg.eigvalsh(got["gram"])
-            degf = int(np.sum(ev > ev.max() * 1e-10)) - 1
+            degf = gram_rank(got["gram"]) - 1
     reps = ReplicateWeights(kind=kind, weights=None, scale=scale, rscales=rs, mse=bool(mse),
                             degf=int(degf), n_replicates=n_rep,
                             fay_rho=None if fay_rho is None else float(fay_rho), scheme=scheme)

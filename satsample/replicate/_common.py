@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import warnings
 import weakref
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -194,23 +195,54 @@ def warn_if_weighted(design: Any) -> None:
 def matrix_rank(m: np.ndarray) -> int:
     """Rank of a replicate multiplier matrix (R's ``qr(.., tol = 1e-5)$rank``).
 
-    The number of singular values above ``1e-5`` times the largest.  A wide
-    (R x P) matrix is first tried on ``2 R`` of its columns, evenly spread: if
-    the smallest singular value of that submatrix is above ``1e-5`` times the
-    Frobenius norm of the whole matrix, the rank is R.  This is exact, not an
-    approximation: adding columns never lowers a singular value (interlacing),
-    and the largest singular value is at most the Frobenius norm.  It costs
-    the (R x 2R) Gram product instead of the (R x P) one.
+    The number of singular values above ``1e-5`` times the largest: from the
+    SVD, or for a wide matrix (more than 4 columns per row) by
+    :func:`wide_rank` (a shortcut on ``2 R`` columns, else the Gram matrix).
     """
     if m.size == 0:
         return 0
     n_rows, n_cols = m.shape
     if n_cols > 4 * n_rows:
-        sub = m[:, np.linspace(0, n_cols - 1, 2 * n_rows).astype(np.int64)]
-        ev_sub = np.linalg.eigvalsh(sub @ sub.T)  # squared singular values of the submatrix
-        if ev_sub.min() > (1e-5 * float(np.linalg.norm(m))) ** 2:
-            return n_rows
-        ev = np.linalg.eigvalsh(m @ m.T)
-        return int(np.sum(ev > ev.max() * 1e-10))
+        return wide_rank(lambda: iter((m,)), n_rows, n_cols)
     s = np.linalg.svd(m, compute_uv=False)
     return int(np.sum(s > s.max() * 1e-5))
+
+
+def wide_rank(blocks: Callable[[], Iterable[np.ndarray]], n_rows: int, n_cols: int) -> int:
+    """:func:`matrix_rank` of a wide (R x P) matrix given as blocks of its columns.
+
+    ``blocks()`` yields the column blocks in order (R x P_b each, P_b summing
+    to P); it is called once, or twice when the shortcut does not decide, so
+    the matrix need never be held whole (the Rao-Wu multipliers of a Dask
+    design are generated a block of strata at a time).  The shortcut: the
+    matrix is first tried on ``2 R`` of its columns, evenly spread: if the
+    smallest singular value of that submatrix is above ``1e-5`` times the
+    Frobenius norm of the whole matrix, the rank is R.  This is exact, not an
+    approximation: adding columns never lowers a singular value (interlacing),
+    and the largest singular value is at most the Frobenius norm.  It costs
+    the (R x 2R) Gram product instead of the (R x P) one.  Otherwise the
+    eigenvalues of the Gram matrix, summed over the blocks, above ``1e-10``
+    times the largest.
+    """
+    pick = np.linspace(0, n_cols - 1, 2 * n_rows).astype(np.int64)
+    subs, sq, start = [], 0.0, 0
+    for b in blocks():
+        flat = np.ascontiguousarray(b).ravel()
+        sq += float(np.dot(flat, flat))
+        mine = pick[(pick >= start) & (pick < start + b.shape[1])]
+        subs.append(b[:, mine - start])
+        start += b.shape[1]
+    sub = np.hstack(subs)
+    ev_sub = np.linalg.eigvalsh(sub @ sub.T)  # squared singular values of the submatrix
+    if ev_sub.min() > (1e-5 * float(np.sqrt(sq))) ** 2:
+        return n_rows
+    gram = np.zeros((n_rows, n_rows))
+    for b in blocks():
+        gram += b @ b.T
+    return gram_rank(gram)
+
+
+def gram_rank(gram: np.ndarray) -> int:
+    """Rank of a wide matrix ``m`` from its Gram matrix ``m @ m.T`` (eigenvalues above 1e-10 of the largest)."""
+    ev = np.linalg.eigvalsh(gram)
+    return int(np.sum(ev > ev.max() * 1e-10))

@@ -10,7 +10,8 @@ exactly the same numbers.  Canty-Davison replicates come from a
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Iterator
+from dataclasses import dataclass, replace
 from typing import Any, Literal
 
 import numpy as np
@@ -31,17 +32,21 @@ from ._common import (
     compact,
     design_layout,
     expand,
+    layout_from_codes,
     matrix_rank,
     psu_structure,
     readonly,
     task_block,
     warn_if_weighted,
+    wide_rank,
 )
 from .base import ReplicateScheme
 
-__all__ = ["CantyDavison", "RaoWu", "bootstrap", "lazy_raowu_replicates"]
+__all__ = ["CantyDavison", "RaoWu", "bootstrap", "lazy_raowu_replicates", "raowu_degf",
+           "raowu_replicates"]
 
 _RANK_LIMIT = 50_000_000  # R x PSUs above which degf is taken as R - 1 without a rank
+_RANK_BLOCK = 1_000_000  # R x PSUs of a block of strata when the Gram matrix is summed (8 MB)
 
 
 def raowu_totals(key: int, w: np.ndarray, values: np.ndarray, domain: np.ndarray,
@@ -105,20 +110,6 @@ class RaoWu(ReplicateScheme):
                                   lay.strat_start, lay.strat_code, lay.strat_npsu, r0, nb,
                                   design.n)
 
-    def psu_multipliers(self, design: Any, n_rep: int) -> np.ndarray:
-        """Multipliers (R, P) of the PSUs (P = PSUs, in the design's PSU code order)."""
-        from .._kernels.bootstrap import _raowu_multipliers
-
-        psu = np.arange(design.n_psu, dtype=np.int64)
-        psu_stratum = np.empty(design.n_psu, dtype=np.int64)
-        psu_stratum[design.psu] = design.strata
-        from ._common import layout_from_codes
-
-        lay = layout_from_codes(psu_stratum, psu)
-        return _raowu_multipliers(np.uint64(self.seed), lay.order, lay.psu_local,
-                                  lay.strat_start, lay.strat_code, lay.strat_npsu, 0, n_rep,
-                                  design.n_psu)
-
     def totals(self, design: Any, values: np.ndarray, domain: np.ndarray,
                n_domains: int) -> np.ndarray:
         return raowu_totals(self.seed, design.weights, values, domain, n_domains,
@@ -180,23 +171,73 @@ def lazy_raowu_replicates(
     return _raowu(design, n_replicates, RaoWu(seed=int(stream_key(rng))), mse, materialize=False)
 
 
+def raowu_degf(seed: int, strat_code: np.ndarray, strat_npsu: np.ndarray, n_rep: int) -> int:
+    """``degf`` of Rao-Wu replicates: R's rank of the (R, P) PSU multipliers, minus one.
+
+    From the strata alone (codes and PSUs: a PSU's multipliers depend on its
+    stratum's code and size and on its rank in the stratum), so a design in
+    memory and a Dask design give the same number.  With at most 4 PSUs per
+    replicate the (R, P) matrix is ranked (:func:`matrix_rank`); otherwise
+    :func:`wide_rank` reads it by blocks of whole strata of about
+    ``_RANK_BLOCK / R`` PSUs, generated when needed (memory O(R^2 +
+    _RANK_BLOCK) and the largest stratum, not O(R P)).  Above ``_RANK_LIMIT``
+    multipliers the rank is not computed: ``R - 1``.
+    """
+    from .._kernels.bootstrap import _raowu_multipliers
+
+    codes = np.asarray(strat_code, dtype=np.int64)
+    npsu = np.asarray(strat_npsu, dtype=np.int64)
+    n_psu = int(npsu.sum())
+    if n_rep * n_psu > _RANK_LIMIT:
+        return n_rep - 1
+
+    def block(a: int, b: int) -> np.ndarray:  # multipliers (R, PSUs of strata a..b-1)
+        strata = np.repeat(codes[a:b], npsu[a:b])
+        lay = layout_from_codes(strata, np.arange(strata.size, dtype=np.int64))
+        return _raowu_multipliers(np.uint64(seed), lay.order, lay.psu_local, lay.strat_start,
+                                  lay.strat_code, lay.strat_npsu, 0, n_rep, strata.size)
+
+    if n_psu <= 4 * n_rep:
+        return matrix_rank(block(0, codes.size)) - 1
+    end = np.cumsum(npsu)
+    per = max(1, _RANK_BLOCK // n_rep)
+
+    def blocks() -> Iterator[np.ndarray]:  # whole strata, about `per` PSUs a block
+        a = 0
+        while a < codes.size:
+            b = max(a + 1, int(np.searchsorted(end, end[a] - npsu[a] + per, side="right")))
+            yield block(a, b)
+            a = b
+
+    return wide_rank(blocks, n_rep, n_psu) - 1
+
+
+def raowu_replicates(scheme: RaoWu, strat_code: np.ndarray, strat_npsu: np.ndarray, *,
+                     strata_labels: np.ndarray, lonely_psu: str, n_replicates: int,
+                     mse: bool) -> ReplicateWeights:
+    """Lazy Rao-Wu replicates (not attached) from the strata: codes, PSUs, labels (by code).
+
+    The checks and ``degf`` of :func:`bootstrap` ``(kind="subbootstrap")``,
+    shared by a design in memory (its layout) and a Dask design (its level tables).
+    """
+    check_raowu_strata(strat_npsu, lambda h: strata_labels[strat_code[h]], lonely_psu)
+    # degf: R's rank of the replicate weights minus one, the same for both storages
+    degf = raowu_degf(scheme.seed, strat_code, strat_npsu, n_replicates)
+    return ReplicateWeights(kind=scheme.kind, weights=None, scale=1.0 / (n_replicates - 1),
+                            rscales=np.ones(n_replicates), mse=bool(mse), degf=int(degf),
+                            seed=scheme.seed, n_replicates=n_replicates, scheme=scheme)
+
+
 def _raowu(design: Any, n_rep: int, scheme: RaoWu, mse: bool, *,
            materialize: bool) -> ReplicateWeights:
     lay = design_layout(design)
-    check_raowu_strata(lay.strat_npsu, lambda h: design.strata_labels[lay.strat_code[h]],
-                       design.lonely_psu)
-    # degf: R's rank of the replicate weights minus one, the same for both storages
-    if n_rep * design.n_psu <= _RANK_LIMIT:
-        degf = matrix_rank(scheme.psu_multipliers(design, n_rep)) - 1
-    else:
-        degf = n_rep - 1
-    weights = None
-    if materialize:
-        weights = readonly(scheme.multipliers(design, 0, n_rep) * design.weights[None, :])
-    return ReplicateWeights(kind=scheme.kind, weights=weights, scale=1.0 / (n_rep - 1),
-                            rscales=np.ones(n_rep), mse=bool(mse), degf=int(degf),
-                            seed=scheme.seed, n_replicates=n_rep, scheme=scheme,
-                            origin=design.weights if materialize else None)
+    reps = raowu_replicates(scheme, lay.strat_code, lay.strat_npsu,
+                            strata_labels=design.strata_labels, lonely_psu=design.lonely_psu,
+                            n_replicates=n_rep, mse=mse)
+    if not materialize:
+        return reps
+    weights = readonly(scheme.multipliers(design, 0, n_rep) * design.weights[None, :])
+    return replace(reps, weights=weights, origin=design.weights)
 
 
 @renamed_keywords(replicates="n_replicates")

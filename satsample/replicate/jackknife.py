@@ -28,9 +28,16 @@ __all__ = ["Jackknife", "jackknife", "lazy_jackknife_replicates"]
 
 @dataclass(frozen=True, kw_only=True, eq=False)
 class _Plan:
-    """The replicates of a jackknife on a design, per stratum position of the layout."""
+    """The replicates of a jackknife, per stratum position (strata sorted by code).
 
-    lay: Layout
+    Built from per-stratum tables only (:func:`stratum_plan`): in memory from
+    the design's layout (kept in ``lay`` for the replicate totals), on Dask
+    from the design's level tables (``lay`` is None).
+    """
+
+    strat_code: np.ndarray  # (H,) stratum code of each position
+    strat_npsu: np.ndarray  # (H,) PSUs of each stratum
+    corr: np.ndarray  # (H,) 1 - stage-1 sampling fraction
     has_rep: np.ndarray  # (H,) a replicate per PSU (n_h >= 2, not sampled with certainty)
     rscale: np.ndarray  # (H,) rscale of those replicates
     adjust: np.ndarray  # stratum positions of lonely PSUs with an "adjust" replicate
@@ -39,32 +46,88 @@ class _Plan:
     scale: float
     n_regular: int
     degf: int
+    lay: Layout | None = None
 
     @property
     def n_replicates(self) -> int:
         return self.n_regular + int(self.adjust.size)
 
+    @property
+    def first_rep(self) -> np.ndarray:
+        """(H,) number of the first replicate of each stratum position (-1: none)."""
+        nh = self.strat_npsu
+        starts = np.r_[0, np.cumsum(np.where(self.has_rep, nh, 0))[:-1]].astype(np.int64)
+        return np.where(self.has_rep, starts, -1)
+
     def rscales(self) -> np.ndarray:
-        nh = self.lay.strat_npsu
+        nh = self.strat_npsu
         regular = np.repeat(self.rscale[self.has_rep], nh[self.has_rep])
         return np.r_[regular, np.full(self.adjust.size, self.adjust_rscale)]
 
 
+def stratum_fraction(npsu: np.ndarray, pop: np.ndarray | None, single: bool) -> np.ndarray:
+    """Stage-1 sampling fraction per stratum position (as R, later-stage fpc is dropped).
+
+    ``npsu`` and ``pop`` (None: no fpc) hold the PSUs and the population of
+    PSUs of every stratum; ``single`` (JK1): one fraction, all PSUs over the
+    whole population.
+    """
+    nh = np.asarray(npsu, dtype=np.float64)
+    if pop is None:
+        return np.zeros(1 if single else nh.size)
+    pop = np.asarray(pop, dtype=np.float64)
+    if single:
+        return np.full(1, nh.sum() / pop.sum())
+    return nh / pop
+
+
 def _fraction(design: Any, lay: Layout, single: bool) -> np.ndarray:
-    """Stage-1 sampling fraction per stratum position (as R, later-stage fpc is dropped)."""
-    nh = lay.strat_npsu.astype(np.float64)
+    """:func:`stratum_fraction` of a design in memory (its layout and stage-1 popsize)."""
     stage = design.stages[0]
-    f = np.zeros(nh.size)
+    pop = None
     if stage.popsize is not None:
         if single:
-            pops = np.unique(np.c_[stage.stratum, stage.popsize], axis=0)[:, 1]
-            f[:] = nh[0] / pops.sum()
+            pop = np.unique(np.c_[stage.stratum, stage.popsize], axis=0)[:, 1]
         else:
-            pop = np.zeros(nh.size)
-            pos = np.searchsorted(lay.strat_code, stage.stratum)
-            pop[pos] = stage.popsize
-            f = nh / pop
-    return f
+            pop = np.zeros(lay.strat_npsu.size)
+            pop[np.searchsorted(lay.strat_code, stage.stratum)] = stage.popsize
+    return stratum_fraction(lay.strat_npsu, pop, single)
+
+
+def stratum_plan(kind: str, strat_code: np.ndarray, strat_npsu: np.ndarray,
+                 fraction: np.ndarray, *, n_strata: int, lonely_psu: str,
+                 lay: Layout | None = None) -> _Plan:
+    """The jackknife's replicates from per-stratum tables (codes, PSUs, sampling fractions).
+
+    The one construction of a plan: :meth:`Jackknife.plan` of a design in
+    memory and the Dask backend (level tables, no row or PSU arrays) both call it.
+    """
+    single = kind == "JK1"
+    nh = np.asarray(strat_npsu).astype(np.float64)
+    corr = 1.0 - np.asarray(fraction, dtype=np.float64)
+    n_psu = float(nh.sum())
+    if single:
+        has_rep = (nh >= 2) & (corr > 1e-12)
+        rscale = np.ones(nh.size)
+        scale = float(corr[0] * (nh[0] - 1) / nh[0]) if nh[0] > 1 else 1.0
+        adjust = np.zeros(0, dtype=np.int64)
+    else:
+        has_rep = (nh >= 2) & (corr > 1e-12)
+        rscale = np.where(has_rep, corr * (nh - 1.0) / np.maximum(nh, 1.0), 0.0)
+        scale = 1.0
+        lonely = (nh == 1) & (corr > 1e-12)
+        adjust = (np.flatnonzero(lonely) if lonely_psu == "adjust"
+                  else np.zeros(0, dtype=np.int64))
+    n_regular = int(nh[has_rep].sum())
+    n_rep = n_regular + int(adjust.size)
+    if n_rep and n_rep < n_psu and lonely_psu == "average" and not single:
+        scale = n_psu / n_rep
+    return _Plan(strat_code=np.asarray(strat_code, dtype=np.int64),
+                 strat_npsu=np.asarray(strat_npsu, dtype=np.int64), corr=corr,
+                 has_rep=has_rep, rscale=rscale, adjust=adjust.astype(np.int64),
+                 adjust_factor=n_strata / (n_strata - 1.0) if n_strata > 1 else 1.0,
+                 adjust_rscale=(n_strata - 1.0) / n_strata, scale=scale, n_regular=n_regular,
+                 degf=int(n_rep - int(has_rep.sum())), lay=lay)
 
 
 @dataclass(frozen=True, eq=False)
@@ -92,30 +155,9 @@ class Jackknife(ReplicateScheme):
 
     def plan(self, design: Any) -> _Plan:
         lay = design_layout(design, single_stratum=self.single)
-        nh = lay.strat_npsu.astype(np.float64)
-        corr = 1.0 - _fraction(design, lay, self.single)
-        n_psu = float(nh.sum())
-        h_all = design.n_strata
-        if self.single:
-            has_rep = (nh >= 2) & (corr > 1e-12)
-            rscale = np.ones(nh.size)
-            scale = float(corr[0] * (nh[0] - 1) / nh[0]) if nh[0] > 1 else 1.0
-            adjust = np.zeros(0, dtype=np.int64)
-        else:
-            has_rep = (nh >= 2) & (corr > 1e-12)
-            rscale = np.where(has_rep, corr * (nh - 1.0) / np.maximum(nh, 1.0), 0.0)
-            scale = 1.0
-            lonely = (nh == 1) & (corr > 1e-12)
-            adjust = (np.flatnonzero(lonely) if design.lonely_psu == "adjust"
-                      else np.zeros(0, dtype=np.int64))
-        n_regular = int(nh[has_rep].sum())
-        n_rep = n_regular + int(adjust.size)
-        if n_rep and n_rep < n_psu and design.lonely_psu == "average" and not self.single:
-            scale = n_psu / n_rep
-        return _Plan(lay=lay, has_rep=has_rep, rscale=rscale, adjust=adjust.astype(np.int64),
-                     adjust_factor=h_all / (h_all - 1.0) if h_all > 1 else 1.0,
-                     adjust_rscale=(h_all - 1.0) / h_all, scale=scale, n_regular=n_regular,
-                     degf=int(n_rep - int(has_rep.sum())))
+        return stratum_plan(self.kind, lay.strat_code, lay.strat_npsu,
+                            _fraction(design, lay, self.single), n_strata=design.n_strata,
+                            lonely_psu=design.lonely_psu, lay=lay)
 
     # ------------------------------------------------------------ generation
     def multipliers(self, design: Any, r0: int, nb: int) -> np.ndarray:
@@ -186,7 +228,7 @@ class Jackknife(ReplicateScheme):
         rep_of_psu = np.cumsum(psu_has) - 1
         out = np.broadcast_to(full, (plan.n_regular, n_domains, k)).copy()
         mh = nh / np.maximum(nh - 1.0, 1.0)
-        strat_first_rep = np.r_[0, np.cumsum(np.where(has_rep, nh, 0))[:-1]]
+        strat_first_rep = plan.first_rep
         for q in range(grp_dom.size):
             h = grp_strat[q]
             if not has_rep[h]:
@@ -316,6 +358,39 @@ def lazy_jackknife_replicates(
                             scheme=scheme)
 
 
+def jackknife_replicates(scheme: Jackknife, plan: _Plan, *, n_strata: int,
+                         strata_labels: np.ndarray, lonely_psu: str,
+                         mse: bool) -> ReplicateWeights:
+    """The checks of :func:`jackknife` on a plan, and its lazy replicates (not attached).
+
+    Per-stratum only: a design in memory and a Dask design (level tables) both come here.
+    """
+    if scheme.single:
+        if n_strata > 1:
+            raise DesignError(
+                f"jackknife(kind='JK1') is for unstratified designs; this design has "
+                f"{n_strata} strata: use kind='JKn'"
+            )
+        if plan.strat_npsu[0] < 2:
+            raise DesignError("jackknife(kind='JK1') needs at least 2 PSUs")
+        if not plan.has_rep.any():
+            raise DesignError("jackknife: every PSU was sampled (f = 1): no variance to estimate")
+    else:
+        lonely = (plan.strat_npsu == 1) & (plan.corr > 1e-12)
+        if lonely.any() and lonely_psu == "fail":
+            code = plan.strat_code[int(np.flatnonzero(lonely)[0])]
+            raise DesignError(
+                f"Stratum ({plain(strata_labels[code])}) has only one PSU at stage 1; choose "
+                "lonely_psu='remove', 'certainty', 'adjust' or 'average'"
+            )
+        if plan.n_replicates == 0:
+            raise DesignError("jackknife: all strata were sampled exhaustively (f_h = 1): no "
+                              "replicate")
+    return ReplicateWeights(kind=scheme.kind, weights=None, scale=plan.scale,
+                            rscales=plan.rscales(), mse=bool(mse), degf=plan.degf,
+                            n_replicates=plan.n_replicates, scheme=scheme)
+
+
 def jackknife(
     design: Any,
     *,
@@ -392,33 +467,10 @@ def jackknife(
             stacklevel=2,
         )
     scheme = Jackknife(kind=kind)
-    if kind == "JK1":
-        if design.n_strata > 1:
-            raise DesignError(
-                f"jackknife(kind='JK1') is for unstratified designs; this design has "
-                f"{design.n_strata} strata: use kind='JKn'"
-            )
-        plan = scheme.plan(design)
-        if plan.lay.strat_npsu[0] < 2:
-            raise DesignError("jackknife(kind='JK1') needs at least 2 PSUs")
-        if not plan.has_rep.any():
-            raise DesignError("jackknife: every PSU was sampled (f = 1): no variance to estimate")
-    else:
-        plan = scheme.plan(design)
-        nh = plan.lay.strat_npsu
-        lonely = (nh == 1) & (1.0 - _fraction(design, plan.lay, False) > 1e-12)
-        if lonely.any() and design.lonely_psu == "fail":
-            code = plan.lay.strat_code[int(np.flatnonzero(lonely)[0])]
-            raise DesignError(
-                f"Stratum ({plain(design.strata_labels[code])}) has only one PSU at stage 1; choose "
-                "lonely_psu='remove', 'certainty', 'adjust' or 'average'"
-            )
-        if plan.n_replicates == 0:
-            raise DesignError("jackknife: all strata were sampled exhaustively (f_h = 1): no "
-                              "replicate")
-    reps = ReplicateWeights(kind=kind, weights=None, scale=plan.scale, rscales=plan.rscales(),
-                            mse=bool(mse), degf=plan.degf, n_replicates=plan.n_replicates,
-                            scheme=scheme)
+    plan = scheme.plan(design)
+    reps = jackknife_replicates(scheme, plan, n_strata=design.n_strata,
+                                strata_labels=design.strata_labels,
+                                lonely_psu=design.lonely_psu, mse=mse)
     if materialize:
         mult = scheme.multipliers(design, 0, plan.n_replicates)
         reps = ReplicateWeights(kind=kind, weights=readonly(mult * design.weights[None, :]),
