@@ -56,7 +56,8 @@ def test_renamed_keywords_still_work_with_a_deprecation_warning(objects):
     """One word per concept: n_replicates, ids/strata, target_variance, table (level = confidence)."""
     pop = ss.make_population(n_users=5_000, n_agencies=4, rng=3)
     new = ss.select(pop.frame, ids="user_id", strata="agency_id", n=20, rng=4).sample
-    with pytest.warns(DeprecationWarning, match=r"select\(id=\.\.\.\) is now select\(ids="):
+    with pytest.warns(DeprecationWarning, match=r"select\(id=\.\.\.\) is now select\(ids="), \
+            pytest.warns(DeprecationWarning, match=r"select\(stratum=\.\.\.\) is now "):
         old = ss.select(pop.frame, id="user_id", stratum="agency_id", n=20, rng=4).sample
     pd.testing.assert_frame_equal(new, old)
     with pytest.raises(ss.SatsampleError, match="give ids= only"):
