@@ -1173,7 +1173,7 @@ def _agencies_html(ctx: _Context) -> str:
     is_model = _model_based(rows)
     for _, r in rows.iterrows():
         dom = r["domain"]
-        head = (f"{r['name']}" + (f" ({dom})" if r["name"] != dom else "")
+        head = (f"{r['name']}" + (f" ({dom})" if str(dom) not in str(r["name"]) else "")
                 + (f" — {ctx.tier_label(r['tier'])}" if r["tier"] else ""))
         out.append(f'<section class="agency"><h3>{_e(head)}</h3>')
         if r["status"] == "suppress":

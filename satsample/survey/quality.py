@@ -424,9 +424,15 @@ def _classify(f: pd.DataFrame, keep: np.ndarray, share: np.ndarray, answered: np
                 value=v, rows=tuple(int(r) for r in g["_row"]), ids=tuple(map(str, g["id"])),
                 message=f"file {file!r}, column {disposition_column!r}: disposition {v!r} "
                         f"({disposition_class(v, disposition_codes)}) contradicts the answers "
-                        f"({int(n_ans.min())}-{int(n_ans.max())} of {n_items} items "
+                        f"({_span(n_ans)} of {n_items} items "
                         f"answered; {rows_text(g['_row'])})"))
     f["disposition_class"] = cls
+
+
+def _span(counts: np.ndarray) -> str:
+    """``"21"`` or ``"3-21"``: the range of a few counts, one number when they agree."""
+    lo, hi = int(np.min(counts)), int(np.max(counts))
+    return str(lo) if lo == hi else f"{lo}-{hi}"
 
 
 def _check_respondents(kept: pd.DataFrame, codes: np.ndarray, valid_mask: np.ndarray,
