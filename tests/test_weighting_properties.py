@@ -307,10 +307,11 @@ def test_distance_options(design):
     assert dict(a.history[-1].params)["distance"] == "my linear"
 
 
-@pytest.mark.parametrize(("n_vars", "n_levels"), [(1, 4), (3, 5), (8, 300)])
+@pytest.mark.parametrize(("n_vars", "n_levels"), [(1, 4), (3, 5), (3, 50), (8, 300)])
 def test_cell_codes_order_cells_as_sorted_text_tuples(n_vars, n_levels):
-    """Cells are the sorted text tuples of the variables (the int64 mixed-radix path and the
-    fallback for more combinations than an int64 holds give the same codes)."""
+    """Cells are the sorted text tuples of the variables (the int64 mixed-radix path, dense
+    ranks by bincount (few combinations) or by sorting (3 x 50: 125,000 combinations for 500
+    rows), and the fallback for more combinations than an int64 holds give the same codes)."""
     from satsample.weighting.controls import cell_codes
 
     rng = np.random.default_rng(n_vars)
@@ -322,6 +323,14 @@ def test_cell_codes_order_cells_as_sorted_text_tuples(n_vars, n_levels):
     expected_cells = sorted(set(keys))
     assert cells == expected_cells
     assert [cells[c] for c in codes] == keys
+
+
+def test_cell_codes_of_no_rows():
+    from satsample.weighting.controls import cell_codes
+
+    codes, cells = cell_codes(pd.DataFrame({"a": pd.Series([], dtype=str),
+                                            "b": pd.Series([], dtype=str)}), ["a", "b"])
+    assert codes.shape == (0,) and cells == []
 
 
 def test_propensity_model_and_classes_by_hand(df):

@@ -47,7 +47,7 @@ matrix) and depends on the weights only through their sums over those cells,
 so each step runs on the cell table summed by its own cells (a dozen columns
 for a rake on sex and age, however many combined cells the chain has) and
 its factors are spread back to the combined cells (:func:`_replay_steps`).
-And once the factors are known (they are cached per design), the lazy Rao-Wu
+And once the factors are known (computed once per design and cached), the lazy Rao-Wu
 totals need no (domain x cell) table: one pass of the kernel keyed by domain,
 each row's multipliers scaled by its cell's factors
 (:func:`factored_totals`), costs about what the plain bootstrap costs.
@@ -59,8 +59,9 @@ the (domain x cell) pairs hold many rows each (``_PAIR_RUN``), where phases
 (a) and (b) cost less (one pass instead of two; the choice depends on the
 design and the domains only, so a repeated call gives the same bits); the
 lazy jackknife and a final linear calibration take phases (a) and (b).  A Dask
-design sums the cell tables of its partitions and keeps the factors, so its
-partitions take the factored pass too.
+design sums the cell tables of its partitions and hands the factors to every
+partition, which then makes the same choice on its own rows (the factored pass,
+or the pair totals without a cell table).
 
 Unbounded linear calibration as the *last* step, on a model matrix :math:`x`
 that is not categorical (more distinct rows, alone or crossed with the cells

@@ -143,7 +143,8 @@ def cell_codes(data: pd.DataFrame, variables: str | Sequence[str], *,
         texts = pd.Index(raw_levels).astype(str).to_numpy(dtype=object)
         order = np.argsort(texts, kind="stable")
         sorted_texts = texts[order]
-        first = np.r_[True, sorted_texts[1:] != sorted_texts[:-1]]  # 1 and "1" are one level
+        # 1 and "1" are one level (an empty column has no level)
+        first = np.r_[True, sorted_texts[1:] != sorted_texts[:-1]][:len(texts)]
         rank = np.empty(len(texts), dtype=np.int64)
         rank[order] = np.cumsum(first) - 1
         level_texts.append(sorted_texts[first])
