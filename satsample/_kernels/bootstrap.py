@@ -77,6 +77,46 @@ def _block_counts(ct, addr, key, code, nh, rep0, nb):
 
 
 @numba.njit(cache=True, inline="always")
+def _copy_block(out, table, acc, tab, rb0, nb):
+    """A task's totals (``acc``: key-major rows) and cell table into replicates ``rb0 ..``."""
+    n_domains, k, _ = out.shape
+    for g in range(n_domains):
+        for j in range(k):
+            arow = acc[g * k + j]
+            for q in range(nb):
+                out[g, j, rb0 + q] = arow[q]
+    for c in range(table.shape[0]):
+        for q in range(nb):
+            table[c, rb0 + q] = tab[c, q]
+
+
+@numba.njit(cache=True, inline="always")
+def _expand_buckets(acc, ab, bucket, touched, grp_col):
+    """Add the touched pattern buckets of a run to its column totals ``acc[ab + j]``; clear them.
+
+    Bucket ``t * 2**gbits + pt`` holds the summed count vectors of the run's rows whose
+    bits in group ``t`` are ``pt``: it adds to every column whose bit is set in ``pt``.
+    """
+    n_groups, gbits = grp_col.shape
+    n_pat = 1 << gbits
+    block = bucket.shape[1]
+    for t in range(n_groups):
+        bucket[t * n_pat] = 0.0  # pattern 0 adds to no column
+        touched[t * n_pat] = 0
+        for pt in range(1, n_pat):
+            if touched[t * n_pat + pt] == 0:
+                continue  # an untouched bucket is zero
+            touched[t * n_pat + pt] = 0
+            brow = bucket[t * n_pat + pt]
+            for bit in range(gbits):
+                if (pt >> bit) & 1:
+                    arow = acc[ab + grp_col[t, bit]]
+                    for q in range(block):
+                        arow[q] += brow[q]
+            brow[:] = 0.0
+
+
+@numba.njit(cache=True, inline="always")
 def _row_vector(rv, wi, crow, factor, fcell, i, rb0, nb, with_factor):
     """``rv[q] = w_i c_iq`` (times the row's factor of replicate ``rb0 + q``, ``q < nb``)."""
     if with_factor:
@@ -244,29 +284,9 @@ def _raowu_run_totals(key, w, values, pat, grp_col, direct_col, rows, psu_local,
                         else:
                             for q in range(block):
                                 arow[q] += sv * np.float64(crow[q])
-                if use_buckets:  # expand the touched buckets into the column totals
-                    for t in range(n_groups):
-                        bucket[t * n_pat] = 0.0  # pattern 0 adds to no column
-                        touched[t * n_pat] = 0
-                        for pt in range(1, n_pat):
-                            if touched[t * n_pat + pt] == 0:
-                                continue  # an untouched bucket is zero
-                            touched[t * n_pat + pt] = 0
-                            brow = bucket[t * n_pat + pt]
-                            for bit in range(gbits):
-                                if (pt >> bit) & 1:
-                                    arow = acc[ab + grp_col[t, bit]]
-                                    for q in range(block):
-                                        arow[q] += brow[q]
-                            brow[:] = 0.0
-        for g in range(n_domains):
-            for j in range(k):
-                arow = acc[g * k + j]
-                for q in range(nb):
-                    out[g, j, rb0 + q] = arow[q]
-        for c in range(n_cells):
-            for q in range(nb):
-                table[c, rb0 + q] = tab[c, q]
+                if use_buckets:
+                    _expand_buckets(acc, ab, bucket, touched, grp_col)
+        _copy_block(out, table, acc, tab, rb0, nb)
     return out, table
 
 
